@@ -1,0 +1,26 @@
+import { Command, CommanderError } from 'commander';
+import { GpubrokerError } from '../lib/errors.ts';
+import { registerPlanCommand } from '../solver/cli.ts';
+
+/** Exit status for bad input (usage errors), as documented in the README. */
+const EXIT_USAGE = 2;
+
+const program = new Command('gpubroker')
+  .description('capacity planner and multi-cloud GPU broker')
+  .showHelpAfterError()
+  .exitOverride();
+registerPlanCommand(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    process.exitCode = error.exitCode === 0 ? 0 : EXIT_USAGE;
+  } else if (error instanceof GpubrokerError) {
+    process.stderr.write(`gpubroker: ${error.message}\n`);
+    process.exitCode = EXIT_USAGE;
+  } else {
+    process.stderr.write(`gpubroker: ${(error as Error).stack ?? String(error)}\n`);
+    process.exitCode = 1;
+  }
+}

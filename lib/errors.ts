@@ -1,0 +1,50 @@
+/**
+ * Error types shared by every folder. Each carries a stable `code` so that the HTTP layer and the CLI can map it
+ * (to a problem+json status, to an exit code) without string matching.
+ */
+export class GpubrokerError extends Error {
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** Input that does not meet its contract. `field` names what was wrong (a dotted path, a CLI flag or a column). */
+export class ValidationError extends GpubrokerError {
+  constructor(
+    readonly field: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super('invalid_input', `${field}: ${message}`, options);
+  }
+}
+
+/** A data file (catalog, trace, scenario) that cannot be read: names the file, the 1-based line and the field. */
+export class DataFileError extends GpubrokerError {
+  constructor(
+    readonly file: string,
+    readonly line: number | undefined,
+    readonly field: string | undefined,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    const where = [
+      file,
+      line === undefined ? undefined : `line ${line}`,
+      field === undefined ? undefined : `field ${field}`,
+    ]
+      .filter((part) => part !== undefined)
+      .join(', ');
+    super('bad_data_file', `${where}: ${message}`, options);
+  }
+}
+
+export class NotFoundError extends GpubrokerError {
+  constructor(message: string) {
+    super('not_found', message);
+  }
+}

@@ -1,0 +1,29 @@
+import type { Clock } from './clock.ts';
+import type { Random } from './random.ts';
+
+const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz'; // Crockford base32, lower case
+
+/**
+ * Makes ids like `lease_01jd3k9x7q2m4t8v5c`: a prefix naming the kind, 10 characters of clock time (so ids sort by
+ * creation) and 10 of randomness from the seeded generator (so a simulation's ids are reproducible).
+ */
+export class IdGenerator {
+  constructor(
+    private readonly clock: Clock,
+    private readonly random: Random,
+  ) {}
+
+  next(prefix: string): string {
+    if (!/^[a-z][a-z0-9]*$/.test(prefix))
+      throw new RangeError(`id prefix must be lower-case alphanumeric: ${prefix}`);
+    let time = this.clock.now();
+    let timePart = '';
+    for (let i = 0; i < 10; i++) {
+      timePart = ALPHABET[time % 32] + timePart;
+      time = Math.floor(time / 32);
+    }
+    let randomPart = '';
+    for (let i = 0; i < 10; i++) randomPart += ALPHABET[this.random.nextUint32() % 32];
+    return `${prefix}_${timePart}${randomPart}`;
+  }
+}

@@ -1,0 +1,132 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import Table from 'cli-table3';
+import type { Command } from 'commander';
+import { parseDurationMs, parseFraction, parseIntegerIn, parsePositive } from '../lib/cli-args.ts';
+import { ValidationError } from '../lib/errors.ts';
+import { BUNDLED_CATALOG_PATH, loadCatalog } from '../providers/catalog/load-catalog.ts';
+import { parseDemandSpec } from './demand-spec.ts';
+import { toLpFormat } from './lp-format.ts';
+import { planCapacity, planningModel } from './plan.ts';
+import { type PlanningPolicyInput, planningPolicySchema } from './policy.ts';
+import type { Plan } from './types.ts';
+
+interface PlanFlags {
+  demand: string;
+  buffer?: string;
+  budget?: string;
+  spotMax?: string;
+  horizon: string;
+  backend: string;
+  timeLimit?: string;
+  gap?: string;
+  export?: string;
+  json?: boolean;
+  catalog: string;
+  policy?: string;
+}
+
+/** `gpubroker plan`: one offline plan for a demand spec against the catalog. */
+export function registerPlanCommand(program: Command): void {
+  program
+    .command('plan')
+    .description('plan the GPU pools to hold for a demand spec, at least cost (no server needed)')
+    .requiredOption(
+      '--demand <spec>',
+      'GPU:COUNT[xGANG]@GROUP, comma separated, e.g. "H100:64@us,H100:16x8@us,A100-80GB:24@eu"',
+    )
+    .option('--buffer <gpus|percent>', 'warm buffer per GPU type: GPUs (8) or a share of demand (10%)')
+    .option('--budget <usd-per-hour>', 'spend ceiling in USD per hour')
+    .option('--spot-max <percent>', 'largest share of each GPU type on spot, e.g. 40%')
+    .option('--horizon <periods>', 'planning periods (the same demand in each)', '1')
+    .option('--backend <name>', 'highs | glpk | greedy', 'highs')
+    .option('--time-limit <duration>', 'solver time limit, e.g. 10s')
+    .option('--gap <percent>', 'relative MIP gap at which to stop, e.g. 1%')
+    .option('--export <file>', 'write the model in CPLEX LP format')
+    .option('--json', 'print the plan as one JSON object')
+    .option('--catalog <file>', 'offerings CSV', BUNDLED_CATALOG_PATH)
+    .option('--policy <file>', 'planning policy JSON; flags override its fields')
+    .action(async (flags: PlanFlags) => {
+      const plan = await runPlan(flags);
+      process.stdout.write(flags.json ? `${JSON.stringify(plan)}\n` : renderPlan(plan));
+    });
+}
+
+async function runPlan(flags: PlanFlags): Promise<Plan & { usdPerHour: number }> {
+  const policyInput: PlanningPolicyInput = flags.policy ? readPolicyFile(flags.policy) : {};
+  if (flags.buffer !== undefined) {
+    policyInput.buffer = {
+      default: flags.buffer.endsWith('%')
+        ? { gpus: 0, fraction: parseFraction('--buffer', flags.buffer) }
+        : { gpus: parseIntegerIn('--buffer', flags.buffer, 0, 100_000), fraction: 0 },
+      perGpu: {},
+    };
+  }
+  if (flags.budget !== undefined)
+    policyInput.budgetUsdPerHour = parsePositive('--budget', flags.budget, 10_000_000);
+  if (flags.spotMax !== undefined) policyInput.spotMaxShare = parseFraction('--spot-max', flags.spotMax);
+  if (!['highs', 'glpk', 'greedy'].includes(flags.backend))
+    throw new ValidationError('--backend', `"${flags.backend}" is not one of highs, glpk, greedy`);
+  const solver = { ...(policyInput.solver ?? {}), backend: flags.backend as 'highs' | 'glpk' | 'greedy' };
+  if (flags.timeLimit !== undefined) solver.timeLimitMs = parseDurationMs('--time-limit', flags.timeLimit);
+  if (flags.gap !== undefined) solver.relativeGap = parseFraction('--gap', flags.gap);
+  policyInput.solver = solver;
+  const parsed = planningPolicySchema.safeParse(policyInput);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ValidationError(`policy.${issue?.path.join('.') ?? ''}`, issue?.message ?? 'invalid');
+  }
+  const policy = parsed.data;
+  const horizon = parseIntegerIn('--horizon', flags.horizon, 1, 168);
+  const offerings = loadCatalog(flags.catalog, { regionGroups: policy.regionGroups });
+  const demand = parseDemandSpec(flags.demand, offerings, horizon);
+  const input = { offerings, demand, policy };
+  if (flags.export)
+    writeFileSync(
+      flags.export,
+      toLpFormat(planningModel(input).lp, `gpubroker plan --demand "${flags.demand}"`),
+    );
+  const plan = await planCapacity(input);
+  return { ...plan, usdPerHour: plan.cost.usdPerHour };
+}
+
+function readPolicyFile(path: string): PlanningPolicyInput {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as PlanningPolicyInput;
+  } catch (error) {
+    throw new ValidationError('--policy', `cannot read ${path}: ${(error as Error).message}`);
+  }
+}
+
+const usd = (v: number) =>
+  `$${v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+
+/** The human-readable plan: pools, cost summary, explanation. */
+export function renderPlan(plan: Plan): string {
+  const pools = new Table({
+    head: ['vendor', 'region', 'instance type', 'GPU', 'capacity', 'count', 'GPUs', 'USD/h'],
+    style: { head: [], border: [] },
+  });
+  for (const p of [...plan.pools].sort((a, b) => b.usdPerHour - a.usdPerHour)) {
+    pools.push([
+      p.vendor,
+      p.region,
+      p.instanceType,
+      `${p.gpusPerInstance}× ${p.gpu}`,
+      p.capacityType,
+      p.count,
+      p.count * p.gpusPerInstance,
+      usd(p.usdPerHour),
+    ]);
+  }
+  const lines = [
+    pools.toString(),
+    '',
+    `status ${plan.status} (${plan.backend}${plan.fallbackReason ? `, ${plan.fallbackReason}` : ''}), solved in ${plan.solveMs} ms`,
+    `spend ${usd(plan.cost.usdPerHour)}/h; objective ${usd(plan.objective)} over ${plan.periods} × ${plan.periodMinutes} min, bound ${usd(plan.bound)}, gap ${(plan.gap * 100).toFixed(2)}%`,
+    `  instances ${usd(plan.cost.instancesUsd)}, start-up ${usd(plan.cost.startupUsd)}, spot interruptions ${usd(plan.cost.interruptionUsd)}, unmet penalty ${usd(plan.cost.unmetPenaltyUsd)}, buffer penalty ${usd(plan.cost.bufferPenaltyUsd)}`,
+    `unmet GPUs ${plan.unmetGpus}${plan.unmet.length ? ` (${plan.unmet.map((u) => `${u.gpu}${u.gangSize > 1 ? `x${u.gangSize}` : ''}@${u.regionGroup}: ${u.gpus[0]}`).join(', ')})` : ''}; buffer shortfall ${plan.bufferShortfallGpus} GPUs`,
+    `model: ${plan.model.offeringsAfterReduction} of ${plan.model.offerings} offerings after exact reduction, ${plan.model.integers} integers, ${plan.model.constraints} rows`,
+  ];
+  if (plan.explanation.length) lines.push('why:', ...plan.explanation.map((e) => `  ${e.text}`));
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,127 @@
+import type { ExplanationLine } from './types.ts';
+
+export type RowKind = ExplanationLine['kind'];
+
+/**
+ * A mixed-integer linear program in the form the backends consume: columns with bounds, costs and integrality,
+ * rows `lower ≤ Σ a·x ≤ upper` stored row-wise (CSR). Names follow the formulation in model.ts and are valid
+ * CPLEX LP identifiers.
+ */
+export interface LinearModel {
+  readonly name: string;
+  readonly colNames: string[];
+  readonly colLower: number[];
+  readonly colUpper: number[];
+  readonly colCost: number[];
+  readonly colInteger: boolean[];
+  readonly rowNames: string[];
+  readonly rowKinds: (RowKind | 'link')[];
+  /** What a row means, in words an operator reads (empty for link rows). */
+  readonly rowLabels: string[];
+  readonly rowLower: number[];
+  readonly rowUpper: number[];
+  /** CSR: row i's terms are at rowStarts[i] .. rowStarts[i + 1]. */
+  readonly rowStarts: number[];
+  readonly rowIndices: number[];
+  readonly rowValues: number[];
+}
+
+/** Builds a LinearModel incrementally, making names LP-safe and unique. */
+export class LinearModelBuilder {
+  readonly model: LinearModel;
+  private readonly names = new Set<string>();
+
+  constructor(name: string) {
+    this.model = {
+      name,
+      colNames: [],
+      colLower: [],
+      colUpper: [],
+      colCost: [],
+      colInteger: [],
+      rowNames: [],
+      rowKinds: [],
+      rowLabels: [],
+      rowLower: [],
+      rowUpper: [],
+      rowStarts: [0],
+      rowIndices: [],
+      rowValues: [],
+    };
+  }
+
+  addColumn(name: string, lower: number, upper: number, cost: number, integer: boolean): number {
+    const m = this.model;
+    m.colNames.push(this.uniqueName(name));
+    m.colLower.push(lower);
+    m.colUpper.push(upper);
+    m.colCost.push(cost);
+    m.colInteger.push(integer);
+    return m.colNames.length - 1;
+  }
+
+  /** Adds `lower ≤ Σ values[k]·x[indices[k]] ≤ upper`; zero coefficients are dropped, duplicates summed. */
+  addRow(
+    name: string,
+    kind: RowKind | 'link',
+    lower: number,
+    upper: number,
+    indices: readonly number[],
+    values: readonly number[],
+    label = '',
+  ): number {
+    const m = this.model;
+    const merged = new Map<number, number>();
+    for (let k = 0; k < indices.length; k++) {
+      const j = indices[k] as number;
+      merged.set(j, (merged.get(j) ?? 0) + (values[k] as number));
+    }
+    for (const [j, v] of merged) {
+      if (v === 0) continue;
+      m.rowIndices.push(j);
+      m.rowValues.push(v);
+    }
+    m.rowStarts.push(m.rowIndices.length);
+    m.rowNames.push(this.uniqueName(name));
+    m.rowKinds.push(kind);
+    m.rowLabels.push(label);
+    m.rowLower.push(lower);
+    m.rowUpper.push(upper);
+    return m.rowNames.length - 1;
+  }
+
+  private uniqueName(raw: string): string {
+    const base = lpName(raw);
+    let name = base;
+    for (let i = 2; this.names.has(name); i++) name = `${base}_${i}`;
+    this.names.add(name);
+    return name;
+  }
+}
+
+/** CPLEX LP identifiers: letters, digits and `_`, not starting with a digit or `e`/`E` followed by a digit. */
+export function lpName(raw: string): string {
+  const cleaned = raw.replace(/[^A-Za-z0-9_]+/g, '_').replace(/_+$/, '');
+  return /^[A-Za-z_]/.test(cleaned) && !/^[eE][0-9]/.test(cleaned) ? cleaned : `n_${cleaned}`;
+}
+
+/** Objective value Σ cost·x at a column vector. */
+export function objectiveAt(model: LinearModel, values: ArrayLike<number>): number {
+  let total = 0;
+  for (let j = 0; j < model.colCost.length; j++)
+    total += (model.colCost[j] as number) * (values[j] as number);
+  return total;
+}
+
+/** Activity Σ a·x of every row at a column vector. */
+export function rowActivities(model: LinearModel, values: ArrayLike<number>): Float64Array {
+  const activity = new Float64Array(model.rowNames.length);
+  for (let i = 0; i < activity.length; i++) {
+    let sum = 0;
+    for (let k = model.rowStarts[i] as number; k < (model.rowStarts[i + 1] as number); k++) {
+      sum += (model.rowValues[k] as number) * (values[model.rowIndices[k] as number] as number);
+    }
+    activity[i] = sum;
+  }
+  return activity;
+}

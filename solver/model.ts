@@ -1,0 +1,408 @@
+/*
+ * The capacity model. Names below are the names in the code and in the exported LP file.
+ *
+ * Sets
+ *   O                offerings (vendor × region × instance type × capacity type), after reduce.ts removed dominated ones
+ *   T = 1..H         planning periods of L hours
+ *   K, R, V, Gr      GPU types, regions, vendors, region groups; k(o), r(o), v(o), g(o) those of offering o
+ *   D                demand classes d = (k, g, s): GPU type, region group, gang size s (GPUs on one instance)
+ * Parameters
+ *   G_o GPUs per instance; p_o USD per instance-hour (0 for reserved); n_o instances held now; y_ot instances of o
+ *   that are too young to stop in period t; dem_dt GPUs of class d; buf_kgt warm buffer GPUs; λ_o interruptions per
+ *   hour (spot) or 0; P minutes of provisioning; W minutes of work lost per interruption
+ * Variables
+ *   x_o_t    integer ≥ y_ot     instances of o held in period t
+ *   add_o_t  ≥ 0                instances of o added at the start of t (start-up cost)
+ *   stop_o_t ≥ 0                instances of o stopped at the start of t (only with a churn limit)
+ *   unmet_d_t  0 ≤ · ≤ dem_dt   GPUs of class d not covered
+ *   short_k_g_t 0 ≤ · ≤ buf_kgt buffer GPUs not held
+ * Objective (USD over the horizon), minimise
+ *   instances     Σ_o,t L·p_o·x_o_t
+ *   startup       Σ_o,t (P/60)·p_o·add_o_t
+ *   interruption  Σ_o,t L·λ_o·((P+W)/60)·p_o·x_o_t
+ *   unmet         Σ_d,t L·Munmet·unmet_d_t
+ *   buffer        Σ_k,g,t L·Mbuffer·short_k_g_t
+ * Constraints
+ *   start_o_t        add_o_t − x_o_t + x_o_(t−1) ≥ 0                      (x_o_0 = n_o)
+ *   cover_k_g_t      Σ_{o: k,g} G_o·x_o_t + Σ_{d: k,g} unmet_d_t + short_k_g_t ≥ Σ_{d: k,g} dem_dt + buf_kgt
+ *   gang{s}_k_g_t    Σ_{o: k,g} s·⌊G_o/s⌋·x_o_t + Σ_{d: k,g,s_d ≥ s} unmet_d_t ≥ Σ_{d: k,g,s_d ≥ s} dem_dt   (s > 1)
+ *   quota_v_r_t      Σ_{o: v,r} G_o·x_o_t ≤ Q_vr          quota_v_r_k_t: the same for one GPU type
+ *   spot_k_t         Σ_{o: k, spot} G_o·x_o_t − φ·Σ_{o: k} G_o·x_o_t ≤ 0
+ *   spreadRegion_k_r_t  Σ_{o: k,r} G_o·x_o_t − σR·Σ_{o: k} G_o·x_o_t ≤ 0
+ *   spreadVendor_k_v_t  Σ_{o: k,v} G_o·x_o_t − σV·Σ_{o: k} G_o·x_o_t ≤ 0
+ *   budget_t         Σ_o p_o·x_o_t ≤ B
+ *   stopDef_o_t      stop_o_t + x_o_t − x_o_(t−1) ≥ 0
+ *   churn_t          Σ_o stop_o_t − χ·Σ_o x_o_(t−1) ≤ 0        (denied offerings' stops excluded)
+ *   lifetime_o_t     x_o_t − Σ_{τ = t−m+1..t−1} add_o_τ ≥ y_ot   (m = ⌈min lifetime / L⌉ periods, when m ≥ 2)
+ *   allow/deny       bounds: x_o_t ≤ y_ot for denied offerings; x_o_t ≤ n_o for unavailable ones
+ * The gang rows are nested thresholds: exact when gang sizes and GPUs per instance are powers of two (every real
+ * GPU instance is), a relaxation otherwise.
+ */
+import type { Offering } from '../providers/catalog/offering.ts';
+import { type LinearModel, LinearModelBuilder } from './linear-model.ts';
+import { bufferFor, bufferGpus, interruptionsPerHour, type PlanningPolicy } from './policy.ts';
+import type { DemandClass, Quota } from './types.ts';
+
+/** The planning problem after reduction: what the model is built from. */
+export interface ModelInput {
+  offerings: readonly Offering[];
+  demand: readonly DemandClass[];
+  policy: PlanningPolicy;
+  periods: number;
+  /** Instances held now, per offering index. */
+  current: readonly number[];
+  /** Instances that must be kept in each period (minimum lifetime), per offering index and period. */
+  protectedCounts: readonly (readonly number[])[];
+  /** Upper bound on instances per offering (unavailable, denied, dominated), or Infinity. */
+  maxCount: readonly number[];
+  /** Offerings whose stops do not count against the churn limit (denied by policy). */
+  churnExempt: readonly boolean[];
+  quotas: readonly Quota[];
+}
+
+/** A built model with the column indices needed to read a solution back. */
+export interface PlanningModel {
+  readonly lp: LinearModel;
+  readonly input: ModelInput;
+  /** x[o][t]: instances of offering o in period t. */
+  readonly x: number[][];
+  /** add[o][t]: instances added. */
+  readonly add: number[][];
+  /** stop[o][t]: instances stopped (only with a churn limit; -1 where absent). */
+  readonly stop: number[][];
+  /** unmet[d][t]: unmet GPUs of demand class d. */
+  readonly unmet: number[][];
+  readonly bufferShort: { gpu: string; regionGroup: string; cols: number[]; gpus: number[] }[];
+  /** Hours per period. */
+  readonly periodHours: number;
+}
+
+const period = (t: number) => `t${t + 1}`;
+
+export function buildModel(input: ModelInput): PlanningModel {
+  const { offerings, demand, policy, periods } = input;
+  const L = policy.periodMinutes / 60;
+  const P = policy.provisioningMinutes / 60;
+  const W = policy.interruptionLostMinutes / 60;
+  const b = new LinearModelBuilder('gpubroker_capacity_plan');
+
+  const x: number[][] = [];
+  const add: number[][] = [];
+  offerings.forEach((o, i) => {
+    const price = o.capacityType === 'reserved' ? 0 : o.microsPerHour / 1e6;
+    const lambda = o.capacityType === 'spot' ? interruptionsPerHour(policy, o.vendor) : 0;
+    const hourly = L * price * (1 + lambda * (P + W));
+    const xs: number[] = [];
+    const adds: number[] = [];
+    for (let t = 0; t < periods; t++) {
+      const lower = input.protectedCounts[i]?.[t] ?? 0;
+      const upper = Math.max(lower, input.maxCount[i] ?? Number.POSITIVE_INFINITY);
+      xs.push(b.addColumn(`x_${o.id}_${period(t)}`, lower, upper, hourly, true));
+    }
+    for (let t = 0; t < periods; t++)
+      adds.push(b.addColumn(`add_${o.id}_${period(t)}`, 0, Number.POSITIVE_INFINITY, P * price, false));
+    x.push(xs);
+    add.push(adds);
+  });
+
+  const unmet = demand.map((d) =>
+    d.gpus.map((gpus, t) =>
+      b.addColumn(
+        `unmet_${d.gpu}_${d.regionGroup}_g${d.gangSize}_${period(t)}`,
+        0,
+        gpus,
+        L * policy.unmetPenaltyUsdPerGpuHour,
+        false,
+      ),
+    ),
+  );
+
+  // Demand grouped by (GPU type, region group): one coverage row each, one gang row per gang size > 1.
+  const cells = new Map<string, { gpu: string; regionGroup: string; classes: number[] }>();
+  demand.forEach((d, di) => {
+    const key = `${d.gpu}\u0000${d.regionGroup}`;
+    const cell = cells.get(key) ?? { gpu: d.gpu, regionGroup: d.regionGroup, classes: [] };
+    cell.classes.push(di);
+    cells.set(key, cell);
+  });
+
+  const bufferShort: PlanningModel['bufferShort'] = [];
+  for (const cell of cells.values()) {
+    const members = offerings.flatMap((o, i) =>
+      o.gpu === cell.gpu && o.regionGroup === cell.regionGroup ? [i] : [],
+    );
+    const buffer = bufferFor(policy, cell.gpu);
+    const short = {
+      gpu: cell.gpu,
+      regionGroup: cell.regionGroup,
+      cols: [] as number[],
+      gpus: [] as number[],
+    };
+    for (let t = 0; t < periods; t++) {
+      const demandGpus = cell.classes.reduce((sum, di) => sum + (demand[di]?.gpus[t] ?? 0), 0);
+      const bufferT = bufferGpus(buffer, demandGpus);
+      const shortCol = b.addColumn(
+        `short_${cell.gpu}_${cell.regionGroup}_${period(t)}`,
+        0,
+        bufferT,
+        L * policy.bufferPenaltyUsdPerGpuHour,
+        false,
+      );
+      short.cols.push(shortCol);
+      short.gpus.push(bufferT);
+      const cols = [
+        ...members.map((i) => x[i]?.[t] as number),
+        ...cell.classes.map((di) => unmet[di]?.[t] as number),
+        shortCol,
+      ];
+      const coefs = [
+        ...members.map((i) => offerings[i]?.gpusPerInstance as number),
+        ...cell.classes.map(() => 1),
+        1,
+      ];
+      b.addRow(
+        `cover_${cell.gpu}_${cell.regionGroup}_${period(t)}`,
+        'coverage',
+        demandGpus + bufferT,
+        Number.POSITIVE_INFINITY,
+        cols,
+        coefs,
+        `coverage ${cell.gpu}/${cell.regionGroup}`,
+      );
+
+      const gangSizes = [...new Set(cell.classes.map((di) => demand[di]?.gangSize as number))]
+        .filter((s) => s > 1)
+        .sort((a, c) => a - c);
+      for (const s of gangSizes) {
+        const bigger = cell.classes.filter((di) => (demand[di]?.gangSize as number) >= s);
+        const need = bigger.reduce((sum, di) => sum + (demand[di]?.gpus[t] ?? 0), 0);
+        const gangCols = [
+          ...members.map((i) => x[i]?.[t] as number),
+          ...bigger.map((di) => unmet[di]?.[t] as number),
+        ];
+        const gangCoefs = [
+          ...members.map((i) => s * Math.floor((offerings[i]?.gpusPerInstance as number) / s)),
+          ...bigger.map(() => 1),
+        ];
+        b.addRow(
+          `gang${s}_${cell.gpu}_${cell.regionGroup}_${period(t)}`,
+          'gang',
+          need,
+          Number.POSITIVE_INFINITY,
+          gangCols,
+          gangCoefs,
+          `${s}-GPU gangs ${cell.gpu}/${cell.regionGroup}`,
+        );
+      }
+    }
+    bufferShort.push(short);
+  }
+
+  // start_o_t: add ≥ x_t − x_(t−1)
+  offerings.forEach((_, i) => {
+    for (let t = 0; t < periods; t++) {
+      const cols = [add[i]?.[t] as number, x[i]?.[t] as number];
+      const coefs = [1, -1];
+      if (t > 0) {
+        cols.push(x[i]?.[t - 1] as number);
+        coefs.push(1);
+      }
+      b.addRow(
+        `start_${offerings[i]?.id}_${period(t)}`,
+        'link',
+        t === 0 ? -(input.current[i] ?? 0) : 0,
+        Number.POSITIVE_INFINITY,
+        cols,
+        coefs,
+      );
+    }
+  });
+
+  addQuotaRows(b, input, x);
+  addShareRows(b, input, x);
+
+  if (policy.budgetUsdPerHour !== null) {
+    for (let t = 0; t < periods; t++) {
+      const members = offerings.flatMap((o, i) => (o.capacityType === 'reserved' ? [] : [i]));
+      b.addRow(
+        `budget_${period(t)}`,
+        'budget',
+        Number.NEGATIVE_INFINITY,
+        policy.budgetUsdPerHour,
+        members.map((i) => x[i]?.[t] as number),
+        members.map((i) => (offerings[i]?.microsPerHour as number) / 1e6),
+        `budget $${policy.budgetUsdPerHour}/h`,
+      );
+    }
+  }
+
+  const stop = offerings.map(() => Array.from({ length: periods }, () => -1));
+  if (policy.maxTerminateFraction < 1) addChurnRows(b, input, x, stop);
+  addLifetimeRows(b, input, x, add);
+
+  return { lp: b.model, input, x, add, stop, unmet, bufferShort, periodHours: L };
+}
+
+function addQuotaRows(b: LinearModelBuilder, input: ModelInput, x: number[][]): void {
+  const { offerings, periods } = input;
+  for (const q of input.quotas) {
+    const members = offerings.flatMap((o, i) =>
+      o.vendor === q.vendor && o.region === q.region && (q.gpu === undefined || o.gpu === q.gpu) ? [i] : [],
+    );
+    if (members.length === 0) continue;
+    for (let t = 0; t < periods; t++) {
+      b.addRow(
+        `quota_${q.vendor}_${q.region}${q.gpu ? `_${q.gpu}` : ''}_${period(t)}`,
+        'quota',
+        Number.NEGATIVE_INFINITY,
+        q.maxGpus,
+        members.map((i) => x[i]?.[t] as number),
+        members.map((i) => offerings[i]?.gpusPerInstance as number),
+        `quota ${q.vendor}/${q.region}${q.gpu ? ` ${q.gpu}` : ''} (${q.maxGpus} GPUs)`,
+      );
+    }
+  }
+}
+
+/** spot_k_t, spreadRegion_k_r_t, spreadVendor_k_v_t: a part of a GPU type's capacity ≤ a share of all of it. */
+function addShareRows(b: LinearModelBuilder, input: ModelInput, x: number[][]): void {
+  const { offerings, policy, periods } = input;
+  const byGpu = new Map<string, number[]>();
+  offerings.forEach((o, i) => {
+    byGpu.set(o.gpu, [...(byGpu.get(o.gpu) ?? []), i]);
+  });
+
+  const shareRows = (
+    name: string,
+    kind: 'spot' | 'spread',
+    gpuMembers: number[],
+    part: number[],
+    share: number,
+    label: string,
+  ) => {
+    if (part.length === 0) return;
+    const inPart = new Set(part);
+    for (let t = 0; t < periods; t++) {
+      b.addRow(
+        `${name}_${period(t)}`,
+        kind,
+        Number.NEGATIVE_INFINITY,
+        0,
+        gpuMembers.map((i) => x[i]?.[t] as number),
+        gpuMembers.map((i) => (offerings[i]?.gpusPerInstance as number) * ((inPart.has(i) ? 1 : 0) - share)),
+        label,
+      );
+    }
+  };
+  for (const [gpu, members] of byGpu) {
+    if (policy.spotMaxShare < 1) {
+      shareRows(
+        `spot_${gpu}`,
+        'spot',
+        members,
+        members.filter((i) => offerings[i]?.capacityType === 'spot'),
+        policy.spotMaxShare,
+        `spot share ${gpu} ≤ ${policy.spotMaxShare}`,
+      );
+    }
+    if (policy.maxRegionShare < 1) {
+      for (const region of new Set(members.map((i) => `${offerings[i]?.vendor}/${offerings[i]?.region}`))) {
+        const part = members.filter((i) => `${offerings[i]?.vendor}/${offerings[i]?.region}` === region);
+        shareRows(
+          `spreadRegion_${gpu}_${region}`,
+          'spread',
+          members,
+          part,
+          policy.maxRegionShare,
+          `region share ${gpu} ${region}`,
+        );
+      }
+    }
+    if (policy.maxVendorShare < 1) {
+      for (const vendor of new Set(members.map((i) => offerings[i]?.vendor as string))) {
+        const part = members.filter((i) => offerings[i]?.vendor === vendor);
+        shareRows(
+          `spreadVendor_${gpu}_${vendor}`,
+          'spread',
+          members,
+          part,
+          policy.maxVendorShare,
+          `vendor share ${gpu} ${vendor}`,
+        );
+      }
+    }
+  }
+}
+
+function addChurnRows(b: LinearModelBuilder, input: ModelInput, x: number[][], stopCols: number[][]): void {
+  const { offerings, periods, policy } = input;
+  for (let t = 0; t < periods; t++) {
+    const stops: number[] = [];
+    offerings.forEach((o, i) => {
+      if (input.churnExempt[i]) return;
+      const stop = b.addColumn(`stop_${o.id}_${period(t)}`, 0, Number.POSITIVE_INFINITY, 0, false);
+      stops.push(stop);
+      (stopCols[i] as number[])[t] = stop;
+      const cols = [stop, x[i]?.[t] as number];
+      const coefs = [1, 1];
+      if (t > 0) {
+        cols.push(x[i]?.[t - 1] as number);
+        coefs.push(-1);
+      }
+      b.addRow(
+        `stopDef_${o.id}_${period(t)}`,
+        'link',
+        t === 0 ? (input.current[i] ?? 0) : 0,
+        Number.POSITIVE_INFINITY,
+        cols,
+        coefs,
+      );
+    });
+    const held = offerings.flatMap((_, i) => (input.churnExempt[i] ? [] : [i]));
+    if (t === 0) {
+      const fleet = held.reduce((sum, i) => sum + (input.current[i] ?? 0), 0);
+      b.addRow(
+        `churn_${period(t)}`,
+        'churn',
+        Number.NEGATIVE_INFINITY,
+        policy.maxTerminateFraction * fleet,
+        stops,
+        stops.map(() => 1),
+        'scale-down budget',
+      );
+    } else {
+      b.addRow(
+        `churn_${period(t)}`,
+        'churn',
+        Number.NEGATIVE_INFINITY,
+        0,
+        [...stops, ...held.map((i) => x[i]?.[t - 1] as number)],
+        [...stops.map(() => 1), ...held.map(() => -policy.maxTerminateFraction)],
+        'scale-down budget',
+      );
+    }
+  }
+}
+
+/** lifetime_o_t: instances added in the last m − 1 periods are still too young to stop. */
+function addLifetimeRows(b: LinearModelBuilder, input: ModelInput, x: number[][], add: number[][]): void {
+  const { offerings, periods, policy } = input;
+  const m = Math.ceil(policy.minLifetimeMinutes / policy.periodMinutes);
+  if (m < 2) return;
+  offerings.forEach((o, i) => {
+    if (input.maxCount[i] === 0) return;
+    for (let t = 1; t < periods; t++) {
+      const recent: number[] = [];
+      for (let tau = Math.max(0, t - m + 1); tau < t; tau++) recent.push(add[i]?.[tau] as number);
+      b.addRow(
+        `lifetime_${o.id}_${period(t)}`,
+        'lifetime',
+        input.protectedCounts[i]?.[t] ?? 0,
+        Number.POSITIVE_INFINITY,
+        [x[i]?.[t] as number, ...recent],
+        [1, ...recent.map(() => -1)],
+        `minimum lifetime ${o.id}`,
+      );
+    }
+  });
+}

@@ -1,0 +1,201 @@
+import { stopwatch } from '../lib/clock.ts';
+import { ValidationError } from '../lib/errors.ts';
+import type { MipBackend, MipResult } from './backends/backend.ts';
+import { glpkBackend } from './backends/glpk.ts';
+import { greedyCounts } from './backends/greedy.ts';
+import { highsBackend } from './backends/highs.ts';
+import { explainPlan } from './explain.ts';
+import { objectiveAt } from './linear-model.ts';
+import { buildModel, type PlanningModel } from './model.ts';
+import { reduceInput } from './reduce.ts';
+import { completeSolution, readCounts } from './solution.ts';
+import type { BackendName, Plan, PlanInput, PlanStatus } from './types.ts';
+
+const BACKENDS: Record<'highs' | 'glpk', MipBackend> = { highs: highsBackend, glpk: glpkBackend };
+
+/**
+ * One capacity plan: reduce the input, build the model, solve it with the policy's backend (starting from the
+ * greedy plan), fall back to the greedy plan when the solve fails or finds nothing in time, and explain the result.
+ */
+export async function planCapacity(input: PlanInput): Promise<Plan> {
+  const elapsed = stopwatch();
+  const pm = planningModel(input);
+  const { solver } = input.policy;
+
+  const greedyValues = completeSolution(pm, greedyCounts(pm.input));
+  let backend: BackendName = solver.backend;
+  let status: PlanStatus = 'feasible';
+  let values = greedyValues;
+  let fallbackReason: string | undefined;
+  let mipBound: number | undefined;
+
+  if (solver.backend !== 'greedy') {
+    let result: MipResult;
+    try {
+      result = await BACKENDS[solver.backend].solveMip(pm.lp, {
+        timeLimitMs: solver.timeLimitMs,
+        relativeGap: solver.relativeGap,
+        start: greedyValues,
+      });
+    } catch (error) {
+      result = { status: 'none', message: (error as Error).message };
+    }
+    if (result.values) {
+      values = completeSolution(pm, readCounts(pm, result.values));
+      status = result.status === 'optimal' ? 'optimal' : 'feasible';
+      mipBound = result.bound;
+    } else {
+      backend = 'greedy';
+      status = result.status === 'infeasible' ? 'infeasible' : 'fallback';
+      fallbackReason = `${solver.backend}: ${result.status === 'infeasible' ? 'the model is infeasible (hard rules conflict: minimum lifetime, quotas, budget or shares against the fleet held)' : (result.message ?? 'no solution within the time limit')}`;
+    }
+  }
+
+  const relaxation = await (solver.backend === 'glpk' ? glpkBackend : highsBackend)
+    .solveRelaxation(pm.lp)
+    .catch(() => undefined);
+  const objective = objectiveAt(pm.lp, values);
+  const bound = Math.min(
+    objective,
+    Math.max(mipBound ?? Number.NEGATIVE_INFINITY, relaxation?.objective ?? Number.NEGATIVE_INFINITY),
+  );
+  const solveMs = elapsed();
+  return assemblePlan(pm, values, input.offerings.length, {
+    status,
+    backend,
+    ...(fallbackReason ? { fallbackReason } : {}),
+    objective,
+    bound: Number.isFinite(bound) ? bound : objective,
+    solveMs,
+    explanation: explainPlan(pm, values, relaxation),
+  });
+}
+
+/** The model a plan solves (after reduction), e.g. to export it in LP format. */
+export function planningModel(input: PlanInput): PlanningModel {
+  return buildModel(reduceInput(input, validatePeriods(input)));
+}
+
+function validatePeriods(input: PlanInput): number {
+  if (input.demand.length === 0) throw new ValidationError('demand', 'at least one demand class is needed');
+  const periods = input.demand[0]?.gpus.length ?? 0;
+  if (periods < 1) throw new ValidationError('demand.gpus', 'at least one period is needed');
+  for (const d of input.demand) {
+    if (d.gpus.length !== periods)
+      throw new ValidationError('demand.gpus', 'every demand class needs the same number of periods');
+    if (!Number.isSafeInteger(d.gangSize) || d.gangSize < 1)
+      throw new ValidationError('demand.gangSize', `must be a positive integer (${d.gpu})`);
+    for (const g of d.gpus) {
+      if (!Number.isSafeInteger(g) || g < 0)
+        throw new ValidationError('demand.gpus', `must be non-negative integers (${d.gpu}/${d.regionGroup})`);
+      if (g % d.gangSize !== 0)
+        throw new ValidationError(
+          'demand.gpus',
+          `${g} ${d.gpu} GPUs is not a whole number of ${d.gangSize}-GPU gangs`,
+        );
+    }
+  }
+  const keys = new Set(input.demand.map((d) => `${d.gpu}/${d.regionGroup}/${d.gangSize}`));
+  if (keys.size !== input.demand.length)
+    throw new ValidationError('demand', 'each (GPU, region group, gang size) may appear once');
+  return periods;
+}
+
+type Outcome = Pick<
+  Plan,
+  'status' | 'backend' | 'fallbackReason' | 'objective' | 'bound' | 'solveMs' | 'explanation'
+>;
+
+function assemblePlan(pm: PlanningModel, values: Float64Array, catalogSize: number, outcome: Outcome): Plan {
+  const { input, lp, periodHours } = pm;
+  const { offerings, policy, periods } = input;
+  const counts = readCounts(pm, values);
+  const price = (i: number) =>
+    offerings[i]?.capacityType === 'reserved' ? 0 : (offerings[i]?.microsPerHour as number) / 1e6;
+
+  const sumCols = (cols: number[], pick: (j: number) => boolean = () => true) =>
+    cols.reduce((acc, j) => (pick(j) ? acc + (lp.colCost[j] as number) * (values[j] as number) : acc), 0);
+  const xCols = pm.x.flat();
+  const spotCol = new Set(pm.x.flatMap((cols, i) => (offerings[i]?.capacityType === 'spot' ? cols : [])));
+  const instancesUsd = pm.x.reduce(
+    (acc, cols, i) => acc + cols.reduce((a, j) => a + periodHours * price(i) * (values[j] as number), 0),
+    0,
+  );
+
+  const pools = offerings.flatMap((o, i) => {
+    const count = counts[i]?.[0] ?? 0;
+    if (count === 0) return [];
+    const usdPerHour = round6(price(i) * count);
+    return [
+      {
+        offeringId: o.id,
+        vendor: o.vendor,
+        region: o.region,
+        regionGroup: o.regionGroup,
+        instanceType: o.instanceType,
+        gpu: o.gpu,
+        gpusPerInstance: o.gpusPerInstance,
+        capacityType: o.capacityType,
+        count,
+        usdPerHour,
+      },
+    ];
+  });
+  const unmet = input.demand.flatMap((d, di) => {
+    const gpus = (pm.unmet[di] ?? []).map((j) => Math.round(values[j] as number));
+    return gpus.some((g) => g > 0)
+      ? [{ gpu: d.gpu, regionGroup: d.regionGroup, gangSize: d.gangSize, gpus }]
+      : [];
+  });
+
+  return {
+    ...outcome,
+    gap: Math.max(0, (outcome.objective - outcome.bound) / Math.max(Math.abs(outcome.objective), 1e-9)),
+    periodMinutes: policy.periodMinutes,
+    periods,
+    targets: offerings.flatMap((o, i) =>
+      counts[i]?.some((c) => c > 0) ? [{ offeringId: o.id, counts: counts[i] as number[] }] : [],
+    ),
+    actions: offerings.flatMap((o, i) => {
+      const delta = (counts[i]?.[0] ?? 0) - (input.current[i] ?? 0);
+      return delta === 0
+        ? []
+        : [{ offeringId: o.id, provision: Math.max(0, delta), terminate: Math.max(0, -delta) }];
+    }),
+    pools,
+    cost: {
+      usdPerHour: round6(pools.reduce((acc, p) => acc + p.usdPerHour, 0)),
+      instancesUsd: round6(instancesUsd),
+      startupUsd: round6(sumCols(pm.add.flat())),
+      interruptionUsd: round6(
+        sumCols(xCols, (j) => spotCol.has(j)) -
+          pm.x.reduce(
+            (acc, cols, i) =>
+              offerings[i]?.capacityType === 'spot'
+                ? acc + cols.reduce((a, j) => a + periodHours * price(i) * (values[j] as number), 0)
+                : acc,
+            0,
+          ),
+      ),
+      unmetPenaltyUsd: round6(sumCols(pm.unmet.flat())),
+      bufferPenaltyUsd: round6(sumCols(pm.bufferShort.flatMap((b) => b.cols))),
+    },
+    unmet,
+    unmetGpus: unmet.reduce((acc, u) => acc + (u.gpus[0] ?? 0), 0),
+    bufferShortfallGpus: pm.bufferShort.reduce(
+      (acc, b) => acc + Math.round(values[b.cols[0] as number] as number),
+      0,
+    ),
+    model: {
+      offerings: catalogSize,
+      offeringsAfterReduction: offerings.length,
+      variables: lp.colNames.length,
+      integers: lp.colInteger.filter(Boolean).length,
+      constraints: lp.rowNames.length,
+    },
+  };
+}
+
+function round6(v: number): number {
+  return Math.round(v * 1e6) / 1e6;
+}

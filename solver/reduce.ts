@@ -1,0 +1,143 @@
+import { ValidationError } from '../lib/errors.ts';
+import type { Offering } from '../providers/catalog/offering.ts';
+import type { ModelInput } from './model.ts';
+import { interruptionsPerHour, type PlanningPolicy } from './policy.ts';
+import type { PlanInput } from './types.ts';
+
+/**
+ * Turns a PlanInput into the model's input, dropping offerings that cannot change the optimum:
+ *  - GPU types nobody asks for and the fleet does not hold;
+ *  - offerings in region groups without demand for their GPU type, unless a spread rule makes any capacity count;
+ *  - dominated offerings: B is dominated by A when both have the same GPU type, GPUs per instance, capacity type
+ *    and region group, every constraint treats them alike (same vendor where vendor-spread applies; same region
+ *    where a quota or region-spread applies), and A costs no more on every objective term. Any plan that buys B
+ *    can buy A instead at no higher cost. A dominated offering the fleet holds stays, capped at its current count.
+ * The reduction is exact: the optimum of the reduced model is an optimum of the full one.
+ */
+export function reduceInput(input: PlanInput, periods: number): ModelInput {
+  const { policy } = input;
+  const fleet = new Map<string, { count: number; ages: number[] }>();
+  for (const pool of input.fleet ?? []) {
+    if (!Number.isSafeInteger(pool.count) || pool.count < 0)
+      throw new ValidationError('fleet.count', `must be a non-negative integer for ${pool.offeringId}`);
+    fleet.set(pool.offeringId, { count: pool.count, ages: pool.instanceAgesMs ?? [] });
+  }
+  const byId = new Map(input.offerings.map((o) => [o.id, o]));
+  const all: Offering[] = [...input.offerings];
+  for (const r of input.reservations ?? []) {
+    const base = byId.get(r.offeringId);
+    if (!base) throw new ValidationError('reservations.offeringId', `unknown offering ${r.offeringId}`);
+    const id = `${base.vendor}/${base.region}/${base.instanceType}/reserved`;
+    all.push({ ...base, id, capacityType: 'reserved' });
+    byId.set(id, all[all.length - 1] as Offering);
+  }
+  for (const id of fleet.keys())
+    if (!byId.has(id)) throw new ValidationError('fleet.offeringId', `unknown offering ${id}`);
+  const reservedCount = new Map(
+    (input.reservations ?? []).map((r) => [
+      byId.get(r.offeringId)?.id.replace(/\/on-demand$/, '/reserved'),
+      r.count,
+    ]),
+  );
+
+  const demandedGpus = new Set(input.demand.map((d) => d.gpu));
+  const demandedCells = new Set(input.demand.map((d) => `${d.gpu}\u0000${d.regionGroup}`));
+  const spreadActive = policy.maxRegionShare < 1 || policy.maxVendorShare < 1;
+  const unavailable = new Set(input.unavailable ?? []);
+  const quotaRegions = new Set((input.quotas ?? []).map((q) => `${q.vendor}/${q.region}`));
+
+  const relevant = all.filter((o) => {
+    if (fleet.has(o.id)) return true;
+    if (!demandedGpus.has(o.gpu)) return false;
+    if (!spreadActive && !demandedCells.has(`${o.gpu}\u0000${o.regionGroup}`)) return false;
+    return (
+      isAllowed(o, policy) &&
+      !unavailable.has(o.id) &&
+      (o.capacityType !== 'reserved' || (reservedCount.get(o.id) ?? 0) > 0)
+    );
+  });
+
+  const dominated = findDominated(
+    relevant,
+    policy,
+    quotaRegions,
+    (o) => unavailable.has(o.id) || !isAllowed(o, policy) || o.capacityType === 'reserved',
+  );
+  const kept = relevant.filter((o) => !dominated.has(o.id) || fleet.has(o.id));
+
+  const periodMs = policy.periodMinutes * 60_000;
+  const minLifetimeMs = policy.minLifetimeMinutes * 60_000;
+  const current = kept.map((o) => fleet.get(o.id)?.count ?? 0);
+  const protectedCounts = kept.map((o) => {
+    const ages = fleet.get(o.id)?.ages ?? [];
+    return Array.from(
+      { length: periods },
+      (_, t) => ages.filter((age) => age + t * periodMs < minLifetimeMs).length,
+    );
+  });
+  const maxCount = kept.map((o, i) => {
+    if (!isAllowed(o, policy)) return 0; // drained as soon as the lifetime rule allows (lower bound wins)
+    if (o.capacityType === 'reserved') return reservedCount.get(o.id) ?? 0;
+    if (unavailable.has(o.id) || dominated.has(o.id)) return current[i] ?? 0;
+    return Number.POSITIVE_INFINITY;
+  });
+  return {
+    offerings: kept,
+    demand: input.demand,
+    policy,
+    periods,
+    current,
+    protectedCounts,
+    maxCount,
+    churnExempt: kept.map((o) => !isAllowed(o, policy)),
+    quotas: input.quotas ?? [],
+  };
+}
+
+export function isAllowed(o: Offering, policy: PlanningPolicy): boolean {
+  const { vendors, regions } = policy;
+  if (vendors.deny.includes(o.vendor)) return false;
+  if (vendors.allow && !vendors.allow.includes(o.vendor)) return false;
+  const names = [o.region, `${o.vendor}/${o.region}`];
+  if (names.some((n) => regions.deny.includes(n))) return false;
+  if (regions.allow && !names.some((n) => regions.allow?.includes(n))) return false;
+  return true;
+}
+
+function findDominated(
+  offerings: readonly Offering[],
+  policy: PlanningPolicy,
+  quotaRegions: ReadonlySet<string>,
+  cannotDominate: (o: Offering) => boolean,
+): Set<string> {
+  const classes = new Map<string, Offering[]>();
+  for (const o of offerings) {
+    if (o.capacityType === 'reserved') continue;
+    const regionKey =
+      policy.maxRegionShare < 1 || quotaRegions.has(`${o.vendor}/${o.region}`)
+        ? `${o.vendor}/${o.region}`
+        : '*';
+    const vendorKey = policy.maxVendorShare < 1 ? o.vendor : '*';
+    const key = [o.gpu, o.gpusPerInstance, o.capacityType, o.regionGroup, vendorKey, regionKey].join(
+      '\u0000',
+    );
+    classes.set(key, [...(classes.get(key) ?? []), o]);
+  }
+  const dominated = new Set<string>();
+  for (const members of classes.values()) {
+    // Objective terms per offering: hourly price and the interruption term price × λ(vendor).
+    const scored = members
+      .map((o) => ({
+        o,
+        price: o.microsPerHour,
+        risk: o.microsPerHour * (o.capacityType === 'spot' ? interruptionsPerHour(policy, o.vendor) : 0),
+      }))
+      .sort((a, b) => a.price - b.price || a.risk - b.risk || (a.o.id < b.o.id ? -1 : 1));
+    let bestRisk = Number.POSITIVE_INFINITY;
+    for (const s of scored) {
+      if (s.risk >= bestRisk) dominated.add(s.o.id);
+      else if (!cannotDominate(s.o)) bestRisk = s.risk;
+    }
+  }
+  return dominated;
+}
