@@ -1,0 +1,73 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { VirtualClock } from './clock.ts';
+import { IdGenerator } from './ids.ts';
+import { costOf, formatUsd, micros, parseUsd, usdToMicros } from './money.ts';
+import { Random } from './random.ts';
+
+describe('money', () => {
+  it('parses catalog prices exactly', () => {
+    expect(parseUsd('55.04')).toBe(55_040_000);
+    expect(parseUsd('0.0001')).toBe(100);
+    expect(parseUsd('113.9328')).toBe(113_932_800);
+    expect(() => parseUsd('1.0000001')).toThrow(/precision/);
+    expect(() => parseUsd('-1')).toThrow();
+  });
+
+  it('bills a split interval as the sum of its parts within one micro per part', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 200_000_000 }), fc.array(fc.integer({ min: 0, max: 86_400_000 }), { minLength: 1, maxLength: 20 }), (price, parts) => {
+        const whole = costOf(micros(price), parts.reduce((a, b) => a + b, 0));
+        const sum = parts.reduce((acc, ms) => acc + costOf(micros(price), ms), 0);
+        expect(Math.abs(whole - sum)).toBeLessThanOrEqual(parts.length);
+        expect(Number.isSafeInteger(whole)).toBe(true);
+      }),
+    );
+  });
+
+  it('formats USD', () => {
+    expect(formatUsd(usdToMicros(1234.5))).toBe('$1,234.50');
+    expect(formatUsd(micros(100))).toBe('$0.0001');
+  });
+});
+
+describe('Random', () => {
+  it('repeats a sequence for a seed and differs across seeds', () => {
+    const a = new Random(42);
+    const b = new Random(42);
+    const seqA = Array.from({ length: 5 }, () => a.next());
+    expect(Array.from({ length: 5 }, () => b.next())).toEqual(seqA);
+    expect(new Random(43).next()).not.toBe(seqA[0]);
+  });
+
+  it('draws integers within bounds', () => {
+    const r = new Random('bounds');
+    for (let i = 0; i < 1000; i++) {
+      const v = r.int(-3, 3);
+      expect(v).toBeGreaterThanOrEqual(-3);
+      expect(v).toBeLessThanOrEqual(3);
+    }
+  });
+});
+
+describe('VirtualClock', () => {
+  it('fires timers in due order only when advanced', async () => {
+    const clock = new VirtualClock(1_000);
+    const fired: number[] = [];
+    void clock.sleep(500).then(() => fired.push(clock.now()));
+    void clock.sleep(100).then(() => fired.push(clock.now()));
+    await clock.advanceBy(50);
+    expect(fired).toEqual([]);
+    await clock.advanceBy(1_000);
+    expect(fired).toEqual([1_100, 1_500]);
+    expect(clock.now()).toBe(2_050);
+  });
+
+  it('makes sortable, reproducible ids', () => {
+    const clock = new VirtualClock(1_700_000_000_000);
+    const a = new IdGenerator(clock, new Random(1)).next('lease');
+    const b = new IdGenerator(clock, new Random(1)).next('lease');
+    expect(a).toBe(b);
+    expect(a).toMatch(/^lease_[0-9a-z]{20}$/);
+  });
+});
