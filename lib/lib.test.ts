@@ -16,12 +16,19 @@ describe('money', () => {
 
   it('bills a split interval as the sum of its parts within one micro per part', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 200_000_000 }), fc.array(fc.integer({ min: 0, max: 86_400_000 }), { minLength: 1, maxLength: 20 }), (price, parts) => {
-        const whole = costOf(micros(price), parts.reduce((a, b) => a + b, 0));
-        const sum = parts.reduce((acc, ms) => acc + costOf(micros(price), ms), 0);
-        expect(Math.abs(whole - sum)).toBeLessThanOrEqual(parts.length);
-        expect(Number.isSafeInteger(whole)).toBe(true);
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 200_000_000 }),
+        fc.array(fc.integer({ min: 0, max: 86_400_000 }), { minLength: 1, maxLength: 20 }),
+        (price, parts) => {
+          const whole = costOf(
+            micros(price),
+            parts.reduce((a, b) => a + b, 0),
+          );
+          const sum = parts.reduce((acc, ms) => acc + costOf(micros(price), ms), 0);
+          expect(Math.abs(whole - sum)).toBeLessThanOrEqual(parts.length);
+          expect(Number.isSafeInteger(whole)).toBe(true);
+        },
+      ),
     );
   });
 

@@ -16,7 +16,12 @@ export function checkPlan(input: PlanInput, plan: Plan): string[] {
   const byId = new Map<string, Offering>(input.offerings.map((o) => [o.id, o]));
   for (const r of input.reservations ?? []) {
     const base = byId.get(r.offeringId);
-    if (base) byId.set(base.id.replace(/\/on-demand$/, '/reserved'), { ...base, id: base.id.replace(/\/on-demand$/, '/reserved'), capacityType: 'reserved' });
+    if (base)
+      byId.set(base.id.replace(/\/on-demand$/, '/reserved'), {
+        ...base,
+        id: base.id.replace(/\/on-demand$/, '/reserved'),
+        capacityType: 'reserved',
+      });
   }
   const periods = plan.periods;
   const held = new Map(plan.targets.map((t) => [t.offeringId, t.counts]));
@@ -26,11 +31,13 @@ export function checkPlan(input: PlanInput, plan: Plan): string[] {
   const pools = [...held.keys()].map((id) => ({ id, o: byId.get(id) }));
   for (const p of pools) if (!p.o) errors.push(`unknown offering ${p.id}`);
   const known = pools.flatMap((p) => (p.o ? [{ id: p.id, o: p.o }] : []));
-  const gpus = (t: number, pred: (o: Offering) => boolean) => known.reduce((acc, p) => (pred(p.o) ? acc + p.o.gpusPerInstance * count(p.id, t) : acc), 0);
+  const gpus = (t: number, pred: (o: Offering) => boolean) =>
+    known.reduce((acc, p) => (pred(p.o) ? acc + p.o.gpusPerInstance * count(p.id, t) : acc), 0);
 
   for (const [id, counts] of held) {
     if (counts.length !== periods) errors.push(`${id}: ${counts.length} counts for ${periods} periods`);
-    if (counts.some((c) => !Number.isSafeInteger(c) || c < 0)) errors.push(`${id}: counts must be non-negative integers`);
+    if (counts.some((c) => !Number.isSafeInteger(c) || c < 0))
+      errors.push(`${id}: counts must be non-negative integers`);
   }
   const unmetOf = (gpu: string, group: string, gang: number, t: number) =>
     plan.unmet.find((u) => u.gpu === gpu && u.regionGroup === group && u.gangSize === gang)?.gpus[t] ?? 0;
@@ -44,42 +51,74 @@ export function checkPlan(input: PlanInput, plan: Plan): string[] {
       const classes = input.demand.filter((d) => d.gpu === gpu && d.regionGroup === group);
       for (const d of classes) {
         const u = unmetOf(gpu, group, d.gangSize, t);
-        if (u < -EPS || u > (d.gpus[t] ?? 0) + EPS) errors.push(`${tag}: unmet ${u} outside [0, ${d.gpus[t]}] for ${gpu}/${group}/${d.gangSize}`);
+        if (u < -EPS || u > (d.gpus[t] ?? 0) + EPS)
+          errors.push(`${tag}: unmet ${u} outside [0, ${d.gpus[t]}] for ${gpu}/${group}/${d.gangSize}`);
       }
       for (const s of new Set([1, ...classes.map((d) => d.gangSize)])) {
-        const need = classes.filter((d) => d.gangSize >= s).reduce((acc, d) => acc + (d.gpus[t] ?? 0) - unmetOf(gpu, group, d.gangSize, t), 0);
+        const need = classes
+          .filter((d) => d.gangSize >= s)
+          .reduce((acc, d) => acc + (d.gpus[t] ?? 0) - unmetOf(gpu, group, d.gangSize, t), 0);
         const capacity = known.reduce(
-          (acc, p) => (p.o.gpu === gpu && p.o.regionGroup === group ? acc + s * Math.floor(p.o.gpusPerInstance / s) * count(p.id, t) : acc),
+          (acc, p) =>
+            p.o.gpu === gpu && p.o.regionGroup === group
+              ? acc + s * Math.floor(p.o.gpusPerInstance / s) * count(p.id, t)
+              : acc,
           0,
         );
-        if (capacity + EPS < need) errors.push(`${tag}: ${gpu}/${group} gangs of ${s}: ${capacity} GPUs for ${need} covered`);
+        if (capacity + EPS < need)
+          errors.push(`${tag}: ${gpu}/${group} gangs of ${s}: ${capacity} GPUs for ${need} covered`);
       }
       const demandGpus = classes.reduce((acc, d) => acc + (d.gpus[t] ?? 0), 0);
       const buffer = bufferGpus(bufferFor(policy, gpu), demandGpus);
       if (t === 0) {
         const capacity = gpus(t, (o) => o.gpu === gpu && o.regionGroup === group);
         const unmet = classes.reduce((acc, d) => acc + unmetOf(gpu, group, d.gangSize, t), 0);
-        if (capacity + unmet + plan.bufferShortfallGpus + EPS < demandGpus + buffer) errors.push(`${tag}: ${gpu}/${group} buffer not held nor reported`);
+        if (capacity + unmet + plan.bufferShortfallGpus + EPS < demandGpus + buffer)
+          errors.push(`${tag}: ${gpu}/${group} buffer not held nor reported`);
       }
     }
     for (const q of input.quotas ?? []) {
-      const used = gpus(t, (o) => o.vendor === q.vendor && o.region === q.region && (q.gpu === undefined || o.gpu === q.gpu));
-      if (used > q.maxGpus + EPS) errors.push(`${tag}: quota ${q.vendor}/${q.region}${q.gpu ? `/${q.gpu}` : ''} ${used} > ${q.maxGpus}`);
+      const used = gpus(
+        t,
+        (o) => o.vendor === q.vendor && o.region === q.region && (q.gpu === undefined || o.gpu === q.gpu),
+      );
+      if (used > q.maxGpus + EPS)
+        errors.push(
+          `${tag}: quota ${q.vendor}/${q.region}${q.gpu ? `/${q.gpu}` : ''} ${used} > ${q.maxGpus}`,
+        );
     }
     for (const gpu of new Set(known.map((p) => p.o.gpu))) {
       const total = gpus(t, (o) => o.gpu === gpu);
       const within = (part: number, share: number, what: string) => {
-        if (share < 1 && part > share * total + EPS) errors.push(`${tag}: ${what} ${part} of ${total} ${gpu} GPUs > ${share}`);
+        if (share < 1 && part > share * total + EPS)
+          errors.push(`${tag}: ${what} ${part} of ${total} ${gpu} GPUs > ${share}`);
       };
-      within(gpus(t, (o) => o.gpu === gpu && o.capacityType === 'spot'), policy.spotMaxShare, 'spot');
+      within(
+        gpus(t, (o) => o.gpu === gpu && o.capacityType === 'spot'),
+        policy.spotMaxShare,
+        'spot',
+      );
       for (const p of known.filter((k) => k.o.gpu === gpu)) {
-        within(gpus(t, (o) => o.gpu === gpu && o.vendor === p.o.vendor && o.region === p.o.region), policy.maxRegionShare, `region ${p.o.region}`);
-        within(gpus(t, (o) => o.gpu === gpu && o.vendor === p.o.vendor), policy.maxVendorShare, `vendor ${p.o.vendor}`);
+        within(
+          gpus(t, (o) => o.gpu === gpu && o.vendor === p.o.vendor && o.region === p.o.region),
+          policy.maxRegionShare,
+          `region ${p.o.region}`,
+        );
+        within(
+          gpus(t, (o) => o.gpu === gpu && o.vendor === p.o.vendor),
+          policy.maxVendorShare,
+          `vendor ${p.o.vendor}`,
+        );
       }
     }
     if (policy.budgetUsdPerHour !== null) {
-      const spend = known.reduce((acc, p) => (p.o.capacityType === 'reserved' ? acc : acc + (p.o.microsPerHour / 1e6) * count(p.id, t)), 0);
-      if (spend > policy.budgetUsdPerHour + 1e-6) errors.push(`${tag}: spend ${spend}/h over the budget ${policy.budgetUsdPerHour}`);
+      const spend = known.reduce(
+        (acc, p) =>
+          p.o.capacityType === 'reserved' ? acc : acc + (p.o.microsPerHour / 1e6) * count(p.id, t),
+        0,
+      );
+      if (spend > policy.budgetUsdPerHour + 1e-6)
+        errors.push(`${tag}: spend ${spend}/h over the budget ${policy.budgetUsdPerHour}`);
     }
     if (policy.maxTerminateFraction < 1) {
       const churnable = [...ids].filter((id) => {
@@ -88,18 +127,25 @@ export function checkPlan(input: PlanInput, plan: Plan): string[] {
       });
       const stopped = churnable.reduce((acc, id) => acc + Math.max(0, count(id, t - 1) - count(id, t)), 0);
       const fleet = churnable.reduce((acc, id) => acc + count(id, t - 1), 0);
-      if (stopped > policy.maxTerminateFraction * fleet + EPS) errors.push(`${tag}: ${stopped} of ${fleet} instances stopped`);
+      if (stopped > policy.maxTerminateFraction * fleet + EPS)
+        errors.push(`${tag}: ${stopped} of ${fleet} instances stopped`);
     }
     for (const f of input.fleet ?? []) {
-      const young = (f.instanceAgesMs ?? []).filter((age) => age + t * policy.periodMinutes * 60_000 < policy.minLifetimeMinutes * 60_000).length;
-      if (count(f.offeringId, t) < young) errors.push(`${tag}: ${f.offeringId} stops instances younger than the minimum lifetime`);
+      const young = (f.instanceAgesMs ?? []).filter(
+        (age) => age + t * policy.periodMinutes * 60_000 < policy.minLifetimeMinutes * 60_000,
+      ).length;
+      if (count(f.offeringId, t) < young)
+        errors.push(`${tag}: ${f.offeringId} stops instances younger than the minimum lifetime`);
     }
     for (const p of known) {
       const grew = count(p.id, t) > (current.get(p.id) ?? 0);
       if (grew && !isAllowed(p.o, policy)) errors.push(`${tag}: ${p.id} is denied by policy`);
       if (grew && (input.unavailable ?? []).includes(p.id)) errors.push(`${tag}: ${p.id} is unavailable`);
-      const reserved = (input.reservations ?? []).find((r) => r.offeringId.replace(/\/on-demand$/, '/reserved') === p.id);
-      if (p.o.capacityType === 'reserved' && count(p.id, t) > (reserved?.count ?? 0)) errors.push(`${tag}: ${p.id} above its reservation`);
+      const reserved = (input.reservations ?? []).find(
+        (r) => r.offeringId.replace(/\/on-demand$/, '/reserved') === p.id,
+      );
+      if (p.o.capacityType === 'reserved' && count(p.id, t) > (reserved?.count ?? 0))
+        errors.push(`${tag}: ${p.id} above its reservation`);
     }
   }
   return errors;

@@ -27,6 +27,88 @@ export function greedyCounts(input: ModelInput): number[][] {
 
     const sum = (pred: (i: number) => boolean, weight: (i: number) => number) =>
       n.reduce((acc, c, i) => (pred(i) ? acc + c * weight(i) : acc), 0);
+    // Churn budget, lifetime floor and share rules, shared by the repair and scale-down steps.
+    const churnable = offerings.map((_, i) => !input.churnExempt[i]);
+    let stopBudget =
+      policy.maxTerminateFraction >= 1
+        ? Number.POSITIVE_INFINITY
+        : Math.floor(
+            policy.maxTerminateFraction * previous.reduce((a, c, i) => (churnable[i] ? a + c : a), 0) + 1e-9,
+          ) - previous.reduce((a, c, i) => (churnable[i] ? a + Math.max(0, c - (n[i] as number)) : a), 0);
+    const m = Math.ceil(policy.minLifetimeMinutes / policy.periodMinutes);
+    const keep = (i: number) => {
+      let recent = 0;
+      for (let tau = Math.max(0, t - m + 1); tau < t; tau++) {
+        recent += Math.max(
+          0,
+          (counts[i]?.[tau] ?? 0) - (tau === 0 ? (input.current[i] ?? 0) : (counts[i]?.[tau - 1] ?? 0)),
+        );
+      }
+      return (input.protectedCounts[i]?.[t] ?? 0) + recent;
+    };
+    const sharesHold = (gpu: string) => {
+      const total = sum((j) => offerings[j]?.gpu === gpu, gpusOf);
+      const within = (pred: (j: number) => boolean, limit: number) =>
+        limit >= 1 || sum((j) => offerings[j]?.gpu === gpu && pred(j), gpusOf) <= limit * total + 1e-9;
+      return (
+        within((j) => offerings[j]?.capacityType === 'spot', policy.spotMaxShare) &&
+        offerings.every(
+          (p) =>
+            p.gpu !== gpu ||
+            within(
+              (j) => offerings[j]?.vendor === p.vendor && offerings[j]?.region === p.region,
+              policy.maxRegionShare,
+            ),
+        ) &&
+        offerings.every(
+          (p) => p.gpu !== gpu || within((j) => offerings[j]?.vendor === p.vendor, policy.maxVendorShare),
+        )
+      );
+    };
+    const byPrice = offerings
+      .map((_, i) => i)
+      .sort((a, b) => (effective[b] as number) - (effective[a] as number) || a - b);
+    const canStop = (i: number) => !churnable[i] || stopBudget >= 1 || (n[i] as number) > (previous[i] ?? 0);
+    const stopOne = (i: number) => {
+      if (churnable[i] && (n[i] as number) <= (previous[i] ?? 0)) stopBudget -= 1;
+      n[i] = (n[i] as number) - 1;
+    };
+    // Repair: the fleet carried over may break a rule that changed (budget, quota, spot share, spread); stop the
+    // most expensive instances that take part in a broken rule, as far as the churn and lifetime rules allow.
+    const breaksRule = (i: number): boolean => {
+      const o = offerings[i] as (typeof offerings)[number];
+      if (policy.budgetUsdPerHour !== null && o.capacityType !== 'reserved') {
+        const spend = sum(
+          (j) => offerings[j]?.capacityType !== 'reserved',
+          (j) => (offerings[j]?.microsPerHour as number) / 1e6,
+        );
+        if (spend > policy.budgetUsdPerHour + 1e-9) return true;
+      }
+      for (const q of input.quotas) {
+        const inQuota = (j: number) =>
+          offerings[j]?.vendor === q.vendor &&
+          offerings[j]?.region === q.region &&
+          (q.gpu === undefined || offerings[j]?.gpu === q.gpu);
+        if (inQuota(i) && sum(inQuota, gpusOf) > q.maxGpus) return true;
+      }
+      const total = sum((j) => offerings[j]?.gpu === o.gpu, gpusOf);
+      const over = (pred: (j: number) => boolean, limit: number) =>
+        limit < 1 && sum((j) => offerings[j]?.gpu === o.gpu && pred(j), gpusOf) > limit * total + 1e-9;
+      return (
+        (o.capacityType === 'spot' &&
+          over((j) => offerings[j]?.capacityType === 'spot', policy.spotMaxShare)) ||
+        over(
+          (j) => offerings[j]?.vendor === o.vendor && offerings[j]?.region === o.region,
+          policy.maxRegionShare,
+        ) ||
+        over((j) => offerings[j]?.vendor === o.vendor, policy.maxVendorShare)
+      );
+    };
+    const repair = () => {
+      for (const i of byPrice) while ((n[i] as number) > keep(i) && canStop(i) && breaksRule(i)) stopOne(i);
+    };
+    repair();
+
     const needByGpu = new Map<string, number>();
     const cells = new Map<string, { gpu: string; group: string; rows: { size: number; need: number }[] }>();
     for (const d of demand) {
@@ -112,47 +194,10 @@ export function greedyCounts(input: ModelInput): number[][] {
       }
     }
 
+    // What the fill could not balance (a type short of on-demand capacity holds too much spot) is undone here.
+    repair();
+
     // Scale down: stop the most expensive instances that no row needs, within the churn budget.
-    const churnable = offerings.map((_, i) => !input.churnExempt[i]);
-    let stopBudget =
-      policy.maxTerminateFraction >= 1
-        ? Number.POSITIVE_INFINITY
-        : Math.floor(
-            policy.maxTerminateFraction * previous.reduce((a, c, i) => (churnable[i] ? a + c : a), 0) + 1e-9,
-          ) - previous.reduce((a, c, i) => (churnable[i] ? a + Math.max(0, c - (n[i] as number)) : a), 0);
-    const m = Math.ceil(policy.minLifetimeMinutes / policy.periodMinutes);
-    const keep = (i: number) => {
-      let recent = 0;
-      for (let tau = Math.max(0, t - m + 1); tau < t; tau++) {
-        recent += Math.max(
-          0,
-          (counts[i]?.[tau] ?? 0) - (tau === 0 ? (input.current[i] ?? 0) : (counts[i]?.[tau - 1] ?? 0)),
-        );
-      }
-      return (input.protectedCounts[i]?.[t] ?? 0) + recent;
-    };
-    const sharesHold = (gpu: string) => {
-      const total = sum((j) => offerings[j]?.gpu === gpu, gpusOf);
-      const within = (pred: (j: number) => boolean, limit: number) =>
-        limit >= 1 || sum((j) => offerings[j]?.gpu === gpu && pred(j), gpusOf) <= limit * total + 1e-9;
-      return (
-        within((j) => offerings[j]?.capacityType === 'spot', policy.spotMaxShare) &&
-        offerings.every(
-          (p) =>
-            p.gpu !== gpu ||
-            within(
-              (j) => offerings[j]?.vendor === p.vendor && offerings[j]?.region === p.region,
-              policy.maxRegionShare,
-            ),
-        ) &&
-        offerings.every(
-          (p) => p.gpu !== gpu || within((j) => offerings[j]?.vendor === p.vendor, policy.maxVendorShare),
-        )
-      );
-    };
-    const byPrice = offerings
-      .map((_, i) => i)
-      .sort((a, b) => (effective[b] as number) - (effective[a] as number) || a - b);
     for (const i of byPrice) {
       const o = offerings[i];
       if (!o) continue;
@@ -173,11 +218,10 @@ export function greedyCounts(input: ModelInput): number[][] {
         });
         if (!stillCovered) break;
         n[i] = (n[i] as number) - 1;
-        if (!sharesHold(o.gpu)) {
-          n[i] = (n[i] as number) + 1;
-          break;
-        }
-        if (churnable[i] && (n[i] as number) < (previous[i] ?? 0)) stopBudget -= 1;
+        const holds = sharesHold(o.gpu);
+        n[i] = (n[i] as number) + 1;
+        if (!holds) break;
+        stopOne(i);
       }
     }
     n.forEach((c, i) => {
