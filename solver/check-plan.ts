@@ -93,11 +93,12 @@ export function checkPlan(input: PlanInput, plan: Plan): string[] {
         if (share < 1 && part > share * total + EPS)
           errors.push(`${tag}: ${what} ${part} of ${total} ${gpu} GPUs > ${share}`);
       };
-      within(
-        gpus(t, (o) => o.gpu === gpu && o.capacityType === 'spot'),
-        policy.spotMaxShare,
-        'spot',
-      );
+      for (const group of new Set(known.filter((k) => k.o.gpu === gpu).map((k) => k.o.regionGroup))) {
+        const cell = gpus(t, (o) => o.gpu === gpu && o.regionGroup === group);
+        const spot = gpus(t, (o) => o.gpu === gpu && o.regionGroup === group && o.capacityType === 'spot');
+        if (policy.spotMaxShare < 1 && spot > policy.spotMaxShare * cell + EPS)
+          errors.push(`${tag}: spot ${spot} of ${cell} ${gpu}/${group} GPUs > ${policy.spotMaxShare}`);
+      }
       for (const p of known.filter((k) => k.o.gpu === gpu)) {
         within(
           gpus(t, (o) => o.gpu === gpu && o.vendor === p.o.vendor && o.region === p.o.region),

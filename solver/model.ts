@@ -27,7 +27,8 @@
  *   cover_k_g_t      Σ_{o: k,g} G_o·x_o_t + Σ_{d: k,g} unmet_d_t + short_k_g_t ≥ Σ_{d: k,g} dem_dt + buf_kgt
  *   gang{s}_k_g_t    Σ_{o: k,g} s·⌊G_o/s⌋·x_o_t + Σ_{d: k,g,s_d ≥ s} unmet_d_t ≥ Σ_{d: k,g,s_d ≥ s} dem_dt   (s > 1)
  *   quota_v_r_t      Σ_{o: v,r} G_o·x_o_t ≤ Q_vr          quota_v_r_k_t: the same for one GPU type
- *   spot_k_t         Σ_{o: k, spot} G_o·x_o_t − φ·Σ_{o: k} G_o·x_o_t ≤ 0
+ *   spot_k_g_t       Σ_{o: k,g, spot} G_o·x_o_t − φ·Σ_{o: k,g} G_o·x_o_t ≤ 0   (per region group: a group's spot
+ *                    is backed by on-demand in that group, not by capacity bought elsewhere to dilute the share)
  *   spreadRegion_k_r_t  Σ_{o: k,r} G_o·x_o_t − σR·Σ_{o: k} G_o·x_o_t ≤ 0
  *   spreadVendor_k_v_t  Σ_{o: k,v} G_o·x_o_t − σV·Σ_{o: k} G_o·x_o_t ≤ 0
  *   budget_t         Σ_o p_o·x_o_t ≤ B
@@ -53,8 +54,8 @@ export interface ModelInput {
   current: readonly number[];
   /** Instances that must be kept in each period (minimum lifetime), per offering index and period. */
   protectedCounts: readonly (readonly number[])[];
-  /** Upper bound on instances per offering (unavailable, denied, dominated), or Infinity. */
-  maxCount: readonly number[];
+  /** Upper bound on instances per offering and period (unavailable, denied, dominated, or no use for more). */
+  maxCount: readonly (readonly number[])[];
   /** Offerings whose stops do not count against the churn limit (denied by policy). */
   churnExempt: readonly boolean[];
   quotas: readonly Quota[];
@@ -96,7 +97,7 @@ export function buildModel(input: ModelInput): PlanningModel {
     const adds: number[] = [];
     for (let t = 0; t < periods; t++) {
       const lower = input.protectedCounts[i]?.[t] ?? 0;
-      const upper = Math.max(lower, input.maxCount[i] ?? Number.POSITIVE_INFINITY);
+      const upper = Math.max(lower, input.maxCount[i]?.[t] ?? Number.POSITIVE_INFINITY);
       xs.push(b.addColumn(`x_${o.id}_${period(t)}`, lower, upper, hourly, true));
     }
     for (let t = 0; t < periods; t++)
@@ -264,7 +265,7 @@ function addQuotaRows(b: LinearModelBuilder, input: ModelInput, x: number[][]): 
   }
 }
 
-/** spot_k_t, spreadRegion_k_r_t, spreadVendor_k_v_t: a part of a GPU type's capacity ≤ a share of all of it. */
+/** spot_k_g_t, spreadRegion_k_r_t, spreadVendor_k_v_t: a part of a GPU type's capacity ≤ a share of all of it. */
 function addShareRows(b: LinearModelBuilder, input: ModelInput, x: number[][]): void {
   const { offerings, policy, periods } = input;
   const byGpu = new Map<string, number[]>();
@@ -296,14 +297,17 @@ function addShareRows(b: LinearModelBuilder, input: ModelInput, x: number[][]): 
   };
   for (const [gpu, members] of byGpu) {
     if (policy.spotMaxShare < 1) {
-      shareRows(
-        `spot_${gpu}`,
-        'spot',
-        members,
-        members.filter((i) => offerings[i]?.capacityType === 'spot'),
-        policy.spotMaxShare,
-        `spot share ${gpu} ≤ ${policy.spotMaxShare}`,
-      );
+      for (const group of new Set(members.map((i) => offerings[i]?.regionGroup as string))) {
+        const inGroup = members.filter((i) => offerings[i]?.regionGroup === group);
+        shareRows(
+          `spot_${gpu}_${group}`,
+          'spot',
+          inGroup,
+          inGroup.filter((i) => offerings[i]?.capacityType === 'spot'),
+          policy.spotMaxShare,
+          `spot share ${gpu}/${group} ≤ ${policy.spotMaxShare}`,
+        );
+      }
     }
     if (policy.maxRegionShare < 1) {
       for (const region of new Set(members.map((i) => `${offerings[i]?.vendor}/${offerings[i]?.region}`))) {
@@ -390,7 +394,7 @@ function addLifetimeRows(b: LinearModelBuilder, input: ModelInput, x: number[][]
   const m = Math.ceil(policy.minLifetimeMinutes / policy.periodMinutes);
   if (m < 2) return;
   offerings.forEach((o, i) => {
-    if (input.maxCount[i] === 0) return;
+    if (input.maxCount[i]?.every((c) => c === 0)) return;
     for (let t = 1; t < periods; t++) {
       const recent: number[] = [];
       for (let tau = Math.max(0, t - m + 1); tau < t; tau++) recent.push(add[i]?.[tau] as number);

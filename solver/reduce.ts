@@ -1,7 +1,7 @@
 import { ValidationError } from '../lib/errors.ts';
 import type { Offering } from '../providers/catalog/offering.ts';
 import type { ModelInput } from './model.ts';
-import { interruptionsPerHour, type PlanningPolicy } from './policy.ts';
+import { bufferFor, bufferGpus, interruptionsPerHour, type PlanningPolicy } from './policy.ts';
 import type { PlanInput } from './types.ts';
 
 /**
@@ -57,12 +57,11 @@ export function reduceInput(input: PlanInput, periods: number): ModelInput {
     );
   });
 
-  const dominated = findDominated(
-    relevant,
-    policy,
-    quotaRegions,
-    (o) => unavailable.has(o.id) || !isAllowed(o, policy) || o.capacityType === 'reserved',
-  );
+  const cannotDominate = (o: Offering) =>
+    unavailable.has(o.id) || !isAllowed(o, policy) || o.capacityType === 'reserved';
+  const dominated = findDominated(relevant, policy, quotaRegions, cannotDominate);
+  if (policy.maxTerminateFraction >= 1)
+    findDominatedBySmaller(relevant, input, policy, quotaRegions, cannotDominate, dominated);
   const kept = relevant.filter((o) => !dominated.has(o.id) || fleet.has(o.id));
 
   const periodMs = policy.periodMinutes * 60_000;
@@ -75,12 +74,16 @@ export function reduceInput(input: PlanInput, periods: number): ModelInput {
       (_, t) => ages.filter((age) => age + t * periodMs < minLifetimeMs).length,
     );
   });
-  const maxCount = kept.map((o, i) => {
-    if (!isAllowed(o, policy)) return 0; // drained as soon as the lifetime rule allows (lower bound wins)
-    if (o.capacityType === 'reserved') return reservedCount.get(o.id) ?? 0;
-    if (unavailable.has(o.id) || dominated.has(o.id)) return current[i] ?? 0;
-    return Number.POSITIVE_INFINITY;
-  });
+  const usefulMax = usefulInstanceBound(input, periods);
+  const maxCount = kept.map((o, i) =>
+    Array.from({ length: periods }, (_, t) => {
+      if (!isAllowed(o, policy)) return 0; // drained as soon as the lifetime rule allows (lower bound wins)
+      const cap = Math.max(current[i] ?? 0, usefulMax(o, t));
+      if (o.capacityType === 'reserved') return Math.min(cap, reservedCount.get(o.id) ?? 0);
+      if (unavailable.has(o.id) || dominated.has(o.id)) return Math.min(cap, current[i] ?? 0);
+      return cap;
+    }),
+  );
   return {
     offerings: kept,
     demand: input.demand,
@@ -94,6 +97,47 @@ export function reduceInput(input: PlanInput, periods: number): ModelInput {
   };
 }
 
+/**
+ * The most instances of an offering any optimal plan holds: enough for that offering alone to cover every row of
+ * its (GPU type, region group) in that period (the spot cap is per group, so over-buying on-demand never pays);
+ * with a spread rule, the whole type's need divided by the smallest share. Finite bounds matter: without them HiGHS spends seconds in root cut separation on tiny models.
+ */
+function usefulInstanceBound(input: PlanInput, periods: number): (o: Offering, t: number) => number {
+  const { policy } = input;
+  const rowsByCell = new Map<string, { size: number; need: number[] }[]>();
+  const typeNeed = new Map<string, number[]>();
+  for (const cell of new Set(input.demand.map((d) => `${d.gpu}\u0000${d.regionGroup}`))) {
+    const [gpu = '', group = ''] = cell.split('\u0000');
+    const classes = input.demand.filter((d) => d.gpu === gpu && d.regionGroup === group);
+    const rows: { size: number; need: number[] }[] = [];
+    for (const size of new Set([1, ...classes.map((d) => d.gangSize)])) {
+      const need = Array.from({ length: periods }, (_, t) => {
+        const atLeast = classes
+          .filter((d) => d.gangSize >= size)
+          .reduce((acc, d) => acc + (d.gpus[t] ?? 0), 0);
+        return size === 1 ? atLeast + bufferGpus(bufferFor(policy, gpu), atLeast) : atLeast;
+      });
+      rows.push({ size, need });
+    }
+    rowsByCell.set(cell, rows);
+    const total = typeNeed.get(gpu) ?? new Array<number>(periods).fill(0);
+    typeNeed.set(
+      gpu,
+      total.map((n, t) => n + (rows[0]?.need[t] ?? 0)),
+    );
+  }
+  const smallestShare = Math.max(0.05, Math.min(policy.maxRegionShare, policy.maxVendorShare));
+  return (o, t) => {
+    const ofType = typeNeed.get(o.gpu)?.[t] ?? 0;
+    if (smallestShare < 1) return Math.ceil(ofType / smallestShare / o.gpusPerInstance) + 1;
+    const rows = rowsByCell.get(`${o.gpu}\u0000${o.regionGroup}`) ?? [];
+    return rows.reduce((acc, row) => {
+      const usable = row.size * Math.floor(o.gpusPerInstance / row.size);
+      return usable > 0 ? Math.max(acc, Math.ceil((row.need[t] ?? 0) / usable)) : acc;
+    }, 0);
+  };
+}
+
 export function isAllowed(o: Offering, policy: PlanningPolicy): boolean {
   const { vendors, regions } = policy;
   if (vendors.deny.includes(o.vendor)) return false;
@@ -102,6 +146,67 @@ export function isAllowed(o: Offering, policy: PlanningPolicy): boolean {
   if (names.some((n) => regions.deny.includes(n))) return false;
   if (regions.allow && !names.some((n) => regions.allow?.includes(n))) return false;
   return true;
+}
+
+/** The constraint class of an offering: offerings in one class are interchangeable in every row. */
+function classKey(
+  o: Offering,
+  policy: PlanningPolicy,
+  quotaRegions: ReadonlySet<string>,
+  withSize: boolean,
+): string {
+  const regionKey =
+    policy.maxRegionShare < 1 || quotaRegions.has(`${o.vendor}/${o.region}`)
+      ? `${o.vendor}/${o.region}`
+      : '*';
+  const vendorKey = policy.maxVendorShare < 1 ? o.vendor : '*';
+  return [o.gpu, withSize ? o.gpusPerInstance : '', o.capacityType, o.regionGroup, vendorKey, regionKey].join(
+    '\u0000',
+  );
+}
+
+/**
+ * B (m·G GPUs) is dominated by m instances of A (G GPUs) when m·A costs no more on every objective term and every
+ * gang size asked for in the cell divides G. Only without a churn limit: the churn row counts instances, not GPUs.
+ * This removes the symmetry of GCP-style shapes priced per GPU (1g, 2g, 4g, 8g), which otherwise costs HiGHS
+ * seconds of branching over equivalent mixes.
+ */
+function findDominatedBySmaller(
+  offerings: readonly Offering[],
+  input: PlanInput,
+  policy: PlanningPolicy,
+  quotaRegions: ReadonlySet<string>,
+  cannotDominate: (o: Offering) => boolean,
+  dominated: Set<string>,
+): void {
+  const classes = new Map<string, Offering[]>();
+  for (const o of offerings) {
+    if (o.capacityType === 'reserved' || dominated.has(o.id)) continue;
+    const key = classKey(o, policy, quotaRegions, false);
+    classes.set(key, [...(classes.get(key) ?? []), o]);
+  }
+  const risk = (o: Offering) =>
+    o.microsPerHour * (o.capacityType === 'spot' ? interruptionsPerHour(policy, o.vendor) : 0);
+  for (const members of classes.values()) {
+    const first = members[0];
+    if (!first) continue;
+    const gangs = input.demand
+      .filter((d) => d.gpu === first.gpu && d.regionGroup === first.regionGroup)
+      .map((d) => d.gangSize);
+    for (const b of members) {
+      const by = members.find(
+        (a) =>
+          a !== b &&
+          !cannotDominate(a) &&
+          a.gpusPerInstance < b.gpusPerInstance &&
+          b.gpusPerInstance % a.gpusPerInstance === 0 &&
+          gangs.every((s) => a.gpusPerInstance % s === 0) &&
+          (b.gpusPerInstance / a.gpusPerInstance) * a.microsPerHour <= b.microsPerHour &&
+          (b.gpusPerInstance / a.gpusPerInstance) * risk(a) <= risk(b),
+      );
+      if (by) dominated.add(b.id);
+    }
+  }
 }
 
 function findDominated(

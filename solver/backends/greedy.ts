@@ -46,12 +46,17 @@ export function greedyCounts(input: ModelInput): number[][] {
       }
       return (input.protectedCounts[i]?.[t] ?? 0) + recent;
     };
-    const sharesHold = (gpu: string) => {
+    const spotWithinCap = (gpu: string, group: string) => {
+      const inCell = (j: number) => offerings[j]?.gpu === gpu && offerings[j]?.regionGroup === group;
+      const spot = sum((j) => inCell(j) && offerings[j]?.capacityType === 'spot', gpusOf);
+      return policy.spotMaxShare >= 1 || spot <= policy.spotMaxShare * sum(inCell, gpusOf) + 1e-9;
+    };
+    const sharesHold = (gpu: string, group: string) => {
       const total = sum((j) => offerings[j]?.gpu === gpu, gpusOf);
       const within = (pred: (j: number) => boolean, limit: number) =>
         limit >= 1 || sum((j) => offerings[j]?.gpu === gpu && pred(j), gpusOf) <= limit * total + 1e-9;
       return (
-        within((j) => offerings[j]?.capacityType === 'spot', policy.spotMaxShare) &&
+        spotWithinCap(gpu, group) &&
         offerings.every(
           (p) =>
             p.gpu !== gpu ||
@@ -95,8 +100,7 @@ export function greedyCounts(input: ModelInput): number[][] {
       const over = (pred: (j: number) => boolean, limit: number) =>
         limit < 1 && sum((j) => offerings[j]?.gpu === o.gpu && pred(j), gpusOf) > limit * total + 1e-9;
       return (
-        (o.capacityType === 'spot' &&
-          over((j) => offerings[j]?.capacityType === 'spot', policy.spotMaxShare)) ||
+        (o.capacityType === 'spot' && !spotWithinCap(o.gpu, o.regionGroup)) ||
         over(
           (j) => offerings[j]?.vendor === o.vendor && offerings[j]?.region === o.region,
           policy.maxRegionShare,
@@ -110,6 +114,7 @@ export function greedyCounts(input: ModelInput): number[][] {
     repair();
 
     const needByGpu = new Map<string, number>();
+    const needByCell = new Map<string, number>();
     const cells = new Map<string, { gpu: string; group: string; rows: { size: number; need: number }[] }>();
     for (const d of demand) {
       const key = `${d.gpu}\u0000${d.regionGroup}`;
@@ -129,6 +134,7 @@ export function greedyCounts(input: ModelInput): number[][] {
       const need = total + bufferGpus(bufferFor(policy, cell.gpu), total);
       cell.rows.push({ size: 1, need });
       needByGpu.set(cell.gpu, (needByGpu.get(cell.gpu) ?? 0) + need);
+      needByCell.set(`${cell.gpu}\u0000${cell.group}`, need);
     }
 
     const fits = (i: number): boolean => {
@@ -158,11 +164,19 @@ export function greedyCounts(input: ModelInput): number[][] {
       const base = Math.max(needByGpu.get(o.gpu) ?? 0, sum((j) => offerings[j]?.gpu === o.gpu, gpusOf) + g);
       const share = (pred: (j: number) => boolean, limit: number) =>
         limit >= 1 || sum((j) => offerings[j]?.gpu === o.gpu && pred(j), gpusOf) + g <= limit * base + 1e-9;
-      if (
-        o.capacityType === 'spot' &&
-        !share((j) => offerings[j]?.capacityType === 'spot', policy.spotMaxShare)
-      )
-        return false;
+      if (o.capacityType === 'spot' && policy.spotMaxShare < 1) {
+        const inCell = (j: number) =>
+          offerings[j]?.gpu === o.gpu && offerings[j]?.regionGroup === o.regionGroup;
+        const cellBase = Math.max(
+          needByCell.get(`${o.gpu}\u0000${o.regionGroup}`) ?? 0,
+          sum(inCell, gpusOf) + g,
+        );
+        if (
+          sum((j) => inCell(j) && offerings[j]?.capacityType === 'spot', gpusOf) + g >
+          policy.spotMaxShare * cellBase + 1e-9
+        )
+          return false;
+      }
       if (
         !share(
           (j) => offerings[j]?.vendor === o.vendor && offerings[j]?.region === o.region,
@@ -218,7 +232,7 @@ export function greedyCounts(input: ModelInput): number[][] {
         });
         if (!stillCovered) break;
         n[i] = (n[i] as number) - 1;
-        const holds = sharesHold(o.gpu);
+        const holds = sharesHold(o.gpu, o.regionGroup);
         n[i] = (n[i] as number) + 1;
         if (!holds) break;
         stopOne(i);
@@ -233,5 +247,5 @@ export function greedyCounts(input: ModelInput): number[][] {
 }
 
 function upper(input: ModelInput, i: number, t: number): number {
-  return Math.max(input.protectedCounts[i]?.[t] ?? 0, input.maxCount[i] ?? Number.POSITIVE_INFINITY);
+  return Math.max(input.protectedCounts[i]?.[t] ?? 0, input.maxCount[i]?.[t] ?? Number.POSITIVE_INFINITY);
 }
