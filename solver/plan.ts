@@ -23,6 +23,7 @@ export async function planCapacity(input: PlanInput): Promise<Plan> {
   const { solver } = input.policy;
 
   const greedyValues = completeSolution(pm, greedyCounts(pm.input));
+  boundByCost(pm, objectiveAt(pm.lp, greedyValues));
   let backend: BackendName = solver.backend;
   let status: PlanStatus = 'feasible';
   let values = greedyValues;
@@ -68,6 +69,20 @@ export async function planCapacity(input: PlanInput): Promise<Plan> {
     bound: Number.isFinite(bound) ? bound : objective,
     solveMs,
     explanation: explainPlan(pm, values, relaxation),
+  });
+}
+
+/**
+ * Every optimal plan costs no more than the greedy one, and each instance-period costs at least L·p on its own,
+ * so x ≤ ⌊greedy objective / (L·p)⌋. Tightens the columns that reduce.ts left unbounded (spread and churn rules).
+ */
+function boundByCost(pm: PlanningModel, greedyObjective: number): void {
+  pm.x.forEach((cols) => {
+    for (const j of cols) {
+      const cost = pm.lp.colCost[j] as number;
+      if (cost <= 0 || Number.isFinite(pm.lp.colUpper[j])) continue;
+      pm.lp.colUpper[j] = Math.max(pm.lp.colLower[j] as number, Math.floor(greedyObjective / cost + 1e-9));
+    }
   });
 }
 

@@ -75,10 +75,22 @@ export function reduceInput(input: PlanInput, periods: number): ModelInput {
     );
   });
   const usefulMax = usefulInstanceBound(input, periods);
+  // With a minimum lifetime, what an earlier period needed may still be held.
+  const lifetimePeriods = Math.ceil(policy.minLifetimeMinutes / policy.periodMinutes);
+  const bounds = kept.map((o) => {
+    // Spread and churn rules can make extra capacity pay (diluting a share, earning the right to stop more):
+    // no need-based bound is safe there; planCapacity bounds those by cost instead (see boundByCost).
+    if (policy.maxTerminateFraction < 1 || policy.maxRegionShare < 1 || policy.maxVendorShare < 1) {
+      return new Array<number>(periods).fill(Number.POSITIVE_INFINITY);
+    }
+    const perPeriod = Array.from({ length: periods }, (_, t) => usefulMax(o, t));
+    if (lifetimePeriods >= 2) return perPeriod.map((_, t) => Math.max(...perPeriod.slice(0, t + 1)));
+    return perPeriod;
+  });
   const maxCount = kept.map((o, i) =>
     Array.from({ length: periods }, (_, t) => {
       if (!isAllowed(o, policy)) return 0; // drained as soon as the lifetime rule allows (lower bound wins)
-      const cap = Math.max(current[i] ?? 0, usefulMax(o, t));
+      const cap = Math.max(current[i] ?? 0, bounds[i]?.[t] ?? 0);
       if (o.capacityType === 'reserved') return Math.min(cap, reservedCount.get(o.id) ?? 0);
       if (unavailable.has(o.id) || dominated.has(o.id)) return Math.min(cap, current[i] ?? 0);
       return cap;
@@ -99,13 +111,13 @@ export function reduceInput(input: PlanInput, periods: number): ModelInput {
 
 /**
  * The most instances of an offering any optimal plan holds: enough for that offering alone to cover every row of
- * its (GPU type, region group) in that period (the spot cap is per group, so over-buying on-demand never pays);
- * with a spread rule, the whole type's need divided by the smallest share. Finite bounds matter: without them HiGHS spends seconds in root cut separation on tiny models.
+ * its (GPU type, region group) in that period (the spot cap is per group, so over-buying on-demand never pays).
+ * Finite bounds matter: without them HiGHS spends seconds in root cut separation on models of a few hundred
+ * integers.
  */
 function usefulInstanceBound(input: PlanInput, periods: number): (o: Offering, t: number) => number {
   const { policy } = input;
   const rowsByCell = new Map<string, { size: number; need: number[] }[]>();
-  const typeNeed = new Map<string, number[]>();
   for (const cell of new Set(input.demand.map((d) => `${d.gpu}\u0000${d.regionGroup}`))) {
     const [gpu = '', group = ''] = cell.split('\u0000');
     const classes = input.demand.filter((d) => d.gpu === gpu && d.regionGroup === group);
@@ -120,16 +132,8 @@ function usefulInstanceBound(input: PlanInput, periods: number): (o: Offering, t
       rows.push({ size, need });
     }
     rowsByCell.set(cell, rows);
-    const total = typeNeed.get(gpu) ?? new Array<number>(periods).fill(0);
-    typeNeed.set(
-      gpu,
-      total.map((n, t) => n + (rows[0]?.need[t] ?? 0)),
-    );
   }
-  const smallestShare = Math.max(0.05, Math.min(policy.maxRegionShare, policy.maxVendorShare));
   return (o, t) => {
-    const ofType = typeNeed.get(o.gpu)?.[t] ?? 0;
-    if (smallestShare < 1) return Math.ceil(ofType / smallestShare / o.gpusPerInstance) + 1;
     const rows = rowsByCell.get(`${o.gpu}\u0000${o.regionGroup}`) ?? [];
     return rows.reduce((acc, row) => {
       const usable = row.size * Math.floor(o.gpusPerInstance / row.size);
