@@ -41,8 +41,19 @@ export async function planCapacity(input: PlanInput): Promise<Plan> {
     } catch (error) {
       result = { status: 'none', message: (error as Error).message };
     }
-    if (result.values) {
-      values = completeSolution(pm, readCounts(pm, result.values));
+    const incumbent = result.values ? completeSolution(pm, readCounts(pm, result.values)) : undefined;
+    if (
+      incumbent &&
+      result.status !== 'optimal' &&
+      objectiveAt(pm.lp, incumbent) > objectiveAt(pm.lp, greedyValues)
+    ) {
+      // Stopped by the time limit with an incumbent worse than the greedy plan: the greedy plan is the better answer.
+      backend = 'greedy';
+      status = 'fallback';
+      fallbackReason = `${solver.backend}: its incumbent at the time limit cost more than the greedy plan`;
+      mipBound = result.bound;
+    } else if (incumbent) {
+      values = incumbent;
       status = result.status === 'optimal' ? 'optimal' : 'feasible';
       mipBound = result.bound;
     } else {
