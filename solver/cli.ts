@@ -104,7 +104,7 @@ const usd = (v: number) =>
 export function renderPlan(plan: Plan): string {
   const pools = new Table({
     head: ['vendor', 'region', 'instance type', 'GPU', 'capacity', 'count', 'GPUs', 'USD/h'],
-    style: { head: [], border: [] },
+    style: { head: [], border: [], compact: true },
   });
   for (const p of [...plan.pools].sort((a, b) => b.usdPerHour - a.usdPerHour)) {
     pools.push([

@@ -59,7 +59,10 @@ function describe(label: string, kind: ExplanationLine['kind'], marginal: number
     case 'spot':
     case 'spread':
     case 'churn':
-      return `${label} ${binding ? 'binding' : 'not binding at the plan'}${Math.abs(marginal) >= 1e-6 ? `: relaxing it by one unit saves ${usd}/h` : ''}`;
+      if (Math.abs(marginal) < 1e-6) return `${label} binding`;
+      return binding
+        ? `${label} binding: one more unit of it would save ${usd}/h`
+        : `${label}: worth ${usd}/h per unit in the LP relaxation (not tight at the rounded plan)`;
     case 'lifetime':
       return `${label} binding: young instances kept`;
   }
