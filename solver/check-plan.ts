@@ -1,4 +1,4 @@
-import type { Offering } from '../providers/catalog/offering.ts';
+import { type Offering, reservedTwin } from '../providers/catalog/offering.ts';
 import { bufferFor, bufferGpus } from './policy.ts';
 import { isAllowed } from './reduce.ts';
 import type { Plan, PlanInput } from './types.ts';
@@ -14,14 +14,13 @@ export function checkPlan(input: PlanInput, plan: Plan): string[] {
   const { policy } = input;
   const errors: string[] = [];
   const byId = new Map<string, Offering>(input.offerings.map((o) => [o.id, o]));
+  const reservedCount = new Map<string, number>();
   for (const r of input.reservations ?? []) {
     const base = byId.get(r.offeringId);
-    if (base)
-      byId.set(base.id.replace(/\/on-demand$/, '/reserved'), {
-        ...base,
-        id: base.id.replace(/\/on-demand$/, '/reserved'),
-        capacityType: 'reserved',
-      });
+    if (!base) continue;
+    const twin = reservedTwin(base);
+    byId.set(twin.id, twin);
+    reservedCount.set(twin.id, r.count);
   }
   const periods = plan.periods;
   const held = new Map(plan.targets.map((t) => [t.offeringId, t.counts]));
@@ -142,10 +141,7 @@ export function checkPlan(input: PlanInput, plan: Plan): string[] {
       const grew = count(p.id, t) > (current.get(p.id) ?? 0);
       if (grew && !isAllowed(p.o, policy)) errors.push(`${tag}: ${p.id} is denied by policy`);
       if (grew && (input.unavailable ?? []).includes(p.id)) errors.push(`${tag}: ${p.id} is unavailable`);
-      const reserved = (input.reservations ?? []).find(
-        (r) => r.offeringId.replace(/\/on-demand$/, '/reserved') === p.id,
-      );
-      if (p.o.capacityType === 'reserved' && count(p.id, t) > (reserved?.count ?? 0))
+      if (p.o.capacityType === 'reserved' && count(p.id, t) > (reservedCount.get(p.id) ?? 0))
         errors.push(`${tag}: ${p.id} above its reservation`);
     }
   }

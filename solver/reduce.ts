@@ -1,5 +1,5 @@
 import { ValidationError } from '../lib/errors.ts';
-import type { Offering } from '../providers/catalog/offering.ts';
+import { type Offering, reservedTwin } from '../providers/catalog/offering.ts';
 import type { ModelInput } from './model.ts';
 import { bufferFor, bufferGpus, interruptionsPerHour, type PlanningPolicy } from './policy.ts';
 import type { PlanInput } from './types.ts';
@@ -24,21 +24,19 @@ export function reduceInput(input: PlanInput, periods: number): ModelInput {
   }
   const byId = new Map(input.offerings.map((o) => [o.id, o]));
   const all: Offering[] = [...input.offerings];
+  const reservedCount = new Map<string, number>();
   for (const r of input.reservations ?? []) {
     const base = byId.get(r.offeringId);
-    if (!base) throw new ValidationError('reservations.offeringId', `unknown offering ${r.offeringId}`);
-    const id = `${base.vendor}/${base.region}/${base.instanceType}/reserved`;
-    all.push({ ...base, id, capacityType: 'reserved' });
-    byId.set(id, all[all.length - 1] as Offering);
+    if (base?.capacityType !== 'on-demand') {
+      throw new ValidationError('reservations.offeringId', `${r.offeringId} is not an on-demand offering`);
+    }
+    const twin = reservedTwin(base);
+    all.push(twin);
+    byId.set(twin.id, twin);
+    reservedCount.set(twin.id, r.count);
   }
   for (const id of fleet.keys())
     if (!byId.has(id)) throw new ValidationError('fleet.offeringId', `unknown offering ${id}`);
-  const reservedCount = new Map(
-    (input.reservations ?? []).map((r) => [
-      byId.get(r.offeringId)?.id.replace(/\/on-demand$/, '/reserved'),
-      r.count,
-    ]),
-  );
 
   const demandedGpus = new Set(input.demand.map((d) => d.gpu));
   const demandedCells = new Set(input.demand.map((d) => `${d.gpu}\u0000${d.regionGroup}`));

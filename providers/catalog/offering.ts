@@ -34,3 +34,8 @@ export function offeringId(
 ): string {
   return `${vendor}/${region}/${instanceType}/${capacityType}`;
 }
+
+/** The reserved twin of an on-demand offering: same instance, capacity paid in advance. */
+export function reservedTwin(o: Offering): Offering {
+  return { ...o, id: offeringId(o.vendor, o.region, o.instanceType, 'reserved'), capacityType: 'reserved' };
+}
