@@ -7,7 +7,20 @@ export interface Clock {
   now(): number;
   /** Resolves after `ms` milliseconds of this clock's time; rejects with the signal's reason when aborted. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Calls `callback` once when this clock reaches `atMs` (on the next turn when `atMs` is already past). Timers due
+   * at the same time fire in the order they were set. Returns a handle that cancels the timer.
+   */
+  setTimer(atMs: number, callback: () => void): TimerHandle;
 }
+
+export interface TimerHandle {
+  /** Cancels the timer; does nothing when it already fired or was cancelled. */
+  cancel(): void;
+}
+
+/** Longest delay `setTimeout` takes without overflowing (about 24.8 days). */
+const MAX_TIMEOUT_MS = 2_147_483_647;
 
 /** Wall-clock time. The only place in gpubroker that reads `Date.now()` or calls `setTimeout`. */
 export class RealClock implements Clock {
@@ -19,32 +32,53 @@ export class RealClock implements Clock {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
       const onAbort = () => {
-        clearTimeout(timer);
+        timer.cancel();
         reject(signal?.reason);
       };
-      const timer = setTimeout(() => {
+      const timer = this.setTimer(this.now() + ms, () => {
         signal?.removeEventListener('abort', onAbort);
         resolve();
-      }, ms);
+      });
       signal?.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  setTimer(atMs: number, callback: () => void): TimerHandle {
+    let handle: ReturnType<typeof setTimeout> | undefined;
+    let cancelled = false;
+    // Long delays are chained, because setTimeout fires at once when its delay overflows 32 bits.
+    const arm = () => {
+      const delay = atMs - Date.now();
+      if (delay > MAX_TIMEOUT_MS) handle = setTimeout(arm, MAX_TIMEOUT_MS);
+      else handle = setTimeout(() => cancelled || callback(), Math.max(0, delay));
+    };
+    arm();
+    return {
+      cancel: () => {
+        cancelled = true;
+        if (handle !== undefined) clearTimeout(handle);
+      },
+    };
   }
 }
 
 interface PendingTimer {
   at: number;
   seq: number;
-  resolve: () => void;
+  callback: () => void;
+  cancelled: boolean;
 }
 
 /**
  * Virtual time for simulations and tests: time moves only when `advanceTo`/`advanceBy` is called, and timers fire in
- * (due time, creation order), so a run is deterministic.
+ * (due time, creation order), so a run is deterministic. Timers live in a binary heap, so a simulation with a
+ * million pending timers still fires each in O(log n).
  */
 export class VirtualClock implements Clock {
   private current: number;
   private seq = 0;
-  private timers: PendingTimer[] = [];
+  private readonly heap: PendingTimer[] = [];
+  private live = 0;
 
   constructor(startMs = 0) {
     assertIntegerMs(startMs, 'startMs');
@@ -59,12 +93,11 @@ export class VirtualClock implements Clock {
     assertIntegerMs(ms, 'ms');
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
-      const timer: PendingTimer = { at: this.current + Math.max(0, ms), seq: this.seq++, resolve };
-      this.timers.push(timer);
+      const timer = this.setTimer(this.current + Math.max(0, ms), resolve);
       signal?.addEventListener(
         'abort',
         () => {
-          this.timers = this.timers.filter((t) => t !== timer);
+          timer.cancel();
           reject(signal.reason);
         },
         { once: true },
@@ -72,11 +105,34 @@ export class VirtualClock implements Clock {
     });
   }
 
+  setTimer(atMs: number, callback: () => void): TimerHandle {
+    assertIntegerMs(atMs, 'atMs');
+    const timer: PendingTimer = {
+      at: Math.max(atMs, this.current),
+      seq: this.seq++,
+      callback,
+      cancelled: false,
+    };
+    this.push(timer);
+    this.live++;
+    return {
+      cancel: () => {
+        if (timer.cancelled) return;
+        timer.cancelled = true;
+        this.live--;
+      },
+    };
+  }
+
+  /** Number of timers that have neither fired nor been cancelled. */
+  pendingTimers(): number {
+    return this.live;
+  }
+
   /** Due time of the earliest pending timer, or undefined when none is pending. */
   nextTimerAt(): number | undefined {
-    let next: number | undefined;
-    for (const t of this.timers) if (next === undefined || t.at < next) next = t.at;
-    return next;
+    this.dropCancelledTop();
+    return this.heap[0]?.at;
   }
 
   /** Moves time forward to `targetMs`, firing every timer due on the way (awaiting their continuations). */
@@ -85,12 +141,15 @@ export class VirtualClock implements Clock {
     if (targetMs < this.current)
       throw new RangeError(`cannot move a clock back from ${this.current} to ${targetMs}`);
     for (;;) {
-      const due = this.timers.filter((t) => t.at <= targetMs).sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
-      if (!due) break;
-      this.timers = this.timers.filter((t) => t !== due);
-      this.current = Math.max(this.current, due.at);
-      due.resolve();
-      // Let the woken continuation run (and possibly schedule more timers) before the next one fires.
+      this.dropCancelledTop();
+      const due = this.heap[0];
+      if (!due || due.at > targetMs) break;
+      this.pop();
+      due.cancelled = true;
+      this.live--;
+      this.current = due.at;
+      due.callback();
+      // Let the woken continuation run (and possibly set more timers) before the next timer fires.
       await flushMicrotasks();
     }
     this.current = targetMs;
@@ -99,6 +158,54 @@ export class VirtualClock implements Clock {
   advanceBy(ms: number): Promise<void> {
     return this.advanceTo(this.current + ms);
   }
+
+  /** Fires timers until none is pending or the next one lies beyond `limitMs`; returns the time reached. */
+  async runUntilIdle(limitMs = Number.MAX_SAFE_INTEGER): Promise<number> {
+    for (;;) {
+      const next = this.nextTimerAt();
+      if (next === undefined || next > limitMs) return this.current;
+      await this.advanceTo(next);
+    }
+  }
+
+  private dropCancelledTop(): void {
+    while (this.heap.length > 0 && (this.heap[0] as PendingTimer).cancelled) this.pop();
+  }
+
+  private push(timer: PendingTimer): void {
+    const heap = this.heap;
+    heap.push(timer);
+    let i = heap.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!before(timer, heap[parent] as PendingTimer)) break;
+      heap[i] = heap[parent] as PendingTimer;
+      i = parent;
+    }
+    heap[i] = timer;
+  }
+
+  private pop(): void {
+    const heap = this.heap;
+    const last = heap.pop() as PendingTimer;
+    if (heap.length === 0) return;
+    let i = 0;
+    for (;;) {
+      const left = 2 * i + 1;
+      if (left >= heap.length) break;
+      const right = left + 1;
+      const child =
+        right < heap.length && before(heap[right] as PendingTimer, heap[left] as PendingTimer) ? right : left;
+      if (!before(heap[child] as PendingTimer, last)) break;
+      heap[i] = heap[child] as PendingTimer;
+      i = child;
+    }
+    heap[i] = last;
+  }
+}
+
+function before(a: PendingTimer, b: PendingTimer): boolean {
+  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
 }
 
 async function flushMicrotasks(): Promise<void> {

@@ -48,3 +48,17 @@ export class NotFoundError extends GpubrokerError {
     super('not_found', message);
   }
 }
+
+/** A schema issue as validators report it (zod's shape), without depending on the validator here. */
+export interface SchemaIssue {
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+}
+
+/** The first issue of a failed validation as a ValidationError naming the dotted field under `prefix`. */
+export function validationErrorFromIssues(prefix: string, issues: readonly SchemaIssue[]): ValidationError {
+  const issue = issues[0];
+  const path = (issue?.path ?? []).map((part) => String(part)).join('.');
+  const field = [prefix, path].filter((part) => part.length > 0).join('.');
+  return new ValidationError(field || 'input', issue?.message ?? 'invalid');
+}

@@ -70,6 +70,43 @@ describe('VirtualClock', () => {
     expect(clock.now()).toBe(2_050);
   });
 
+  it('fires callback timers in (due time, creation order), skipping cancelled ones', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.record({ delay: fc.integer({ min: 0, max: 50 }), cancel: fc.boolean() }), {
+          maxLength: 60,
+        }),
+        async (specs) => {
+          const clock = new VirtualClock(0);
+          const fired: { at: number; index: number }[] = [];
+          const handles = specs.map((spec, index) =>
+            clock.setTimer(spec.delay, () => fired.push({ at: clock.now(), index })),
+          );
+          specs.forEach((spec, index) => spec.cancel && handles[index]?.cancel());
+          expect(clock.pendingTimers()).toBe(specs.filter((s) => !s.cancel).length);
+          await clock.runUntilIdle();
+          const expected = specs
+            .map((spec, index) => ({ at: spec.delay, index, cancel: spec.cancel }))
+            .filter((t) => !t.cancel)
+            .sort((a, b) => a.at - b.at || a.index - b.index)
+            .map(({ at, index }) => ({ at, index }));
+          expect(fired).toEqual(expected);
+          expect(clock.pendingTimers()).toBe(0);
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
+  it('aborts a sleep through its signal', async () => {
+    const clock = new VirtualClock(0);
+    const controller = new AbortController();
+    const slept = clock.sleep(1_000, controller.signal);
+    controller.abort(new Error('stop'));
+    await expect(slept).rejects.toThrow('stop');
+    expect(clock.nextTimerAt()).toBeUndefined();
+  });
+
   it('makes sortable, reproducible ids', () => {
     const clock = new VirtualClock(1_700_000_000_000);
     const a = new IdGenerator(clock, new Random(1)).next('lease');

@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { parseDurationMs, parseFraction, parseIntegerIn, parsePositive } from '../lib/cli-args.ts';
-import { ValidationError } from '../lib/errors.ts';
+import { ValidationError, validationErrorFromIssues } from '../lib/errors.ts';
 import { BUNDLED_CATALOG_PATH, loadCatalog } from '../providers/catalog/load-catalog.ts';
 import { parseDemandSpec } from './demand-spec.ts';
 import { toLpFormat } from './lp-format.ts';
@@ -71,10 +71,7 @@ async function runPlan(flags: PlanFlags): Promise<Plan & { usdPerHour: number }>
   if (flags.gap !== undefined) solver.relativeGap = parseFraction('--gap', flags.gap);
   policyInput.solver = solver;
   const parsed = planningPolicySchema.safeParse(policyInput);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new ValidationError(`policy.${issue?.path.join('.') ?? ''}`, issue?.message ?? 'invalid');
-  }
+  if (!parsed.success) throw validationErrorFromIssues('policy', parsed.error.issues);
   const policy = parsed.data;
   const horizon = parseIntegerIn('--horizon', flags.horizon, 1, 168);
   const offerings = loadCatalog(flags.catalog, { regionGroups: policy.regionGroups });

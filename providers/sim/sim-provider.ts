@@ -1,0 +1,672 @@
+/**
+ * One simulated cloud vendor: the catalog's offerings and prices, finite stock per offering and zone, provisioning
+ * delays, per-account quotas, API throttling, boot failures, outages, price changes, and spot stock-outs and
+ * preemptions replayed from real traces (see spot-replay.ts). Everything runs on the Clock it is given and draws
+ * from generators seeded by the scenario, so the same seed and the same calls give the same event log.
+ *
+ * API calls answer at once (no simulated network latency), so tests and simulations can await them without
+ * moving the clock; what takes time in a cloud (booting, shutting down, reclaim warnings) happens on timers.
+ */
+import type { Clock, TimerHandle } from '../../lib/clock.ts';
+import { type Micros, micros, usdToMicros } from '../../lib/money.ts';
+import { hashString, Random } from '../../lib/random.ts';
+import { type Offering, reservedTwin } from '../catalog/offering.ts';
+import { EventHub } from '../event-hub.ts';
+import type {
+  EventsOptions,
+  Instance,
+  InstanceState,
+  ListFilter,
+  OfferingQuote,
+  Provider,
+  ProviderEvent,
+  ProvisionRequest,
+  Tags,
+  TerminationReason,
+} from '../provider.ts';
+import {
+  InsufficientCapacityError,
+  InvalidRequestError,
+  ProviderUnavailableError,
+  QuotaExceededError,
+  ThrottledError,
+} from '../provider-errors.ts';
+import { sampleDelay } from './sample-delay.ts';
+import { matches, type SimScenario, simScenario, type VendorSettings, vendorSettings } from './scenario.ts';
+import { type SpotPoolTraces, SpotReplay, type TraceDrop } from './spot-replay.ts';
+import { TokenBucket } from './token-bucket.ts';
+
+export interface SimProviderOptions {
+  readonly vendor: string;
+  readonly clock: Clock;
+  /** Catalog offerings; those of other vendors are ignored. */
+  readonly offerings: readonly Offering[];
+  readonly scenario?: SimScenario;
+  /** Shared by the vendors of one simulated multi-cloud; made from the scenario when omitted. */
+  readonly spotReplay?: SpotReplay;
+  /** Clock time the scenario's times count from (default: the clock's now). */
+  readonly startMs?: number;
+}
+
+/** The most instances one provision call may ask for (AWS's RunInstances takes up to 1,000 too). */
+const MAX_COUNT_PER_CALL = 1_000;
+
+interface SimInstance {
+  readonly id: string;
+  readonly pool: Pool;
+  readonly tags: Tags;
+  readonly idempotencyKey: string;
+  readonly microsPerHour: Micros;
+  readonly launchedAtMs: number;
+  state: InstanceState;
+  runningAtMs?: number;
+  terminatedAtMs?: number;
+  terminationReason?: TerminationReason;
+  interruptAtMs?: number;
+  /** The one pending transition: boot, reclaim or shutdown. */
+  timer?: TimerHandle;
+}
+
+/** A spot, on-demand or reserved offering in one zone: what stock and preemption are counted on. */
+interface Pool {
+  readonly offering: Offering;
+  readonly zone: string;
+  /** Instances not yet terminated. */
+  readonly active: Set<SimInstance>;
+  readonly traces: SpotPoolTraces | undefined;
+  dropTimer?: TimerHandle;
+  /** Fraction of an instance owed to the preemption trace, carried between drops. */
+  carry: number;
+}
+
+interface ActiveOutage {
+  readonly region: string | undefined;
+  readonly zone: string | undefined;
+}
+
+export class SimProvider implements Provider {
+  readonly vendor: string;
+  readonly settings: VendorSettings;
+  private readonly clock: Clock;
+  private readonly scenario: SimScenario;
+  private readonly replay: SpotReplay;
+  private readonly startMs: number;
+  private readonly catalog = new Map<string, Offering>();
+  private readonly reservedCounts = new Map<string, number>();
+  private readonly zones = new Map<string, string[]>();
+  private readonly pools = new Map<string, Pool>();
+  private readonly instances = new Map<string, SimInstance>();
+  /** Every id ever issued, so that an id is never reused after its instance leaves the inventory. */
+  private readonly issuedIds = new Set<string>();
+  private readonly activeByRegion = new Map<string, Set<SimInstance>>();
+  private readonly idempotency = new Map<string, { fingerprint: string; instances: SimInstance[] }>();
+  private readonly prices = new Map<string, Micros>();
+  private readonly outages = new Set<ActiveOutage>();
+  private readonly hub = new EventHub<ProviderEvent>();
+  private readonly scenarioTimers: TimerHandle[] = [];
+  private readonly bucket: TokenBucket | undefined;
+  private readonly delays: Random;
+  private readonly failures: Random;
+  private readonly ids: Random;
+  private readonly victims: Random;
+  private closed = false;
+
+  constructor(options: SimProviderOptions) {
+    this.vendor = options.vendor;
+    this.clock = options.clock;
+    this.scenario = options.scenario ?? simScenario();
+    this.startMs = options.startMs ?? options.clock.now();
+    this.replay = options.spotReplay ?? new SpotReplay(this.scenario, this.startMs);
+    this.settings = vendorSettings(this.scenario, this.vendor);
+    const root = new Random(hashString(`${this.scenario.seed}|${this.vendor}`));
+    this.delays = root.fork('delays');
+    this.failures = root.fork('failures');
+    this.ids = root.fork('ids');
+    this.victims = root.fork('victims');
+    if (this.settings.throttle)
+      this.bucket = new TokenBucket(
+        this.clock,
+        this.settings.throttle.burst,
+        this.settings.throttle.perSecond,
+      );
+
+    for (const o of options.offerings) if (o.vendor === this.vendor) this.catalog.set(o.id, o);
+    for (const r of this.scenario.reservations) {
+      const base = this.catalog.get(r.offeringId);
+      if (!base || base.vendor !== this.vendor) continue;
+      if (base.capacityType !== 'on-demand')
+        throw new InvalidRequestError(
+          this.vendor,
+          'scenario.reservations',
+          `${r.offeringId} is not on-demand`,
+        );
+      const price =
+        r.usdPerHour === undefined ? micros(Math.round(base.microsPerHour * 0.6)) : usdToMicros(r.usdPerHour);
+      const twin = { ...reservedTwin(base), microsPerHour: price };
+      this.catalog.set(twin.id, twin);
+      this.reservedCounts.set(twin.id, (this.reservedCounts.get(twin.id) ?? 0) + r.count);
+    }
+    for (const o of this.catalog.values())
+      if (!this.zones.has(o.region))
+        this.zones.set(o.region, zoneNames(this.vendor, o.region, this.settings));
+    this.scheduleScenario();
+  }
+
+  /** Zones of a region, as this vendor names them (`us-east-1a`, `us-central1-a`, `eastus-1`). */
+  zonesOf(region: string): readonly string[] {
+    return this.zones.get(region) ?? [];
+  }
+
+  /** Instances of an offering a zone holds now, and how many more can be launched there. */
+  capacity(offeringId: string, zone: string): { stock: number; free: number } {
+    const offering = this.catalog.get(offeringId);
+    if (!offering || !this.zonesOf(offering.region).includes(zone)) return { stock: 0, free: 0 };
+    const pool = this.pool(offering, zone);
+    if (offering.capacityType === 'reserved') {
+      const stock = this.reservedCounts.get(offering.id) ?? 0;
+      let used = 0;
+      for (const z of this.zonesOf(offering.region))
+        used += this.pools.get(`${offering.id}@${z}`)?.active.size ?? 0;
+      return { stock, free: Math.max(0, stock - used) };
+    }
+    const stock = this.stock(pool);
+    return { stock, free: Math.max(0, stock - pool.active.size) };
+  }
+
+  /** Synchronous event listener (simulations and recorders); returns the unsubscribe function. */
+  subscribe(listener: (event: ProviderEvent) => void): () => void {
+    return this.hub.subscribe(listener);
+  }
+
+  async offerings(): Promise<OfferingQuote[]> {
+    this.admitCall();
+    const quotes: OfferingQuote[] = [];
+    for (const o of this.catalog.values()) {
+      const availableZones = this.regionDown(o.region)
+        ? []
+        : this.zonesOf(o.region).filter(
+            (z) => !this.zoneDown(o.region, z) && this.capacity(o.id, z).free > 0,
+          );
+      quotes.push({
+        ...o,
+        microsPerHour: this.priceOf(o),
+        available: availableZones.length > 0,
+        availableZones,
+      });
+    }
+    return quotes;
+  }
+
+  async provision(request: ProvisionRequest): Promise<Instance[]> {
+    const offering = this.validate(request);
+    this.admitCall();
+    const fingerprint = JSON.stringify([
+      request.offeringId,
+      request.count,
+      request.zone ?? null,
+      Object.entries(request.tags ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+    ]);
+    const seen = this.idempotency.get(request.idempotencyKey);
+    if (seen) {
+      if (seen.fingerprint !== fingerprint)
+        throw new InvalidRequestError(
+          this.vendor,
+          'idempotencyKey',
+          `"${request.idempotencyKey}" was used before with other parameters`,
+        );
+      return seen.instances.map(snapshot);
+    }
+    if (this.regionDown(offering.region) || (request.zone && this.zoneDown(offering.region, request.zone)))
+      throw new ProviderUnavailableError(
+        this.vendor,
+        offering.region,
+        `region ${offering.region} is not answering`,
+      );
+    this.checkQuota(offering, request.count);
+    const zone = this.chooseZone(offering, request.count, request.zone);
+    const pool = this.pool(offering, zone);
+    const now = this.clock.now();
+    const created: SimInstance[] = [];
+    for (let i = 0; i < request.count; i++) {
+      const instance: SimInstance = {
+        id: this.newInstanceId(),
+        pool,
+        tags: Object.freeze({ ...(request.tags ?? {}) }),
+        idempotencyKey: request.idempotencyKey,
+        microsPerHour: this.priceOf(offering),
+        launchedAtMs: now,
+        state: 'pending',
+      };
+      this.instances.set(instance.id, instance);
+      pool.active.add(instance);
+      this.regionSet(offering.region).add(instance);
+      created.push(instance);
+      this.publishState(instance, null, 'pending');
+      const delay = sampleDelay(this.settings.provisioningDelay[offering.capacityType], this.delays);
+      const fails = this.failures.chance(this.settings.bootFailureRate);
+      instance.timer = this.clock.setTimer(now + delay, () => this.finishBoot(instance, fails));
+    }
+    this.idempotency.set(request.idempotencyKey, { fingerprint, instances: created });
+    return created.map(snapshot);
+  }
+
+  async terminate(instanceIds: readonly string[]): Promise<void> {
+    this.admitCall();
+    const targets: SimInstance[] = [];
+    for (const id of instanceIds) {
+      const instance = this.instances.get(id);
+      if (!instance || instance.state === 'terminating' || instance.state === 'terminated') continue;
+      const { region } = instance.pool.offering;
+      if (this.regionDown(region) || this.zoneDown(region, instance.pool.zone))
+        throw new ProviderUnavailableError(this.vendor, region, `region ${region} is not answering`);
+      targets.push(instance);
+    }
+    const now = this.clock.now();
+    for (const instance of targets) {
+      instance.timer?.cancel();
+      const from = instance.state;
+      instance.state = 'terminating';
+      this.publishState(instance, from, 'terminating');
+      const delay = sampleDelay(this.settings.terminationDelay, this.delays);
+      instance.timer = this.clock.setTimer(now + delay, () => this.markTerminated(instance, 'requested'));
+    }
+  }
+
+  async list(filter: ListFilter = {}): Promise<Instance[]> {
+    this.admitCall();
+    const horizon = this.clock.now() - this.settings.terminatedRetentionMs;
+    const wanted = Object.entries(filter.tags ?? {});
+    const result: Instance[] = [];
+    for (const [id, instance] of this.instances) {
+      if (instance.state === 'terminated') {
+        if ((instance.terminatedAtMs ?? 0) < horizon) {
+          this.instances.delete(id);
+          continue;
+        }
+        if (!filter.includeTerminated) continue;
+      }
+      if (wanted.every(([k, v]) => instance.tags[k] === v)) result.push(snapshot(instance));
+    }
+    return result;
+  }
+
+  events(options: EventsOptions = {}): AsyncIterable<ProviderEvent> {
+    return this.hub.iterate(options.signal);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const timer of this.scenarioTimers) timer.cancel();
+    for (const instance of this.instances.values()) instance.timer?.cancel();
+    for (const pool of this.pools.values()) pool.dropTimer?.cancel();
+    this.hub.close();
+  }
+
+  // ---- lifecycle ----------------------------------------------------------------------------------------------
+
+  private finishBoot(instance: SimInstance, fails: boolean): void {
+    instance.timer = undefined;
+    if (instance.state !== 'pending') return;
+    if (fails) {
+      this.hub.publish({
+        kind: 'failure',
+        atMs: this.clock.now(),
+        vendor: this.vendor,
+        instanceId: instance.id,
+        region: instance.pool.offering.region,
+        zone: instance.pool.zone,
+        message: 'instance failed to boot',
+      });
+      this.markTerminated(instance, 'failed');
+      return;
+    }
+    instance.state = 'running';
+    instance.runningAtMs = this.clock.now();
+    this.publishState(instance, 'pending', 'running');
+    const pool = instance.pool;
+    if (pool.traces?.preemption && !pool.dropTimer) this.scheduleDrop(pool);
+  }
+
+  private markTerminated(instance: SimInstance, reason: TerminationReason): void {
+    if (instance.state === 'terminated') return;
+    instance.timer?.cancel();
+    instance.timer = undefined;
+    const from = instance.state;
+    instance.state = 'terminated';
+    instance.terminatedAtMs = this.clock.now();
+    instance.terminationReason = reason;
+    instance.pool.active.delete(instance);
+    this.regionSet(instance.pool.offering.region).delete(instance);
+    this.publishState(instance, from, 'terminated', reason);
+  }
+
+  private scheduleDrop(pool: Pool): void {
+    const preemption = pool.traces?.preemption;
+    if (!preemption || this.closed) return;
+    const drop = this.replay.nextDrop(preemption, this.clock.now());
+    if (!drop) return;
+    pool.dropTimer = this.clock.setTimer(drop.atMs, () => {
+      pool.dropTimer = undefined;
+      const remaining = this.applyDrop(pool, drop);
+      if (remaining > 0) this.scheduleDrop(pool);
+    });
+  }
+
+  /** Reclaims the pool's share of a trace drop; returns how many instances can still be reclaimed later. */
+  private applyDrop(pool: Pool, drop: TraceDrop): number {
+    const eligible = [...pool.active].filter((i) => i.state === 'running' && i.interruptAtMs === undefined);
+    pool.carry += (eligible.length * drop.lost) / drop.alive;
+    const count = Math.min(eligible.length, Math.floor(pool.carry + 1e-9));
+    pool.carry = Math.max(0, pool.carry - count);
+    const now = this.clock.now();
+    const warning = this.settings.interruptionWarningMs;
+    for (let k = 0; k < count; k++) {
+      // Partial Fisher–Yates: a seeded choice of victims.
+      const j = k + this.victims.int(0, eligible.length - 1 - k);
+      const victim = eligible[j] as SimInstance;
+      eligible[j] = eligible[k] as SimInstance;
+      eligible[k] = victim;
+      victim.interruptAtMs = now + warning;
+      this.hub.publish({
+        kind: 'interruption-notice',
+        atMs: now,
+        vendor: this.vendor,
+        instanceId: victim.id,
+        offeringId: pool.offering.id,
+        zone: pool.zone,
+        terminateAtMs: now + warning,
+      });
+      victim.timer = this.clock.setTimer(now + warning, () => this.markTerminated(victim, 'preempted'));
+    }
+    return eligible.length - count;
+  }
+
+  // ---- scenario -----------------------------------------------------------------------------------------------
+
+  private scheduleScenario(): void {
+    for (const outage of this.scenario.outages) {
+      if (outage.vendor !== this.vendor) continue;
+      const active: ActiveOutage = { region: outage.region, zone: outage.zone };
+      const start = this.startMs + outage.startMs;
+      this.scenarioTimers.push(
+        this.clock.setTimer(start, () => {
+          this.outages.add(active);
+          if (outage.kind === 'zone-failure') this.failScope(active);
+        }),
+        this.clock.setTimer(start + outage.durationMs, () => this.outages.delete(active)),
+      );
+    }
+    for (const change of this.scenario.priceChanges) {
+      this.scenarioTimers.push(
+        this.clock.setTimer(this.startMs + change.atMs, () => {
+          for (const o of this.catalog.values()) {
+            if (!matches(change.match, o)) continue;
+            const price =
+              change.factor !== undefined
+                ? micros(Math.round(o.microsPerHour * change.factor))
+                : usdToMicros(change.usdPerHour ?? 0);
+            this.prices.set(o.id, price);
+            this.hub.publish({
+              kind: 'price-changed',
+              atMs: this.clock.now(),
+              vendor: this.vendor,
+              offeringId: o.id,
+              microsPerHour: price,
+            });
+          }
+        }),
+      );
+    }
+  }
+
+  private failScope(outage: ActiveOutage): void {
+    const victims = [...this.instances.values()].filter(
+      (i) =>
+        i.state !== 'terminated' &&
+        (outage.region === undefined || outage.region === i.pool.offering.region) &&
+        (outage.zone === undefined || outage.zone === i.pool.zone),
+    );
+    for (const instance of victims) {
+      this.hub.publish({
+        kind: 'failure',
+        atMs: this.clock.now(),
+        vendor: this.vendor,
+        instanceId: instance.id,
+        region: instance.pool.offering.region,
+        zone: instance.pool.zone,
+        message: `zone failure in ${outage.zone ?? outage.region ?? this.vendor}`,
+      });
+      this.markTerminated(instance, 'failed');
+    }
+  }
+
+  private vendorDown(): boolean {
+    for (const o of this.outages) if (o.region === undefined) return true;
+    return false;
+  }
+
+  private regionDown(region: string): boolean {
+    for (const o of this.outages) if (o.region === undefined || (o.region === region && !o.zone)) return true;
+    return false;
+  }
+
+  private zoneDown(region: string, zone: string): boolean {
+    for (const o of this.outages) if (o.region === region && o.zone === zone) return true;
+    return false;
+  }
+
+  // ---- checks -------------------------------------------------------------------------------------------------
+
+  /** Throttling and vendor-wide outages apply to every call. */
+  private admitCall(): void {
+    if (this.closed) throw new ProviderUnavailableError(this.vendor, undefined, 'the client is closed');
+    if (this.vendorDown())
+      throw new ProviderUnavailableError(this.vendor, undefined, 'the API is not answering');
+    const wait = this.bucket?.take() ?? 0;
+    if (wait > 0) throw new ThrottledError(this.vendor, wait, `request rate exceeded; retry in ${wait} ms`);
+  }
+
+  private validate(request: ProvisionRequest): Offering {
+    if (typeof request !== 'object' || request === null)
+      throw new InvalidRequestError(this.vendor, 'request', 'must be an object');
+    const offering = this.catalog.get(request.offeringId);
+    if (!offering)
+      throw new InvalidRequestError(
+        this.vendor,
+        'offeringId',
+        `"${request.offeringId}" is not sold by ${this.vendor}`,
+      );
+    if (!Number.isSafeInteger(request.count) || request.count < 1 || request.count > MAX_COUNT_PER_CALL)
+      throw new InvalidRequestError(
+        this.vendor,
+        'count',
+        `must be an integer from 1 to ${MAX_COUNT_PER_CALL}, got ${request.count}`,
+      );
+    if (typeof request.idempotencyKey !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(request.idempotencyKey))
+      throw new InvalidRequestError(
+        this.vendor,
+        'idempotencyKey',
+        'must be 1–255 printable ASCII characters',
+      );
+    if (request.zone !== undefined && !this.zonesOf(offering.region).includes(request.zone))
+      throw new InvalidRequestError(
+        this.vendor,
+        'zone',
+        `"${request.zone}" is not a zone of ${offering.region}`,
+      );
+    for (const [key, value] of Object.entries(request.tags ?? {}))
+      if (typeof value !== 'string' || key.length === 0 || key.length > 128 || value.length > 256)
+        throw new InvalidRequestError(
+          this.vendor,
+          `tags.${key}`,
+          'tags are non-empty keys with string values',
+        );
+    return offering;
+  }
+
+  private checkQuota(offering: Offering, count: number): void {
+    const requested = count * offering.gpusPerInstance;
+    for (const rule of this.settings.quotas) {
+      if (rule.region !== undefined && rule.region !== offering.region) continue;
+      if (rule.gpu !== undefined && rule.gpu !== offering.gpu) continue;
+      if (rule.capacityType !== undefined && rule.capacityType !== offering.capacityType) continue;
+      let used = 0;
+      for (const i of this.regionSet(offering.region)) {
+        const o = i.pool.offering;
+        if (
+          (rule.gpu === undefined || rule.gpu === o.gpu) &&
+          (rule.capacityType ?? o.capacityType) === o.capacityType
+        )
+          used += o.gpusPerInstance;
+      }
+      if (used + requested > rule.maxGpus) {
+        const name = `${rule.capacityType ?? 'all'} ${rule.gpu ?? 'GPU'} GPUs in ${offering.region}`;
+        throw new QuotaExceededError(
+          this.vendor,
+          name,
+          rule.maxGpus,
+          requested,
+          `quota "${name}" is ${rule.maxGpus}; ${used} in use, ${requested} requested`,
+        );
+      }
+    }
+  }
+
+  /** The zone with the most free capacity that fits all `count` (ties: the first zone), or a capacity error. */
+  private chooseZone(offering: Offering, count: number, zone: string | undefined): string {
+    let best: string | undefined;
+    let bestFree = 0;
+    for (const z of zone ? [zone] : this.zonesOf(offering.region)) {
+      if (this.zoneDown(offering.region, z)) continue;
+      const { free } = this.capacity(offering.id, z);
+      if (free >= count && free > bestFree) {
+        best = z;
+        bestFree = free;
+      }
+    }
+    if (best === undefined)
+      throw new InsufficientCapacityError(
+        this.vendor,
+        offering.id,
+        this.settings.capacityRetryAfterMs,
+        `not enough capacity for ${count} × ${offering.instanceType} (${offering.capacityType}) in ${zone ?? offering.region}`,
+      );
+    return best;
+  }
+
+  // ---- state --------------------------------------------------------------------------------------------------
+
+  private pool(offering: Offering, zone: string): Pool {
+    const key = `${offering.id}@${zone}`;
+    let pool = this.pools.get(key);
+    if (!pool) {
+      pool = {
+        offering,
+        zone,
+        active: new Set(),
+        traces: offering.capacityType === 'spot' ? this.replay.poolTraces(offering, zone) : undefined,
+        carry: 0,
+      };
+      this.pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  /** Instances of the pool's offering the zone has now (ours included), before subtracting ours. */
+  private stock(pool: Pool): number {
+    const { offering, zone } = pool;
+    let onDemand = this.scenario.stock.onDemandPerZone;
+    let spot = this.scenario.stock.spotPerZone;
+    for (const rule of this.scenario.stock.rules) {
+      if (!matches(rule.match, offering, zone)) continue;
+      onDemand = rule.onDemandPerZone ?? onDemand;
+      spot = rule.spotPerZone ?? spot;
+    }
+    if (offering.capacityType !== 'spot') return onDemand;
+    const availability = pool.traces?.availability;
+    if (!availability) return spot;
+    const value = this.replay.valueAt(availability, this.clock.now());
+    if (value === 0 || spot === 0) return 0;
+    return Math.max(1, Math.round((spot * value) / availability.trace.nodes));
+  }
+
+  private priceOf(offering: Offering): Micros {
+    return this.prices.get(offering.id) ?? offering.microsPerHour;
+  }
+
+  private regionSet(region: string): Set<SimInstance> {
+    let set = this.activeByRegion.get(region);
+    if (!set) {
+      set = new Set();
+      this.activeByRegion.set(region, set);
+    }
+    return set;
+  }
+
+  private newInstanceId(): string {
+    for (;;) {
+      let hex = '';
+      for (let i = 0; i < 2; i++) hex += this.ids.nextUint32().toString(16).padStart(8, '0');
+      const id = `${ID_PREFIX[this.vendor] ?? `${this.vendor}-`}${hex}`;
+      if (!this.issuedIds.has(id)) {
+        this.issuedIds.add(id);
+        return id;
+      }
+    }
+  }
+
+  private publishState(
+    instance: SimInstance,
+    from: InstanceState | null,
+    to: InstanceState,
+    reason?: TerminationReason,
+  ): void {
+    this.hub.publish({
+      kind: 'state-changed',
+      atMs: this.clock.now(),
+      vendor: this.vendor,
+      instanceId: instance.id,
+      offeringId: instance.pool.offering.id,
+      zone: instance.pool.zone,
+      from,
+      to,
+      ...(reason ? { reason } : {}),
+    });
+  }
+}
+
+const ID_PREFIX: Readonly<Record<string, string>> = { aws: 'i-', gcp: 'gce-', azure: 'vm-' };
+
+function zoneNames(vendor: string, region: string, settings: VendorSettings): string[] {
+  return Array.from({ length: settings.zonesPerRegion }, (_, i) => {
+    const letter = String.fromCharCode(97 + i);
+    if (vendor === 'aws') return `${region}${letter}`;
+    if (vendor === 'azure') return `${region}-${i + 1}`;
+    return `${region}-${letter}`;
+  });
+}
+
+function snapshot(i: SimInstance): Instance {
+  const o = i.pool.offering;
+  return {
+    id: i.id,
+    vendor: o.vendor,
+    offeringId: o.id,
+    region: o.region,
+    zone: i.pool.zone,
+    instanceType: o.instanceType,
+    capacityType: o.capacityType,
+    gpu: o.gpu,
+    gpusPerInstance: o.gpusPerInstance,
+    state: i.state,
+    tags: i.tags,
+    idempotencyKey: i.idempotencyKey,
+    microsPerHour: i.microsPerHour,
+    launchedAtMs: i.launchedAtMs,
+    ...(i.runningAtMs !== undefined ? { runningAtMs: i.runningAtMs } : {}),
+    ...(i.terminatedAtMs !== undefined ? { terminatedAtMs: i.terminatedAtMs } : {}),
+    ...(i.terminationReason !== undefined ? { terminationReason: i.terminationReason } : {}),
+    ...(i.interruptAtMs !== undefined ? { interruptAtMs: i.interruptAtMs } : {}),
+  };
+}

@@ -1,0 +1,135 @@
+/**
+ * Maps the real spot traces onto simulated spot pools (one pool = a spot offering in one zone) and answers, for
+ * any time, how much of the pool is obtainable and when its next preemption comes.
+ *
+ * Mapping, per pool and per kind (availability, preemption), unless a scenario rule names the trace:
+ * - candidates are scored: measured in the same zone of the same vendor (8), the same vendor (4), the same GPU
+ *   model (2), the same size class (1 GPU vs several; CPU traces count as 1); the best-scored ones are kept and
+ *   one is picked by a generator seeded with (seed, kind, offering, zone). Azure has no measurements of its own
+ *   and replays AWS's; GCP replays the GCP preemption traces.
+ * - the clouds' start falls at a seeded point of the trace (`shiftMs`), and the trace repeats when it runs out
+ *   (the seam between its end and its start is not a drop).
+ *
+ * Semantics:
+ * - availability: stock = 0 when the trace is 0, otherwise `spotPerZone × value / max`, at least 1.
+ * - preemption: when the trace drops from a to a − k alive, k/a of the pool's running, not yet warned instances are
+ *   reclaimed (a running remainder carries over, so the long-run rate is exact and a pool holding exactly what the
+ *   trace held loses exactly what it lost).
+ * Pools are computed lazily, so a catalog of thousands of spot pools costs nothing until one is used.
+ */
+import { hashString, Random } from '../../lib/random.ts';
+import type { Offering } from '../catalog/offering.ts';
+import { matches, type SimScenario } from './scenario.ts';
+import { bundledSpotTraces, type SpotTrace, type SpotTraceKind, spotTraceByName } from './spot-trace.ts';
+
+export interface ReplayedTrace {
+  readonly trace: SpotTrace;
+  /** Trace time (ms from its first sample) at the clouds' start. */
+  readonly shiftMs: number;
+}
+
+export interface SpotPoolTraces {
+  readonly availability: ReplayedTrace | undefined;
+  readonly preemption: ReplayedTrace | undefined;
+}
+
+export interface TraceDrop {
+  readonly atMs: number;
+  /** Alive before the drop. */
+  readonly alive: number;
+  readonly lost: number;
+}
+
+export class SpotReplay {
+  private readonly pools = new Map<string, SpotPoolTraces>();
+
+  constructor(
+    private readonly scenario: SimScenario,
+    /** Clock time at which the clouds start; trace shifts are relative to it. */
+    private readonly startMs: number,
+    private readonly traces: readonly SpotTrace[] = bundledSpotTraces(),
+  ) {}
+
+  /** The traces replayed for a spot offering in a zone (both undefined when replay is off). */
+  poolTraces(offering: Offering, zone: string): SpotPoolTraces {
+    const key = `${offering.id}@${zone}`;
+    let pool = this.pools.get(key);
+    if (!pool) {
+      pool = this.resolve(offering, zone);
+      this.pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  /** Trace value at a clock time, and the trace's maximum. */
+  valueAt(replayed: ReplayedTrace, atMs: number): number {
+    const { trace } = replayed;
+    return trace.data[this.tickAt(replayed, atMs) % trace.data.length] as number;
+  }
+
+  /** The first drop strictly after `afterMs`, or undefined when the trace never drops. */
+  nextDrop(replayed: ReplayedTrace, afterMs: number): TraceDrop | undefined {
+    const { trace } = replayed;
+    const drops = trace.dropIndices;
+    if (drops.length === 0) return undefined;
+    const n = trace.data.length;
+    const next = this.tickAt(replayed, afterMs) + 1;
+    const cycle = Math.floor(next / n);
+    const within = next - cycle * n;
+    const position = lowerBound(drops, within);
+    const index = position < drops.length ? (drops[position] as number) : (drops[0] as number);
+    const absolute = position < drops.length ? cycle * n + index : (cycle + 1) * n + index;
+    const alive = trace.data[index - 1] as number;
+    return {
+      atMs: this.startMs - replayed.shiftMs + absolute * trace.gapMs,
+      alive,
+      lost: alive - (trace.data[index] as number),
+    };
+  }
+
+  /** Absolute tick (counting from the trace's first sample, without wrapping) at a clock time. */
+  private tickAt(replayed: ReplayedTrace, atMs: number): number {
+    return Math.floor((Math.max(0, atMs - this.startMs) + replayed.shiftMs) / replayed.trace.gapMs);
+  }
+
+  private resolve(offering: Offering, zone: string): SpotPoolTraces {
+    if (!this.scenario.spot.replay) return { availability: undefined, preemption: undefined };
+    const rule = this.scenario.spot.pools.find((r) => matches(r.match, offering, zone));
+    const pick = (kind: SpotTraceKind): ReplayedTrace | undefined => {
+      const random = new Random(hashString(`${this.scenario.seed}|${kind}|${offering.id}|${zone}`));
+      const named = rule?.[kind];
+      if (named === null) return undefined;
+      const trace =
+        named !== undefined ? spotTraceByName(named) : this.bestTrace(kind, offering, zone, random);
+      if (!trace) return undefined;
+      const duration = trace.data.length * trace.gapMs;
+      return { trace, shiftMs: rule?.shiftMs ?? random.int(0, duration - 1) };
+    };
+    return { availability: pick('availability'), preemption: pick('preemption') };
+  }
+
+  private bestTrace(kind: SpotTraceKind, o: Offering, zone: string, random: Random): SpotTrace | undefined {
+    const candidates = this.traces.filter((t) => t.kind === kind);
+    if (candidates.length === 0) return undefined;
+    const vendorHasOwn = candidates.some((t) => t.vendor === o.vendor);
+    const multi = o.gpusPerInstance > 1;
+    const score = (t: SpotTrace) =>
+      (t.vendor === o.vendor && t.zone === zone ? 8 : 0) +
+      (t.vendor === o.vendor || (!vendorHasOwn && t.vendor === 'aws') ? 4 : 0) +
+      (t.gpu === o.gpu ? 2 : 0) +
+      ((t.gpusPerInstance ?? 1) > 1 === multi ? 1 : 0);
+    const best = Math.max(...candidates.map(score));
+    return random.pick(candidates.filter((t) => score(t) === best));
+  }
+}
+
+function lowerBound(sorted: Int32Array, value: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((sorted[mid] as number) < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
