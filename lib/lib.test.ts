@@ -82,7 +82,7 @@ describe('VirtualClock', () => {
           const handles = specs.map((spec, index) =>
             clock.setTimer(spec.delay, () => fired.push({ at: clock.now(), index })),
           );
-          specs.forEach((spec, index) => spec.cancel && handles[index]?.cancel());
+          for (const [index, spec] of specs.entries()) if (spec.cancel) handles[index]?.cancel();
           expect(clock.pendingTimers()).toBe(specs.filter((s) => !s.cancel).length);
           await clock.runUntilIdle();
           const expected = specs
