@@ -3,8 +3,8 @@
  * any time, how much of the pool is obtainable and when its next preemption comes.
  *
  * Mapping, per pool and per kind (availability, preemption), unless a scenario rule names the trace:
- * - candidates are scored: measured in the same zone of the same vendor (8), the same vendor (4), the same GPU
- *   model (2), the same size class (1 GPU vs several; CPU traces count as 1); the best-scored ones are kept and
+ * - candidates are scored: measured on the same GPU in the same zone of the same vendor (8), the same vendor
+ *   (4), the same GPU model (2), the same size class (1 GPU vs several; CPU traces count as 1); the best-scored ones are kept and
  *   one is picked by a generator seeded with (seed, kind, offering, zone). Azure has no measurements of its own
  *   and replays AWS's; GCP replays the GCP preemption traces.
  * - the clouds' start falls at a seeded point of the trace (`shiftMs`), and the trace repeats when it runs out
@@ -114,7 +114,7 @@ export class SpotReplay {
     const vendorHasOwn = candidates.some((t) => t.vendor === o.vendor);
     const multi = o.gpusPerInstance > 1;
     const score = (t: SpotTrace) =>
-      (t.vendor === o.vendor && t.zone === zone ? 8 : 0) +
+      (t.vendor === o.vendor && t.zone === zone && t.gpu === o.gpu ? 8 : 0) +
       (t.vendor === o.vendor || (!vendorHasOwn && t.vendor === 'aws') ? 4 : 0) +
       (t.gpu === o.gpu ? 2 : 0) +
       ((t.gpusPerInstance ?? 1) > 1 === multi ? 1 : 0);
