@@ -8,8 +8,9 @@ export interface Clock {
   /** Resolves after `ms` milliseconds of this clock's time; rejects with the signal's reason when aborted. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
   /**
-   * Calls `callback` once when this clock reaches `atMs` (on the next turn when `atMs` is already past). Timers due
-   * at the same time fire in the order they were set. Returns a handle that cancels the timer.
+   * Calls `callback` once when this clock reaches `atMs` (on the next turn when `atMs` is already past). On the
+   * virtual clock, timers due at the same time fire in the order they were set; the real clock is as precise as
+   * `setTimeout`. Returns a handle that cancels the timer.
    */
   setTimer(atMs: number, callback: () => void): TimerHandle;
 }
@@ -93,15 +94,15 @@ export class VirtualClock implements Clock {
     assertIntegerMs(ms, 'ms');
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
-      const timer = this.setTimer(this.current + Math.max(0, ms), resolve);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          timer.cancel();
-          reject(signal.reason);
-        },
-        { once: true },
-      );
+      const onAbort = () => {
+        timer.cancel();
+        reject(signal?.reason);
+      };
+      const timer = this.setTimer(this.current + Math.max(0, ms), () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 

@@ -5,11 +5,36 @@
  */
 export class EventHub<T> {
   private readonly listeners = new Set<(event: T) => void>();
+  private readonly backlog: T[] = [];
+  private delivering = false;
   private closed = false;
 
-  /** Delivers `event` to every current subscriber, in subscription order. */
+  /**
+   * Delivers `event` to every current subscriber, in subscription order. An event published by a listener while
+   * another is being delivered waits its turn, so every subscriber sees events in the order they happened; a
+   * listener that throws does not stop delivery (its error is rethrown on a later turn).
+   */
   publish(event: T): void {
-    for (const listener of this.listeners) listener(event);
+    this.backlog.push(event);
+    if (this.delivering) return;
+    this.delivering = true;
+    try {
+      for (let i = 0; i < this.backlog.length; i++) {
+        const next = this.backlog[i] as T;
+        for (const listener of this.listeners) {
+          try {
+            listener(next);
+          } catch (error) {
+            queueMicrotask(() => {
+              throw error;
+            });
+          }
+        }
+      }
+    } finally {
+      this.backlog.length = 0;
+      this.delivering = false;
+    }
   }
 
   /** Calls `listener` synchronously for every event published from now on; returns the unsubscribe function. */

@@ -1,7 +1,7 @@
 /**
  * The Provider contract: every cloud the broker buys from, real or simulated, sits behind it.
  *
- * Rules every implementation keeps (the contract suite in `providers/contract.ts` checks them):
+ * Rules every implementation keeps (the contract suite in `providers/provider.contract.ts` checks them):
  * - Writes are idempotent. `provision` with a key it has seen returns the instances of the first call and creates
  *   nothing; `terminate` of an unknown or already terminated instance is not an error.
  * - Errors are the typed classes of `provider-errors.ts` and nothing else; a failed call changed nothing, except

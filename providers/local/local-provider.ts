@@ -191,7 +191,7 @@ export class LocalProvider implements Provider {
 
   async terminate(instanceIds: readonly string[]): Promise<void> {
     this.assertOpen();
-    for (const id of instanceIds) {
+    for (const id of new Set(instanceIds)) {
       const instance = this.instances.find((i) => i.id === id);
       if (!instance || instance.state === 'terminating' || instance.state === 'terminated') continue;
       instance.timer?.cancel();

@@ -215,7 +215,11 @@ export const simScenarioSchema = z
             startMs: ms,
             durationMs: ms.refine((d) => d > 0, 'must be positive'),
           })
-          .strict(),
+          .strict()
+          .refine((o) => o.zone === undefined || o.region !== undefined, {
+            message: 'an outage of a zone names its region too',
+            path: ['region'],
+          }),
       )
       .default([]),
     priceChanges: z

@@ -234,6 +234,50 @@ describe('simulated cloud', () => {
     expect(bad({ unknown: 1 })).toThrow(ValidationError);
   });
 
+  it('keeps a provision whole and events in order when a listener throws or calls back in', async () => {
+    const { provider, clock } = awsSim();
+    const order: string[] = [];
+    let thrown = 0;
+    provider.subscribe((e) => {
+      if (e.kind !== 'state-changed') return;
+      if (e.to === 'pending' && thrown++ === 1) throw new Error('listener bug');
+      if (e.to === 'running') void provider.terminate([e.instanceId, e.instanceId]);
+    });
+    provider.subscribe((e) => e.kind === 'state-changed' && order.push(`${e.instanceId}:${e.from}>${e.to}`));
+    const swallowed: unknown[] = [];
+    const onError = (error: unknown) => swallowed.push(error);
+    process.on('uncaughtException', onError);
+    try {
+      const launched = await provider.provision({ offeringId: A10G, count: 3, idempotencyKey: 'whole' });
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      expect(swallowed).toHaveLength(1);
+      expect(await provider.provision({ offeringId: A10G, count: 3, idempotencyKey: 'whole' })).toEqual(
+        launched,
+      );
+      await clock.advanceBy(HOUR);
+      for (const instance of launched) {
+        const mine = order.filter((line) => line.startsWith(`${instance.id}:`)).map((l) => l.split(':')[1]);
+        expect(mine).toEqual([
+          'null>pending',
+          'pending>running',
+          'running>terminating',
+          'terminating>terminated',
+        ]);
+      }
+    } finally {
+      process.off('uncaughtException', onError);
+    }
+  });
+
+  it('rejects an unknown trace name and a zone outage without its region when the clouds are built', () => {
+    expect(() => awsSim({ spot: { pools: [{ match: {}, preemption: 'nope.json' }] } })).toThrow(
+      /scenario\.spot\.pools\.0\.preemption/,
+    );
+    expect(() =>
+      simScenario({ outages: [{ vendor: 'aws', zone: 'us-east-1a', startMs: 0, durationMs: 1 }] }),
+    ).toThrow(/scenario\.outages\.0\.region/);
+  });
+
   it('a spot offering reports where it can be had', async () => {
     const { provider } = awsSim({ spot: { replay: true } });
     const quote = (await provider.offerings()).find((o) => o.id === V100_SPOT);

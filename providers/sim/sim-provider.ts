@@ -241,19 +241,20 @@ export class SimProvider implements Provider {
       pool.active.add(instance);
       this.regionSet(offering.region).add(instance);
       created.push(instance);
-      this.publishState(instance, null, 'pending');
       const delay = sampleDelay(this.settings.provisioningDelay[offering.capacityType], this.delays);
       const fails = this.failures.chance(this.settings.bootFailureRate);
       instance.timer = this.clock.setTimer(now + delay, () => this.finishBoot(instance, fails));
     }
+    // The call's effects are complete before anyone hears of them.
     this.idempotency.set(request.idempotencyKey, { fingerprint, instances: created });
+    for (const instance of created) this.publishState(instance, null, 'pending');
     return created.map(snapshot);
   }
 
   async terminate(instanceIds: readonly string[]): Promise<void> {
     this.admitCall();
     const targets: SimInstance[] = [];
-    for (const id of instanceIds) {
+    for (const id of new Set(instanceIds)) {
       const instance = this.instances.get(id);
       if (!instance || instance.state === 'terminating' || instance.state === 'terminated') continue;
       const { region } = instance.pool.offering;

@@ -11,12 +11,15 @@
  *   (the seam between its end and its start is not a drop).
  *
  * Semantics:
- * - availability: stock = 0 when the trace is 0, otherwise `spotPerZone × value / max`, at least 1.
+ * - availability: stock = 0 when the trace is 0, otherwise `spotPerZone × value / nodes` (nodes: instances the
+ *   measurement probed), at least 1.
  * - preemption: when the trace drops from a to a − k alive, k/a of the pool's running, not yet warned instances are
  *   reclaimed (a running remainder carries over, so the long-run rate is exact and a pool holding exactly what the
  *   trace held loses exactly what it lost).
- * Pools are computed lazily, so a catalog of thousands of spot pools costs nothing until one is used.
+ * A pool's traces are chosen the first time the pool is looked at and kept; named traces are loaded up front, so a
+ * wrong name fails when the clouds are built, not in the middle of a call.
  */
+import { ValidationError } from '../../lib/errors.ts';
 import { hashString, Random } from '../../lib/random.ts';
 import type { Offering } from '../catalog/offering.ts';
 import { matches, type SimScenario } from './scenario.ts';
@@ -48,7 +51,24 @@ export class SpotReplay {
     /** Clock time at which the clouds start; trace shifts are relative to it. */
     private readonly startMs: number,
     private readonly traces: readonly SpotTrace[] = bundledSpotTraces(),
-  ) {}
+  ) {
+    for (const [n, rule] of scenario.spot.pools.entries())
+      for (const kind of ['availability', 'preemption'] as const) {
+        const name = rule[kind];
+        if (typeof name !== 'string') continue;
+        let trace: SpotTrace;
+        try {
+          trace = spotTraceByName(name);
+        } catch (error) {
+          throw new ValidationError(`scenario.spot.pools.${n}.${kind}`, (error as Error).message, {
+            cause: error,
+          });
+        }
+        this.named.set(name, trace);
+      }
+  }
+
+  private readonly named = new Map<string, SpotTrace>();
 
   /** The traces replayed for a spot offering in a zone (both undefined when replay is off). */
   poolTraces(offering: Offering, zone: string): SpotPoolTraces {
