@@ -1,0 +1,161 @@
+/**
+ * Carrying out a plan on the providers. Every call is first written as an action row whose id is the idempotency
+ * key sent to the provider, so a crash between the call and its record never provisions twice: the next tick (or
+ * the next start) repeats the pending action with the same key and gets the same instances back.
+ */
+import { eq } from 'drizzle-orm';
+import type { Clock } from '../lib/clock.ts';
+import type { Provider } from '../providers/provider.ts';
+import {
+  InsufficientCapacityError,
+  ProviderError,
+  ProviderUnavailableError,
+  ThrottledError,
+} from '../providers/provider-errors.ts';
+import type { Database } from './db/open-database.ts';
+import { actions } from './db/schema.ts';
+import type { Fleet, LiveInstance } from './fleet.ts';
+
+export const FLEET_TAG = 'gpubroker-fleet';
+export const ACTION_TAG = 'gpubroker-action';
+const MAX_THROTTLE_RETRIES = 3;
+
+export type ActionRow = typeof actions.$inferSelect;
+
+export class Actuator {
+  constructor(
+    private readonly db: Database,
+    private readonly clock: Clock,
+    private readonly providers: ReadonlyMap<string, Provider>,
+    private readonly fleet: Fleet,
+    /** The id our instances are tagged with (read when a call is made: it is loaded on start). */
+    private readonly fleetId: () => string,
+  ) {}
+
+  /** Provisions `count` instances of an offering under a new action. */
+  async provision(
+    planId: string,
+    key: string,
+    vendor: string,
+    offeringId: string,
+    count: number,
+  ): Promise<ActionRow> {
+    const now = this.clock.now();
+    const row: ActionRow = {
+      id: key,
+      planId,
+      kind: 'provision',
+      vendor,
+      offeringId,
+      count,
+      instanceIds: [],
+      status: 'pending',
+      error: null,
+      createdAt: now,
+      updatedAt: now,
+    };
+    await this.db.insert(actions).values(row);
+    return this.runProvision(row);
+  }
+
+  /** Repeats a provision action left pending (crash, outage): same key, so never twice. */
+  async runProvision(row: ActionRow): Promise<ActionRow> {
+    const provider = this.providers.get(row.vendor);
+    if (!provider) return this.finish(row, 'failed', `no provider for ${row.vendor}`, []);
+    try {
+      const launched = await this.withRetries(() =>
+        provider.provision({
+          offeringId: row.offeringId,
+          count: row.count,
+          idempotencyKey: row.id,
+          tags: { [FLEET_TAG]: this.fleetId(), [ACTION_TAG]: row.id },
+        }),
+      );
+      for (const instance of launched) await this.fleet.record(instance);
+      return this.finish(
+        row,
+        'done',
+        null,
+        launched.map((i) => i.id),
+      );
+    } catch (error) {
+      if (error instanceof ProviderUnavailableError) return row; // outcome unknown: stays pending, repeated later
+      if (error instanceof ProviderError)
+        return this.finish(row, 'failed', `${error.constructor.name}: ${error.message}`, []);
+      throw error;
+    }
+  }
+
+  /** Terminates instances (all idle: the caller never passes an instance that holds a lease). */
+  async terminate(
+    planId: string,
+    key: string,
+    vendor: string,
+    targets: readonly LiveInstance[],
+  ): Promise<ActionRow> {
+    const now = this.clock.now();
+    const row: ActionRow = {
+      id: key,
+      planId,
+      kind: 'terminate',
+      vendor,
+      offeringId: targets[0]?.offeringId ?? '',
+      count: targets.length,
+      instanceIds: targets.map((i) => i.id),
+      status: 'pending',
+      error: null,
+      createdAt: now,
+      updatedAt: now,
+    };
+    await this.db.insert(actions).values(row);
+    return this.runTerminate(row);
+  }
+
+  async runTerminate(row: ActionRow): Promise<ActionRow> {
+    const provider = this.providers.get(row.vendor);
+    if (!provider) return this.finish(row, 'failed', `no provider for ${row.vendor}`, row.instanceIds);
+    try {
+      await this.withRetries(() => provider.terminate(row.instanceIds));
+      return this.finish(row, 'done', null, row.instanceIds);
+    } catch (error) {
+      if (error instanceof ProviderError) return row; // terminate is idempotent: repeated at the next tick
+      throw error;
+    }
+  }
+
+  /** Actions left pending by a crash or an outage. */
+  async pending(): Promise<ActionRow[]> {
+    return this.db.select().from(actions).where(eq(actions.status, 'pending'));
+  }
+
+  private async withRetries<T>(call: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await call();
+      } catch (error) {
+        if (!(error instanceof ThrottledError) || attempt >= MAX_THROTTLE_RETRIES) throw error;
+        // Back off at least as long as the provider asks, longer on each retry.
+        await this.clock.sleep(error.retryAfterMs * 2 ** attempt);
+      }
+    }
+  }
+
+  private async finish(
+    row: ActionRow,
+    status: 'done' | 'failed',
+    message: string | null,
+    instanceIds: string[],
+  ): Promise<ActionRow> {
+    const updated = { ...row, status, error: message, instanceIds, updatedAt: this.clock.now() };
+    await this.db
+      .update(actions)
+      .set({ status, error: message, instanceIds, updatedAt: updated.updatedAt })
+      .where(eq(actions.id, row.id));
+    return updated;
+  }
+}
+
+/** Whether a failed action failed for lack of capacity (the loop blocks the offering and re-plans). */
+export function stockedOut(row: ActionRow): boolean {
+  return row.status === 'failed' && (row.error ?? '').startsWith(`${InsufficientCapacityError.name}:`);
+}

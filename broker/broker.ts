@@ -1,0 +1,206 @@
+/**
+ * The broker assembled: storage, policies, tokens, fleet, leases and the control loop over a set of providers,
+ * plus the handling of provider events (boots serve waiting leases; reclaims move leases away). `start()`
+ * reconciles with every provider's inventory before the loop runs: what carries our fleet tag and an action we
+ * recorded is adopted, what carries the tag without one is an orphan and is terminated, and instances we recorded
+ * that the provider no longer has are marked lost.
+ */
+import { randomBytes } from 'node:crypto';
+import { eq } from 'drizzle-orm';
+import pino, { type Logger } from 'pino';
+import type { Clock } from '../lib/clock.ts';
+import { IdGenerator } from '../lib/ids.ts';
+import { Random } from '../lib/random.ts';
+import type { Provider, ProviderEvent } from '../providers/provider.ts';
+import { ACTION_TAG, Actuator, FLEET_TAG } from './act.ts';
+import type { OpenedDatabase } from './db/open-database.ts';
+import { actions, settings } from './db/schema.ts';
+import { Fleet } from './fleet.ts';
+import { PeakAndLevelForecaster } from './forecast.ts';
+import { LeaseService } from './leases.ts';
+import { ControlLoop } from './loop.ts';
+import { type BrokerPolicy, brokerPolicy } from './policy.ts';
+import { PolicyStore } from './policy-store.ts';
+import { TokenStore } from './tokens.ts';
+import { UnavailableCache } from './unavailable-cache.ts';
+
+export interface BrokerOptions {
+  readonly database: OpenedDatabase;
+  readonly clock: Clock;
+  readonly providers: readonly Provider[];
+  /** Seeds ids (default: random); a simulation passes its seed. */
+  readonly seed?: number;
+  readonly logger?: Logger;
+}
+
+export interface LeaseWaitStats {
+  count: number;
+  sumMs: number;
+  recent: number[];
+}
+
+export class Broker {
+  readonly policies: PolicyStore;
+  readonly tokens: TokenStore;
+  readonly fleet: Fleet;
+  readonly leases: LeaseService;
+  readonly loop: ControlLoop;
+  readonly logger: Logger;
+  readonly leaseWaits: LeaseWaitStats = { count: 0, sumMs: 0, recent: [] };
+  private readonly providers: Map<string, Provider>;
+  private readonly stopEvents = new AbortController();
+  private readonly readers: Promise<void>[] = [];
+  fleetId = '';
+
+  constructor(private readonly o: BrokerOptions) {
+    const { db } = o.database;
+    this.logger = o.logger ?? pino({ level: process.env.GPUBROKER_LOG ?? 'silent' });
+    const ids = new IdGenerator(o.clock, new Random(o.seed ?? randomBytes(4).readUInt32LE(0)));
+    this.providers = new Map(o.providers.map((p) => [p.vendor, p]));
+    this.policies = new PolicyStore(db, o.clock);
+    this.tokens = new TokenStore(db, o.clock, ids);
+    this.fleet = new Fleet(db, o.clock);
+    let loop: ControlLoop | undefined;
+    this.leases = new LeaseService({
+      db,
+      clock: o.clock,
+      ids,
+      fleet: this.fleet,
+      offerings: () => loop?.offerings() ?? [],
+      policy: () => this.currentPolicy,
+      onShortfall: () => loop?.trigger(),
+      onReady: (waitedMs) => {
+        this.leaseWaits.count++;
+        this.leaseWaits.sumMs += waitedMs;
+        this.leaseWaits.recent.push(waitedMs);
+        if (this.leaseWaits.recent.length > 1000) this.leaseWaits.recent.shift();
+      },
+    });
+    this.loop = loop = new ControlLoop({
+      db,
+      clock: o.clock,
+      ids,
+      providers: this.providers,
+      fleet: this.fleet,
+      leases: this.leases,
+      policies: this.policies,
+      forecaster: new PeakAndLevelForecaster(),
+      unavailable: new UnavailableCache(o.clock),
+      actuator: new Actuator(db, o.clock, this.providers, this.fleet, () => this.fleetId),
+      logger: this.logger,
+      tryLeadership: () => o.database.tryLeadership(),
+    });
+  }
+
+  /** The policy in force: the stored one after `start()`, kept fresh by `setPolicy`. */
+  private currentPolicy: BrokerPolicy = brokerPolicy();
+
+  /** Loads state, reconciles with the providers, listens to their events and starts the loop's schedule. */
+  async start(options: { schedule?: boolean } = {}): Promise<void> {
+    this.fleetId = await this.ensureFleetId();
+    this.currentPolicy = (await this.policies.current()).policy;
+    await this.fleet.load();
+    await this.leases.load();
+    await this.loop.refreshOfferings();
+    await this.reconcile();
+    for (const provider of this.providers.values()) this.readers.push(this.follow(provider));
+    if (options.schedule !== false) this.loop.start();
+  }
+
+  /** Applies a new policy version (validated; ValidationError names the field). */
+  async setPolicy(input: unknown, actor: string) {
+    const version = await this.policies.set(input, actor);
+    this.currentPolicy = version.policy;
+    return version;
+  }
+
+  async close(): Promise<void> {
+    this.loop.stop();
+    await this.loop.idle();
+    this.stopEvents.abort();
+    await Promise.all(this.readers);
+  }
+
+  private async ensureFleetId(): Promise<string> {
+    const { db } = this.o.database;
+    const [row] = await db.select().from(settings).where(eq(settings.key, 'fleet-id'));
+    if (row) return row.value;
+    const value = `fleet-${randomBytes(6).toString('hex')}`;
+    await db.insert(settings).values({ key: 'fleet-id', value }).onConflictDoNothing();
+    const [stored] = await db.select().from(settings).where(eq(settings.key, 'fleet-id'));
+    return stored?.value ?? value;
+  }
+
+  private async reconcile(): Promise<void> {
+    const { db } = this.o.database;
+    const known = new Set((await db.select({ id: actions.id }).from(actions)).map((a) => a.id));
+    for (const provider of this.providers.values()) {
+      let listed: Awaited<ReturnType<Provider['list']>>;
+      try {
+        listed = await provider.list({ tags: { [FLEET_TAG]: this.fleetId } });
+      } catch (error) {
+        this.logger.warn(
+          { vendor: provider.vendor, err: error },
+          'cannot list the inventory; reconciling later',
+        );
+        continue;
+      }
+      const orphans: string[] = [];
+      for (const instance of listed) {
+        if (known.has(instance.tags[ACTION_TAG] ?? '')) await this.fleet.record(instance);
+        else orphans.push(instance.id);
+      }
+      if (orphans.length > 0) {
+        this.logger.warn({ vendor: provider.vendor, orphans }, 'terminating orphans');
+        await provider.terminate(orphans);
+      }
+      const present = new Set(listed.map((i) => i.id));
+      for (const instance of this.fleet.all())
+        if (instance.vendor === provider.vendor && !present.has(instance.id)) {
+          await this.leases.evacuate(instance.id, `instance ${instance.id} is gone from ${provider.vendor}`);
+          await this.fleet.setState(instance.id, 'terminated', { reason: 'failed' });
+        }
+    }
+    await this.leases.servePending();
+  }
+
+  private async follow(provider: Provider): Promise<void> {
+    for await (const event of provider.events({ signal: this.stopEvents.signal })) {
+      try {
+        await this.onEvent(event);
+      } catch (error) {
+        this.logger.error({ err: error, event }, 'provider event not handled');
+      }
+    }
+  }
+
+  private async onEvent(event: ProviderEvent): Promise<void> {
+    if (event.kind === 'interruption-notice') {
+      if (!this.fleet.get(event.instanceId)) return;
+      const instance = this.fleet.get(event.instanceId);
+      await this.fleet.setState(event.instanceId, instance?.state ?? 'running', {
+        interruptAt: event.terminateAtMs,
+      });
+      await this.leases.evacuate(
+        event.instanceId,
+        `instance ${event.instanceId} is being reclaimed by ${event.vendor}`,
+      );
+      this.loop.trigger();
+      return;
+    }
+    if (event.kind !== 'state-changed' || !this.fleet.get(event.instanceId)) return;
+    if (event.to === 'running') {
+      await this.fleet.setState(event.instanceId, 'running', { runningAt: event.atMs });
+      await this.leases.servePending();
+    } else if (event.to === 'terminating') {
+      await this.fleet.setState(event.instanceId, 'terminating');
+    } else if (event.to === 'terminated') {
+      await this.leases.evacuate(
+        event.instanceId,
+        `instance ${event.instanceId} ended (${event.reason ?? 'unknown'})`,
+      );
+      await this.fleet.setState(event.instanceId, 'terminated', { reason: event.reason ?? 'failed' });
+      if (event.reason !== 'requested') this.loop.trigger();
+    }
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * Opens the broker's database and applies the committed migrations: PGlite (embedded PostgreSQL) in
+ * `<dataDir>/pgdata` by default, in memory when no data directory is given (tests), or a PostgreSQL server
+ * (postgres.js) when a `postgres://` URL is given (`DATABASE_URL`). Both speak the same schema.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
+import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
+import postgres from 'postgres';
+import * as schema from './schema.ts';
+
+export type Schema = typeof schema;
+export type Database = PgDatabase<PgQueryResultHKT, Schema>;
+
+export interface OpenedDatabase {
+  readonly db: Database;
+  readonly kind: 'pglite' | 'postgres';
+  /** Takes the control-loop lock if free (PostgreSQL advisory lock held by one connection); PGlite: always. */
+  tryLeadership(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+const MIGRATIONS = fileURLToPath(new URL('./migrations/', import.meta.url));
+/** Key of the advisory lock that makes one replica the loop's leader. */
+const LOOP_LOCK_KEY = 0x6770_6272; // "gpbr"
+
+export interface OpenDatabaseOptions {
+  /** `postgres://…`; takes precedence over `dataDir`. */
+  readonly url?: string;
+  /** Directory for PGlite's files; omitted: an in-memory database. */
+  readonly dataDir?: string;
+}
+
+export async function openDatabase(options: OpenDatabaseOptions): Promise<OpenedDatabase> {
+  if (options.url) return openPostgres(options.url);
+  let client: PGlite;
+  if (options.dataDir) {
+    const dir = join(options.dataDir, 'pgdata');
+    mkdirSync(dir, { recursive: true });
+    client = new PGlite(dir);
+  } else client = new PGlite();
+  const db = drizzlePglite({ client, schema });
+  await migratePglite(db, { migrationsFolder: MIGRATIONS });
+  return {
+    db: db as unknown as Database,
+    kind: 'pglite',
+    // One process owns a PGlite directory, so it is always the leader.
+    tryLeadership: async () => true,
+    close: () => client.close(),
+  };
+}
+
+async function openPostgres(url: string): Promise<OpenedDatabase> {
+  const sql = postgres(url, { max: 10, onnotice: () => {} });
+  const db = drizzlePostgres({ client: sql, schema });
+  // Concurrent replicas starting together must not race on migrations.
+  const reserved = await sql.reserve();
+  try {
+    await reserved`select pg_advisory_lock(${LOOP_LOCK_KEY + 1})`;
+    await migratePostgres(db, { migrationsFolder: MIGRATIONS });
+    await reserved`select pg_advisory_unlock(${LOOP_LOCK_KEY + 1})`;
+  } finally {
+    reserved.release();
+  }
+  // The loop lock lives on its own connection for the life of the process: it is released when the process dies.
+  let lockConnection: Awaited<ReturnType<typeof sql.reserve>> | undefined;
+  let leader = false;
+  return {
+    db: db as unknown as Database,
+    kind: 'postgres',
+    async tryLeadership() {
+      if (leader) return true;
+      lockConnection ??= await sql.reserve();
+      const [row] = await lockConnection<
+        { locked: boolean }[]
+      >`select pg_try_advisory_lock(${LOOP_LOCK_KEY}) as locked`;
+      leader = row?.locked === true;
+      return leader;
+    },
+    async close() {
+      lockConnection?.release();
+      await sql.end({ timeout: 5 });
+    },
+  };
+}

@@ -1,0 +1,156 @@
+/**
+ * The broker's tables (drizzle). Times are integer ms since the epoch and money integer micro-USD, both `bigint`
+ * columns read as JS numbers (safe integers). Migrations are generated from this file by drizzle-kit into
+ * `broker/db/migrations/` and committed; they run on start.
+ */
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  uniqueIndex,
+} from 'drizzle-orm/pg-core';
+
+const ms = (name: string) => bigint(name, { mode: 'number' });
+
+export const tenants = pgTable('tenants', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull().unique(),
+  /** Most GPUs the tenant may hold in leases at once; null: no limit. */
+  gpuQuota: integer('gpu_quota'),
+  createdAt: ms('created_at').notNull(),
+});
+
+export const apiTokens = pgTable('api_tokens', {
+  id: text('id').primaryKey(),
+  tenantId: text('tenant_id')
+    .notNull()
+    .references(() => tenants.id),
+  /** SHA-256 of the token, hex; the token itself is shown once and never stored. */
+  tokenHash: text('token_hash').notNull().unique(),
+  role: text('role', { enum: ['tenant', 'operator'] }).notNull(),
+  createdAt: ms('created_at').notNull(),
+  revokedAt: ms('revoked_at'),
+});
+
+/** Every policy version ever set; the highest version is in force. */
+export const policies = pgTable('policies', {
+  version: integer('version').primaryKey(),
+  policy: jsonb('policy').notNull(),
+  createdAt: ms('created_at').notNull(),
+  createdBy: text('created_by').notNull(),
+  /** What changed against the previous version: `[{ path, from, to }]`. */
+  diff: jsonb('diff').notNull(),
+});
+
+export const instances = pgTable(
+  'instances',
+  {
+    id: text('id').primaryKey(),
+    vendor: text('vendor').notNull(),
+    offeringId: text('offering_id').notNull(),
+    region: text('region').notNull(),
+    zone: text('zone').notNull(),
+    instanceType: text('instance_type').notNull(),
+    capacityType: text('capacity_type').notNull(),
+    gpu: text('gpu').notNull(),
+    gpusPerInstance: integer('gpus_per_instance').notNull(),
+    state: text('state').notNull(),
+    microsPerHour: bigint('micros_per_hour', { mode: 'number' }).notNull(),
+    idempotencyKey: text('idempotency_key').notNull(),
+    launchedAt: ms('launched_at').notNull(),
+    runningAt: ms('running_at'),
+    terminatedAt: ms('terminated_at'),
+    terminationReason: text('termination_reason'),
+    interruptAt: ms('interrupt_at'),
+    /** Chosen for scale-down: gets no new work and ends when its leases end. */
+    draining: boolean('draining').notNull().default(false),
+  },
+  (t) => [index('instances_live').on(t.state)],
+);
+
+export const plans = pgTable('plans', {
+  id: text('id').primaryKey(),
+  createdAt: ms('created_at').notNull(),
+  policyVersion: integer('policy_version').notNull(),
+  status: text('status').notNull(),
+  backend: text('backend').notNull(),
+  objective: jsonb('objective').notNull(),
+  microsPerHour: bigint('micros_per_hour', { mode: 'number' }).notNull(),
+  solveMs: integer('solve_ms').notNull(),
+  /** Demand, fleet and unavailable offerings the plan was made from (summarised). */
+  inputs: jsonb('inputs').notNull(),
+  /** Targets, actions, pools, bound and gap. */
+  result: jsonb('result').notNull(),
+  explanation: jsonb('explanation').notNull(),
+});
+
+/** Every provider call the loop decided on; the id is the idempotency key sent to the provider. */
+export const actions = pgTable(
+  'actions',
+  {
+    id: text('id').primaryKey(),
+    planId: text('plan_id').notNull(),
+    kind: text('kind', { enum: ['provision', 'terminate'] }).notNull(),
+    vendor: text('vendor').notNull(),
+    offeringId: text('offering_id').notNull(),
+    count: integer('count').notNull(),
+    instanceIds: jsonb('instance_ids').$type<string[]>().notNull(),
+    status: text('status', { enum: ['pending', 'done', 'failed'] }).notNull(),
+    error: text('error'),
+    createdAt: ms('created_at').notNull(),
+    updatedAt: ms('updated_at').notNull(),
+  },
+  (t) => [index('actions_open').on(t.status)],
+);
+
+export const leases = pgTable(
+  'leases',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    idempotencyKey: text('idempotency_key'),
+    /** The request as accepted (validated), for idempotent replays and the API. */
+    request: jsonb('request').notNull(),
+    gpu: text('gpu').notNull(),
+    count: integer('count').notNull(),
+    status: text('status', { enum: ['pending', 'ready', 'failed', 'released', 'expired'] }).notNull(),
+    reason: text('reason'),
+    microsPerHour: bigint('micros_per_hour', { mode: 'number' }),
+    createdAt: ms('created_at').notNull(),
+    readyAt: ms('ready_at'),
+    endedAt: ms('ended_at'),
+    expiresAt: ms('expires_at'),
+  },
+  (t) => [
+    uniqueIndex('leases_idempotency')
+      .on(t.tenantId, t.idempotencyKey)
+      .where(sql`${t.idempotencyKey} is not null`),
+    index('leases_open').on(t.status),
+  ],
+);
+
+export const leaseAllocations = pgTable(
+  'lease_allocations',
+  {
+    leaseId: text('lease_id')
+      .notNull()
+      .references(() => leases.id),
+    instanceId: text('instance_id').notNull(),
+    gpuIndices: jsonb('gpu_indices').$type<number[]>().notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.leaseId, t.instanceId] })],
+);
+
+/** Broker-wide settings that must survive restarts (the fleet id providers tag our instances with). */
+export const settings = pgTable('settings', {
+  key: text('key').primaryKey(),
+  value: text('value').notNull(),
+});

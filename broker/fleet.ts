@@ -1,0 +1,237 @@
+/**
+ * The broker's view of its instances and of which GPU of which instance serves which lease. The database is the
+ * record; this class keeps the live part in memory (rebuilt from the database on start) so that serving a lease
+ * from the warm buffer needs no query.
+ */
+import { eq, inArray, ne } from 'drizzle-orm';
+import type { Clock } from '../lib/clock.ts';
+import type { Instance, InstanceState, TerminationReason } from '../providers/provider.ts';
+import type { FleetPool } from '../solver/types.ts';
+import type { FreeGpus } from './allocate.ts';
+import type { Database } from './db/open-database.ts';
+import { instances, leaseAllocations, leases } from './db/schema.ts';
+
+export interface LiveInstance {
+  readonly id: string;
+  readonly vendor: string;
+  readonly offeringId: string;
+  readonly region: string;
+  readonly zone: string;
+  readonly instanceType: string;
+  readonly capacityType: 'on-demand' | 'spot' | 'reserved';
+  readonly gpu: string;
+  readonly gpusPerInstance: number;
+  readonly microsPerHour: number;
+  readonly launchedAt: number;
+  state: InstanceState;
+  runningAt: number | null;
+  interruptAt: number | null;
+  draining: boolean;
+  /** GPU index → lease id. */
+  readonly allocated: Map<number, string>;
+}
+
+export class Fleet {
+  private readonly live = new Map<string, LiveInstance>();
+
+  constructor(
+    private readonly db: Database,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Loads instances not yet terminated and the allocations of ready leases. */
+  async load(): Promise<void> {
+    this.live.clear();
+    const rows = await this.db.select().from(instances).where(ne(instances.state, 'terminated'));
+    for (const row of rows) this.live.set(row.id, fromRow(row));
+    const allocations = await this.db
+      .select({
+        leaseId: leaseAllocations.leaseId,
+        instanceId: leaseAllocations.instanceId,
+        gpuIndices: leaseAllocations.gpuIndices,
+      })
+      .from(leaseAllocations)
+      .innerJoin(leases, eq(leases.id, leaseAllocations.leaseId))
+      .where(eq(leases.status, 'ready'));
+    for (const a of allocations) {
+      const instance = this.live.get(a.instanceId);
+      if (instance) for (const index of a.gpuIndices) instance.allocated.set(index, a.leaseId);
+    }
+  }
+
+  get(id: string): LiveInstance | undefined {
+    return this.live.get(id);
+  }
+
+  all(): LiveInstance[] {
+    return [...this.live.values()];
+  }
+
+  /** Records an instance a provider reported (new or known). */
+  async record(instance: Instance): Promise<LiveInstance> {
+    const known = this.live.get(instance.id);
+    const row = {
+      id: instance.id,
+      vendor: instance.vendor,
+      offeringId: instance.offeringId,
+      region: instance.region,
+      zone: instance.zone,
+      instanceType: instance.instanceType,
+      capacityType: instance.capacityType,
+      gpu: instance.gpu,
+      gpusPerInstance: instance.gpusPerInstance,
+      state: instance.state,
+      microsPerHour: instance.microsPerHour,
+      idempotencyKey: instance.idempotencyKey,
+      launchedAt: instance.launchedAtMs,
+      runningAt: instance.runningAtMs ?? null,
+      terminatedAt: instance.terminatedAtMs ?? null,
+      terminationReason: instance.terminationReason ?? null,
+      interruptAt: instance.interruptAtMs ?? null,
+    };
+    await this.db
+      .insert(instances)
+      .values(row)
+      .onConflictDoUpdate({
+        target: instances.id,
+        set: {
+          state: row.state,
+          runningAt: row.runningAt,
+          terminatedAt: row.terminatedAt,
+          terminationReason: row.terminationReason,
+          interruptAt: row.interruptAt,
+        },
+      });
+    if (instance.state === 'terminated') {
+      this.live.delete(instance.id);
+      return {
+        ...fromRow({ ...row, draining: known?.draining ?? false }),
+        allocated: known?.allocated ?? new Map(),
+      };
+    }
+    if (known) {
+      known.state = instance.state;
+      known.runningAt = row.runningAt;
+      known.interruptAt = row.interruptAt;
+      return known;
+    }
+    const fresh = fromRow({ ...row, draining: false });
+    this.live.set(fresh.id, fresh);
+    return fresh;
+  }
+
+  async setState(
+    id: string,
+    state: InstanceState,
+    fields: { runningAt?: number; interruptAt?: number; reason?: TerminationReason } = {},
+  ): Promise<LiveInstance | undefined> {
+    const instance = this.live.get(id);
+    await this.db
+      .update(instances)
+      .set({
+        state,
+        ...(fields.runningAt !== undefined ? { runningAt: fields.runningAt } : {}),
+        ...(fields.interruptAt !== undefined ? { interruptAt: fields.interruptAt } : {}),
+        ...(state === 'terminated'
+          ? { terminatedAt: this.clock.now(), terminationReason: fields.reason ?? null }
+          : {}),
+      })
+      .where(eq(instances.id, id));
+    if (!instance) return undefined;
+    instance.state = state;
+    if (fields.runningAt !== undefined) instance.runningAt = fields.runningAt;
+    if (fields.interruptAt !== undefined) instance.interruptAt = fields.interruptAt;
+    if (state === 'terminated') this.live.delete(id);
+    return instance;
+  }
+
+  async markDraining(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.db
+      .update(instances)
+      .set({ draining: true })
+      .where(inArray(instances.id, [...ids]));
+    for (const id of ids) {
+      const instance = this.live.get(id);
+      if (instance) instance.draining = true;
+    }
+  }
+
+  /** Free GPUs of running instances that take new work (not draining, not warned of a reclaim). */
+  freeGpus(): FreeGpus[] {
+    const result: FreeGpus[] = [];
+    for (const i of this.live.values()) {
+      if (i.state !== 'running' || i.draining || i.interruptAt !== null) continue;
+      const free: number[] = [];
+      for (let g = 0; g < i.gpusPerInstance; g++) if (!i.allocated.has(g)) free.push(g);
+      result.push({ ...i, instanceId: i.id, free });
+    }
+    return result;
+  }
+
+  allocate(leaseId: string, instanceId: string, gpuIndices: readonly number[]): void {
+    const instance = this.live.get(instanceId);
+    if (!instance) return;
+    for (const g of gpuIndices) {
+      const holder = instance.allocated.get(g);
+      // An invariant, not an input check: a GPU is never given to two leases.
+      if (holder !== undefined && holder !== leaseId)
+        throw new Error(`GPU ${g} of ${instanceId} is already leased to ${holder}`);
+      instance.allocated.set(g, leaseId);
+    }
+  }
+
+  free(leaseId: string): void {
+    for (const instance of this.live.values())
+      for (const [g, holder] of instance.allocated) if (holder === leaseId) instance.allocated.delete(g);
+  }
+
+  leasesOn(instanceId: string): string[] {
+    return [...new Set(this.live.get(instanceId)?.allocated.values() ?? [])];
+  }
+
+  /** The fleet as the optimizer sees it: instances per offering that count as capacity. */
+  pools(): FleetPool[] {
+    const byOffering = new Map<string, number[]>();
+    const now = this.clock.now();
+    for (const i of this.live.values()) {
+      if (i.state === 'terminating' || i.draining || i.interruptAt !== null) continue;
+      const ages = byOffering.get(i.offeringId) ?? [];
+      ages.push(now - i.launchedAt);
+      byOffering.set(i.offeringId, ages);
+    }
+    return [...byOffering].map(([offeringId, ages]) => ({
+      offeringId,
+      count: ages.length,
+      instanceAgesMs: ages,
+    }));
+  }
+
+  /** Draining instances with nothing leased on them: ready to terminate. */
+  idleDraining(): LiveInstance[] {
+    return [...this.live.values()].filter(
+      (i) => i.draining && i.allocated.size === 0 && i.state !== 'terminating',
+    );
+  }
+}
+
+function fromRow(row: typeof instances.$inferSelect): LiveInstance {
+  return {
+    id: row.id,
+    vendor: row.vendor,
+    offeringId: row.offeringId,
+    region: row.region,
+    zone: row.zone,
+    instanceType: row.instanceType,
+    capacityType: row.capacityType as LiveInstance['capacityType'],
+    gpu: row.gpu,
+    gpusPerInstance: row.gpusPerInstance,
+    microsPerHour: row.microsPerHour,
+    launchedAt: row.launchedAt,
+    state: row.state as InstanceState,
+    runningAt: row.runningAt,
+    interruptAt: row.interruptAt,
+    draining: row.draining,
+    allocated: new Map(),
+  };
+}

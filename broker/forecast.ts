@@ -1,0 +1,83 @@
+/**
+ * Demand forecast per (GPU type, region group, gang size): the larger of the recent peak and an exponentially
+ * smoothed level, plus a safety margin, held flat over the horizon. Pluggable: the loop takes any `Forecaster`.
+ */
+import type { DemandClass } from '../solver/types.ts';
+import type { OpenDemand } from './leases.ts';
+import type { BrokerPolicy } from './policy.ts';
+
+export interface Forecaster {
+  /** Records the demand seen now. */
+  observe(atMs: number, demand: readonly OpenDemand[], policy: BrokerPolicy): void;
+  /** Demand classes for the next `policy.horizonPeriods` periods. */
+  forecast(atMs: number, policy: BrokerPolicy, gpuTypes: readonly string[]): DemandClass[];
+}
+
+interface Series {
+  readonly gpu: string;
+  readonly regionGroup: string;
+  readonly gangSize: number;
+  samples: { atMs: number; gpus: number }[];
+  level: number;
+}
+
+export class PeakAndLevelForecaster implements Forecaster {
+  private readonly series = new Map<string, Series>();
+
+  observe(atMs: number, demand: readonly OpenDemand[], policy: BrokerPolicy): void {
+    const seen = new Set<string>();
+    const alpha = policy.forecast.smoothing;
+    for (const d of demand) {
+      const key = `${d.gpu}|${d.regionGroup}|${d.gangSize}`;
+      seen.add(key);
+      this.sample(key, d, atMs, d.gpus, alpha);
+    }
+    // Classes with no open lease now still get a zero sample, so their peak and level decay.
+    for (const [key, s] of this.series) if (!seen.has(key)) this.sample(key, s, atMs, 0, alpha);
+  }
+
+  forecast(atMs: number, policy: BrokerPolicy, gpuTypes: readonly string[]): DemandClass[] {
+    const classes: DemandClass[] = [];
+    for (const [key, s] of this.series) {
+      s.samples = s.samples.filter((p) => p.atMs > atMs - policy.forecast.windowMs);
+      const peak = Math.max(0, ...s.samples.map((p) => p.gpus));
+      const level = Math.max(peak, s.level) * (1 + policy.forecast.margin);
+      const gpus = Math.ceil(level / s.gangSize - 1e-9) * s.gangSize;
+      if (gpus === 0 && s.samples.every((p) => p.gpus === 0)) {
+        if (s.samples.length === 0) this.series.delete(key);
+        continue;
+      }
+      classes.push({
+        gpu: s.gpu,
+        regionGroup: s.regionGroup,
+        gangSize: s.gangSize,
+        gpus: flat(gpus, policy),
+      });
+    }
+    // The warm buffer is held per GPU type and region group even where nothing is leased yet.
+    const buffered = gpuTypes.filter((gpu) => (policy.buffer.perGpu[gpu] ?? policy.buffer.default).gpus > 0);
+    for (const gpu of buffered)
+      for (const regionGroup of policy.warmRegionGroups)
+        if (!classes.some((c) => c.gpu === gpu && c.regionGroup === regionGroup))
+          classes.push({ gpu, regionGroup, gangSize: 1, gpus: flat(0, policy) });
+    return classes.sort((a, b) => key(a).localeCompare(key(b)));
+  }
+
+  private sample(key: string, d: Omit<OpenDemand, 'gpus'>, atMs: number, gpus: number, alpha: number): void {
+    let s = this.series.get(key);
+    if (!s) {
+      s = { gpu: d.gpu, regionGroup: d.regionGroup, gangSize: d.gangSize, samples: [], level: gpus };
+      this.series.set(key, s);
+    }
+    s.samples.push({ atMs, gpus });
+    s.level = s.level + alpha * (gpus - s.level);
+  }
+}
+
+function flat(gpus: number, policy: BrokerPolicy): number[] {
+  return Array.from({ length: policy.horizonPeriods }, () => gpus);
+}
+
+function key(c: DemandClass): string {
+  return `${c.gpu}|${c.regionGroup}|${String(c.gangSize).padStart(4, '0')}`;
+}

@@ -1,0 +1,373 @@
+/**
+ * Leases: N GPUs of a type for a tenant until released. A lease is served at once from free GPUs of running
+ * instances (the warm buffer) when they fit; otherwise it waits `pending` (and wakes the control loop) until
+ * capacity arrives; it `failed` with a reason when no offering could ever serve it. Every change is written to the
+ * database before it is applied in memory, and allocation runs one lease at a time.
+ */
+import { and, asc, eq, inArray } from 'drizzle-orm';
+import type { Clock } from '../lib/clock.ts';
+import { NotFoundError, ValidationError } from '../lib/errors.ts';
+import type { IdGenerator } from '../lib/ids.ts';
+import type { Offering } from '../providers/catalog/offering.ts';
+import { regionGroupOf } from '../providers/catalog/region-groups.ts';
+import { type Allocation, findAllocation, type LeaseWants, serves, shareOf, total } from './allocate.ts';
+import type { Lease, LeaseRequest } from './api/schemas.ts';
+import type { Database } from './db/open-database.ts';
+import { leaseAllocations, leases } from './db/schema.ts';
+import type { Fleet } from './fleet.ts';
+import type { BrokerPolicy } from './policy.ts';
+import { SerialQueue } from './serial-queue.ts';
+import type { Principal } from './tokens.ts';
+
+type LeaseRow = typeof leases.$inferSelect;
+
+export interface OpenDemand {
+  readonly gpu: string;
+  readonly regionGroup: string;
+  readonly gangSize: number;
+  readonly gpus: number;
+}
+
+export interface LeaseServiceOptions {
+  readonly db: Database;
+  readonly clock: Clock;
+  readonly ids: IdGenerator;
+  readonly fleet: Fleet;
+  /** Offerings the providers sell now. */
+  readonly offerings: () => readonly Offering[];
+  readonly policy: () => BrokerPolicy;
+  /** Called when a lease cannot be served from what is running (the loop re-plans, debounced). */
+  readonly onShortfall: () => void;
+  /** Called when a lease becomes ready, with the ms it waited. */
+  readonly onReady?: (waitedMs: number) => void;
+}
+
+export class LeaseService {
+  private readonly open = new Map<string, LeaseRow>();
+  private readonly queue = new SerialQueue();
+
+  constructor(private readonly o: LeaseServiceOptions) {}
+
+  /** Loads pending and ready leases (after the fleet has loaded its allocations). */
+  async load(): Promise<void> {
+    this.open.clear();
+    const rows = await this.o.db
+      .select()
+      .from(leases)
+      .where(inArray(leases.status, ['pending', 'ready']))
+      .orderBy(asc(leases.createdAt), asc(leases.id));
+    for (const row of rows) this.open.set(row.id, row);
+  }
+
+  /** Creates a lease (or returns the one made earlier with the same idempotency key) and tries to serve it. */
+  async request(principal: Principal, request: LeaseRequest): Promise<{ lease: Lease; created: boolean }> {
+    return this.queue.run(async () => {
+      if (request.idempotencyKey !== undefined) {
+        const [existing] = await this.o.db
+          .select()
+          .from(leases)
+          .where(
+            and(eq(leases.tenantId, principal.tenantId), eq(leases.idempotencyKey, request.idempotencyKey)),
+          );
+        if (existing) {
+          if (JSON.stringify(existing.request) !== JSON.stringify(request))
+            throw new ValidationError('idempotencyKey', 'was used before for a different lease request');
+          return { lease: await this.view(existing), created: false };
+        }
+      }
+      const offerings = this.o.offerings();
+      if (!offerings.some((o) => o.gpu === request.gpu))
+        throw new ValidationError('gpu', `no provider offers "${request.gpu}"`);
+      const now = this.o.clock.now();
+      const row: LeaseRow = {
+        id: this.o.ids.next('lease'),
+        tenantId: principal.tenantId,
+        idempotencyKey: request.idempotencyKey ?? null,
+        request,
+        gpu: request.gpu,
+        count: request.count,
+        status: 'pending',
+        reason: null,
+        microsPerHour: null,
+        createdAt: now,
+        readyAt: null,
+        endedAt: null,
+        expiresAt: request.ttlSeconds === undefined ? null : now + request.ttlSeconds * 1000,
+      };
+      const impossible = this.whyImpossible(principal, request, offerings);
+      if (impossible) {
+        row.status = 'failed';
+        row.reason = impossible;
+        row.endedAt = now;
+      }
+      await this.o.db.insert(leases).values(row);
+      if (row.status === 'pending') {
+        this.open.set(row.id, row);
+        if (!(await this.tryServe(row))) this.o.onShortfall();
+      }
+      return { lease: await this.view(row), created: true };
+    });
+  }
+
+  async get(principal: Principal, id: string): Promise<Lease> {
+    return this.view(await this.owned(principal, id));
+  }
+
+  async list(principal: Principal): Promise<Lease[]> {
+    const rows = await this.o.db
+      .select()
+      .from(leases)
+      .where(principal.role === 'operator' ? undefined : eq(leases.tenantId, principal.tenantId))
+      .orderBy(asc(leases.createdAt), asc(leases.id));
+    return Promise.all(rows.map((row) => this.view(row)));
+  }
+
+  /** Ends a lease; releasing an ended lease changes nothing. */
+  async release(principal: Principal, id: string): Promise<Lease> {
+    return this.queue.run(async () => {
+      const row = await this.owned(principal, id);
+      if (row.status === 'pending' || row.status === 'ready') await this.end(row, 'released', null);
+      return this.view((await this.find(id)) ?? row);
+    });
+  }
+
+  /** Serves waiting leases, oldest first, from what is free now; returns how many became ready. */
+  async servePending(): Promise<number> {
+    return this.queue.run(async () => {
+      let served = 0;
+      for (const row of [...this.open.values()])
+        if (row.status === 'pending' && (await this.tryServe(row))) served++;
+      return served;
+    });
+  }
+
+  /** Ends leases whose TTL has passed. */
+  async expire(): Promise<number> {
+    return this.queue.run(async () => {
+      const now = this.o.clock.now();
+      const due = [...this.open.values()].filter((row) => row.expiresAt !== null && row.expiresAt <= now);
+      for (const row of due) await this.end(row, 'expired', 'its ttlSeconds passed');
+      return due.length;
+    });
+  }
+
+  /**
+   * An instance is going away (reclaimed spot, failure): its leases move to free GPUs when they fit, otherwise they
+   * fail with the reason.
+   */
+  async evacuate(instanceId: string, reason: string): Promise<void> {
+    await this.queue.run(async () => {
+      for (const leaseId of this.o.fleet.leasesOn(instanceId)) {
+        const row = this.open.get(leaseId);
+        if (!row) continue;
+        const wants = this.wants(row.request as LeaseRequest);
+        const candidates = this.o.fleet.freeGpus().filter((c) => c.instanceId !== instanceId);
+        const kept = await this.allocationsOf(row.id);
+        const stays = kept.filter((a) => a.instanceId !== instanceId);
+        // Only the part on the lost instance moves; the rest of the lease stays where it is.
+        const lostGpus = kept
+          .filter((a) => a.instanceId === instanceId)
+          .reduce((n, a) => n + a.gpuIndices.length, 0);
+        const moved =
+          wants.placement === 'any'
+            ? findAllocation({ ...wants, count: lostGpus, maxMicrosPerHour: undefined }, candidates)
+            : undefined;
+        const whole = moved
+          ? undefined
+          : findAllocation({ ...wants, maxMicrosPerHour: undefined }, candidates);
+        const next = moved ? [...stays.map((a) => ({ ...a })), ...moved] : whole;
+        if (!next) {
+          await this.end(row, 'failed', `${reason}; no free capacity to move the lease to`);
+          continue;
+        }
+        await this.o.db.transaction(async (tx) => {
+          await tx.delete(leaseAllocations).where(eq(leaseAllocations.leaseId, row.id));
+          await tx
+            .insert(leaseAllocations)
+            .values(
+              next.map((a) => ({ leaseId: row.id, instanceId: a.instanceId, gpuIndices: a.gpuIndices })),
+            );
+          await tx
+            .update(leases)
+            .set({ microsPerHour: total(next), reason: `moved: ${reason}` })
+            .where(eq(leases.id, row.id));
+        });
+        this.o.fleet.free(row.id);
+        for (const a of next) this.o.fleet.allocate(row.id, a.instanceId, a.gpuIndices);
+        row.microsPerHour = total(next);
+        row.reason = `moved: ${reason}`;
+      }
+    });
+  }
+
+  /** Demand of open leases, for the forecast: GPUs per (type, region group, gang size). */
+  openDemand(): OpenDemand[] {
+    const policy = this.o.policy();
+    const cells = new Map<string, OpenDemand>();
+    for (const row of this.open.values()) {
+      const request = row.request as LeaseRequest;
+      const region = request.regions?.[0];
+      const vendor = request.vendors?.[0] ?? '';
+      const regionGroup =
+        (region ? regionGroupOf(vendor, region, policy.regionGroups) : undefined) ??
+        policy.defaultRegionGroup;
+      const gangSize = request.placement === 'single-node' ? request.count : 1;
+      const key = `${request.gpu}|${regionGroup}|${gangSize}`;
+      const cell = cells.get(key);
+      cells.set(key, { gpu: request.gpu, regionGroup, gangSize, gpus: (cell?.gpus ?? 0) + request.count });
+    }
+    return [...cells.values()];
+  }
+
+  counts(): { pending: number; ready: number } {
+    let pending = 0;
+    let ready = 0;
+    for (const row of this.open.values())
+      if (row.status === 'pending') pending++;
+      else ready++;
+    return { pending, ready };
+  }
+
+  // ---- internals ----------------------------------------------------------------------------------------------
+
+  private whyImpossible(
+    principal: Principal,
+    request: LeaseRequest,
+    offerings: readonly Offering[],
+  ): string | undefined {
+    const wants = this.wants(request);
+    const matching = offerings.filter((o) => serves(wants, o));
+    if (matching.length === 0)
+      return `no offering of ${request.gpu} matches the requested regions, vendors and capacity type`;
+    if (request.placement === 'single-node') {
+      const largest = Math.max(...matching.map((o) => o.gpusPerInstance));
+      if (largest < request.count)
+        return `no offering has ${request.count} ${request.gpu} GPUs on one node (the largest has ${largest})`;
+    }
+    if (principal.gpuQuota !== null) {
+      let held = 0;
+      for (const row of this.open.values()) if (row.tenantId === principal.tenantId) held += row.count;
+      if (held + request.count > principal.gpuQuota)
+        return `above the tenant's GPU quota: ${held} held, ${request.count} requested, quota ${principal.gpuQuota}`;
+    }
+    if (wants.maxMicrosPerHour !== undefined) {
+      const cheapestPerGpu = Math.min(...matching.map((o) => o.microsPerHour / o.gpusPerInstance));
+      const cheapest = Math.round(cheapestPerGpu * request.count);
+      if (cheapest > wants.maxMicrosPerHour)
+        return `above maxUsdPerHour: the cheapest ${request.count} × ${request.gpu} cost $${(cheapest / 1e6).toFixed(2)}/h`;
+    }
+    return undefined;
+  }
+
+  private wants(request: LeaseRequest): LeaseWants {
+    return {
+      gpu: request.gpu,
+      count: request.count,
+      placement: request.placement,
+      regions: request.regions,
+      vendors: request.vendors,
+      capacityType: request.capacityType,
+      maxMicrosPerHour:
+        request.maxUsdPerHour === undefined ? undefined : Math.round(request.maxUsdPerHour * 1e6),
+    };
+  }
+
+  private async tryServe(row: LeaseRow): Promise<boolean> {
+    const allocation = findAllocation(this.wants(row.request as LeaseRequest), this.o.fleet.freeGpus());
+    if (!allocation) return false;
+    const now = this.o.clock.now();
+    await this.o.db.transaction(async (tx) => {
+      await tx
+        .insert(leaseAllocations)
+        .values(
+          allocation.map((a) => ({ leaseId: row.id, instanceId: a.instanceId, gpuIndices: a.gpuIndices })),
+        );
+      await tx
+        .update(leases)
+        .set({ status: 'ready', readyAt: now, microsPerHour: total(allocation) })
+        .where(eq(leases.id, row.id));
+    });
+    for (const a of allocation) this.o.fleet.allocate(row.id, a.instanceId, a.gpuIndices);
+    row.status = 'ready';
+    row.readyAt = now;
+    row.microsPerHour = total(allocation);
+    this.o.onReady?.(now - row.createdAt);
+    return true;
+  }
+
+  private async end(
+    row: LeaseRow,
+    status: 'released' | 'expired' | 'failed',
+    reason: string | null,
+  ): Promise<void> {
+    const now = this.o.clock.now();
+    await this.o.db.update(leases).set({ status, reason, endedAt: now }).where(eq(leases.id, row.id));
+    this.o.fleet.free(row.id);
+    this.open.delete(row.id);
+    row.status = status;
+    row.reason = reason;
+    row.endedAt = now;
+  }
+
+  private async find(id: string): Promise<LeaseRow | undefined> {
+    const [row] = await this.o.db.select().from(leases).where(eq(leases.id, id));
+    return row;
+  }
+
+  /** The lease if the principal may see it; another tenant's lease is "not found", never "forbidden". */
+  private async owned(principal: Principal, id: string): Promise<LeaseRow> {
+    const row = this.open.get(id) ?? (await this.find(id));
+    if (!row || (principal.role !== 'operator' && row.tenantId !== principal.tenantId))
+      throw new NotFoundError(`lease ${id} not found`);
+    return row;
+  }
+
+  private async allocationsOf(leaseId: string): Promise<Allocation[]> {
+    const rows = await this.o.db.select().from(leaseAllocations).where(eq(leaseAllocations.leaseId, leaseId));
+    return rows.map((r) => {
+      const instance = this.o.fleet.get(r.instanceId);
+      return {
+        instanceId: r.instanceId,
+        gpuIndices: r.gpuIndices,
+        microsPerHour: instance
+          ? shareOf(instance.microsPerHour, r.gpuIndices.length, instance.gpusPerInstance)
+          : 0,
+      };
+    });
+  }
+
+  private async view(row: LeaseRow): Promise<Lease> {
+    const request = row.request as LeaseRequest;
+    const allocations =
+      row.status === 'ready'
+        ? (await this.o.db.select().from(leaseAllocations).where(eq(leaseAllocations.leaseId, row.id))).map(
+            (a) => {
+              const instance = this.o.fleet.get(a.instanceId);
+              return {
+                instanceId: a.instanceId,
+                vendor: instance?.vendor ?? '',
+                region: instance?.region ?? '',
+                zone: instance?.zone ?? '',
+                instanceType: instance?.instanceType ?? '',
+                capacityType: instance?.capacityType ?? '',
+                gpuIndices: a.gpuIndices,
+              };
+            },
+          )
+        : [];
+    return {
+      id: row.id,
+      status: row.status,
+      reason: row.reason,
+      gpu: row.gpu,
+      count: row.count,
+      placement: request.placement,
+      allocations,
+      usdPerHour: row.microsPerHour === null ? null : row.microsPerHour / 1e6,
+      createdAtMs: row.createdAt,
+      readyAtMs: row.readyAt,
+      endedAtMs: row.endedAt,
+      expiresAtMs: row.expiresAt,
+    };
+  }
+}

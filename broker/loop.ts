@@ -1,0 +1,355 @@
+/**
+ * The control loop. A tick: observe (offerings, pending actions, expired leases, idle draining instances) →
+ * forecast → solve → act → record. Acting is a failover loop as in SkyPilot: solve, try, block what stocked out,
+ * solve again (at most three rounds). Ticks never overlap; a tick asked for while one runs is coalesced into one
+ * more tick after it. The schedule comes from croner's pattern, driven by the broker's Clock.
+ */
+import { Cron } from 'croner';
+import type { Logger } from 'pino';
+import { type Clock, stopwatch, type TimerHandle } from '../lib/clock.ts';
+import type { IdGenerator } from '../lib/ids.ts';
+import { usdToMicros } from '../lib/money.ts';
+import type { Offering } from '../providers/catalog/offering.ts';
+import type { OfferingQuote, Provider } from '../providers/provider.ts';
+import { planCapacity } from '../solver/plan.ts';
+import type { Plan } from '../solver/types.ts';
+import { type Actuator, stockedOut } from './act.ts';
+import type { Database } from './db/open-database.ts';
+import { plans } from './db/schema.ts';
+import type { Fleet, LiveInstance } from './fleet.ts';
+import type { Forecaster } from './forecast.ts';
+import type { LeaseService } from './leases.ts';
+import type { PolicyStore } from './policy-store.ts';
+import type { UnavailableCache } from './unavailable-cache.ts';
+
+const MAX_ROUNDS = 3;
+/** How long a shortfall trigger waits, so a burst of lease requests leads to one tick. */
+const TRIGGER_DEBOUNCE_MS = 250;
+
+export interface TickReport {
+  readonly planId: string;
+  readonly atMs: number;
+  readonly policyVersion: number;
+  readonly status: Plan['status'];
+  readonly usdPerHour: number;
+  readonly solveMs: number;
+  readonly tickMs: number;
+  readonly rounds: number;
+  readonly provisioned: number;
+  readonly terminated: number;
+  readonly drained: number;
+  readonly stockedOut: string[];
+  readonly unmetGpus: number;
+  readonly bufferShortfallGpus: number;
+  readonly leasesServed: number;
+}
+
+export interface ControlLoopOptions {
+  readonly db: Database;
+  readonly clock: Clock;
+  readonly ids: IdGenerator;
+  readonly providers: ReadonlyMap<string, Provider>;
+  readonly fleet: Fleet;
+  readonly leases: LeaseService;
+  readonly policies: PolicyStore;
+  readonly forecaster: Forecaster;
+  readonly unavailable: UnavailableCache;
+  readonly actuator: Actuator;
+  readonly logger: Logger;
+  /** Whether this replica may run the loop (PostgreSQL advisory lock). */
+  readonly tryLeadership: () => Promise<boolean>;
+}
+
+export class ControlLoop {
+  private quotes: OfferingQuote[] = [];
+  private running: Promise<TickReport> | undefined;
+  private queued: Promise<TickReport> | undefined;
+  private scheduled: TimerHandle | undefined;
+  private debounce: TimerHandle | undefined;
+  private stopped = true;
+  private closed = false;
+  last: TickReport | undefined;
+  leader = false;
+
+  constructor(private readonly o: ControlLoopOptions) {}
+
+  /** Offerings as last seen from the providers (the catalog the plan and the lease checks use). */
+  offerings(): readonly Offering[] {
+    return this.quotes;
+  }
+
+  /** Reads every provider's offerings; a provider that does not answer keeps its last list. */
+  async refreshOfferings(): Promise<void> {
+    const lists = await Promise.all(
+      [...this.o.providers.values()].map(async (p) => {
+        try {
+          return await p.offerings();
+        } catch (error) {
+          this.o.logger.warn(
+            { vendor: p.vendor, err: error },
+            'offerings unavailable; keeping the last list',
+          );
+          return this.quotes.filter((q) => q.vendor === p.vendor);
+        }
+      }),
+    );
+    this.quotes = lists.flat();
+  }
+
+  /** Runs one tick now (or, when one is running, one more right after it). */
+  tick(): Promise<TickReport> {
+    if (this.running) {
+      this.queued ??= this.running.then(
+        () => this.startTick(),
+        () => this.startTick(),
+      );
+      return this.queued;
+    }
+    return this.startTick();
+  }
+
+  /** Starts the schedule. */
+  start(): void {
+    this.stopped = false;
+    void this.scheduleNext();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.closed = true;
+    this.scheduled?.cancel();
+    this.debounce?.cancel();
+  }
+
+  /** Asks for a tick soon (debounced): a lease could not be served from the warm buffer. */
+  trigger(): void {
+    if (this.closed || this.debounce) return;
+    this.debounce = this.o.clock.setTimer(this.o.clock.now() + TRIGGER_DEBOUNCE_MS, () => {
+      this.debounce = undefined;
+      void this.tickIfLeader();
+    });
+  }
+
+  /** Settles any tick in flight (for shutdown and tests). */
+  async idle(): Promise<void> {
+    while (this.running || this.queued) await (this.queued ?? this.running)?.catch(() => undefined);
+  }
+
+  private startTick(): Promise<TickReport> {
+    this.queued = undefined;
+    this.running = this.runTick().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async scheduleNext(): Promise<void> {
+    if (this.stopped) return;
+    const { policy } = await this.o.policies.current();
+    const next = new Cron(policy.planSchedule, { paused: true }).nextRun(new Date(this.o.clock.now()));
+    if (!next || this.stopped) return;
+    this.scheduled = this.o.clock.setTimer(next.getTime(), () => {
+      void this.tickIfLeader().finally(() => this.scheduleNext());
+    });
+  }
+
+  private async tickIfLeader(): Promise<void> {
+    try {
+      this.leader = await this.o.tryLeadership();
+      if (this.leader) await this.tick();
+    } catch (error) {
+      this.o.logger.error({ err: error }, 'tick failed');
+    }
+  }
+
+  private async runTick(): Promise<TickReport> {
+    const elapsed = stopwatch();
+    const { clock, fleet, leases, actuator } = this.o;
+    const { policy, version } = await this.o.policies.current();
+    const planId = this.o.ids.next('plan');
+    await this.refreshOfferings();
+
+    // Observe: finish what a crash or an outage left pending, end expired leases, let idle drained instances go.
+    for (const action of await actuator.pending())
+      await (action.kind === 'provision' ? actuator.runProvision(action) : actuator.runTerminate(action));
+    await leases.expire();
+    let terminated = 0;
+    const idle = fleet.idleDraining();
+    for (const [vendor, group] of groupBy(idle, (i) => i.vendor)) {
+      await actuator.terminate(planId, `${planId}-drained-${vendor}`, vendor, group);
+      terminated += group.length;
+    }
+    let leasesServed = await leases.servePending();
+
+    // Forecast and solve; act; block stock-outs and solve again.
+    const gpuTypes = [...new Set(this.quotes.map((q) => q.gpu))];
+    this.o.forecaster.observe(clock.now(), leases.openDemand(), policy);
+    const demand = this.o.forecaster.forecast(clock.now(), policy, gpuTypes);
+    // Nothing asked for: the instances still held are planned against zero demand, so they scale down by policy.
+    for (const i of fleet.all()) {
+      const group = this.quotes.find((q) => q.id === i.offeringId)?.regionGroup ?? policy.defaultRegionGroup;
+      if (!demand.some((d) => d.gpu === i.gpu && d.regionGroup === group))
+        demand.push({
+          gpu: i.gpu,
+          regionGroup: group,
+          gangSize: 1,
+          gpus: Array(policy.horizonPeriods).fill(0),
+        });
+    }
+    let plan: Plan | undefined;
+    let provisioned = 0;
+    let drained = 0;
+    let rounds = 0;
+    const stockOuts: string[] = [];
+    for (; demand.length > 0 && rounds < MAX_ROUNDS; ) {
+      rounds++;
+      const unavailable = [
+        ...new Set([
+          ...this.o.unavailable.blocked(),
+          ...this.quotes.filter((q) => !q.available).map((q) => q.id),
+        ]),
+      ];
+      plan = await planCapacity({
+        offerings: this.quotes,
+        demand,
+        policy,
+        fleet: fleet.pools(),
+        unavailable,
+      });
+      const roundStockOuts: string[] = [];
+      for (const [n, action] of plan.actions.entries()) {
+        const offering = this.quotes.find((q) => q.id === action.offeringId);
+        if (!offering) continue;
+        if (action.provision > 0) {
+          const row = await actuator.provision(
+            planId,
+            `${planId}-r${rounds}-${n}`,
+            offering.vendor,
+            offering.id,
+            action.provision,
+          );
+          if (row.status === 'done') provisioned += action.provision;
+          if (stockedOut(row)) roundStockOuts.push(offering.id);
+        }
+        if (action.terminate > 0) {
+          const result = await this.scaleDown(
+            planId,
+            `${planId}-r${rounds}-${n}`,
+            offering,
+            action.terminate,
+          );
+          terminated += result.terminated;
+          drained += result.drained;
+        }
+      }
+      if (roundStockOuts.length === 0) break;
+      for (const id of roundStockOuts) this.o.unavailable.block(id, policy.unavailableTtlMs);
+      stockOuts.push(...roundStockOuts);
+    }
+    leasesServed += await leases.servePending();
+    if (!plan) {
+      this.last = {
+        planId,
+        atMs: clock.now(),
+        policyVersion: version,
+        status: 'optimal',
+        usdPerHour: 0,
+        solveMs: 0,
+        tickMs: elapsed(),
+        rounds,
+        provisioned,
+        terminated,
+        drained,
+        stockedOut: stockOuts,
+        unmetGpus: 0,
+        bufferShortfallGpus: 0,
+        leasesServed,
+      };
+      return this.last;
+    }
+
+    await this.o.db.insert(plans).values({
+      id: planId,
+      createdAt: clock.now(),
+      policyVersion: version,
+      status: plan.status,
+      backend: plan.backend,
+      objective: { objective: plan.objective, bound: plan.bound, gap: plan.gap, cost: plan.cost },
+      microsPerHour: usdToMicros(plan.cost.usdPerHour),
+      solveMs: plan.solveMs,
+      inputs: {
+        demand,
+        fleet: fleet.pools().map(({ offeringId, count }) => ({ offeringId, count })),
+        unavailable: this.o.unavailable.blocked(),
+        offerings: this.quotes.length,
+      },
+      result: {
+        targets: plan.targets,
+        actions: plan.actions,
+        pools: plan.pools,
+        unmet: plan.unmet,
+        rounds,
+        stockOuts,
+      },
+      explanation: plan.explanation,
+    });
+    this.last = {
+      planId,
+      atMs: clock.now(),
+      policyVersion: version,
+      status: plan.status,
+      usdPerHour: plan.cost.usdPerHour,
+      solveMs: plan.solveMs,
+      tickMs: elapsed(),
+      rounds,
+      provisioned,
+      terminated,
+      drained,
+      stockedOut: stockOuts,
+      unmetGpus: plan.unmetGpus,
+      bufferShortfallGpus: plan.bufferShortfallGpus,
+      leasesServed,
+    };
+    this.o.logger.info(this.last, 'tick');
+    return this.last;
+  }
+
+  /**
+   * Takes `count` instances of an offering out of the fleet: idle ones are terminated (pending before running,
+   * youngest first); ones serving leases are drained, never killed under their leases.
+   */
+  private async scaleDown(
+    planId: string,
+    key: string,
+    offering: Offering,
+    count: number,
+  ): Promise<{ terminated: number; drained: number }> {
+    const candidates = this.o.fleet
+      .all()
+      .filter(
+        (i) =>
+          i.offeringId === offering.id && i.state !== 'terminating' && !i.draining && i.interruptAt === null,
+      )
+      .sort(
+        (a, b) =>
+          a.allocated.size - b.allocated.size ||
+          Number(a.state === 'running') - Number(b.state === 'running') ||
+          b.launchedAt - a.launchedAt ||
+          (a.id < b.id ? -1 : 1),
+      )
+      .slice(0, count);
+    const idle = candidates.filter((i) => i.allocated.size === 0);
+    const busy = candidates.filter((i) => i.allocated.size > 0);
+    if (idle.length > 0) await this.o.actuator.terminate(planId, `${key}-terminate`, offering.vendor, idle);
+    await this.o.fleet.markDraining(busy.map((i) => i.id));
+    return { terminated: idle.length, drained: busy.length };
+  }
+}
+
+function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) groups.set(key(item), [...(groups.get(key(item)) ?? []), item]);
+  return groups;
+}
+
+export type { LiveInstance };

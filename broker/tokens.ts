@@ -1,0 +1,81 @@
+/**
+ * Tenants and their API tokens. A token is `gpb_` + 32 random bytes (base64url), shown once; only its SHA-256 is
+ * stored. Tokens are secrets, so they come from the OS's cryptographic generator, not the seeded one.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { and, eq, isNull } from 'drizzle-orm';
+import type { Clock } from '../lib/clock.ts';
+import { ValidationError } from '../lib/errors.ts';
+import type { IdGenerator } from '../lib/ids.ts';
+import type { Database } from './db/open-database.ts';
+import { apiTokens, tenants } from './db/schema.ts';
+
+export type Role = 'tenant' | 'operator';
+
+export interface Principal {
+  readonly tenantId: string;
+  readonly tenantName: string;
+  readonly role: Role;
+  readonly gpuQuota: number | null;
+}
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+export class TokenStore {
+  constructor(
+    private readonly db: Database,
+    private readonly clock: Clock,
+    private readonly ids: IdGenerator,
+  ) {}
+
+  /** Creates the tenant if needed and a token for it; returns the token (the only time it is visible). */
+  async create(
+    tenantName: string,
+    role: Role,
+    gpuQuota?: number | null,
+  ): Promise<{ token: string; tenantId: string }> {
+    if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(tenantName))
+      throw new ValidationError('tenant', 'use 1–63 lower-case letters, digits, ".", "_" or "-"');
+    if (gpuQuota !== undefined && gpuQuota !== null && (!Number.isSafeInteger(gpuQuota) || gpuQuota < 0))
+      throw new ValidationError('gpuQuota', 'must be a non-negative integer');
+    const token = `gpb_${randomBytes(32).toString('base64url')}`;
+    return this.db.transaction(async (tx) => {
+      let [tenant] = await tx.select().from(tenants).where(eq(tenants.name, tenantName));
+      if (!tenant) {
+        tenant = {
+          id: this.ids.next('tenant'),
+          name: tenantName,
+          gpuQuota: gpuQuota ?? null,
+          createdAt: this.clock.now(),
+        };
+        await tx.insert(tenants).values(tenant);
+      } else if (gpuQuota !== undefined) {
+        await tx.update(tenants).set({ gpuQuota }).where(eq(tenants.id, tenant.id));
+      }
+      await tx.insert(apiTokens).values({
+        id: this.ids.next('token'),
+        tenantId: tenant.id,
+        tokenHash: hashToken(token),
+        role,
+        createdAt: this.clock.now(),
+      });
+      return { token, tenantId: tenant.id };
+    });
+  }
+
+  async authenticate(token: string): Promise<Principal | undefined> {
+    const [row] = await this.db
+      .select({
+        tenantId: tenants.id,
+        tenantName: tenants.name,
+        role: apiTokens.role,
+        gpuQuota: tenants.gpuQuota,
+      })
+      .from(apiTokens)
+      .innerJoin(tenants, eq(apiTokens.tenantId, tenants.id))
+      .where(and(eq(apiTokens.tokenHash, hashToken(token)), isNull(apiTokens.revokedAt)));
+    return row;
+  }
+}
