@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { registerServeCommand } from '../broker/cli/serve.ts';
 import { GpubrokerError } from '../lib/errors.ts';
 import { registerPlanCommand } from '../solver/cli.ts';
 
@@ -10,6 +11,7 @@ const program = new Command('gpubroker')
   .showHelpAfterError()
   .exitOverride();
 registerPlanCommand(program);
+registerServeCommand(program);
 
 try {
   await program.parseAsync(process.argv);

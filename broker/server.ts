@@ -61,11 +61,12 @@ export async function makeProviders(
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
   const clock = options.clock ?? new RealClock();
   if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
+  // Bad provider names fail before anything is opened or written.
+  const providers = await makeProviders(options.providers ?? ['sim'], clock, options.scenario);
   const database = await openDatabase({
     ...(options.databaseUrl ? { url: options.databaseUrl } : {}),
     ...(options.dataDir ? { dataDir: options.dataDir } : {}),
   });
-  const providers = await makeProviders(options.providers ?? ['sim'], clock, options.scenario);
   const broker = new Broker({
     database,
     clock,

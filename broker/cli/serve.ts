@@ -1,0 +1,68 @@
+/** `gpubroker serve`: the broker with its API, loop and embedded defaults (PGlite in --data-dir, simulated clouds). */
+import type { Command } from 'commander';
+import { parseIntegerIn } from '../../lib/cli-args.ts';
+import { loadSimScenario } from '../../providers/sim/scenario.ts';
+import { startServer } from '../server.ts';
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description(
+      'run the broker: HTTP API, control loop and providers (embedded PGlite and simulated clouds by default)',
+    )
+    .option('--port <port>', 'port on 127.0.0.1', '8787')
+    .option('--host <address>', 'address to listen on', '127.0.0.1')
+    .option('--data-dir <dir>', 'where PGlite and the operator token live', '.gpubroker')
+    .option(
+      '--providers <names>',
+      'comma-separated: sim (simulated AWS, GCP, Azure), local (this machine)',
+      'sim',
+    )
+    .option('--scenario <file>', 'simulated clouds scenario (.json or .ts)')
+    .action(
+      async (flags: {
+        port: string;
+        host: string;
+        dataDir: string;
+        providers: string;
+        scenario?: string;
+      }) => {
+        const port = parseIntegerIn('--port', flags.port, 0, 65_535);
+        const scenario = flags.scenario ? await loadSimScenario(flags.scenario) : undefined;
+        const databaseUrl = process.env.DATABASE_URL;
+        const server = await startServer({
+          port,
+          host: flags.host,
+          dataDir: flags.dataDir,
+          providers: flags.providers
+            .split(',')
+            .map((p) => p.trim())
+            .filter(Boolean),
+          ...(databaseUrl ? { databaseUrl } : {}),
+          ...(scenario ? { scenario } : {}),
+        });
+        const storage = databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `PGlite in ${flags.dataDir}/pgdata`;
+        process.stdout.write(
+          [
+            `gpubroker listening on ${server.url}`,
+            `  storage: ${storage}; providers: ${server.providers.map((p) => p.vendor).join(', ')}`,
+            `  operator token: ${server.operatorTokenFile} (export GPUBROKER_TOKEN=$(cat ${server.operatorTokenFile}))`,
+            `  OpenAPI: ${server.url}/openapi.json   metrics: ${server.url}/metrics`,
+            '',
+            '  import { Broker } from "gpubroker";',
+            `  const broker = new Broker({ url: "${server.url}" });`,
+            '  const lease = await broker.gpus.request({ gpu: "H100", count: 8, placement: "single-node" });',
+            '  console.log(lease.allocations);',
+            '  await lease.release();',
+            '',
+          ].join('\n'),
+        );
+        const shutdown = async () => {
+          await server.close();
+          process.exit(0);
+        };
+        process.once('SIGINT', () => void shutdown());
+        process.once('SIGTERM', () => void shutdown());
+      },
+    );
+}

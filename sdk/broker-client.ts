@@ -1,0 +1,142 @@
+/**
+ * The TypeScript client of the broker's HTTP API. Types come from the API's own zod schemas (type-only imports),
+ * so the SDK and the server agree by construction.
+ *
+ *   import { Broker } from 'gpubroker';
+ *   const broker = new Broker();                      // GPUBROKER_URL, GPUBROKER_TOKEN, or the local operator token
+ *   await using lease = await broker.gpus.request({ gpu: 'H100', count: 8, placement: 'single-node' });
+ *   console.log(lease.allocations);                    // released when the block ends
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Lease, LeaseRequestInput, Problem } from '../broker/api/schemas.ts';
+import { type Clock, RealClock } from '../lib/clock.ts';
+
+export type { Lease, LeaseRequestInput, Problem };
+
+export interface BrokerClientOptions {
+  /** Default: `GPUBROKER_URL`, then `http://127.0.0.1:8787`. */
+  readonly url?: string;
+  /** Default: `GPUBROKER_TOKEN`, then `.gpubroker/operator-token` in the working directory. */
+  readonly token?: string;
+  readonly clock?: Clock;
+}
+
+export interface RequestGpusOptions {
+  /** Stops waiting (the lease is released). */
+  readonly signal?: AbortSignal;
+  /** Gives up after this long (the lease is released); default: wait as long as it takes. */
+  readonly timeoutMs?: number;
+  /** How often a pending lease is checked; default 500 ms. */
+  readonly pollMs?: number;
+  /** Called with the lease each time it is checked while pending. */
+  readonly onProgress?: (lease: Lease) => void;
+}
+
+/** A ready lease that can release itself (also with `await using`). */
+export type LeaseHandle = Lease & {
+  release(): Promise<Lease>;
+  [Symbol.asyncDispose](): Promise<void>;
+};
+
+/** An error answer of the API (its problem+json body). */
+export class BrokerApiError extends Error {
+  constructor(readonly problem: Problem) {
+    super(`${problem.title} (${problem.status}): ${problem.detail}`);
+    this.name = 'BrokerApiError';
+  }
+  get status(): number {
+    return this.problem.status;
+  }
+  get field(): string | undefined {
+    return this.problem.field;
+  }
+}
+
+/** The broker said no for good: the lease failed (reason), or waiting was abandoned. */
+export class LeaseFailedError extends Error {
+  constructor(
+    readonly lease: Lease,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'LeaseFailedError';
+  }
+}
+
+export class Broker {
+  readonly url: string;
+  private readonly token: string | undefined;
+  private readonly clock: Clock;
+
+  readonly gpus = {
+    /** Requests GPUs and resolves when the lease is ready; rejects with LeaseFailedError when it cannot be. */
+    request: (request: LeaseRequestInput, options: RequestGpusOptions = {}) =>
+      this.requestGpus(request, options),
+  };
+
+  readonly leases = {
+    list: async (): Promise<Lease[]> => (await this.call<{ leases: Lease[] }>('GET', '/v1/leases')).leases,
+    get: (id: string): Promise<Lease> => this.call<Lease>('GET', `/v1/leases/${encodeURIComponent(id)}`),
+    release: (id: string): Promise<Lease> =>
+      this.call<Lease>('DELETE', `/v1/leases/${encodeURIComponent(id)}`),
+  };
+
+  constructor(options: BrokerClientOptions = {}) {
+    this.url = (options.url ?? process.env.GPUBROKER_URL ?? 'http://127.0.0.1:8787').replace(/\/+$/, '');
+    this.token = options.token ?? process.env.GPUBROKER_TOKEN ?? localOperatorToken();
+    this.clock = options.clock ?? new RealClock();
+  }
+
+  /** One API call; problem+json answers become BrokerApiError. */
+  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const response = await fetch(`${this.url}${path}`, {
+      method,
+      headers: {
+        ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await response.text();
+    const parsed = text ? (JSON.parse(text) as unknown) : undefined;
+    if (!response.ok) throw new BrokerApiError(parsed as Problem);
+    return parsed as T;
+  }
+
+  private async requestGpus(request: LeaseRequestInput, options: RequestGpusOptions): Promise<LeaseHandle> {
+    let lease = await this.call<Lease>('POST', '/v1/leases', request);
+    const deadline =
+      options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : this.clock.now() + options.timeoutMs;
+    while (lease.status === 'pending') {
+      options.onProgress?.(lease);
+      const wait = Math.min(options.pollMs ?? 500, deadline - this.clock.now());
+      try {
+        if (wait <= 0) throw new Error(`not ready within ${options.timeoutMs} ms`);
+        await this.clock.sleep(wait, options.signal);
+      } catch (error) {
+        const released = await this.leases.release(lease.id);
+        throw new LeaseFailedError(
+          released,
+          `gave up waiting for lease ${lease.id}: ${(error as Error).message}`,
+        );
+      }
+      lease = await this.leases.get(lease.id);
+    }
+    if (lease.status !== 'ready')
+      throw new LeaseFailedError(lease, `lease ${lease.id} ${lease.status}: ${lease.reason}`);
+    const release = () => this.leases.release(lease.id);
+    return {
+      ...lease,
+      release,
+      [Symbol.asyncDispose]: async () => {
+        await release();
+      },
+    };
+  }
+}
+
+function localOperatorToken(): string | undefined {
+  const file = join(process.cwd(), '.gpubroker', 'operator-token');
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
+}
