@@ -41,7 +41,7 @@ describe('gpubroker serve', () => {
     const tokenFile = join(dir, 'operator-token');
     expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
     const token = readFileSync(tokenFile, 'utf8').trim();
-    expect((await fetch(`${first.url}/healthz`).then((r) => r.json())).ok).toBe(true);
+    expect(((await fetch(`${first.url}/healthz`).then((r) => r.json())) as { ok: boolean }).ok).toBe(true);
     const leases = await fetch(`${first.url}/v1/leases`, { headers: { authorization: `Bearer ${token}` } });
     expect(leases.status).toBe(200);
     expect(await stop(first.child)).toBe(0);
