@@ -11,8 +11,11 @@ export const leaseRequestSchema = z
     placement: z.enum(['single-node', 'same-region', 'any']).default('any'),
     regions: z.array(z.string().min(1).max(64)).min(1).max(64).optional(),
     vendors: z.array(z.string().min(1).max(32)).min(1).max(16).optional(),
-    /** `on-demand` also takes reserved capacity; `spot` only spot; `any` either. */
-    capacityType: z.enum(['on-demand', 'spot', 'any']).default('on-demand'),
+    /**
+     * `on-demand` also takes reserved capacity; `spot` only spot; `any` either (the default, because the plan may
+     * cover demand with spot within the policy's spot share).
+     */
+    capacityType: z.enum(['on-demand', 'spot', 'any']).default('any'),
     maxUsdPerHour: z.number().positive().max(1_000_000).optional(),
     ttlSeconds: z
       .number()
