@@ -6,9 +6,10 @@
  */
 import { cpus, hostname, totalmem } from 'node:os';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
-import { type Micros, usdToMicros } from '../../lib/money.ts';
+import { usdToMicros } from '../../lib/money.ts';
 import { type Offering, offeringId } from '../catalog/offering.ts';
 import { EventHub } from '../event-hub.ts';
+import { instanceSnapshot, stateChangedEvent } from '../instance-snapshot.ts';
 import type {
   EventsOptions,
   Instance,
@@ -241,41 +242,24 @@ export class LocalProvider implements Provider {
     to: InstanceState,
     reason?: TerminationReason,
   ): void {
-    this.hub.publish({
-      kind: 'state-changed',
-      atMs: this.clock.now(),
-      vendor: this.vendor,
-      instanceId: instance.id,
-      offeringId: this.offering.id,
-      zone: LOCAL_ZONE,
-      from,
-      to,
-      ...(reason ? { reason } : {}),
-    });
+    this.hub.publish(
+      stateChangedEvent(
+        this.clock.now(),
+        this.offering,
+        { id: instance.id, zone: LOCAL_ZONE },
+        from,
+        to,
+        reason,
+      ),
+    );
   }
 
   private snapshot(i: LocalInstance): Instance {
-    const o = this.offering;
-    const price: Micros = o.microsPerHour;
-    return {
-      id: i.id,
-      vendor: o.vendor,
-      offeringId: o.id,
-      region: o.region,
+    return instanceSnapshot(this.offering, {
+      ...i,
       zone: LOCAL_ZONE,
-      instanceType: o.instanceType,
-      capacityType: o.capacityType,
-      gpu: o.gpu,
-      gpusPerInstance: o.gpusPerInstance,
-      state: i.state,
-      tags: i.tags,
-      idempotencyKey: i.idempotencyKey,
-      microsPerHour: price,
-      launchedAtMs: i.launchedAtMs,
-      ...(i.runningAtMs !== undefined ? { runningAtMs: i.runningAtMs } : {}),
-      ...(i.terminatedAtMs !== undefined ? { terminatedAtMs: i.terminatedAtMs } : {}),
-      ...(i.terminationReason !== undefined ? { terminationReason: i.terminationReason } : {}),
-    };
+      microsPerHour: this.offering.microsPerHour,
+    });
   }
 }
 

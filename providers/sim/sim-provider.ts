@@ -12,6 +12,7 @@ import { type Micros, micros, usdToMicros } from '../../lib/money.ts';
 import { hashString, Random } from '../../lib/random.ts';
 import { type Offering, reservedTwin } from '../catalog/offering.ts';
 import { EventHub } from '../event-hub.ts';
+import { instanceSnapshot, stateChangedEvent } from '../instance-snapshot.ts';
 import type {
   EventsOptions,
   Instance,
@@ -310,16 +311,7 @@ export class SimProvider implements Provider {
     instance.timer = undefined;
     if (instance.state !== 'pending') return;
     if (fails) {
-      this.hub.publish({
-        kind: 'failure',
-        atMs: this.clock.now(),
-        vendor: this.vendor,
-        instanceId: instance.id,
-        region: instance.pool.offering.region,
-        zone: instance.pool.zone,
-        message: 'instance failed to boot',
-      });
-      this.markTerminated(instance, 'failed');
+      this.fail(instance, 'instance failed to boot');
       return;
     }
     instance.state = 'running';
@@ -428,18 +420,22 @@ export class SimProvider implements Provider {
         (outage.region === undefined || outage.region === i.pool.offering.region) &&
         (outage.zone === undefined || outage.zone === i.pool.zone),
     );
-    for (const instance of victims) {
-      this.hub.publish({
-        kind: 'failure',
-        atMs: this.clock.now(),
-        vendor: this.vendor,
-        instanceId: instance.id,
-        region: instance.pool.offering.region,
-        zone: instance.pool.zone,
-        message: `zone failure in ${outage.zone ?? outage.region ?? this.vendor}`,
-      });
-      this.markTerminated(instance, 'failed');
-    }
+    for (const instance of victims)
+      this.fail(instance, `zone failure in ${outage.zone ?? outage.region ?? this.vendor}`);
+  }
+
+  /** An instance dies without being asked: a failure event, then `terminated` with reason `failed`. */
+  private fail(instance: SimInstance, message: string): void {
+    this.hub.publish({
+      kind: 'failure',
+      atMs: this.clock.now(),
+      vendor: this.vendor,
+      instanceId: instance.id,
+      region: instance.pool.offering.region,
+      zone: instance.pool.zone,
+      message,
+    });
+    this.markTerminated(instance, 'failed');
   }
 
   private vendorDown(): boolean {
@@ -623,17 +619,10 @@ export class SimProvider implements Provider {
     to: InstanceState,
     reason?: TerminationReason,
   ): void {
-    this.hub.publish({
-      kind: 'state-changed',
-      atMs: this.clock.now(),
-      vendor: this.vendor,
-      instanceId: instance.id,
-      offeringId: instance.pool.offering.id,
-      zone: instance.pool.zone,
-      from,
-      to,
-      ...(reason ? { reason } : {}),
-    });
+    const { offering, zone } = instance.pool;
+    this.hub.publish(
+      stateChangedEvent(this.clock.now(), offering, { id: instance.id, zone }, from, to, reason),
+    );
   }
 }
 
@@ -649,25 +638,5 @@ function zoneNames(vendor: string, region: string, settings: VendorSettings): st
 }
 
 function snapshot(i: SimInstance): Instance {
-  const o = i.pool.offering;
-  return {
-    id: i.id,
-    vendor: o.vendor,
-    offeringId: o.id,
-    region: o.region,
-    zone: i.pool.zone,
-    instanceType: o.instanceType,
-    capacityType: o.capacityType,
-    gpu: o.gpu,
-    gpusPerInstance: o.gpusPerInstance,
-    state: i.state,
-    tags: i.tags,
-    idempotencyKey: i.idempotencyKey,
-    microsPerHour: i.microsPerHour,
-    launchedAtMs: i.launchedAtMs,
-    ...(i.runningAtMs !== undefined ? { runningAtMs: i.runningAtMs } : {}),
-    ...(i.terminatedAtMs !== undefined ? { terminatedAtMs: i.terminatedAtMs } : {}),
-    ...(i.terminationReason !== undefined ? { terminationReason: i.terminationReason } : {}),
-    ...(i.interruptAtMs !== undefined ? { interruptAtMs: i.interruptAtMs } : {}),
-  };
+  return instanceSnapshot(i.pool.offering, { ...i, zone: i.pool.zone });
 }
