@@ -176,9 +176,9 @@ export class Broker {
 
   private async onEvent(event: ProviderEvent): Promise<void> {
     if (event.kind === 'interruption-notice') {
-      if (!this.fleet.get(event.instanceId)) return;
       const instance = this.fleet.get(event.instanceId);
-      await this.fleet.setState(event.instanceId, instance?.state ?? 'running', {
+      if (!instance) return;
+      await this.fleet.setState(event.instanceId, instance.state, {
         interruptAt: event.terminateAtMs,
       });
       await this.leases.evacuate(

@@ -175,7 +175,7 @@ export class LeaseService {
         const whole = moved
           ? undefined
           : findAllocation({ ...wants, maxMicrosPerHour: undefined }, candidates);
-        const next = moved ? [...stays.map((a) => ({ ...a })), ...moved] : whole;
+        const next = moved ? [...stays, ...moved] : whole;
         if (!next) {
           await this.end(row, 'failed', `${reason}; no free capacity to move the lease to`);
           continue;

@@ -247,67 +247,49 @@ export class ControlLoop {
       stockOuts.push(...roundStockOuts);
     }
     leasesServed += await leases.servePending();
-    if (!plan) {
-      this.last = {
-        planId,
-        atMs: clock.now(),
-        policyVersion: version,
-        status: 'optimal',
-        usdPerHour: 0,
-        solveMs: 0,
-        tickMs: elapsed(),
-        rounds,
-        provisioned,
-        terminated,
-        drained,
-        stockedOut: stockOuts,
-        unmetGpus: 0,
-        bufferShortfallGpus: 0,
-        leasesServed,
-      };
-      return this.last;
-    }
 
-    await this.o.db.insert(plans).values({
-      id: planId,
-      createdAt: clock.now(),
-      policyVersion: version,
-      status: plan.status,
-      backend: plan.backend,
-      objective: { objective: plan.objective, bound: plan.bound, gap: plan.gap, cost: plan.cost },
-      microsPerHour: usdToMicros(plan.cost.usdPerHour),
-      solveMs: plan.solveMs,
-      inputs: {
-        demand,
-        fleet: fleet.pools().map(({ offeringId, count }) => ({ offeringId, count })),
-        unavailable: this.o.unavailable.blocked(),
-        offerings: this.quotes.length,
-      },
-      result: {
-        targets: plan.targets,
-        actions: plan.actions,
-        pools: plan.pools,
-        unmet: plan.unmet,
-        rounds,
-        stockOuts,
-      },
-      explanation: plan.explanation,
-    });
+    // No demand and no fleet: nothing was solved, so there is no plan to record.
+    if (plan)
+      await this.o.db.insert(plans).values({
+        id: planId,
+        createdAt: clock.now(),
+        policyVersion: version,
+        status: plan.status,
+        backend: plan.backend,
+        objective: { objective: plan.objective, bound: plan.bound, gap: plan.gap, cost: plan.cost },
+        microsPerHour: usdToMicros(plan.cost.usdPerHour),
+        solveMs: plan.solveMs,
+        inputs: {
+          demand,
+          fleet: fleet.pools().map(({ offeringId, count }) => ({ offeringId, count })),
+          unavailable: this.o.unavailable.blocked(),
+          offerings: this.quotes.length,
+        },
+        result: {
+          targets: plan.targets,
+          actions: plan.actions,
+          pools: plan.pools,
+          unmet: plan.unmet,
+          rounds,
+          stockOuts,
+        },
+        explanation: plan.explanation,
+      });
     this.last = {
       planId,
       atMs: clock.now(),
       policyVersion: version,
-      status: plan.status,
-      usdPerHour: plan.cost.usdPerHour,
-      solveMs: plan.solveMs,
+      status: plan?.status ?? 'optimal',
+      usdPerHour: plan?.cost.usdPerHour ?? 0,
+      solveMs: plan?.solveMs ?? 0,
       tickMs: elapsed(),
       rounds,
       provisioned,
       terminated,
       drained,
       stockedOut: stockOuts,
-      unmetGpus: plan.unmetGpus,
-      bufferShortfallGpus: plan.bufferShortfallGpus,
+      unmetGpus: plan?.unmetGpus ?? 0,
+      bufferShortfallGpus: plan?.bufferShortfallGpus ?? 0,
       leasesServed,
     };
     this.o.logger.info(this.last, 'tick');
