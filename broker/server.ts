@@ -11,6 +11,7 @@ import { type Clock, RealClock } from '../lib/clock.ts';
 import { ValidationError } from '../lib/errors.ts';
 import { LocalProvider } from '../providers/local/local-provider.ts';
 import type { Provider } from '../providers/provider.ts';
+import { connectRemoteProviders } from '../providers/remote/remote-provider.ts';
 import type { SimScenario } from '../providers/sim/scenario.ts';
 import { createSimClouds } from '../providers/sim/sim-clouds.ts';
 import { createApp } from './api/app.ts';
@@ -23,7 +24,10 @@ export interface ServerOptions {
   /** PGlite's directory and the operator token's; omitted with no `databaseUrl`: an in-memory database. */
   readonly dataDir?: string;
   readonly databaseUrl?: string;
-  /** Which providers to buy from: `sim` (simulated AWS, GCP, Azure), `local` (this machine). */
+  /**
+   * Which providers to buy from: `sim` (simulated AWS, GCP, Azure, in this process), `local` (this machine), or
+   * the URL of a provider server (`gpubroker clouds serve`).
+   */
   readonly providers?: readonly string[];
   readonly scenario?: SimScenario;
   readonly clock?: Clock;
@@ -53,7 +57,12 @@ export async function makeProviders(
   for (const name of names) {
     if (name === 'sim') providers.push(...createSimClouds({ clock, ...(scenario ? { scenario } : {}) }));
     else if (name === 'local') providers.push(await LocalProvider.create({ clock }));
-    else throw new ValidationError('--providers', `"${name}" is not one of ${PROVIDER_NAMES.join(', ')}`);
+    else if (/^https?:\/\//.test(name)) providers.push(...(await connectRemoteProviders(name, clock)));
+    else
+      throw new ValidationError(
+        '--providers',
+        `"${name}" is not one of ${PROVIDER_NAMES.join(', ')}, or the URL of a provider server`,
+      );
   }
   return providers;
 }

@@ -1,0 +1,155 @@
+/**
+ * Crash and restart with real processes: simulated clouds in their own process (`gpubroker clouds serve`), a broker
+ * (`gpubroker serve`) on PGlite killed with SIGKILL while it provisions, then restarted on the same data directory.
+ * Leases and instances come back from the database and the clouds' inventory; nothing is provisioned twice; an
+ * instance carrying our fleet tag that no action of ours created is terminated as an orphan.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Instance } from '../providers/provider.ts';
+import { Broker } from '../sdk/broker-client.ts';
+import { type CliProcess, startCli, stopCli } from '../test/cli-process.ts';
+import { ACTION_TAG, FLEET_TAG } from './act.ts';
+import type { Lease } from './api/schemas.ts';
+import { openDatabase } from './db/open-database.ts';
+import { instances as instancesTable } from './db/schema.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'gpubroker-crash-'));
+const running: CliProcess[] = [];
+afterAll(async () => {
+  for (const process of running) await stopCli(process, 'SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const POLICY = {
+  planSchedule: '* * * * * *',
+  buffer: { default: { gpus: 0, fraction: 0 }, perGpu: { H100: { gpus: 8, fraction: 0 } } },
+  spotMaxShare: 0,
+  vendors: { allow: ['aws'], deny: [] },
+  regions: { allow: ['us-east-1'], deny: [] },
+};
+
+/** AWS only, 8-GPU H100 nodes only, a fixed 2 s boot: the crash can land while an instance is booting. */
+const SCENARIO = {
+  seed: 5,
+  vendors: ['aws'],
+  spot: { replay: false },
+  settings: {
+    aws: {
+      throttle: null,
+      bootFailureRate: 0,
+      provisioningDelay: { 'on-demand': { kind: 'fixed', ms: 2000 } },
+      terminationDelay: { kind: 'fixed', ms: 200 },
+    },
+  },
+  stock: { onDemandPerZone: 16, rules: [{ match: { instanceType: 'p5.4xlarge' }, onDemandPerZone: 0 }] },
+};
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, maxMs = 30_000): Promise<T> {
+  const deadline = Date.now() + maxMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('crash and restart', () => {
+  it('recovers leases and instances, provisions nothing twice and terminates orphans', async () => {
+    const scenarioFile = join(dir, 'scenario.json');
+    writeFileSync(scenarioFile, JSON.stringify(SCENARIO));
+    const clouds = await startCli(['clouds', 'serve', '--port', '0', '--scenario', scenarioFile]);
+    running.push(clouds);
+    const inventory = async (includeTerminated = false): Promise<Instance[]> => {
+      const response = await fetch(`${clouds.url}/v1/aws/list`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ includeTerminated }),
+      });
+      return (await response.json()) as Instance[];
+    };
+    const dataDir = join(dir, 'data');
+    const serveArgs = ['serve', '--port', '0', '--data-dir', dataDir, '--providers', clouds.url];
+
+    const first = await startCli(serveArgs);
+    running.push(first);
+    const token = readFileSync(join(dataDir, 'operator-token'), 'utf8').trim();
+    let sdk = new Broker({ url: first.url, token });
+    await sdk.call('PUT', '/v1/policy', POLICY);
+    const ready = await sdk.gpus.request(
+      { gpu: 'H100', count: 8, placement: 'single-node' },
+      { timeoutMs: 30_000, pollMs: 100 },
+    );
+    expect(ready.status).toBe('ready');
+
+    // A second lease beyond the buffer: the broker provisions; kill it while an instance is still booting.
+    const waiting = await sdk.call<Lease>('POST', '/v1/leases', {
+      gpu: 'H100',
+      count: 8,
+      placement: 'single-node',
+      idempotencyKey: 'second',
+    });
+    const booting = await until('a new instance booting', async () =>
+      (await inventory()).some((i) => i.state === 'pending') ? true : undefined,
+    );
+    expect(booting).toBe(true);
+    await stopCli(first, 'SIGKILL');
+
+    // While it is down: an instance carrying our fleet tag that none of our actions created.
+    const before = await inventory();
+    const fleetId = before[0]?.tags[FLEET_TAG];
+    expect(fleetId).toBeTruthy();
+    const orphanResponse = await fetch(`${clouds.url}/v1/aws/provision`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        offeringId: before[0]?.offeringId,
+        count: 1,
+        idempotencyKey: 'orphan',
+        tags: { [FLEET_TAG]: fleetId, [ACTION_TAG]: 'never-recorded' },
+      }),
+    });
+    const [orphan] = (await orphanResponse.json()) as Instance[];
+
+    const second = await startCli(serveArgs);
+    running.push(second);
+    sdk = new Broker({ url: second.url, token });
+    const served = await until('the second lease to be ready', async () => {
+      const lease = await sdk.leases.get(waiting.id);
+      return lease.status === 'ready' ? lease : undefined;
+    });
+    expect(served.allocations.map((a) => a.gpuIndices.length)).toEqual([8]);
+    const recovered = await sdk.leases.get(ready.id);
+    expect(recovered.status).toBe('ready');
+    expect(recovered.allocations).toEqual(ready.allocations);
+    // The restart does not put the same 8 GPUs under two leases.
+    expect(served.allocations[0]?.instanceId).not.toBe(ready.allocations[0]?.instanceId);
+
+    // Let a few ticks pass, then compare the clouds with what the broker knows.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const everything = await inventory(true);
+    const orphanNow = everything.find((i) => i.id === orphan?.id);
+    expect(orphanNow?.state === 'terminating' || orphanNow?.state === 'terminated').toBe(true);
+    const ours = everything.filter((i) => i.id !== orphan?.id);
+    // Everything alive before the crash is still alive (adopted, not replaced) and nothing else was launched:
+    // 2 leases × 8 GPUs + a buffer of 8 GPUs = 3 nodes of 8.
+    for (const instance of before)
+      expect(ours.find((i) => i.id === instance.id)?.state).toMatch(/pending|running/);
+    expect(ours.filter((i) => i.state !== 'terminated')).toHaveLength(3);
+    expect(ours).toHaveLength(3);
+    expect(new Set(ours.map((i) => i.idempotencyKey)).size).toBeLessThanOrEqual(3);
+
+    expect(await stopCli(second)).toBe(0);
+    const database = await openDatabase({ dataDir });
+    try {
+      const rows = await database.db.select().from(instancesTable);
+      const live = rows.filter((r) => r.state !== 'terminated').map((r) => r.id);
+      expect(live.sort()).toEqual(ours.map((i) => i.id).sort());
+    } finally {
+      await database.close();
+    }
+  });
+});
