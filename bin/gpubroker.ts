@@ -1,6 +1,10 @@
 import { Command, CommanderError } from 'commander';
+import { registerLeaseCommand } from '../broker/cli/lease.ts';
+import { registerPolicyCommand } from '../broker/cli/policy.ts';
 import { registerServeCommand } from '../broker/cli/serve.ts';
+import { registerTokenCommand } from '../broker/cli/token.ts';
 import { GpubrokerError } from '../lib/errors.ts';
+import { registerCloudsCommand } from '../providers/remote/cli.ts';
 import { registerPlanCommand } from '../solver/cli.ts';
 
 /** Exit status for bad input (usage errors), as documented in the README. */
@@ -12,6 +16,10 @@ const program = new Command('gpubroker')
   .exitOverride();
 registerPlanCommand(program);
 registerServeCommand(program);
+registerCloudsCommand(program);
+registerLeaseCommand(program);
+registerPolicyCommand(program);
+registerTokenCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -9,10 +9,31 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Lease, LeaseRequestInput, Problem } from '../broker/api/schemas.ts';
+import type { z } from '@hono/zod-openapi';
+import type {
+  Lease,
+  LeaseRequestInput,
+  Problem,
+  policyVersionSchema,
+  tokenSchema,
+} from '../broker/api/schemas.ts';
 import { type Clock, RealClock } from '../lib/clock.ts';
 
 export type { Lease, LeaseRequestInput, Problem };
+
+/** One version of the broker policy: the whole policy, who set it and when, and what changed from the one before. */
+export type PolicyVersion = z.infer<typeof policyVersionSchema>;
+/** A new API token; `token` is shown only in this answer. */
+export type CreatedToken = z.infer<typeof tokenSchema>;
+
+export interface CreateTokenInput {
+  /** The tenant's name (1–63 lower-case letters, digits, ".", "_" or "-"); created if it does not exist. */
+  readonly tenant: string;
+  /** An operator token (manages policy and tokens, sees every lease); default: a tenant token. */
+  readonly operator?: boolean;
+  /** Most GPUs the tenant may hold at once (null: no limit); omitted: unchanged for an existing tenant. */
+  readonly gpuQuota?: number | null;
+}
 
 export interface BrokerClientOptions {
   /** Default: `GPUBROKER_URL`, then `http://127.0.0.1:8787`. */
@@ -76,10 +97,37 @@ export class Broker {
   };
 
   readonly leases = {
+    /** Creates a lease and answers at once (ready, pending or failed with a reason); `gpus.request` waits. */
+    create: (request: LeaseRequestInput): Promise<Lease> => this.call<Lease>('POST', '/v1/leases', request),
     list: async (): Promise<Lease[]> => (await this.call<{ leases: Lease[] }>('GET', '/v1/leases')).leases,
     get: (id: string): Promise<Lease> => this.call<Lease>('GET', `/v1/leases/${encodeURIComponent(id)}`),
     release: (id: string): Promise<Lease> =>
       this.call<Lease>('DELETE', `/v1/leases/${encodeURIComponent(id)}`),
+  };
+
+  readonly policy = {
+    /** The policy in force (version 0 is the all-defaults policy). Any token may read it. */
+    get: (): Promise<PolicyVersion> => this.call<PolicyVersion>('GET', '/v1/policy'),
+    /**
+     * Stores a new version (operator token); it takes effect at the next tick. Fields left out take their
+     * defaults. An invalid policy is a BrokerApiError (400) whose `field` names what was wrong, e.g.
+     * `policy.spotMaxShare`; nothing is stored then.
+     */
+    set: (policy: Record<string, unknown>): Promise<PolicyVersion> =>
+      this.call<PolicyVersion>('PUT', '/v1/policy', policy),
+    /** Every stored version, newest first (operator token); empty while the defaults are in force. */
+    history: async (): Promise<PolicyVersion[]> =>
+      (await this.call<{ versions: PolicyVersion[] }>('GET', '/v1/policy/history')).versions,
+  };
+
+  readonly tokens = {
+    /** Creates a token for a tenant (operator token); the answer is the only time the token is visible. */
+    create: (input: CreateTokenInput): Promise<CreatedToken> =>
+      this.call<CreatedToken>('POST', '/v1/tokens', {
+        tenant: input.tenant,
+        role: input.operator ? 'operator' : 'tenant',
+        ...(input.gpuQuota !== undefined ? { gpuQuota: input.gpuQuota } : {}),
+      }),
   };
 
   constructor(options: BrokerClientOptions = {}) {
@@ -99,13 +147,12 @@ export class Broker {
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await response.text();
-    const parsed = text ? (JSON.parse(text) as unknown) : undefined;
-    if (!response.ok) throw new BrokerApiError(parsed as Problem);
-    return parsed as T;
+    if (!response.ok) throw new BrokerApiError(problemOf(response, text));
+    return (text ? JSON.parse(text) : undefined) as T;
   }
 
   private async requestGpus(request: LeaseRequestInput, options: RequestGpusOptions): Promise<LeaseHandle> {
-    let lease = await this.call<Lease>('POST', '/v1/leases', request);
+    let lease = await this.leases.create(request);
     const deadline =
       options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : this.clock.now() + options.timeoutMs;
     while (lease.status === 'pending') {
@@ -139,4 +186,27 @@ export class Broker {
 function localOperatorToken(): string | undefined {
   const file = join(process.cwd(), '.gpubroker', 'operator-token');
   return existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
+}
+
+/** The problem+json of an error answer; a body that is not one (a proxy's page, nothing) becomes a generic problem. */
+function problemOf(response: Response, text: string): Problem {
+  try {
+    const body = JSON.parse(text) as Partial<Problem> | null;
+    if (typeof body?.title === 'string' && typeof body.detail === 'string')
+      return {
+        type: 'about:blank',
+        ...body,
+        title: body.title,
+        detail: body.detail,
+        status: response.status,
+      };
+  } catch {
+    // not JSON: described below
+  }
+  return {
+    type: 'about:blank',
+    title: response.statusText || `HTTP ${response.status}`,
+    status: response.status,
+    detail: text.trim().slice(0, 200) || 'the answer had no body',
+  };
 }

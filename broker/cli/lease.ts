@@ -1,0 +1,210 @@
+/**
+ * `gpubroker lease request | list | release ID`: a tenant's GPU leases. `request` waits until the lease is ready
+ * (the SDK's `gpus.request`, progress on stderr, Ctrl-C releases it) unless `--no-wait`; a lease that fails or is
+ * not ready within `--timeout` exits 1 with the reason.
+ */
+import Table from 'cli-table3';
+import type { Command } from 'commander';
+import { parseDurationMs, parseIntegerIn, parsePositive } from '../../lib/cli-args.ts';
+import { ValidationError } from '../../lib/errors.ts';
+import type { Lease, LeaseRequestInput } from '../../sdk/index.ts';
+import {
+  brokerClient,
+  type ClientFlags,
+  EXIT_FAILURE,
+  formatAge,
+  parseChoice,
+  parseList,
+  printJson,
+  talkTo,
+  withClientOptions,
+} from './client-options.ts';
+
+const PLACEMENTS = ['single-node', 'same-region', 'any'] as const;
+const CAPACITY_TYPES = ['on-demand', 'spot', 'any'] as const;
+/** How often a still-pending lease is reported on stderr. */
+const PROGRESS_EVERY_MS = 5_000;
+
+export interface LeaseRequestFlags {
+  gpu: string;
+  count: string;
+  placement?: string;
+  regions?: string;
+  vendors?: string;
+  capacityType?: string;
+  maxUsdPerHour?: string;
+  ttl?: string;
+  idempotencyKey?: string;
+}
+
+interface RequestFlags extends LeaseRequestFlags, ClientFlags {
+  wait: boolean;
+  timeout?: string;
+  json?: boolean;
+}
+
+interface OutputFlags extends ClientFlags {
+  json?: boolean;
+}
+
+export function registerLeaseCommand(program: Command): void {
+  const lease = program.command('lease').description('GPU leases: request, list, release');
+
+  withClientOptions(
+    lease
+      .command('request')
+      .description('request GPUs; waits until the lease is ready unless --no-wait (progress on stderr)'),
+  )
+    .requiredOption('--gpu <type>', 'GPU type as in the catalog, e.g. H100, A100-80GB, L4')
+    .requiredOption('--count <gpus>', 'how many GPUs (1 to 1024)')
+    .option('--placement <placement>', 'single-node | same-region | any (default any)')
+    .option('--regions <names>', 'comma-separated regions to allow, e.g. us-east-1,us-west-2')
+    .option('--vendors <names>', 'comma-separated vendors to allow, e.g. aws,gcp')
+    .option('--capacity-type <type>', 'on-demand | spot | any (default any)')
+    .option('--max-usd-per-hour <usd>', 'most the lease may cost per hour')
+    .option('--ttl <seconds>', 'the broker ends the lease after this many seconds')
+    .option(
+      '--idempotency-key <key>',
+      'a repeated request with this key answers the lease made the first time',
+    )
+    .option(
+      '--no-wait',
+      'print the lease as created (it may be pending) instead of waiting until it is ready',
+    )
+    .option('--timeout <duration>', 'give up (and release the lease) if not ready within this, e.g. 10m')
+    .option('--json', 'print the lease as JSON')
+    .action(async (flags: RequestFlags) => {
+      const request = leaseRequestFromFlags(flags);
+      const timeoutMs = flags.timeout === undefined ? undefined : parseDurationMs('--timeout', flags.timeout);
+      if (timeoutMs !== undefined && !flags.wait)
+        throw new ValidationError('--timeout', 'has no effect with --no-wait');
+      const broker = brokerClient(flags);
+      await talkTo(broker, async () => {
+        const result = flags.wait
+          ? await untilInterrupted((signal) =>
+              broker.gpus.request(request, {
+                signal,
+                ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+                onProgress: progressReporter(),
+              }),
+            )
+          : await broker.leases.create(request);
+        if (flags.json) printJson(result);
+        else process.stdout.write(describeLease(result));
+        if (result.status === 'failed') process.exitCode = EXIT_FAILURE;
+      });
+    });
+
+  withClientOptions(lease.command('list').description('your leases, oldest first (an operator sees all)'))
+    .option('--json', 'print the answer as JSON ({ leases })')
+    .action(async (flags: OutputFlags) => {
+      const broker = brokerClient(flags);
+      await talkTo(broker, async () => {
+        const leases = await broker.leases.list();
+        if (flags.json) return printJson({ leases });
+        process.stdout.write(renderLeases(leases, Date.now()));
+      });
+    });
+
+  withClientOptions(
+    lease
+      .command('release')
+      .description('release a lease (again: no change)')
+      .argument('<id>', 'lease id, as `lease list` shows it'),
+  )
+    .option('--json', 'print the released lease as JSON')
+    .action(async (id: string, flags: OutputFlags) => {
+      const broker = brokerClient(flags);
+      await talkTo(broker, async () => {
+        const released = await broker.leases.release(id);
+        if (flags.json) return printJson(released);
+        process.stdout.write(`lease ${released.id} ${released.status}\n`);
+      });
+    });
+}
+
+/** The API request for the flags; a bad value is a ValidationError naming its flag. */
+export function leaseRequestFromFlags(flags: LeaseRequestFlags): LeaseRequestInput {
+  const gpu = flags.gpu.trim();
+  if (gpu === '' || gpu.length > 32) throw new ValidationError('--gpu', `"${flags.gpu}" is not a GPU type`);
+  return {
+    gpu,
+    count: parseIntegerIn('--count', flags.count, 1, 1024),
+    ...(flags.placement !== undefined
+      ? { placement: parseChoice('--placement', flags.placement, PLACEMENTS) }
+      : {}),
+    ...(flags.regions !== undefined ? { regions: parseList('--regions', flags.regions) } : {}),
+    ...(flags.vendors !== undefined ? { vendors: parseList('--vendors', flags.vendors) } : {}),
+    ...(flags.capacityType !== undefined
+      ? { capacityType: parseChoice('--capacity-type', flags.capacityType, CAPACITY_TYPES) }
+      : {}),
+    ...(flags.maxUsdPerHour !== undefined
+      ? { maxUsdPerHour: parsePositive('--max-usd-per-hour', flags.maxUsdPerHour, 1_000_000) }
+      : {}),
+    ...(flags.ttl !== undefined ? { ttlSeconds: parseIntegerIn('--ttl', flags.ttl, 1, 30 * 86_400) } : {}),
+    ...(flags.idempotencyKey !== undefined ? { idempotencyKey: flags.idempotencyKey } : {}),
+  };
+}
+
+/** Runs a wait that Ctrl-C aborts (the SDK then releases the pending lease). */
+async function untilInterrupted<T>(wait: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const interrupt = () => controller.abort(new Error('interrupted'));
+  process.once('SIGINT', interrupt);
+  try {
+    return await wait(controller.signal);
+  } finally {
+    process.off('SIGINT', interrupt);
+  }
+}
+
+/** Reports a pending lease on stderr when first seen and then every few seconds. */
+function progressReporter(): (lease: Lease) => void {
+  let lastReportMs: number | undefined;
+  return (lease) => {
+    const now = Date.now();
+    if (lastReportMs === undefined) {
+      process.stderr.write(
+        `lease ${lease.id} pending: waiting for ${lease.count}× ${lease.gpu} while the broker buys capacity\n`,
+      );
+      lastReportMs = now;
+    } else if (now - lastReportMs >= PROGRESS_EVERY_MS) {
+      process.stderr.write(`lease ${lease.id} still pending after ${formatAge(now - lease.createdAtMs)}\n`);
+      lastReportMs = now;
+    }
+  };
+}
+
+const usd = (value: number | null) => (value === null ? '-' : `$${value.toFixed(2)}`);
+
+function describeLease(lease: Lease): string {
+  const head = `lease ${lease.id} ${lease.status}: ${lease.count}× ${lease.gpu} (${lease.placement})`;
+  const cost = lease.usdPerHour === null ? '' : `, ${usd(lease.usdPerHour)}/h`;
+  const expires = lease.expiresAtMs === null ? '' : `, expires ${new Date(lease.expiresAtMs).toISOString()}`;
+  const lines = [`${head}${cost}${expires}`];
+  if (lease.reason) lines.push(`  reason: ${lease.reason}`);
+  for (const a of lease.allocations)
+    lines.push(
+      `  ${a.vendor} ${a.zone} ${a.instanceType} ${a.capacityType} ${a.instanceId} GPUs ${a.gpuIndices.join(',')}`,
+    );
+  if (lease.status === 'pending') lines.push('  follow it with `gpubroker lease list`');
+  return `${lines.join('\n')}\n`;
+}
+
+function renderLeases(leases: readonly Lease[], nowMs: number): string {
+  if (leases.length === 0) return 'no leases\n';
+  const table = new Table({
+    head: ['id', 'status', 'GPUs', 'allocations', 'USD/h', 'age'],
+    style: { head: [], border: [], compact: true },
+  });
+  for (const lease of leases)
+    table.push([
+      lease.id,
+      lease.status,
+      `${lease.count}× ${lease.gpu}`,
+      lease.allocations.map((a) => `${a.vendor}/${a.region}/${a.instanceType}`).join('\n') || '-',
+      usd(lease.usdPerHour),
+      formatAge(nowMs - lease.createdAtMs),
+    ]);
+  return `${table.toString()}\n`;
+}
