@@ -89,22 +89,58 @@ export class Broker {
       actuator: new Actuator(db, o.clock, this.providers, this.fleet, () => this.fleetId),
       logger: this.logger,
       tryLeadership: () => o.database.tryLeadership(),
+      onLeadership: () => this.catchUp(),
     });
   }
 
   /** The policy in force: the stored one after `start()`, kept fresh by `setPolicy`. */
   private currentPolicy: BrokerPolicy = brokerPolicy();
 
-  /** Loads state, reconciles with the providers, listens to their events and starts the loop's schedule. */
+  /**
+   * Loads state, takes the leadership if it is free (the leader reconciles with the providers), listens to their
+   * events and starts the loop's schedule. A follower keeps trying for the leadership at every scheduled tick.
+   */
   async start(options: { schedule?: boolean } = {}): Promise<void> {
     this.fleetId = await this.ensureFleetId();
     this.currentPolicy = (await this.policies.current()).policy;
-    await this.fleet.load();
-    await this.leases.load();
     await this.loop.refreshOfferings();
-    await this.reconcile();
+    if (!(await this.loop.claimLeadership())) {
+      await this.fleet.load();
+      await this.leases.load();
+    }
     for (const provider of this.providers.values()) this.readers.push(this.follow(provider));
     if (options.schedule !== false) this.loop.start();
+  }
+
+  /** The URL this replica serves the API on; the leader's is stored so that followers can pass requests on. */
+  advertisedUrl: string | undefined;
+
+  async advertise(url: string): Promise<void> {
+    this.advertisedUrl = url;
+    if (this.loop.leader) await this.writeSetting('leader-url', url);
+  }
+
+  /** The leader's API URL as it last advertised it. */
+  async leaderUrl(): Promise<string | undefined> {
+    const [row] = await this.o.database.db.select().from(settings).where(eq(settings.key, 'leader-url'));
+    return row?.value;
+  }
+
+  /** The leadership was just won: what the previous leader (or this process before a crash) left is the truth. */
+  private async catchUp(): Promise<void> {
+    this.currentPolicy = (await this.policies.current()).policy;
+    await this.fleet.load();
+    await this.leases.load();
+    await this.reconcile();
+    if (this.advertisedUrl) await this.writeSetting('leader-url', this.advertisedUrl);
+    this.logger.info({ url: this.advertisedUrl }, 'leading the control loop');
+  }
+
+  private async writeSetting(key: string, value: string): Promise<void> {
+    await this.o.database.db
+      .insert(settings)
+      .values({ key, value })
+      .onConflictDoUpdate({ target: settings.key, set: { value } });
   }
 
   /** Applies a new policy version (validated; ValidationError names the field). */
@@ -175,6 +211,8 @@ export class Broker {
   }
 
   private async onEvent(event: ProviderEvent): Promise<void> {
+    // Followers leave the fleet to the leader; when one takes over, it reconciles with the inventory instead.
+    if (!this.loop.leader) return;
     if (event.kind === 'interruption-notice') {
       const instance = this.fleet.get(event.instanceId);
       if (!instance) return;

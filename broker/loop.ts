@@ -58,6 +58,8 @@ export interface ControlLoopOptions {
   readonly logger: Logger;
   /** Whether this replica may run the loop (PostgreSQL advisory lock). */
   readonly tryLeadership: () => Promise<boolean>;
+  /** Called when this replica becomes the leader, before its first tick: catch up with the previous leader. */
+  readonly onLeadership?: () => Promise<void>;
 }
 
 export class ControlLoop {
@@ -130,6 +132,18 @@ export class ControlLoop {
     });
   }
 
+  /**
+   * Takes the leadership if free, or confirms it is still held. Only the leader ticks and acts; on gaining it, the
+   * replica first catches up (`onLeadership`) with what the previous leader did.
+   */
+  async claimLeadership(): Promise<boolean> {
+    const was = this.leader;
+    const now = await this.o.tryLeadership();
+    if (now && !was) await this.o.onLeadership?.();
+    this.leader = now;
+    return now;
+  }
+
   /** Settles any tick in flight (for shutdown and tests). */
   async idle(): Promise<void> {
     while (this.running || this.queued) await (this.queued ?? this.running)?.catch(() => undefined);
@@ -155,8 +169,7 @@ export class ControlLoop {
 
   private async tickIfLeader(): Promise<void> {
     try {
-      this.leader = await this.o.tryLeadership();
-      if (this.leader) await this.tick();
+      if (await this.claimLeadership()) await this.tick();
     } catch (error) {
       this.o.logger.error({ err: error }, 'tick failed');
     }

@@ -106,8 +106,10 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     server.once('error', reject);
   });
   const { port } = server.address() as AddressInfo;
+  const url = `http://${options.host ?? '127.0.0.1'}:${port}`;
+  await broker.advertise(url);
   return {
-    url: `http://${options.host ?? '127.0.0.1'}:${port}`,
+    url,
     broker,
     operatorToken,
     operatorTokenFile,

@@ -10,6 +10,7 @@ import { ValidationError } from '../../lib/errors.ts';
 import type { Broker } from '../broker.ts';
 import { renderMetrics } from '../metrics.ts';
 import type { Principal } from '../tokens.ts';
+import { forwardToLeader } from './forward.ts';
 import { HttpProblem, problemFor } from './problem.ts';
 import {
   leaseListSchema,
@@ -70,6 +71,18 @@ export function createApp(broker: Broker): OpenAPIHono<Env> {
     ),
   );
 
+  // A follower passes every API call to the leader; a request passed on once is never passed on again.
+  app.use('/v1/*', async (c, next) => {
+    if (broker.loop.leader) return next();
+    const leader = await broker.leaderUrl();
+    if (!leader || leader === broker.advertisedUrl || c.req.header('x-forwarded-by'))
+      throw new HttpProblem(
+        503,
+        'No leader',
+        'this replica follows and no leader is known yet; retry shortly',
+      );
+    return forwardToLeader(c.req.raw, leader);
+  });
   app.use('/v1/*', async (c, next) => {
     const header = c.req.header('authorization') ?? '';
     const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];

@@ -75,12 +75,26 @@ async function openPostgres(url: string): Promise<OpenedDatabase> {
     db: db as unknown as Database,
     kind: 'postgres',
     async tryLeadership() {
-      if (leader) return true;
-      lockConnection ??= await sql.reserve();
-      const [row] = await lockConnection<
-        { locked: boolean }[]
-      >`select pg_try_advisory_lock(${LOOP_LOCK_KEY}) as locked`;
-      leader = row?.locked === true;
+      try {
+        lockConnection ??= await sql.reserve();
+        if (leader) {
+          // Still ours? A dropped connection (server restart, network) silently released the lock.
+          const held = await lockConnection<{ held: boolean }[]>`
+            select exists (select 1 from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()
+              and objid = ${LOOP_LOCK_KEY}) as held`;
+          leader = held[0]?.held === true;
+          if (leader) return true;
+        }
+        const [row] = await lockConnection<
+          { locked: boolean }[]
+        >`select pg_try_advisory_lock(${LOOP_LOCK_KEY}) as locked`;
+        leader = row?.locked === true;
+      } catch {
+        // The lock connection is gone, and the lock with it: follow until a new connection wins it again.
+        lockConnection?.release();
+        lockConnection = undefined;
+        leader = false;
+      }
       return leader;
     },
     async close() {
