@@ -128,6 +128,7 @@ export class Broker {
 
   /** The leadership was just won: what the previous leader (or this process before a crash) left is the truth. */
   private async catchUp(): Promise<void> {
+    this.policies.forget();
     this.currentPolicy = (await this.policies.current()).policy;
     await this.fleet.load();
     await this.leases.load();

@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { Instance } from '../providers/provider.ts';
 import { Broker } from '../sdk/broker-client.ts';
 import { type CliProcess, startCli, stopCli } from '../test/cli-process.ts';
+import { cloudInventory, FAST_AWS_SCENARIO, FAST_POLICY, until } from '../test/fast-aws.ts';
 import { ACTION_TAG, FLEET_TAG } from './act.ts';
 import type { Lease } from './api/schemas.ts';
 import { openDatabase } from './db/open-database.ts';
@@ -23,54 +24,13 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const POLICY = {
-  planSchedule: '* * * * * *',
-  buffer: { default: { gpus: 0, fraction: 0 }, perGpu: { H100: { gpus: 8, fraction: 0 } } },
-  spotMaxShare: 0,
-  vendors: { allow: ['aws'], deny: [] },
-  regions: { allow: ['us-east-1'], deny: [] },
-};
-
-/** AWS only, 8-GPU H100 nodes only, a fixed 2 s boot: the crash can land while an instance is booting. */
-const SCENARIO = {
-  seed: 5,
-  vendors: ['aws'],
-  spot: { replay: false },
-  settings: {
-    aws: {
-      throttle: null,
-      bootFailureRate: 0,
-      provisioningDelay: { 'on-demand': { kind: 'fixed', ms: 2000 } },
-      terminationDelay: { kind: 'fixed', ms: 200 },
-    },
-  },
-  stock: { onDemandPerZone: 16, rules: [{ match: { instanceType: 'p5.4xlarge' }, onDemandPerZone: 0 }] },
-};
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, maxMs = 30_000): Promise<T> {
-  const deadline = Date.now() + maxMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 describe('crash and restart', () => {
   it('recovers leases and instances, provisions nothing twice and terminates orphans', async () => {
     const scenarioFile = join(dir, 'scenario.json');
-    writeFileSync(scenarioFile, JSON.stringify(SCENARIO));
+    writeFileSync(scenarioFile, JSON.stringify(FAST_AWS_SCENARIO));
     const clouds = await startCli(['clouds', 'serve', '--port', '0', '--scenario', scenarioFile]);
     running.push(clouds);
-    const inventory = async (includeTerminated = false): Promise<Instance[]> => {
-      const response = await fetch(`${clouds.url}/v1/aws/list`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ includeTerminated }),
-      });
-      return (await response.json()) as Instance[];
-    };
+    const inventory = (includeTerminated = false) => cloudInventory<Instance>(clouds.url, includeTerminated);
     const dataDir = join(dir, 'data');
     const serveArgs = ['serve', '--port', '0', '--data-dir', dataDir, '--providers', clouds.url];
 
@@ -78,7 +38,7 @@ describe('crash and restart', () => {
     running.push(first);
     const token = readFileSync(join(dataDir, 'operator-token'), 'utf8').trim();
     let sdk = new Broker({ url: first.url, token });
-    await sdk.call('PUT', '/v1/policy', POLICY);
+    await sdk.call('PUT', '/v1/policy', FAST_POLICY);
     const ready = await sdk.gpus.request(
       { gpu: 'H100', count: 8, placement: 'single-node' },
       { timeoutMs: 30_000, pollMs: 100 },

