@@ -48,6 +48,9 @@ export class TokenStore {
           id: this.ids.next('tenant'),
           name: tenantName,
           gpuQuota: gpuQuota ?? null,
+          spendLimitHourMicros: null,
+          spendLimitMonthMicros: null,
+          onSpendLimit: 'continue',
           createdAt: this.clock.now(),
         };
         await tx.insert(tenants).values(tenant);

@@ -23,6 +23,13 @@ export const tenants = pgTable('tenants', {
   name: text('name').notNull().unique(),
   /** Most GPUs the tenant may hold in leases at once; null: no limit. */
   gpuQuota: integer('gpu_quota'),
+  /** Spend limits in micro-USD (billed usage in the last hour; this calendar month); null: none. */
+  spendLimitHourMicros: bigint('spend_limit_hour_micros', { mode: 'number' }),
+  spendLimitMonthMicros: bigint('spend_limit_month_micros', { mode: 'number' }),
+  /** At a limit, new leases get 402; what runs `continue`s or is `stop`ped (leases released). */
+  onSpendLimit: text('on_spend_limit', { enum: ['continue', 'stop'] })
+    .notNull()
+    .default('continue'),
   createdAt: ms('created_at').notNull(),
 });
 
@@ -154,3 +161,29 @@ export const settings = pgTable('settings', {
   key: text('key').primaryKey(),
   value: text('value').notNull(),
 });
+
+/** Every price book version ever set (billing); the highest is in force. Version 0 (catalog + markup) is implied. */
+export const priceBooks = pgTable('price_books', {
+  version: integer('version').primaryKey(),
+  book: jsonb('book').notNull(),
+  createdAt: ms('created_at').notNull(),
+  createdBy: text('created_by').notNull(),
+  diff: jsonb('diff').notNull(),
+});
+
+/** Closed invoices, frozen: lines and total as they were when closed. Open invoices are computed, never stored. */
+export const invoices = pgTable(
+  'invoices',
+  {
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    /** `YYYY-MM`, UTC. */
+    month: text('month').notNull(),
+    priceBookVersion: integer('price_book_version').notNull(),
+    lines: jsonb('lines').notNull(),
+    totalMicros: bigint('total_micros', { mode: 'number' }).notNull(),
+    closedAt: ms('closed_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.month] })],
+);

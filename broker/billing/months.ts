@@ -1,0 +1,30 @@
+/** Calendar months in UTC, as invoices count them: `YYYY-MM`. */
+import { ValidationError } from '../../lib/errors.ts';
+
+const MONTH = /^(\d{4})-(0[1-9]|1[0-2])$/;
+
+export function isMonth(text: string): boolean {
+  return MONTH.test(text);
+}
+
+/** `[startMs, endMs)` of a `YYYY-MM` month; ValidationError naming `field` otherwise. */
+export function monthBounds(month: string, field = 'month'): { startMs: number; endMs: number } {
+  const match = MONTH.exec(month);
+  if (!match) throw new ValidationError(field, `"${month}" is not a month like 2026-11`);
+  const year = Number(match[1]);
+  const index = Number(match[2]) - 1;
+  return { startMs: Date.UTC(year, index, 1), endMs: Date.UTC(year, index + 1, 1) };
+}
+
+export function monthOf(ms: number): string {
+  const date = new Date(ms);
+  return `${date.getUTCFullYear()}-${String(date.getUTCMonth() + 1).padStart(2, '0')}`;
+}
+
+/** The months from `first` to `last` inclusive, in order. */
+export function monthsBetween(first: string, last: string): string[] {
+  const months: string[] = [];
+  for (let at = monthBounds(first).startMs; monthOf(at) <= last; at = monthBounds(monthOf(at)).endMs)
+    months.push(monthOf(at));
+  return months;
+}
