@@ -12,11 +12,17 @@ import type { Clock } from '../lib/clock.ts';
 import { IdGenerator } from '../lib/ids.ts';
 import { Random } from '../lib/random.ts';
 import type { Provider, ProviderEvent } from '../providers/provider.ts';
+import { Meter } from '../runtime/meter/meter.ts';
+import { UsageStore } from '../runtime/meter/usage-store.ts';
 import { ACTION_TAG, Actuator, FLEET_TAG } from './act.ts';
+import { InvoiceService } from './billing/invoices.ts';
+import { PriceBookStore } from './billing/price-book.ts';
+import { SpendLimitService } from './billing/spend-limits.ts';
 import type { OpenedDatabase } from './db/open-database.ts';
 import { actions, settings } from './db/schema.ts';
 import { Fleet } from './fleet.ts';
 import { PeakAndLevelForecaster } from './forecast.ts';
+import { LeaseMetering } from './lease-metering.ts';
 import { LeaseService } from './leases.ts';
 import { ControlLoop } from './loop.ts';
 import { type BrokerPolicy, brokerPolicy } from './policy.ts';
@@ -31,6 +37,8 @@ export interface BrokerOptions {
   /** Seeds ids (default: random); a simulation passes its seed. */
   readonly seed?: number;
   readonly logger?: Logger;
+  /** How often the meter checkpoints open usage intervals (default 5,000 ms). */
+  readonly meterHeartbeatMs?: number;
 }
 
 export interface LeaseWaitStats {
@@ -47,10 +55,24 @@ export class Broker {
   readonly loop: ControlLoop;
   readonly logger: Logger;
   readonly leaseWaits: LeaseWaitStats = { count: 0, sumMs: 0, recent: [] };
+  readonly usage: UsageStore;
+  readonly meter: Meter;
+  readonly priceBooks: PriceBookStore;
+  readonly invoices: InvoiceService;
+  readonly spend: SpendLimitService;
+  private readonly leaseMetering: LeaseMetering;
   private readonly providers: Map<string, Provider>;
   private readonly stopEvents = new AbortController();
   private readonly readers: Promise<void>[] = [];
   fleetId = '';
+
+  get database(): OpenedDatabase {
+    return this.o.database;
+  }
+
+  get clock(): Clock {
+    return this.o.clock;
+  }
 
   constructor(private readonly o: BrokerOptions) {
     const { db } = o.database;
@@ -60,7 +82,23 @@ export class Broker {
     this.policies = new PolicyStore(db, o.clock);
     this.tokens = new TokenStore(db, o.clock, ids);
     this.fleet = new Fleet(db, o.clock);
+    this.usage = new UsageStore(db);
+    this.meter = new Meter({
+      clock: o.clock,
+      store: this.usage,
+      ...(o.meterHeartbeatMs !== undefined ? { heartbeatMs: o.meterHeartbeatMs } : {}),
+      onWriteError: (error) => this.logger.error({ err: error }, 'usage not written yet; retrying'),
+    });
+    this.leaseMetering = new LeaseMetering(this.meter, this.usage, this.fleet);
+    this.priceBooks = new PriceBookStore(db, o.clock);
     let loop: ControlLoop | undefined;
+    this.invoices = new InvoiceService({
+      db,
+      clock: o.clock,
+      priceBooks: this.priceBooks,
+      offerings: () => loop?.offerings() ?? [],
+    });
+    this.spend = new SpendLimitService(db, o.clock, this.invoices);
     this.leases = new LeaseService({
       db,
       clock: o.clock,
@@ -75,6 +113,8 @@ export class Broker {
         this.leaseWaits.recent.push(waitedMs);
         if (this.leaseWaits.recent.length > 1000) this.leaseWaits.recent.shift();
       },
+      onAllocations: (lease, allocations) =>
+        this.leaseMetering.allocationsChanged(lease, allocations, o.clock.now()),
     });
     this.loop = loop = new ControlLoop({
       db,
@@ -90,6 +130,7 @@ export class Broker {
       logger: this.logger,
       tryLeadership: () => o.database.tryLeadership(),
       onLeadership: () => this.catchUp(),
+      observe: () => this.stopOverSpendLimits(),
     });
   }
 
@@ -132,9 +173,17 @@ export class Broker {
     this.currentPolicy = (await this.policies.current()).policy;
     await this.fleet.load();
     await this.leases.load();
+    await this.leaseMetering.resume(await this.leases.readyWithAllocations(), this.o.clock.now());
     await this.reconcile();
     if (this.advertisedUrl) await this.writeSetting('leader-url', this.advertisedUrl);
     this.logger.info({ url: this.advertisedUrl }, 'leading the control loop');
+  }
+
+  /** Ends the leases of tenants at a spend limit whose policy is to stop (checked at every tick). */
+  private async stopOverSpendLimits(): Promise<void> {
+    const tenants = [...new Set(this.leases.openOf(undefined).map((l) => l.tenantId))];
+    for (const { tenantId, reason } of await this.spend.toStop(tenants))
+      for (const lease of this.leases.openOf(tenantId)) await this.leases.endFor(lease.id, reason);
   }
 
   private async writeSetting(key: string, value: string): Promise<void> {
@@ -154,6 +203,8 @@ export class Broker {
   async close(): Promise<void> {
     this.loop.stop();
     await this.loop.idle();
+    // A clean stop ends the usage it metered now; a crash leaves it at the last checkpoint.
+    if (this.loop.leader) await this.meter.shutdown();
     this.stopEvents.abort();
     await Promise.all(this.readers);
   }

@@ -40,7 +40,14 @@ export interface LeaseServiceOptions {
   readonly onShortfall: () => void;
   /** Called when a lease becomes ready, with the ms it waited. */
   readonly onReady?: (waitedMs: number) => void;
+  /**
+   * Called after a lease's GPUs change, once the change is stored: it got GPUs, moved, or ended (no allocations).
+   * The meter opens and closes the lease's usage intervals from this.
+   */
+  readonly onAllocations?: (lease: LeaseRow, allocations: readonly Allocation[]) => void;
 }
+
+export type { LeaseRow };
 
 export class LeaseService {
   private readonly open = new Map<string, LeaseRow>();
@@ -196,6 +203,7 @@ export class LeaseService {
         for (const a of next) this.o.fleet.allocate(row.id, a.instanceId, a.gpuIndices);
         row.microsPerHour = total(next);
         row.reason = `moved: ${reason}`;
+        this.o.onAllocations?.(row, next);
       }
     });
   }
@@ -217,6 +225,27 @@ export class LeaseService {
       cells.set(key, { gpu: request.gpu, regionGroup, gangSize, gpus: (cell?.gpus ?? 0) + request.count });
     }
     return [...cells.values()];
+  }
+
+  /** Ready leases with their allocations (for the meter to resume them after a restart). */
+  async readyWithAllocations(): Promise<{ lease: LeaseRow; allocations: Allocation[] }[]> {
+    const ready = [...this.open.values()].filter((row) => row.status === 'ready');
+    return Promise.all(
+      ready.map(async (lease) => ({ lease, allocations: await this.allocationsOf(lease.id) })),
+    );
+  }
+
+  /** Open leases of a tenant (every tenant's when undefined). */
+  openOf(tenantId: string | undefined): LeaseRow[] {
+    return [...this.open.values()].filter((row) => tenantId === undefined || row.tenantId === tenantId);
+  }
+
+  /** Ends a lease on the broker's own decision (spend limit), with the reason. */
+  async endFor(leaseId: string, reason: string): Promise<void> {
+    await this.queue.run(async () => {
+      const row = this.open.get(leaseId);
+      if (row) await this.end(row, 'released', reason);
+    });
   }
 
   counts(): { pending: number; ready: number } {
@@ -292,6 +321,7 @@ export class LeaseService {
     row.readyAt = now;
     row.microsPerHour = total(allocation);
     this.o.onReady?.(now - row.createdAt);
+    this.o.onAllocations?.(row, allocation);
     return true;
   }
 
@@ -304,9 +334,11 @@ export class LeaseService {
     await this.o.db.update(leases).set({ status, reason, endedAt: now }).where(eq(leases.id, row.id));
     this.o.fleet.free(row.id);
     this.open.delete(row.id);
+    const wasReady = row.status === 'ready';
     row.status = status;
     row.reason = reason;
     row.endedAt = now;
+    if (wasReady) this.o.onAllocations?.(row, []);
   }
 
   private async find(id: string): Promise<LeaseRow | undefined> {

@@ -58,6 +58,8 @@ export interface ControlLoopOptions {
   readonly logger: Logger;
   /** Whether this replica may run the loop (PostgreSQL advisory lock). */
   readonly tryLeadership: () => Promise<boolean>;
+  /** Runs first in every tick (spend limits). */
+  readonly observe?: () => Promise<void>;
   /** Called when this replica becomes the leader, before its first tick: catch up with the previous leader. */
   readonly onLeadership?: () => Promise<void>;
 }
@@ -188,6 +190,7 @@ export class ControlLoop {
     for (const action of await actuator.pending())
       await (action.kind === 'provision' ? actuator.runProvision(action) : actuator.runTerminate(action));
     await leases.expire();
+    await this.o.observe?.();
     let terminated = 0;
     const idle = fleet.idleDraining();
     for (const [vendor, group] of groupBy(idle, (i) => i.vendor)) {

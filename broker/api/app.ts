@@ -10,6 +10,7 @@ import { ValidationError } from '../../lib/errors.ts';
 import type { Broker } from '../broker.ts';
 import { renderMetrics } from '../metrics.ts';
 import type { Principal } from '../tokens.ts';
+import { registerBillingRoutes } from './billing-routes.ts';
 import { forwardToLeader } from './forward.ts';
 import { HttpProblem, problemFor } from './problem.ts';
 import {
@@ -32,6 +33,10 @@ const problems = {
   },
   403: {
     description: 'Operator role needed',
+    content: { 'application/problem+json': { schema: problemSchema } },
+  },
+  402: {
+    description: 'A spend limit was reached',
     content: { 'application/problem+json': { schema: problemSchema } },
   },
   404: { description: 'Not found', content: { 'application/problem+json': { schema: problemSchema } } },
@@ -118,6 +123,7 @@ export function createApp(broker: Broker): OpenAPIHono<Env> {
       },
     }),
     async (c) => {
+      await broker.spend.check(c.get('principal').tenantId);
       const { lease, created } = await broker.leases.request(c.get('principal'), c.req.valid('json'));
       return c.json(lease, created ? 201 : 200);
     },
@@ -222,6 +228,8 @@ export function createApp(broker: Broker): OpenAPIHono<Env> {
       return c.json({ token, tenant: body.tenant, role: body.role }, 201);
     },
   );
+
+  registerBillingRoutes(app, broker, operator);
 
   app.doc('/openapi.json', {
     openapi: '3.0.3',

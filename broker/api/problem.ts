@@ -3,6 +3,7 @@
  * one shape, with `field` naming the request field that was wrong.
  */
 import { GpubrokerError, NotFoundError, ValidationError } from '../../lib/errors.ts';
+import { SpendLimitError } from '../billing/spend-limits.ts';
 import type { Problem } from './schemas.ts';
 
 export class HttpProblem extends GpubrokerError {
@@ -20,6 +21,7 @@ export function problemFor(error: unknown): Problem {
   if (error instanceof HttpProblem) return body(error.status, error.title, error.message, error.field);
   if (error instanceof ValidationError) return body(400, 'Invalid request', error.message, error.field);
   if (error instanceof NotFoundError) return body(404, 'Not found', error.message);
+  if (error instanceof SpendLimitError) return body(402, 'Payment required', error.message);
   return body(500, 'Internal error', 'the broker failed to handle the request; it has been logged');
 }
 

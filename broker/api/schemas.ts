@@ -100,3 +100,122 @@ export const tokenRequestSchema = z
 export const tokenSchema = z
   .object({ token: z.string(), tenant: z.string(), role: z.string() })
   .openapi('Token');
+
+const isoTime = z
+  .string()
+  .refine((text) => /^\d{4}-\d{2}-\d{2}/.test(text) && !Number.isNaN(Date.parse(text)), {
+    message: 'must be an ISO 8601 date or time, e.g. 2026-11-01 or 2026-11-23T10:00:00Z',
+  });
+
+export const usageQuerySchema = z
+  .object({
+    from: isoTime
+      .optional()
+      .openapi({ description: 'Start (inclusive); default: the start of this month (UTC)' }),
+    to: isoTime.optional().openapi({ description: 'End (exclusive); default: now' }),
+    groupBy: z.enum(['function', 'gpu', 'day', 'lease']).default('gpu'),
+    tenant: z.string().min(1).max(63).optional().openapi({ description: 'Operators: one tenant only' }),
+  })
+  .strict();
+
+export const usageRowSchema = z.object({
+  tenant: z.string(),
+  key: z.string().openapi({ description: 'The function, GPU type, day (YYYY-MM-DD) or lease' }),
+  seconds: z.number().int(),
+  gpuSeconds: z.number().int(),
+  amountMicroUsd: z.number().int(),
+});
+
+export const usageSchema = z
+  .object({
+    fromMs: z.number().int(),
+    toMs: z.number().int(),
+    groupBy: z.string(),
+    rows: z.array(usageRowSchema),
+    totalGpuSeconds: z.number().int(),
+    totalMicroUsd: z.number().int(),
+  })
+  .openapi('Usage');
+
+export const invoiceLineSchema = z.object({
+  gpu: z.string(),
+  function: z.string().optional(),
+  lease: z.string().optional(),
+  seconds: z.number().int(),
+  gpuSeconds: z.number().int(),
+  coreSeconds: z.number().int(),
+  mibSeconds: z.number().int(),
+  rateMicroUsd: z.number().int(),
+  amountMicroUsd: z.number().int(),
+  lateFrom: z.string().optional(),
+});
+
+export const invoiceSchema = z
+  .object({
+    tenant: z.string(),
+    month: z.string(),
+    status: z.enum(['open', 'closed']),
+    priceBookVersion: z.number().int(),
+    lines: z.array(invoiceLineSchema),
+    totalMicroUsd: z.number().int(),
+  })
+  .openapi('Invoice');
+export type InvoiceView = z.infer<typeof invoiceSchema>;
+
+export const invoiceListSchema = z.object({ invoices: z.array(invoiceSchema) }).openapi('InvoiceList');
+
+export const invoiceQuerySchema = z
+  .object({
+    tenant: z.string().min(1).max(63).optional().openapi({ description: 'Operators: one tenant only' }),
+  })
+  .strict();
+
+export const monthParam = z.object({
+  month: z
+    .string()
+    .regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'must be a month like 2026-11')
+    .openapi({ example: '2026-11' }),
+});
+
+export const costsQuerySchema = z.object({ from: isoTime.optional(), to: isoTime.optional() }).strict();
+
+const gpuCostsSchema = z.object({
+  gpu: z.string(),
+  provisionedGpuSeconds: z.number().int(),
+  billedGpuSeconds: z.number().int(),
+  utilization: z.number(),
+  costMicroUsd: z.number().int(),
+  revenueMicroUsd: z.number().int(),
+  marginMicroUsd: z.number().int(),
+});
+
+export const costsSchema = z
+  .object({
+    fromMs: z.number().int(),
+    toMs: z.number().int(),
+    byGpu: z.array(gpuCostsSchema),
+    total: gpuCostsSchema.omit({ gpu: true }),
+  })
+  .openapi('Costs');
+
+export const priceBookVersionSchema = z
+  .object({
+    version: z.number().int(),
+    book: z.record(z.string(), z.unknown()),
+    /** Effective micro-USD per GPU-second per GPU type (explicit or catalog + markup). */
+    gpuRates: z.record(z.string(), z.number().int()),
+    createdAtMs: z.number().int(),
+    createdBy: z.string(),
+    diff: z.array(z.object({ path: z.string(), from: z.unknown(), to: z.unknown() })),
+  })
+  .openapi('PriceBookVersion');
+
+export const tenantLimitsSchema = z
+  .object({
+    gpuQuota: z.number().int().min(0).max(1_000_000).nullable().optional(),
+    spendLimitUsdPerHour: z.number().positive().max(1e9).nullable().optional(),
+    spendLimitUsdPerMonth: z.number().positive().max(1e9).nullable().optional(),
+    onSpendLimit: z.enum(['continue', 'stop']).optional(),
+  })
+  .strict()
+  .openapi('TenantLimits');

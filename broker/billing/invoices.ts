@@ -38,7 +38,7 @@ export interface Invoice {
   readonly month: string;
   readonly status: 'open' | 'closed';
   readonly priceBookVersion: number;
-  readonly lines: readonly InvoiceLine[];
+  readonly lines: InvoiceLine[];
   readonly totalMicroUsd: number;
 }
 

@@ -1,0 +1,93 @@
+/**
+ * Spend limits per tenant: billed usage in the last hour and in this calendar month, against the tenant's limits.
+ * At a limit new leases get 402; what already runs continues or is stopped, as the tenant's `onSpendLimit` says.
+ */
+import { eq } from 'drizzle-orm';
+import type { Clock } from '../../lib/clock.ts';
+import { GpubrokerError } from '../../lib/errors.ts';
+import type { Database } from '../db/open-database.ts';
+import { tenants } from '../db/schema.ts';
+import type { InvoiceService } from './invoices.ts';
+import { priceLines } from './invoices.ts';
+import { monthOf } from './months.ts';
+import { usageGroups } from './usage-groups.ts';
+
+const HOUR = 3_600_000;
+
+/** A spend limit was reached: the API answers 402. */
+export class SpendLimitError extends GpubrokerError {
+  constructor(message: string) {
+    super('spend_limit', message);
+  }
+}
+
+export interface SpendLimits {
+  readonly spendLimitHourMicros: number | null;
+  readonly spendLimitMonthMicros: number | null;
+  readonly onSpendLimit: 'continue' | 'stop';
+}
+
+export class SpendLimitService {
+  constructor(
+    private readonly db: Database,
+    private readonly clock: Clock,
+    private readonly invoices: InvoiceService,
+  ) {}
+
+  async limitsOf(tenantId: string): Promise<SpendLimits | undefined> {
+    const [row] = await this.db
+      .select({
+        spendLimitHourMicros: tenants.spendLimitHourMicros,
+        spendLimitMonthMicros: tenants.spendLimitMonthMicros,
+        onSpendLimit: tenants.onSpendLimit,
+      })
+      .from(tenants)
+      .where(eq(tenants.id, tenantId));
+    return row;
+  }
+
+  async setLimits(tenantId: string, limits: Partial<SpendLimits>): Promise<void> {
+    await this.db.update(tenants).set(limits).where(eq(tenants.id, tenantId));
+  }
+
+  /** Why the tenant may not start anything new (a reached limit), or undefined. */
+  async reached(tenantId: string): Promise<string | undefined> {
+    const limits = await this.limitsOf(tenantId);
+    if (!limits || (limits.spendLimitHourMicros === null && limits.spendLimitMonthMicros === null))
+      return undefined;
+    const now = this.clock.now();
+    if (limits.spendLimitHourMicros !== null) {
+      const rates = await this.invoices.ratesAt(now);
+      const lines = priceLines(await usageGroups(this.db, now - HOUR, now, { tenantId }), rates);
+      const spent = lines.reduce((t, l) => t + l.amountMicroUsd, 0);
+      if (spent >= limits.spendLimitHourMicros)
+        return `spend limit reached: $${usd(spent)} in the last hour, limit $${usd(limits.spendLimitHourMicros)}`;
+    }
+    if (limits.spendLimitMonthMicros !== null) {
+      const invoice = await this.invoices.invoice(tenantId, monthOf(now));
+      if (invoice.totalMicroUsd >= limits.spendLimitMonthMicros)
+        return `spend limit reached: $${usd(invoice.totalMicroUsd)} this month, limit $${usd(limits.spendLimitMonthMicros)}`;
+    }
+    return undefined;
+  }
+
+  /** Throws SpendLimitError when the tenant has reached a limit. */
+  async check(tenantId: string): Promise<void> {
+    const why = await this.reached(tenantId);
+    if (why) throw new SpendLimitError(why);
+  }
+
+  /** Tenants whose running work must stop (limit reached and `onSpendLimit: 'stop'`), with the reason. */
+  async toStop(tenantIds: readonly string[]): Promise<{ tenantId: string; reason: string }[]> {
+    const out: { tenantId: string; reason: string }[] = [];
+    for (const tenantId of tenantIds) {
+      const limits = await this.limitsOf(tenantId);
+      if (limits?.onSpendLimit !== 'stop') continue;
+      const reason = await this.reached(tenantId);
+      if (reason) out.push({ tenantId, reason });
+    }
+    return out;
+  }
+}
+
+const usd = (micros: number) => (micros / 1e6).toFixed(2);
