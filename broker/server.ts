@@ -46,7 +46,7 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export const PROVIDER_NAMES = ['sim', 'local'] as const;
+export const PROVIDER_NAMES = ['sim', 'local', 'aws', 'gcp', 'azure'] as const;
 
 export async function makeProviders(
   names: readonly string[],
@@ -57,7 +57,18 @@ export async function makeProviders(
   for (const name of names) {
     if (name === 'sim') providers.push(...createSimClouds({ clock, ...(scenario ? { scenario } : {}) }));
     else if (name === 'local') providers.push(await LocalProvider.create({ clock }));
-    else if (/^https?:\/\//.test(name)) providers.push(...(await connectRemoteProviders(name, clock)));
+    // The cloud SDKs load only when a cloud is asked for; options come from the environment (see each README).
+    else if (name === 'aws') {
+      const { createAwsProvider } = await import('../providers/aws/aws-provider.ts');
+      const { awsOptionsFromEnv } = await import('../providers/aws/aws-env.ts');
+      providers.push(await createAwsProvider({ clock, ...awsOptionsFromEnv(process.env) }));
+    } else if (name === 'azure') {
+      const { createAzureProvider } = await import('../providers/azure/azure-provider.ts');
+      const { azureOptionsFromEnv } = await import('../providers/azure/azure-options.ts');
+      providers.push(await createAzureProvider({ ...azureOptionsFromEnv(process.env), clock }));
+    } else if (name === 'gcp') {
+      throw new ValidationError('--providers', 'gcp is not available in this build yet');
+    } else if (/^https?:\/\//.test(name)) providers.push(...(await connectRemoteProviders(name, clock)));
     else
       throw new ValidationError(
         '--providers',

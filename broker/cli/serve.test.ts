@@ -69,4 +69,23 @@ describe('gpubroker serve', () => {
     expect(code).toBe(2);
     expect(stderr).toContain('--providers: "moon" is not one of sim, local');
   });
+
+  it('names the missing setting when a real cloud is asked for without configuration', async () => {
+    const child = spawn(
+      process.execPath,
+      [bin, 'serve', '--port', '0', '--data-dir', dir, '--providers', 'aws'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, GPUBROKER_AWS_REGIONS: '' },
+      },
+    );
+    let stderr = '';
+    child.stderr?.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    const code = await new Promise((resolve) => child.on('exit', resolve));
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/^gpubroker: GPUBROKER_AWS_REGIONS: name the regions/);
+    expect(stderr).not.toContain('    at ');
+  });
 });

@@ -15,7 +15,7 @@ export function registerServeCommand(program: Command): void {
     .option('--data-dir <dir>', 'where PGlite and the operator token live', '.gpubroker')
     .option(
       '--providers <names>',
-      'comma-separated: sim (simulated AWS, GCP, Azure), local (this machine), or a provider server URL (gpubroker clouds serve)',
+      'comma-separated: sim (simulated AWS, GCP, Azure), local (this machine), aws, gcp, azure (real clouds, see providers/*/README.md), or a provider server URL (gpubroker clouds serve)',
       'sim',
     )
     .option('--scenario <file>', 'simulated clouds scenario (.json or .ts)')

@@ -1,0 +1,150 @@
+/**
+ * How the adapter makes ARM calls through the SDK: throttling retried with exponential backoff on the Clock (the SDK's
+ * own retry policy is off, so these waits are the only ones), pages followed one `nextLink` at a time (a throttled
+ * page is asked for again, not the whole list), and long-running operations polled on the Clock.
+ * https://learn.microsoft.com/en-us/azure/azure-resource-manager/management/request-limits-and-throttling
+ */
+import type { PagedAsyncIterableIterator } from '@azure/arm-compute';
+import type { Clock } from '../../lib/clock.ts';
+import { ProviderUnavailableError, ThrottledError } from '../provider-errors.ts';
+import { AZURE, armFailure, isThrottled } from './azure-errors.ts';
+
+export interface ThrottleSettings {
+  /** Retries after the first throttled attempt (default 4). */
+  readonly maxRetries: number;
+  /** First backoff; doubles per retry (default 500 ms). */
+  readonly baseDelayMs: number;
+  /** Backoff cap (default 30 s). */
+  readonly maxDelayMs: number;
+}
+
+/**
+ * The part of the SDK's PollerLike (@azure/core-lro) the adapter uses. A poller is never awaited or returned from an
+ * async function: it is a thenable whose `then` polls to the end on the SDK's own timers.
+ */
+export interface Poller<T> {
+  readonly isDone: boolean;
+  readonly operationState: { readonly status: string; readonly error?: Error } | undefined;
+  readonly result: T | undefined;
+  submitted(): Promise<void>;
+  poll(): Promise<unknown>;
+  serialize(): Promise<string>;
+}
+
+/** How one long-running operation ended, as far as the adapter could see. */
+export type Outcome<T> =
+  | { readonly ok: true; readonly value: T | undefined }
+  | {
+      readonly ok: false;
+      readonly error: unknown;
+      /** The initial request was accepted (something may exist in Azure). */
+      readonly accepted: boolean;
+      /** The operation's end was seen (it failed); false when the adapter stopped watching (timeout, outage). */
+      readonly known: boolean;
+    };
+
+export class ArmCalls {
+  constructor(
+    private readonly clock: Clock,
+    private readonly throttle: ThrottleSettings,
+  ) {}
+
+  /** Runs `call`, retrying while Azure throttles; after the last retry, ThrottledError. Other errors pass through. */
+  async retrying<T>(call: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await call();
+      } catch (error) {
+        const failure = armFailure(error, this.clock.now());
+        if (!isThrottled(failure)) throw error;
+        const backoff = Math.min(this.throttle.maxDelayMs, this.throttle.baseDelayMs * 2 ** attempt);
+        const delay = Math.max(backoff, failure.retryAfterMs ?? 0);
+        if (attempt >= this.throttle.maxRetries)
+          throw new ThrottledError(
+            AZURE,
+            delay,
+            `still throttled after ${attempt + 1} attempts (${failure.code ?? 429}: ${failure.message})`,
+          );
+        await this.clock.sleep(delay);
+      }
+    }
+  }
+
+  /** Every item of a paged list, following `nextLink` page by page. */
+  async collect<T>(open: () => PagedAsyncIterableIterator<T>): Promise<T[]> {
+    const items: T[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.retrying(() =>
+        open()
+          .byPage(token === undefined ? undefined : { continuationToken: token })
+          .next(),
+      );
+      if (page.done) break;
+      items.push(...page.value);
+      token = page.value.continuationToken;
+    } while (token);
+    return items;
+  }
+
+  /**
+   * Starts a long-running operation and waits for its end, polling every `intervalMs` on the Clock until `deadlineMs`.
+   * A throttled or failed poll is retried from the poller's state before it (`restore`), since a poller that saw an
+   * error response stays failed. Failure of the operation itself is an outcome, not an exception.
+   */
+  async settle<T>(
+    start: () => Poller<T>,
+    restore: (state: string) => Poller<T>,
+    intervalMs: number,
+    deadlineMs: number,
+  ): Promise<Outcome<T>> {
+    let holder: { poller: Poller<T> };
+    try {
+      holder = await this.retrying(async () => {
+        const poller = start();
+        await poller.submitted();
+        return { poller };
+      });
+    } catch (error) {
+      return { ok: false, error, accepted: false, known: true };
+    }
+    let transientFailures = 0;
+    while (!holder.poller.isDone) {
+      if (this.clock.now() > deadlineMs)
+        return {
+          ok: false,
+          error: new ProviderUnavailableError(AZURE, undefined, 'the operation did not finish in time'),
+          accepted: true,
+          known: false,
+        };
+      await this.clock.sleep(intervalMs);
+      const before = await holder.poller.serialize();
+      try {
+        await holder.poller.poll();
+      } catch (error) {
+        const failure = armFailure(error, this.clock.now());
+        // The operation's own failure (its status resource said Failed) is final; a failed poll is not.
+        if (failure.operationFailed) return { ok: false, error, accepted: true, known: true };
+        if (transientFailures >= this.throttle.maxRetries)
+          return { ok: false, error, accepted: true, known: false };
+        transientFailures++;
+        holder = { poller: restore(before) };
+        if (isThrottled(failure))
+          await this.clock.sleep(
+            Math.max(
+              failure.retryAfterMs ?? 0,
+              Math.min(this.throttle.maxDelayMs, this.throttle.baseDelayMs * 2 ** transientFailures),
+            ),
+          );
+      }
+    }
+    const state = holder.poller.operationState;
+    if (state?.status === 'succeeded') return { ok: true, value: holder.poller.result };
+    return {
+      ok: false,
+      error: state?.error ?? new Error(`operation ${state?.status}`),
+      accepted: true,
+      known: true,
+    };
+  }
+}
