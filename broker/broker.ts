@@ -113,8 +113,8 @@ export class Broker {
         this.leaseWaits.recent.push(waitedMs);
         if (this.leaseWaits.recent.length > 1000) this.leaseWaits.recent.shift();
       },
-      onAllocations: (lease, allocations) =>
-        this.leaseMetering.allocationsChanged(lease, allocations, o.clock.now()),
+      onAllocations: (lease, allocations, atMs) =>
+        this.leaseMetering.allocationsChanged(lease, allocations, atMs),
     });
     this.loop = loop = new ControlLoop({
       db,

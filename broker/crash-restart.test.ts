@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Instance } from '../providers/provider.ts';
+import { usageIntervals } from '../runtime/meter/schema.ts';
 import { Broker } from '../sdk/broker-client.ts';
 import { type CliProcess, startCli, stopCli } from '../test/cli-process.ts';
 import { cloudInventory, FAST_AWS_SCENARIO, FAST_POLICY, until } from '../test/fast-aws.ts';
@@ -16,6 +17,8 @@ import { ACTION_TAG, FLEET_TAG } from './act.ts';
 import type { Lease } from './api/schemas.ts';
 import { openDatabase } from './db/open-database.ts';
 import { instances as instancesTable } from './db/schema.ts';
+
+const HEARTBEAT_MS = 500;
 
 const dir = mkdtempSync(join(tmpdir(), 'gpubroker-crash-'));
 const running: CliProcess[] = [];
@@ -32,7 +35,17 @@ describe('crash and restart', () => {
     running.push(clouds);
     const inventory = (includeTerminated = false) => cloudInventory<Instance>(clouds.url, includeTerminated);
     const dataDir = join(dir, 'data');
-    const serveArgs = ['serve', '--port', '0', '--data-dir', dataDir, '--providers', clouds.url];
+    const serveArgs = [
+      'serve',
+      '--port',
+      '0',
+      '--data-dir',
+      dataDir,
+      '--providers',
+      clouds.url,
+      '--meter-heartbeat',
+      `${HEARTBEAT_MS}ms`,
+    ];
 
     const first = await startCli(serveArgs);
     running.push(first);
@@ -56,7 +69,9 @@ describe('crash and restart', () => {
       (await inventory()).some((i) => i.state === 'pending') ? true : undefined,
     );
     expect(booting).toBe(true);
+    const killedAfter = Date.now();
     await stopCli(first, 'SIGKILL');
+    const killedBefore = Date.now();
 
     // While it is down: an instance carrying our fleet tag that none of our actions created.
     const before = await inventory();
@@ -74,7 +89,9 @@ describe('crash and restart', () => {
     });
     const [orphan] = (await orphanResponse.json()) as Instance[];
 
+    const restartedAfter = Date.now();
     const second = await startCli(serveArgs);
+    const restartedBefore = Date.now();
     running.push(second);
     sdk = new Broker({ url: second.url, token });
     const served = await until('the second lease to be ready', async () => {
@@ -102,12 +119,32 @@ describe('crash and restart', () => {
     expect(ours).toHaveLength(3);
     expect(new Set(ours.map((i) => i.idempotencyKey)).size).toBeLessThanOrEqual(3);
 
+    const stoppedAfter = Date.now();
     expect(await stopCli(second)).toBe(0);
+    const stoppedBefore = Date.now();
     const database = await openDatabase({ dataDir });
     try {
       const rows = await database.db.select().from(instancesTable);
       const live = rows.filter((r) => r.state !== 'terminated').map((r) => r.id);
       expect(live.sort()).toEqual(ours.map((i) => i.id).sort());
+
+      // Billing across the crash: the first lease ran before the kill and after the restart. Its interval from
+      // before was closed at its last checkpoint (at most one heartbeat before the kill), the one after the
+      // restart at the clean stop; the time the broker was down is not billed, and nothing twice.
+      const intervals = (await database.db.select().from(usageIntervals))
+        .filter((u) => u.subject === ready.id)
+        .sort((a, b) => a.startMs - b.startMs);
+      expect(intervals.map((u) => u.endedBy)).toEqual(['recovered', 'stopped']);
+      const [crashed, resumed] = intervals as [(typeof intervals)[0], (typeof intervals)[0]];
+      expect(crashed.startMs).toBe(ready.readyAtMs);
+      expect(crashed.endMs).toBeLessThanOrEqual(killedBefore);
+      expect(crashed.endMs).toBeGreaterThanOrEqual(killedAfter - HEARTBEAT_MS - 1000);
+      expect(resumed.startMs).toBeGreaterThanOrEqual(restartedAfter);
+      expect(resumed.startMs).toBeLessThanOrEqual(restartedBefore);
+      expect(resumed.endMs).toBeGreaterThanOrEqual(stoppedAfter);
+      expect(resumed.endMs).toBeLessThanOrEqual(stoppedBefore);
+      expect(crashed.endMs ?? 0).toBeLessThanOrEqual(resumed.startMs);
+      for (const u of intervals) expect(u.gpus).toBe(8);
     } finally {
       await database.close();
     }

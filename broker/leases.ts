@@ -44,7 +44,7 @@ export interface LeaseServiceOptions {
    * Called after a lease's GPUs change, once the change is stored: it got GPUs, moved, or ended (no allocations).
    * The meter opens and closes the lease's usage intervals from this.
    */
-  readonly onAllocations?: (lease: LeaseRow, allocations: readonly Allocation[]) => void;
+  readonly onAllocations?: (lease: LeaseRow, allocations: readonly Allocation[], atMs: number) => void;
 }
 
 export type { LeaseRow };
@@ -203,7 +203,7 @@ export class LeaseService {
         for (const a of next) this.o.fleet.allocate(row.id, a.instanceId, a.gpuIndices);
         row.microsPerHour = total(next);
         row.reason = `moved: ${reason}`;
-        this.o.onAllocations?.(row, next);
+        this.o.onAllocations?.(row, next, this.o.clock.now());
       }
     });
   }
@@ -321,7 +321,7 @@ export class LeaseService {
     row.readyAt = now;
     row.microsPerHour = total(allocation);
     this.o.onReady?.(now - row.createdAt);
-    this.o.onAllocations?.(row, allocation);
+    this.o.onAllocations?.(row, allocation, now);
     return true;
   }
 
@@ -338,7 +338,7 @@ export class LeaseService {
     row.status = status;
     row.reason = reason;
     row.endedAt = now;
-    if (wasReady) this.o.onAllocations?.(row, []);
+    if (wasReady) this.o.onAllocations?.(row, [], now);
   }
 
   private async find(id: string): Promise<LeaseRow | undefined> {

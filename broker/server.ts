@@ -34,6 +34,8 @@ export interface ServerOptions {
   readonly seed?: number;
   /** Run the loop on its schedule (default true); tests tick by hand. */
   readonly schedule?: boolean;
+  /** How often the meter checkpoints running usage (default 5,000 ms). */
+  readonly meterHeartbeatMs?: number;
 }
 
 export interface RunningServer {
@@ -67,7 +69,9 @@ export async function makeProviders(
       const { azureOptionsFromEnv } = await import('../providers/azure/azure-options.ts');
       providers.push(await createAzureProvider({ ...azureOptionsFromEnv(process.env), clock }));
     } else if (name === 'gcp') {
-      throw new ValidationError('--providers', 'gcp is not available in this build yet');
+      const { createGcpProvider } = await import('../providers/gcp/gcp-provider.ts');
+      const { gcpOptionsFromEnv } = await import('../providers/gcp/gcp-config.ts');
+      providers.push(await createGcpProvider({ clock, ...gcpOptionsFromEnv(process.env) }));
     } else if (/^https?:\/\//.test(name)) providers.push(...(await connectRemoteProviders(name, clock)));
     else
       throw new ValidationError(
@@ -92,6 +96,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     clock,
     providers,
     ...(options.seed !== undefined ? { seed: options.seed } : {}),
+    ...(options.meterHeartbeatMs !== undefined ? { meterHeartbeatMs: options.meterHeartbeatMs } : {}),
   });
   await broker.start({ schedule: options.schedule !== false });
 

@@ -52,9 +52,11 @@ export async function costReport(
     );
   const cells = new Map<string, { provisioned: number; billed: number; cost: number; revenue: number }>();
   const cell = (gpu: string) => {
-    let c = cells.get(gpu);
-    if (!c) cells.set(gpu, (c = { provisioned: 0, billed: 0, cost: 0, revenue: 0 }));
-    return c;
+    const found = cells.get(gpu);
+    if (found) return found;
+    const fresh = { provisioned: 0, billed: 0, cost: 0, revenue: 0 };
+    cells.set(gpu, fresh);
+    return fresh;
   };
   for (const r of rows) {
     const seconds = Math.max(0, Number(r.seconds));

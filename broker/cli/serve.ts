@@ -1,6 +1,7 @@
 /** `gpubroker serve`: the broker with its API, loop and embedded defaults (PGlite in --data-dir, simulated clouds). */
 import type { Command } from 'commander';
-import { parseIntegerIn } from '../../lib/cli-args.ts';
+import { parseDurationMs, parseIntegerIn } from '../../lib/cli-args.ts';
+import { ValidationError } from '../../lib/errors.ts';
 import { loadSimScenario } from '../../providers/sim/scenario.ts';
 import { startServer } from '../server.ts';
 
@@ -19,6 +20,7 @@ export function registerServeCommand(program: Command): void {
       'sim',
     )
     .option('--scenario <file>', 'simulated clouds scenario (.json or .ts)')
+    .option('--meter-heartbeat <duration>', 'how often running usage is checkpointed (e.g. 5s, 500ms)', '5s')
     .action(
       async (flags: {
         port: string;
@@ -26,8 +28,12 @@ export function registerServeCommand(program: Command): void {
         dataDir: string;
         providers: string;
         scenario?: string;
+        meterHeartbeat: string;
       }) => {
         const port = parseIntegerIn('--port', flags.port, 0, 65_535);
+        const meterHeartbeatMs = parseDurationMs('--meter-heartbeat', flags.meterHeartbeat);
+        if (meterHeartbeatMs < 100 || meterHeartbeatMs > 3_600_000)
+          throw new ValidationError('--meter-heartbeat', 'must be from 100ms to 1h');
         const scenario = flags.scenario ? await loadSimScenario(flags.scenario) : undefined;
         const databaseUrl = process.env.DATABASE_URL;
         const server = await startServer({
@@ -40,6 +46,7 @@ export function registerServeCommand(program: Command): void {
             .filter(Boolean),
           ...(databaseUrl ? { databaseUrl } : {}),
           ...(scenario ? { scenario } : {}),
+          meterHeartbeatMs,
         });
         const storage = databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `PGlite in ${flags.dataDir}/pgdata`;
         process.stdout.write(

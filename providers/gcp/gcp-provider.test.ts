@@ -1,0 +1,579 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { Socket } from 'node:net';
+import { OAuth2Client } from 'google-auth-library';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RealClock } from '../../lib/clock.ts';
+import { ValidationError } from '../../lib/errors.ts';
+import { type ContractHarness, describeProviderContract } from '../provider.contract.ts';
+import type { ProviderEvent } from '../provider.ts';
+import {
+  InsufficientCapacityError,
+  InvalidRequestError,
+  ProviderUnavailableError,
+  QuotaExceededError,
+  ThrottledError,
+} from '../provider-errors.ts';
+import {
+  createGcpProvider,
+  type GcpProvider,
+  type GcpProviderOptions,
+  gcpOptionsFromEnv,
+} from './gcp-provider.ts';
+import { labelKey, labelValue } from './labels.ts';
+import { requestIdFor } from './request-ids.ts';
+import { FakeCompute, type FakeComputeOptions } from './testing/fake-compute.ts';
+
+const L4 = 'gcp/us-central1/g2-standard-4/on-demand';
+const L4_SPOT = 'gcp/us-central1/g2-standard-4/spot';
+const T4 = 'gcp/us-central1/n1-standard-4+1xT4/on-demand';
+const OWNER = 'fleet-test';
+const clock = new RealClock();
+
+/** Every socket this file opens, with where it went: nothing may leave 127.0.0.1 (no token or metadata server). */
+const destinations: string[] = [];
+const onSocket = (message: unknown) => {
+  const socket = (message as { socket: Socket }).socket;
+  socket.once('lookup', (_error, _address, _family, host) => destinations.push(`lookup ${host}`));
+  socket.once('connect', () => destinations.push(socket.remoteAddress ?? 'unknown'));
+};
+beforeAll(() => subscribe('net.client.socket', onSocket));
+afterAll(() => unsubscribe('net.client.socket', onSocket));
+
+/** A credential holding a fixed access token: google-auth-library's own client, never refreshing. */
+function tokenClient(token: string): OAuth2Client {
+  const client = new OAuth2Client();
+  client.setCredentials({ access_token: token });
+  return client;
+}
+
+async function startFake(options: FakeComputeOptions = {}): Promise<FakeCompute> {
+  return FakeCompute.start({
+    clock,
+    bootDelayMs: 150,
+    stopDelayMs: 60,
+    operationDelayMs: 15,
+    pageSize: 5,
+    waitTimeoutMs: 500,
+    ...options,
+  });
+}
+
+function connect(fake: FakeCompute, options: Partial<GcpProviderOptions> = {}): Promise<GcpProvider> {
+  return createGcpProvider({
+    clock,
+    project: fake.project,
+    regions: ['us-central1'],
+    owner: OWNER,
+    authClient: tokenClient(fake.token),
+    endpoint: fake.endpoint,
+    pollIntervalMs: 40,
+    operationPollMs: 10,
+    backoff: { attempts: 4, baseDelayMs: 20, maxDelayMs: 200 },
+    seed: 1,
+    ...options,
+  });
+}
+
+async function waitFor(predicate: () => Promise<boolean> | boolean, maxMs = 3_000): Promise<void> {
+  const deadline = clock.now() + maxMs;
+  while (!(await predicate())) {
+    if (clock.now() > deadline) throw new Error(`condition not met within ${maxMs} ms`);
+    await clock.sleep(15);
+  }
+}
+
+function record(provider: GcpProvider): { events: ProviderEvent[]; stop: () => void } {
+  const events: ProviderEvent[] = [];
+  const controller = new AbortController();
+  void (async () => {
+    for await (const event of provider.events({ signal: controller.signal })) events.push(event);
+  })();
+  return { events, stop: () => controller.abort() };
+}
+
+describeProviderContract('gcp (fake Compute Engine over REST)', async (): Promise<ContractHarness> => {
+  const fake = await startFake({
+    capacity: [{ machineType: 'g2-standard-4', provisioningModel: 'STANDARD', max: 3 }],
+    quotas: [{ metric: 'PREEMPTIBLE_NVIDIA_L4_GPUS', region: 'us-central1', limit: 1 }],
+  });
+  const provider = await connect(fake);
+  return {
+    provider,
+    offeringId: L4,
+    capacity: 3,
+    settleMs: 1_500,
+    async waitFor(predicate, maxMs) {
+      await waitFor(predicate, maxMs);
+    },
+    elapse: (ms) => clock.sleep(ms),
+    exceedQuota: () => provider.provision({ offeringId: L4_SPOT, count: 2, idempotencyKey: 'quota' }),
+    async dispose() {
+      await provider.close();
+      await fake.close();
+    },
+  };
+});
+
+describe('GCP adapter on the fake Compute Engine', () => {
+  it('creates GPU VMs with one all-or-nothing bulkInsert: machine type, spot scheduling, labels, requestId', async () => {
+    const fake = await startFake();
+    const provider = await connect(fake);
+    const launched = await provider.provision({
+      offeringId: L4_SPOT,
+      count: 2,
+      idempotencyKey: 'spot-pair',
+      tags: { 'Team/Name': 'ML Research', role: 'serve' },
+    });
+    const [call] = fake.calls('instances.bulkInsert');
+    expect(call?.query.requestId).toBe(
+      requestIdFor(fake.project, 'bulkInsert', OWNER, 'spot-pair', 'us-central1-a'),
+    );
+    expect(call?.query.requestId).toMatch(
+      /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
+    const vms = fake.instances();
+    expect(vms).toHaveLength(2);
+    for (const vm of vms) {
+      expect(vm.machineType).toBe('g2-standard-4');
+      expect(vm.scheduling).toMatchObject({
+        provisioningModel: 'SPOT',
+        instanceTerminationAction: 'DELETE',
+        onHostMaintenance: 'TERMINATE',
+        automaticRestart: false,
+      });
+      expect(vm.labels).toEqual({
+        gpubroker_broker: OWNER,
+        gpubroker_offering: 'gcp_us-central1_g2-standard-4_spot',
+        gpubroker_key: 'spot-pair',
+        team_name: 'ml_research',
+        role: 'serve',
+      });
+    }
+    // The exact tags come back, not the sanitised labels.
+    const listed = await provider.list({ tags: { 'Team/Name': 'ML Research' } });
+    expect(listed.map((i) => i.id).sort()).toEqual(launched.map((i) => i.id).sort());
+    expect(listed[0]?.tags).toEqual({
+      'Team/Name': 'ML Research',
+      role: 'serve',
+      'gpubroker:broker': OWNER,
+      'gpubroker:offering': L4_SPOT,
+      'gpubroker:key': 'spot-pair',
+    });
+    expect(listed[0]).toMatchObject({
+      capacityType: 'spot',
+      gpu: 'L4',
+      zone: 'us-central1-a',
+      region: 'us-central1',
+    });
+    // Same labels, other exact tags: filtered out on this side.
+    expect(await provider.list({ tags: { 'Team/Name': 'ml research' } })).toEqual([]);
+    await provider.close();
+    await fake.close();
+  });
+
+  it('attaches guestAccelerators to N1 hosts', async () => {
+    const fake = await startFake();
+    const provider = await connect(fake);
+    await provider.provision({ offeringId: T4, count: 1, idempotencyKey: 't4' });
+    expect(fake.instances()[0]).toMatchObject({
+      machineType: 'n1-standard-4',
+      guestAccelerators: [{ acceleratorType: 'nvidia-tesla-t4', acceleratorCount: 1 }],
+      scheduling: { onHostMaintenance: 'TERMINATE' },
+    });
+    await provider.close();
+    await fake.close();
+  });
+
+  it('provisions once per idempotency key: repeated, after a restart, and when the first answer was lost', async () => {
+    const fake = await startFake();
+    const first = await connect(fake);
+    const request = { offeringId: L4, count: 2, idempotencyKey: 'once', tags: { app: 'a' } };
+    const ids = (await first.provision(request)).map((i) => i.id);
+    expect((await first.provision(request)).map((i) => i.id)).toEqual(ids);
+    const restarted = await connect(fake);
+    expect((await restarted.provision(request)).map((i) => i.id).sort()).toEqual([...ids].sort());
+    await expect(restarted.provision({ ...request, count: 1 })).rejects.toBeInstanceOf(InvalidRequestError);
+    expect(fake.calls('instances.bulkInsert')).toHaveLength(1);
+    expect(fake.instances()).toHaveLength(2);
+
+    // The create is accepted but its outcome never reaches the adapter: the retry finds what it made.
+    fake.inject('zoneOperations.wait', { http: 503, reason: 'backendError', message: 'Backend Error' });
+    const lost = { offeringId: L4, count: 3, idempotencyKey: 'lost' };
+    await expect(first.provision(lost)).rejects.toBeInstanceOf(ProviderUnavailableError);
+    const again = await first.provision(lost);
+    expect(again).toHaveLength(3);
+    const inserts = fake.calls('instances.bulkInsert').slice(1);
+    expect(new Set(inserts.map((c) => c.query.requestId)).size).toBe(1);
+    expect(fake.instances()).toHaveLength(5);
+    await first.close();
+    await restarted.close();
+    await fake.close();
+  });
+
+  it('never deletes a VM it does not own, even when asked by id', async () => {
+    const fake = await startFake();
+    const mine = await connect(fake, { pollIntervalMs: 60_000 });
+    const theirs = await connect(fake, { owner: 'other-fleet' });
+    const [vm] = await theirs.provision({ offeringId: L4, count: 1, idempotencyKey: 'theirs' });
+    await mine.terminate([vm?.id ?? '', 'us-central1-a/no-such-vm']);
+    expect(fake.calls('instances.get')).toHaveLength(2);
+    expect(fake.calls('instances.delete')).toEqual([]);
+    expect(await mine.list()).toEqual([]);
+    await theirs.terminate([vm?.id ?? '']);
+    expect(fake.calls('instances.delete')).toHaveLength(1);
+    await mine.close();
+    await theirs.close();
+    await fake.close();
+  });
+
+  it('tries the next zone when one is out of stock, and sets the stocked-out zone aside', async () => {
+    const fake = await startFake();
+    const provider = await connect(fake);
+    fake.inject('instances.bulkInsert', {
+      operationError: {
+        code: 'ZONE_RESOURCE_POOL_EXHAUSTED',
+        message:
+          "The zone 'projects/gpubroker-test/zones/us-central1-a' does not have enough resources available to fulfill the request.  Try a different zone, or try again later.",
+        httpStatus: 503,
+      },
+    });
+    const [vm] = await provider.provision({ offeringId: L4, count: 1, idempotencyKey: 'fallback' });
+    expect(vm?.zone).toBe('us-central1-b');
+    const quote = (await provider.offerings()).find((o) => o.id === L4);
+    expect(quote?.availableZones).toEqual(['us-central1-b']);
+    await provider.close();
+    await fake.close();
+  });
+
+  describe('maps GCE errors to the typed errors', () => {
+    const cases: {
+      name: string;
+      fake?: FakeComputeOptions;
+      setup?: (fake: FakeCompute) => void;
+      call: (provider: GcpProvider) => Promise<unknown>;
+      expected: (error: unknown) => void;
+    }[] = [
+      {
+        name: 'ZONE_RESOURCE_POOL_EXHAUSTED in the operation → InsufficientCapacityError',
+        setup: (fake) =>
+          fake.inject(
+            'instances.bulkInsert',
+            { operationError: { code: 'ZONE_RESOURCE_POOL_EXHAUSTED' } },
+            2,
+          ),
+        call: (p) => p.provision({ offeringId: L4, count: 1, idempotencyKey: 'k' }),
+        expected: (e) => {
+          expect(e).toBeInstanceOf(InsufficientCapacityError);
+          expect(e).toMatchObject({ offeringId: L4, retryAfterMs: 600_000 });
+        },
+      },
+      {
+        name: 'ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS in the operation → InsufficientCapacityError',
+        fake: { capacity: [{ machineType: 'g2-standard-4', max: 1 }] },
+        call: (p) => p.provision({ offeringId: L4, count: 2, idempotencyKey: 'k', zone: 'us-central1-b' }),
+        expected: (e) => {
+          expect(e).toBeInstanceOf(InsufficientCapacityError);
+          expect((e as Error).message).toMatch(/us-central1-b: ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS/);
+        },
+      },
+      {
+        name: 'HTTP 503 insufficientCapacity → InsufficientCapacityError',
+        fake: { capacity: [{ machineType: 'g2-standard-4', max: 0 }], failureDelivery: 'http' },
+        call: (p) => p.provision({ offeringId: L4, count: 1, idempotencyKey: 'k' }),
+        expected: (e) => expect(e).toBeInstanceOf(InsufficientCapacityError),
+      },
+      {
+        name: 'QUOTA_EXCEEDED in the operation → QuotaExceededError',
+        fake: { quotas: [{ metric: 'NVIDIA_T4_GPUS', region: 'us-central1', limit: 1 }] },
+        call: (p) => p.provision({ offeringId: T4, count: 2, idempotencyKey: 'k' }),
+        expected: (e) => {
+          expect(e).toBeInstanceOf(QuotaExceededError);
+          expect(e).toMatchObject({ quota: 'NVIDIA_T4_GPUS-per-project-region', limit: 1, requested: 2 });
+        },
+      },
+      {
+        name: 'HTTP 403 quotaExceeded → QuotaExceededError (limit read from the message)',
+        fake: {
+          quotas: [{ metric: 'NVIDIA_L4_GPUS', region: 'us-central1', limit: 2 }],
+          failureDelivery: 'http',
+        },
+        call: (p) => p.provision({ offeringId: L4, count: 3, idempotencyKey: 'k' }),
+        expected: (e) => {
+          expect(e).toBeInstanceOf(QuotaExceededError);
+          expect(e).toMatchObject({ quota: 'NVIDIA_L4_GPUS', limit: 2, requested: 3 });
+        },
+      },
+      {
+        name: 'HTTP 429 rateLimitExceeded on every try → ThrottledError',
+        setup: (fake) =>
+          fake.inject(
+            'instances.aggregatedList',
+            { http: 429, reason: 'rateLimitExceeded', message: 'Rate Limit Exceeded' },
+            99,
+          ),
+        call: (p) => p.list(),
+        expected: (e) => {
+          expect(e).toBeInstanceOf(ThrottledError);
+          expect((e as ThrottledError).retryAfterMs).toBeGreaterThan(0);
+        },
+      },
+      {
+        name: 'HTTP 401 → ProviderUnavailableError naming the credentials',
+        setup: (fake) =>
+          fake.inject('instances.aggregatedList', {
+            http: 401,
+            reason: 'authError',
+            message: 'Invalid Credentials',
+          }),
+        call: (p) => p.list(),
+        expected: (e) => {
+          expect(e).toBeInstanceOf(ProviderUnavailableError);
+          expect((e as Error).message).toMatch(/refused the credentials .*HTTP 401.*Invalid Credentials/);
+        },
+      },
+      {
+        name: 'HTTP 403 forbidden → ProviderUnavailableError naming the missing permission',
+        setup: (fake) =>
+          fake.inject('instances.bulkInsert', {
+            http: 403,
+            reason: 'forbidden',
+            message:
+              "Required 'compute.instances.create' permission for 'projects/gpubroker-test/zones/us-central1-a/instances/x'",
+          }),
+        call: (p) => p.provision({ offeringId: L4, count: 1, idempotencyKey: 'k' }),
+        expected: (e) => {
+          expect(e).toBeInstanceOf(ProviderUnavailableError);
+          expect((e as Error).message).toMatch(/HTTP 403.*compute\.instances\.create/);
+        },
+      },
+      {
+        name: 'HTTP 500 backendError → ProviderUnavailableError',
+        setup: (fake) =>
+          fake.inject('instances.aggregatedList', {
+            http: 500,
+            reason: 'backendError',
+            message: 'Internal Error',
+          }),
+        call: (p) => p.list(),
+        expected: (e) => expect(e).toBeInstanceOf(ProviderUnavailableError),
+      },
+      {
+        name: 'HTTP 400 invalid on create → InvalidRequestError',
+        setup: (fake) =>
+          fake.inject('instances.bulkInsert', {
+            http: 400,
+            reason: 'invalid',
+            message:
+              "Invalid value for field 'resource.instanceProperties.disks[0].initializeParams.sourceImage'",
+          }),
+        call: (p) => p.provision({ offeringId: L4, count: 1, idempotencyKey: 'k' }),
+        expected: (e) => expect(e).toBeInstanceOf(InvalidRequestError),
+      },
+    ];
+    for (const c of cases)
+      it(c.name, async () => {
+        const fake = await startFake(c.fake);
+        // No poll: the injected fault must meet the call under test.
+        const provider = await connect(fake, { pollIntervalMs: 60_000 });
+        c.setup?.(fake);
+        const error = await c.call(provider).catch((e: unknown) => e);
+        c.expected(error);
+        if (!(error instanceof ThrottledError) && !(error instanceof ProviderUnavailableError))
+          expect(fake.instances()).toEqual([]);
+        await provider.close();
+        await fake.close();
+      });
+
+    it('a closed endpoint → ProviderUnavailableError', async () => {
+      const fake = await startFake();
+      const provider = await connect(fake);
+      await fake.close();
+      await expect(provider.list()).rejects.toBeInstanceOf(ProviderUnavailableError);
+      await provider.close();
+    });
+  });
+
+  it('retries throttled calls with exponential backoff on the clock', async () => {
+    const fake = await startFake();
+    // No poll runs in between: every call the fake sees is the test's.
+    const quiet = await connect(fake, { pollIntervalMs: 60_000 });
+    fake.inject(
+      'instances.aggregatedList',
+      { http: 403, reason: 'rateLimitExceeded', message: 'Rate Limit Exceeded' },
+      2,
+    );
+    const start = fake.requests.length;
+    expect(await quiet.list()).toEqual([]);
+    const tries = fake.requests.slice(start).filter((r) => r.method === 'instances.aggregatedList');
+    expect(tries).toHaveLength(3);
+    const gaps = tries.slice(1).map((t, i) => t.atMs - (tries[i]?.atMs ?? 0));
+    // Equal jitter: retry n waits between half and all of base × 2^n (20 ms, then 40 ms).
+    expect(gaps[0]).toBeGreaterThanOrEqual(10);
+    expect(gaps[1]).toBeGreaterThanOrEqual(20);
+
+    fake.inject('instances.aggregatedList', { http: 429, reason: 'rateLimitExceeded' }, 99);
+    const from = fake.requests.length;
+    await expect(quiet.list()).rejects.toBeInstanceOf(ThrottledError);
+    expect(fake.requests.slice(from).filter((r) => r.method === 'instances.aggregatedList')).toHaveLength(4);
+    await quiet.close();
+    await fake.close();
+  });
+
+  it('follows every page of the inventory', async () => {
+    const fake = await startFake({ pageSize: 5 });
+    const provider = await connect(fake, { pollIntervalMs: 60_000 });
+    await provider.provision({ offeringId: L4, count: 7, idempotencyKey: 'a', tags: { batch: 'x' } });
+    await provider.provision({ offeringId: L4, count: 5, idempotencyKey: 'b', tags: { batch: 'x' } });
+    const from = fake.requests.length;
+    const listed = await provider.list({ tags: { batch: 'x' } });
+    expect(listed).toHaveLength(12);
+    expect(new Set(listed.map((i) => i.id)).size).toBe(12);
+    const pages = fake.requests.slice(from).filter((r) => r.method === 'instances.aggregatedList');
+    expect(pages).toHaveLength(3);
+    expect(pages.map((p) => p.query.pageToken !== undefined)).toEqual([false, true, true]);
+    expect(pages[0]?.query.filter).toBe('(labels.batch = "x") (labels.gpubroker_broker = "fleet-test")');
+    await provider.close();
+    await fake.close();
+  });
+
+  it('finds orphans by tags after a crash, and reports them on the new adapter', async () => {
+    const fake = await startFake();
+    const crashed = await connect(fake);
+    const launched = await crashed.provision({
+      offeringId: L4,
+      count: 2,
+      idempotencyKey: 'before-crash',
+      tags: { lease: 'l-1' },
+    });
+    await waitFor(() => fake.instances().every((i) => i.status === 'RUNNING'));
+    await crashed.close(); // the process died: nothing of its memory survives
+
+    const restarted = await connect(fake);
+    const { events, stop } = record(restarted);
+    const orphans = await restarted.list({ tags: { 'gpubroker:broker': OWNER } });
+    expect(orphans.map((i) => i.id).sort()).toEqual(launched.map((i) => i.id).sort());
+    for (const orphan of orphans)
+      expect(orphan).toMatchObject({
+        offeringId: L4,
+        idempotencyKey: 'before-crash',
+        state: 'running',
+        tags: { lease: 'l-1', 'gpubroker:key': 'before-crash' },
+      });
+    await waitFor(() => events.length >= 2);
+    expect(events.map((e) => e.kind === 'state-changed' && [e.from, e.to])).toEqual([
+      [null, 'running'],
+      [null, 'running'],
+    ]);
+    await restarted.terminate(orphans.map((i) => i.id));
+    await waitFor(() => fake.instances().length === 0);
+    stop();
+    await restarted.close();
+    await fake.close();
+  });
+
+  it('sees spot preemption through the compute.instances.preempted operation', async () => {
+    const fake = await startFake();
+    const provider = await connect(fake);
+    const { events, stop } = record(provider);
+    const [vm] = await provider.provision({ offeringId: L4_SPOT, count: 1, idempotencyKey: 'spot' });
+    const id = vm?.id ?? '';
+    await waitFor(async () => (await provider.list()).some((i) => i.id === id && i.state === 'running'));
+    const preemptedAt = clock.now();
+    fake.preempt('us-central1-a', vm?.id.split('/')[1] ?? '');
+    await waitFor(async () =>
+      (await provider.list({ includeTerminated: true })).some((i) => i.id === id && i.state === 'terminated'),
+    );
+    const gone = (await provider.list({ includeTerminated: true })).find((i) => i.id === id);
+    expect(gone?.terminationReason).toBe('preempted');
+    const notice = events.find((e) => e.kind === 'interruption-notice');
+    expect(notice).toMatchObject({ instanceId: id, offeringId: L4_SPOT, zone: 'us-central1-a' });
+    if (notice?.kind === 'interruption-notice') {
+      expect(notice.terminateAtMs).toBeGreaterThanOrEqual(preemptedAt + 30_000 - 5);
+      expect(notice.terminateAtMs).toBeLessThanOrEqual(clock.now() + 30_000);
+    }
+    const states = events.filter((e) => e.kind === 'state-changed' && e.instanceId === id);
+    expect(states.map((e) => e.kind === 'state-changed' && [e.to, e.reason])).toEqual([
+      ['pending', undefined],
+      ['running', undefined],
+      ['terminating', undefined],
+      ['terminated', 'preempted'],
+    ]);
+    stop();
+    await provider.close();
+    await fake.close();
+  });
+
+  it('reports a VM stopped by a host error as failed, and deletes it', async () => {
+    const fake = await startFake();
+    const provider = await connect(fake);
+    const { events, stop } = record(provider);
+    const [vm] = await provider.provision({ offeringId: L4, count: 1, idempotencyKey: 'host' });
+    await waitFor(() => fake.instances()[0]?.status === 'RUNNING');
+    fake.failHost('us-central1-a', vm?.id.split('/')[1] ?? '');
+    await waitFor(() => events.some((e) => e.kind === 'failure'));
+    const ended = events.find((e) => e.kind === 'state-changed' && e.to === 'terminated');
+    expect(ended).toMatchObject({ instanceId: vm?.id, reason: 'failed' });
+    await waitFor(() => fake.instances().length === 0);
+    expect(fake.calls('instances.delete')).toHaveLength(1);
+    stop();
+    await provider.close();
+    await fake.close();
+  });
+
+  it('stops polling on close', async () => {
+    const fake = await startFake();
+    const provider = await connect(fake, { pollIntervalMs: 20 });
+    await waitFor(() => fake.calls('instances.aggregatedList').length >= 2);
+    await provider.close();
+    const after = fake.calls('instances.aggregatedList').length;
+    await clock.sleep(150);
+    expect(fake.calls('instances.aggregatedList').length).toBe(after);
+    await expect(provider.list()).rejects.toBeInstanceOf(ProviderUnavailableError);
+    await fake.close();
+  });
+
+  it('fails at start with one clear error when credentials are missing or refused, or the config is wrong', async () => {
+    const fake = await startFake();
+    const missing = await createGcpProvider({
+      clock,
+      project: fake.project,
+      keyFilename: '/nonexistent/gpubroker-gcp-key.json',
+      endpoint: fake.endpoint,
+    }).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(ProviderUnavailableError);
+    expect((missing as Error).message).toMatch(/^gcp: no usable GCP credentials \(.*gpubroker-gcp-key\.json/);
+
+    const refused = await connect(fake, { authClient: tokenClient('stolen-token') }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(ProviderUnavailableError);
+    expect((refused as Error).message).toMatch(
+      /refused the credentials for project gpubroker-test \(HTTP 401\)/,
+    );
+
+    await expect(connect(fake, { regions: ['mars-north1'] })).rejects.toBeInstanceOf(ValidationError);
+    await expect(connect(fake, { project: 'Not A Project' })).rejects.toThrow(/gcp\.project/);
+    await fake.close();
+  });
+
+  it('reads its settings from the environment', () => {
+    expect(
+      gcpOptionsFromEnv({
+        GPUBROKER_GCP_PROJECT: 'my-project',
+        GPUBROKER_GCP_REGIONS: 'us-central1, europe-west4',
+        GPUBROKER_GCP_OWNER: 'fleet-prod',
+      }),
+    ).toEqual({ project: 'my-project', regions: ['us-central1', 'europe-west4'], owner: 'fleet-prod' });
+    expect(gcpOptionsFromEnv({})).toEqual({});
+  });
+
+  it('sanitises tags into valid label keys and values', () => {
+    expect(labelKey('gpubroker:broker')).toBe('gpubroker_broker');
+    expect(labelKey('9lives')).toBe('t_9lives');
+    expect(labelValue('gcp/us-central1/a3-highgpu-8g/spot')).toBe('gcp_us-central1_a3-highgpu-8g_spot');
+    expect(labelValue('x'.repeat(100))).toHaveLength(63);
+  });
+
+  it('never opened a connection beyond 127.0.0.1, and always sent the fake token', () => {
+    expect(destinations.length).toBeGreaterThan(0);
+    expect(new Set(destinations)).toEqual(new Set(['127.0.0.1']));
+  });
+});
