@@ -1,15 +1,36 @@
-/** The gpubroker SDK: `import { Broker } from 'gpubroker'`. */
+/** The gpubroker SDK: `import { Broker } from 'gpubroker'` (leases, billing) and `import { App } from 'gpubroker'` (functions). */
+export {
+  App,
+  type CallView,
+  FunctionCall,
+  type FunctionHandle,
+  type FunctionOptions,
+  isFunctionHandle,
+  type MapOptions,
+  RemoteFunctionError,
+} from './app.ts';
 export {
   Broker,
   BrokerApiError,
   type BrokerClientOptions,
+  type CostReport,
   type CreatedToken,
   type CreateTokenInput,
+  type Invoice,
+  type InvoiceLine,
   type Lease,
   LeaseFailedError,
   type LeaseHandle,
   type LeaseRequestInput,
   type PolicyVersion,
+  type PriceBookVersion,
   type Problem,
   type RequestGpusOptions,
+  type TenantLimits,
+  type TenantLimitsInput,
+  type TenantScope,
+  type TimeInput,
+  type Usage,
+  type UsageQuery,
+  type UsageRow,
 } from './broker-client.ts';

@@ -187,3 +187,21 @@ export const invoices = pgTable(
   },
   (t) => [primaryKey({ columns: [t.tenantId, t.month] })],
 );
+
+/** Deployed apps: their bundle and functions. Ephemeral apps (`gpubroker run`) are dropped when the broker restarts. */
+export const apps = pgTable(
+  'apps',
+  {
+    tenantId: text('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    name: text('name').notNull(),
+    bundleId: text('bundle_id').notNull(),
+    /** Function name → options as deployed (validated). */
+    functions: jsonb('functions').notNull(),
+    ephemeral: boolean('ephemeral').notNull(),
+    createdAt: ms('created_at').notNull(),
+    updatedAt: ms('updated_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.name] })],
+);

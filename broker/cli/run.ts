@@ -1,0 +1,181 @@
+/**
+ * `gpubroker run FILE.ts [--detach]` and `gpubroker deploy FILE.ts`: bundle a module with esbuild, upload the bundle
+ * (content-addressed: unchanged code uploads nothing), deploy its app, and for `run` call its exported `main` here
+ * while the functions run in containers, streaming their output prefixed by container id; the ephemeral app stops
+ * when `main` ends (unless `--detach`). `deploy` keeps the app for `broker.functions.lookup` from anywhere.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Command } from 'commander';
+import { build } from 'esbuild';
+import { ValidationError } from '../../lib/errors.ts';
+import type { App } from '../../sdk/app.ts';
+import type { Broker, Problem } from '../../sdk/broker-client.ts';
+import { BrokerApiError } from '../../sdk/broker-client.ts';
+import { brokerClient, type ClientFlags, talkTo, withClientOptions } from './client-options.ts';
+
+const SDK_ENTRY = new URL('../../sdk/index.ts', import.meta.url).pathname;
+
+/** Bundles `file` into one ES module (the SDK included) and returns its bytes and content id. */
+export async function bundleModule(file: string): Promise<{ code: Uint8Array; bundleId: string }> {
+  const result = await build({
+    entryPoints: [file],
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    write: false,
+    logLevel: 'silent',
+    alias: { gpubroker: SDK_ENTRY },
+    // Node's own modules stay imports; ESM bundles need a `require` for CommonJS dependencies that use it.
+    banner: {
+      js: "import { createRequire as __gpbRequire } from 'node:module'; const require = __gpbRequire(import.meta.url);",
+    },
+  });
+  const code = result.outputFiles[0]?.contents ?? new Uint8Array();
+  return { code, bundleId: createHash('sha256').update(code).digest('hex') };
+}
+
+interface AppStatus {
+  readonly name: string;
+  readonly containers: { readonly total: number; readonly ready: number };
+  readonly calls: { readonly done: number; readonly total: number };
+}
+
+/** Uploads the bundle unless the broker has it already; returns whether it uploaded. */
+async function upload(broker: Broker, bundleId: string, code: Uint8Array): Promise<boolean> {
+  try {
+    await broker.call('GET', `/v1/bundles/${bundleId}`);
+    return false;
+  } catch (error) {
+    if (!(error instanceof BrokerApiError) || error.status !== 404) throw error;
+  }
+  const response = await fetch(`${broker.url}/v1/bundles/${bundleId}`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${broker.token ?? ''}`, 'content-type': 'application/javascript' },
+    body: code,
+  });
+  if (!response.ok) throw new BrokerApiError((await response.json()) as Problem);
+  return true;
+}
+
+/** Follows the app's container logs (NDJSON) until `signal` aborts; each line is printed with its container id. */
+async function followLogs(broker: Broker, app: string, signal: AbortSignal): Promise<void> {
+  try {
+    const response = await fetch(`${broker.url}/v1/apps/${encodeURIComponent(app)}/logs`, {
+      headers: { authorization: `Bearer ${broker.token ?? ''}` },
+      signal,
+    });
+    if (!response.ok || !response.body) return;
+    const decoder = new TextDecoder();
+    let pending = '';
+    for await (const chunk of response.body) {
+      pending += decoder.decode(chunk as Uint8Array, { stream: true });
+      let newline = pending.indexOf('\n');
+      while (newline >= 0) {
+        const line = JSON.parse(pending.slice(0, newline)) as {
+          containerId: string;
+          stream: string;
+          text: string;
+        };
+        pending = pending.slice(newline + 1);
+        (line.stream === 'stdout' ? process.stdout : process.stderr).write(
+          `[${line.containerId}] ${line.text}\n`,
+        );
+        newline = pending.indexOf('\n');
+      }
+    }
+  } catch {
+    // Aborted at the end of the run, or the broker went away: the run itself reports what matters.
+  }
+}
+
+async function loadApp(file: string): Promise<{ app: App; exports: Record<string, unknown> }> {
+  const exports = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  const apps = Object.values(exports).filter(
+    (v): v is App =>
+      typeof v === 'object' && v !== null && 'manifest' in v && 'nameFrom' in v && 'connect' in v,
+  );
+  if (apps.length !== 1)
+    throw new ValidationError('FILE', `${file} must export exactly one App (found ${apps.length})`);
+  const app = apps[0] as App;
+  app.nameFrom(exports);
+  return { app, exports };
+}
+
+async function deployApp(broker: Broker, file: string, ephemeral: boolean) {
+  const path = resolve(file);
+  if (!existsSync(path)) throw new ValidationError('FILE', `${file} does not exist`);
+  const { app, exports } = await loadApp(path);
+  const functions = app.manifest();
+  const { code, bundleId } = await bundleModule(path);
+  const uploaded = await upload(broker, bundleId, code);
+  await broker.call('PUT', `/v1/apps/${encodeURIComponent(app.name)}`, { bundleId, functions, ephemeral });
+  app.connect(broker);
+  process.stderr.write(
+    `app ${app.name}: ${Object.keys(functions).join(', ')} (bundle ${bundleId.slice(0, 12)}, ${uploaded ? `${code.byteLength} bytes uploaded` : 'unchanged'})\n`,
+  );
+  return { app, exports };
+}
+
+export function registerRunCommands(program: Command): void {
+  withClientOptions(
+    program
+      .command('run')
+      .description(
+        'bundle FILE, deploy its app for this run and call its exported main(); functions run remotely',
+      )
+      .argument('<file>', 'a TypeScript or JavaScript module exporting an App (and main)')
+      .option('--detach', 'leave the app running when this command ends or is interrupted'),
+  ).action(async (file: string, flags: ClientFlags & { detach?: boolean }) => {
+    const broker = brokerClient(flags);
+    await talkTo(broker, async () => {
+      const { app, exports } = await deployApp(broker, file, !flags.detach);
+      const stopLogs = new AbortController();
+      const logs = followLogs(broker, app.name, stopLogs.signal);
+      const status = setInterval(() => {
+        void broker
+          .call<AppStatus>('GET', `/v1/apps/${encodeURIComponent(app.name)}`)
+          .then((s) =>
+            process.stderr.write(
+              `  ${s.containers.total} containers (${s.containers.ready} ready), ${s.calls.done}/${s.calls.total} calls done\n`,
+            ),
+          )
+          .catch(() => {});
+      }, 2000);
+      const stop = async () => {
+        clearInterval(status);
+        stopLogs.abort();
+        await logs;
+        if (!flags.detach)
+          await broker.call('DELETE', `/v1/apps/${encodeURIComponent(app.name)}`).catch(() => {});
+      };
+      const interrupted = () => void stop().then(() => process.exit(130));
+      process.once('SIGINT', interrupted);
+      try {
+        const main = exports.main;
+        if (typeof main !== 'function') throw new ValidationError('FILE', `${file} exports no main() to run`);
+        await (main as () => unknown)();
+      } finally {
+        process.off('SIGINT', interrupted);
+        await stop();
+      }
+    });
+  });
+
+  withClientOptions(
+    program
+      .command('deploy')
+      .description(
+        'bundle FILE and deploy its app to stay: call it from anywhere with broker.functions.lookup',
+      )
+      .argument('<file>', 'a TypeScript or JavaScript module exporting an App'),
+  ).action(async (file: string, flags: ClientFlags) => {
+    const broker = brokerClient(flags);
+    await talkTo(broker, async () => {
+      await deployApp(broker, file, false);
+    });
+  });
+}

@@ -1,0 +1,81 @@
+/**
+ * How the runtime runs containers: an Executor starts one container per call of `start`, and the handle is all the
+ * runtime knows of it. The local-process executor (`local-executor.ts`) runs each container as a child process on
+ * this machine; on a real cloud instance an agent would run the same executor.
+ */
+
+export interface ContainerSpec {
+  readonly containerId: string;
+  readonly tenantId: string;
+  readonly app: string;
+  readonly functionName: string;
+  /** Absolute path of the bundled ES module (content-addressed) that defines the app's functions. */
+  readonly bundlePath: string;
+  /** The instance and GPU indices the container was placed on (CUDA_VISIBLE_DEVICES). */
+  readonly instanceId: string;
+  readonly gpuIndices: readonly number[];
+  /** The tenant's environment and secrets for this app; nothing else of the host's leaks in. */
+  readonly env: Readonly<Record<string, string>>;
+  /** Inputs handled at once (the function's `concurrency`). */
+  readonly concurrency: number;
+}
+
+/** An exception thrown by the function inside the container, with its remote message and stack. */
+export class RemoteError extends Error {
+  constructor(
+    message: string,
+    readonly remoteStack: string | undefined,
+    readonly remoteName = 'Error',
+  ) {
+    super(message);
+    this.name = 'RemoteError';
+  }
+}
+
+/** The container died (crashed, killed, timed out) while running an input: the runtime may retry elsewhere. */
+export class ContainerExitedError extends Error {
+  constructor(
+    readonly containerId: string,
+    readonly reason: string,
+  ) {
+    super(`container ${containerId} exited: ${reason}`);
+    this.name = 'ContainerExitedError';
+  }
+}
+
+export interface ContainerExit {
+  readonly code: number | null;
+  readonly signal: string | null;
+  /** Why, in words: `stopped`, `crashed (exit 1)`, `killed: input timed out`, `failed to load bundle: …`. */
+  readonly reason: string;
+}
+
+export interface LogLine {
+  readonly containerId: string;
+  readonly stream: 'stdout' | 'stderr';
+  readonly text: string;
+  readonly atMs: number;
+}
+
+export interface ContainerHandle {
+  readonly containerId: string;
+  /** Resolves when the container has loaded the bundle and takes inputs (cold start); rejects if it cannot. */
+  readonly ready: Promise<void>;
+  /**
+   * Runs the function on one input. Resolves with the (JSON-safe) result; rejects with RemoteError when the function
+   * threw, ContainerExitedError when the container died meanwhile. `timeoutMs` kills the container when exceeded.
+   */
+  invoke(callId: string, args: readonly unknown[], options?: { timeoutMs?: number }): Promise<unknown>;
+  /** Stops it (SIGTERM, then SIGKILL after a grace period); resolves when it has exited. */
+  stop(): Promise<ContainerExit>;
+  /** Resolves once, when the container has exited for any reason. */
+  readonly exited: Promise<ContainerExit>;
+  /** Each line the container writes to stdout or stderr. */
+  onLog(listener: (line: LogLine) => void): () => void;
+}
+
+export interface Executor {
+  start(spec: ContainerSpec): ContainerHandle;
+  /** Stops every container it started. */
+  close(): Promise<void>;
+}

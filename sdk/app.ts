@@ -1,0 +1,295 @@
+/**
+ * Apps and functions: write a function, say which GPU it needs, and call it from anywhere; it runs in containers on
+ * the broker's capacity.
+ *
+ *   import { App } from 'gpubroker';
+ *   export const app = new App('demo');
+ *   export const square = app.function({ gpu: 'H100' }, async (x: number) => x * x);
+ *   export async function main() { for await (const y of square.map([1, 2, 3])) console.log(y); }
+ *
+ * `gpubroker run FILE.ts` bundles the module, deploys it as an ephemeral app and runs `main` here while `square`
+ * runs remotely. A handle is also a plain function: called directly (and inside its container) it runs locally.
+ */
+import { Broker } from './broker-client.ts';
+import { assertWireSafe } from './wire-value.ts';
+
+/** Options of a function (validated by the broker on deploy; see the README for each). */
+export interface FunctionOptions {
+  /** `'H100'`, `'H100:8'` (8 GPUs on one node), or a preference list `['H100', 'A100-80GB']`. */
+  readonly gpu: string | readonly string[];
+  readonly cpu?: number;
+  readonly memoryMiB?: number;
+  readonly minContainers?: number;
+  readonly maxContainers?: number;
+  readonly bufferContainers?: number;
+  readonly scaledownWindowMs?: number;
+  readonly timeoutMs?: number;
+  readonly retries?: number;
+  /** Inputs one container handles at once. */
+  readonly concurrency?: number;
+  readonly regions?: readonly string[];
+  /** The function's name; default: the name of the export that holds it (or of the implementation). */
+  readonly name?: string;
+}
+
+/** What a remote function threw: its message, and its stack inside the container. */
+export class RemoteFunctionError extends Error {
+  constructor(
+    message: string,
+    readonly remoteStack: string | undefined,
+    readonly remoteName: string | undefined,
+    readonly callId: string,
+  ) {
+    super(message);
+    this.name = 'RemoteFunctionError';
+    if (remoteStack)
+      this.stack = `${this.name}: ${message}\n    --- remote (call ${callId}) ---\n${remoteStack}`;
+  }
+}
+
+export interface CallView {
+  readonly id: string;
+  readonly status: 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+  readonly value?: unknown;
+  readonly error?: { readonly message: string; readonly stack?: string; readonly name?: string };
+}
+
+/** A call started with `spawn`. */
+export class FunctionCall<R> {
+  constructor(
+    readonly id: string,
+    private readonly broker: Broker,
+  ) {}
+
+  /** Waits for the result (RemoteFunctionError when it failed); `timeoutMs` gives up waiting, not the call. */
+  async get(options: { timeoutMs?: number } = {}): Promise<R> {
+    const deadline =
+      options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
+    for (;;) {
+      const waitMs = Math.max(0, Math.min(20_000, deadline - Date.now()));
+      const view = await this.broker.call<CallView>(
+        'GET',
+        `/v1/calls/${encodeURIComponent(this.id)}?waitMs=${Math.floor(waitMs)}`,
+      );
+      if (view.status === 'succeeded') return view.value as R;
+      if (view.status === 'failed' || view.status === 'cancelled') throw failure(view);
+      if (Date.now() >= deadline)
+        throw new Error(`call ${this.id} not finished within ${options.timeoutMs} ms`);
+    }
+  }
+
+  async cancel(): Promise<void> {
+    await this.broker.call('DELETE', `/v1/calls/${encodeURIComponent(this.id)}`);
+  }
+}
+
+export interface MapOptions {
+  /** Yield results in input order (default) or as they finish. */
+  readonly orderOutputs?: boolean;
+  /** Yield a RemoteFunctionError in place of a failed input's result instead of throwing. */
+  readonly returnExceptions?: boolean;
+  /** Most inputs submitted and not yet yielded (back-pressure); default 1,000. */
+  readonly window?: number;
+}
+
+/** A function of an app: callable locally, and remotely with `remote`, `map` and `spawn`. */
+export type FunctionHandle<A extends unknown[], R> = ((...args: A) => Promise<R>) & {
+  readonly app: App;
+  readonly options: FunctionOptions;
+  /** Set when named (by the export holding it, `options.name` or the implementation's name). */
+  readonly functionName: string | undefined;
+  /** Runs in a container and resolves with its result. */
+  remote(...args: A): Promise<R>;
+  /** Runs in a container; resolves at once with the call. */
+  spawn(...args: A): Promise<FunctionCall<R>>;
+  /** Runs once per input (the single argument), in parallel containers. */
+  map(inputs: Iterable<A[0]> | AsyncIterable<A[0]>, options?: MapOptions): AsyncGenerator<R>;
+  /** Like map, with each input the whole argument list. */
+  starmap(inputs: Iterable<A> | AsyncIterable<A>, options?: MapOptions): AsyncGenerator<R>;
+};
+
+const HANDLE = Symbol.for('gpubroker.function');
+
+export class App {
+  private readonly handles: FunctionHandle<never[], unknown>[] = [];
+  private broker: Broker | undefined;
+
+  constructor(readonly name: string) {
+    if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(name))
+      throw new TypeError(`App name "${name}": use 1–63 lower-case letters, digits or "-"`);
+  }
+
+  /** Talks to this broker (default: `new Broker()`, from GPUBROKER_URL / GPUBROKER_TOKEN). */
+  connect(broker: Broker): this {
+    this.broker = broker;
+    return this;
+  }
+
+  function<A extends unknown[], R>(
+    options: FunctionOptions,
+    implementation: (...args: A) => R | Promise<R>,
+  ): FunctionHandle<A, Awaited<R>> {
+    let functionName = options.name ?? (implementation.name || undefined);
+    const app = this;
+    const local = async (...args: A) => (await implementation(...args)) as Awaited<R>;
+    const named = {
+      get functionName() {
+        return functionName;
+      },
+    };
+    const handle = Object.assign(local, {
+      [HANDLE]: true,
+      app,
+      options,
+      remote: async (...args: A) => (await handle.spawn(...args)).get(),
+      spawn: async (...args: A) => {
+        const [id] = await app.submit(named, [args]);
+        return new FunctionCall<Awaited<R>>(id as string, app.client());
+      },
+      map: (
+        inputs: Iterable<A[0]> | AsyncIterable<A[0]>,
+        mapOptions?: MapOptions,
+      ): AsyncGenerator<Awaited<R>> => app.mapInputs(named, inputs, (x) => [x] as unknown as A, mapOptions),
+      starmap: (
+        inputs: Iterable<A> | AsyncIterable<A>,
+        mapOptions?: MapOptions,
+      ): AsyncGenerator<Awaited<R>> => app.mapInputs(named, inputs, (x) => x, mapOptions),
+    });
+    Object.defineProperty(handle, 'functionName', { get: () => functionName, enumerable: true });
+    Object.defineProperty(handle, 'nameAs', { value: (name: string) => (functionName = name) });
+    this.handles.push(handle as unknown as FunctionHandle<never[], unknown>);
+    return handle as unknown as FunctionHandle<A, Awaited<R>>;
+  }
+
+  /** Names each of this app's functions by the export that holds it (the CLI does this after importing a module). */
+  nameFrom(exports: Readonly<Record<string, unknown>>): void {
+    for (const [key, value] of Object.entries(exports))
+      if (isFunctionHandle(value) && value.app === this && value.functionName === undefined)
+        (value as unknown as { nameAs(name: string): void }).nameAs(key);
+  }
+
+  /** The functions to deploy: name → options (without `name`). */
+  manifest(): Record<string, Omit<FunctionOptions, 'name'>> {
+    const out: Record<string, Omit<FunctionOptions, 'name'>> = {};
+    for (const handle of this.handles) {
+      const name = handle.functionName;
+      if (!name)
+        throw new TypeError(`a function of app "${this.name}" has no name: export it, or pass { name }`);
+      if (out[name]) throw new TypeError(`app "${this.name}" defines the function "${name}" twice`);
+      const { name: _name, ...options } = handle.options;
+      out[name] = options;
+    }
+    return out;
+  }
+
+  /** Submits inputs (each an argument list) and returns their call ids. */
+  async submit(
+    handle: { functionName: string | undefined },
+    inputs: readonly unknown[][],
+  ): Promise<string[]> {
+    const name = handle.functionName;
+    if (!name)
+      throw new TypeError(`this function of app "${this.name}" has no name yet: export it, or pass { name }`);
+    inputs.forEach((args, i) => assertWireSafe(args, inputs.length === 1 ? 'arguments' : `inputs[${i}]`));
+    const answer = await this.client().call<{ callIds: string[] }>(
+      'POST',
+      `/v1/apps/${encodeURIComponent(this.name)}/functions/${encodeURIComponent(name)}/calls`,
+      { inputs },
+    );
+    return answer.callIds;
+  }
+
+  private client(): Broker {
+    this.broker ??= new Broker();
+    return this.broker;
+  }
+
+  private async *mapInputs<T, A extends unknown[], R>(
+    handle: { functionName: string | undefined },
+    inputs: Iterable<T> | AsyncIterable<T>,
+    toArgs: (input: T) => A,
+    options: MapOptions = {},
+  ): AsyncGenerator<R> {
+    const window = options.window ?? 1000;
+    const ordered = options.orderOutputs !== false;
+    const iterator = (
+      Symbol.asyncIterator in inputs ? inputs[Symbol.asyncIterator]() : inputs[Symbol.iterator]()
+    ) as AsyncIterator<T> | Iterator<T>;
+    let exhausted = false;
+    let submitted = 0;
+    let yielded = 0;
+    const waiting = new Map<string, number>(); // call id → input index
+    const done = new Map<number, CallView>();
+    try {
+      for (;;) {
+        // Submit up to the window, in batches.
+        while (!exhausted && submitted - yielded < window) {
+          const batch: A[] = [];
+          while (batch.length < 500 && submitted + batch.length - yielded < window) {
+            const next = await iterator.next();
+            if (next.done) {
+              exhausted = true;
+              break;
+            }
+            batch.push(toArgs(next.value));
+          }
+          if (batch.length === 0) break;
+          const ids = await this.submit(handle, batch);
+          ids.forEach((id, i) => waiting.set(id, submitted + i));
+          submitted += batch.length;
+        }
+        if (waiting.size === 0 && done.size === 0) return;
+        if (waiting.size > 0) {
+          const answer = await this.client().call<{ calls: CallView[] }>('POST', '/v1/calls/wait', {
+            callIds: [...waiting.keys()],
+            waitMs: 10_000,
+          });
+          for (const view of answer.calls) {
+            const index = waiting.get(view.id);
+            if (index === undefined || view.status === 'pending' || view.status === 'running') continue;
+            waiting.delete(view.id);
+            done.set(index, view);
+          }
+        }
+        // Yield what can be yielded.
+        for (;;) {
+          let index: number | undefined;
+          if (ordered) index = done.has(yielded) ? yielded : undefined;
+          else index = done.keys().next().value;
+          if (index === undefined) break;
+          const view = done.get(index) as CallView;
+          done.delete(index);
+          yielded++;
+          if (view.status === 'succeeded') yield view.value as R;
+          else if (options.returnExceptions) yield failure(view) as unknown as R;
+          else throw failure(view);
+        }
+      }
+    } finally {
+      // Abandoned (break, error): cancel what is still running.
+      await Promise.all(
+        [...waiting.keys()].map((id) =>
+          this.client()
+            .call('DELETE', `/v1/calls/${encodeURIComponent(id)}`)
+            .catch(() => {}),
+        ),
+      );
+      await (iterator as AsyncIterator<T>).return?.();
+    }
+  }
+}
+
+export function isFunctionHandle(value: unknown): value is FunctionHandle<unknown[], unknown> {
+  return typeof value === 'function' && (value as unknown as Record<symbol, unknown>)[HANDLE] === true;
+}
+
+function failure(view: CallView): RemoteFunctionError {
+  if (view.status === 'cancelled')
+    return new RemoteFunctionError('the call was cancelled', undefined, undefined, view.id);
+  return new RemoteFunctionError(
+    view.error?.message ?? 'the call failed',
+    view.error?.stack,
+    view.error?.name,
+    view.id,
+  );
+}
