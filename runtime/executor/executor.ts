@@ -62,7 +62,7 @@ export interface ContainerHandle {
   /** Resolves when the container has loaded the bundle and takes inputs (cold start); rejects if it cannot. */
   readonly ready: Promise<void>;
   /**
-   * Runs the function on one input. Resolves with the (JSON-safe) result; rejects with RemoteError when the function
+   * Runs the function on one input. Resolves with the result (any structured-clone value but class instances); rejects with RemoteError when the function
    * threw, ContainerExitedError when the container died meanwhile. `timeoutMs` kills the container when exceeded.
    */
   invoke(callId: string, args: readonly unknown[], options?: { timeoutMs?: number }): Promise<unknown>;

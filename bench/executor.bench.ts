@@ -1,0 +1,109 @@
+/**
+ * `npm run bench:executor`: the local-process executor's cold start (placed → ready: spawn a container, import the
+ * bundle, find the function) over 50 containers started one after another, and the warm invoke round trip
+ * (executor → container → executor over IPC) over 2,000 sequential calls of a trivial function. Writes
+ * bench/results/executor-<timestamp>.json and prints a table.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Table from 'cli-table3';
+import type { ContainerSpec } from '../runtime/executor/executor.ts';
+import { LocalExecutor } from '../runtime/executor/local-executor.ts';
+
+const CONTAINERS = Number(process.env.BENCH_CONTAINERS ?? 50);
+const CALLS = Number(process.env.BENCH_CALLS ?? 2_000);
+const WARM_UP_CALLS = 200;
+
+interface Row {
+  measure: string;
+  samples: number;
+  p50Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+function summarize(measure: string, samples: number[]): Row {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (p: number) => round(sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)] as number);
+  return {
+    measure,
+    samples: sorted.length,
+    p50Ms: at(50),
+    p95Ms: at(95),
+    p99Ms: at(99),
+    maxMs: round(sorted[sorted.length - 1] as number),
+  };
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'gpubroker-executor-bench-'));
+const bundlePath = join(dir, 'app.mjs');
+writeFileSync(bundlePath, 'export function echo(value) {\n  return value;\n}\n');
+const executor = new LocalExecutor({ workRoot: join(dir, 'containers') });
+const spec = (i: number): ContainerSpec => ({
+  containerId: `ctr_bench_${i}`,
+  tenantId: 'tenant_bench',
+  app: 'bench',
+  functionName: 'echo',
+  bundlePath,
+  instanceId: 'inst_bench',
+  gpuIndices: [0],
+  env: {},
+  concurrency: 1,
+});
+
+const rows: Row[] = [];
+let callsPerSecond = 0;
+try {
+  const coldStarts: number[] = [];
+  for (let i = 0; i < CONTAINERS; i++) {
+    const started = performance.now();
+    const container = executor.start(spec(i));
+    await container.ready;
+    coldStarts.push(performance.now() - started);
+    await container.stop();
+  }
+  rows.push(summarize('cold start (placed → ready)', coldStarts));
+  process.stderr.write(`cold start: ${CONTAINERS} containers\n`);
+
+  const container = executor.start(spec(CONTAINERS));
+  await container.ready;
+  for (let i = 0; i < WARM_UP_CALLS; i++) await container.invoke(`warm_${i}`, [i]);
+  const roundTrips: number[] = [];
+  const allCalls = performance.now();
+  for (let i = 0; i < CALLS; i++) {
+    const started = performance.now();
+    const echoed = (await container.invoke(`call_${i}`, [{ i, text: 'hello' }])) as { i: number };
+    roundTrips.push(performance.now() - started);
+    if (echoed.i !== i) throw new Error(`call ${i} came back as ${JSON.stringify(echoed)}`);
+  }
+  callsPerSecond = Math.round((CALLS * 1000) / (performance.now() - allCalls));
+  rows.push(summarize('warm invoke round trip', roundTrips));
+  process.stderr.write(`warm invoke: ${CALLS} calls\n`);
+} finally {
+  await executor.close();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+const file = new URL(
+  `./results/executor-${new Date().toISOString().replace(/[:.]/g, '-')}.json`,
+  import.meta.url,
+);
+writeFileSync(
+  file,
+  `${JSON.stringify({ node: process.version, containers: CONTAINERS, calls: CALLS, callsPerSecond, rows }, null, 2)}\n`,
+);
+const table = new Table({
+  head: ['measure', 'samples', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms'],
+  style: { head: [], border: [] },
+});
+for (const r of rows) table.push([r.measure, r.samples, r.p50Ms, r.p95Ms, r.p99Ms, r.maxMs]);
+console.log(`Local-process executor (node ${process.version}), sequential warm calls: ${callsPerSecond}/s`);
+console.log(table.toString());
+console.log(`written ${file.pathname}`);
