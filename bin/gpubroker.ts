@@ -1,8 +1,14 @@
 import { Command, CommanderError } from 'commander';
+import { registerCostsCommand } from '../broker/cli/costs.ts';
+import { registerInvoiceCommand } from '../broker/cli/invoice.ts';
 import { registerLeaseCommand } from '../broker/cli/lease.ts';
 import { registerPolicyCommand } from '../broker/cli/policy.ts';
+import { registerPricesCommand } from '../broker/cli/prices.ts';
+import { registerRunCommands } from '../broker/cli/run.ts';
 import { registerServeCommand } from '../broker/cli/serve.ts';
+import { registerTenantCommand } from '../broker/cli/tenant.ts';
 import { registerTokenCommand } from '../broker/cli/token.ts';
+import { registerUsageCommand } from '../broker/cli/usage.ts';
 import { GpubrokerError } from '../lib/errors.ts';
 import { registerCloudsCommand } from '../providers/remote/cli.ts';
 import { registerPlanCommand } from '../solver/cli.ts';
@@ -17,9 +23,15 @@ const program = new Command('gpubroker')
 registerPlanCommand(program);
 registerServeCommand(program);
 registerCloudsCommand(program);
+registerRunCommands(program);
 registerLeaseCommand(program);
 registerPolicyCommand(program);
 registerTokenCommand(program);
+registerUsageCommand(program);
+registerInvoiceCommand(program);
+registerCostsCommand(program);
+registerPricesCommand(program);
+registerTenantCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -6,22 +6,29 @@
  * that the provider no longer has are marked lost.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { eq } from 'drizzle-orm';
 import pino, { type Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import { IdGenerator } from '../lib/ids.ts';
 import { Random } from '../lib/random.ts';
 import type { Provider, ProviderEvent } from '../providers/provider.ts';
+import { LocalExecutor } from '../runtime/executor/local-executor.ts';
+import { parseFunctionOptions } from '../runtime/function-spec.ts';
 import { Meter } from '../runtime/meter/meter.ts';
 import { UsageStore } from '../runtime/meter/usage-store.ts';
+import { Runtime } from '../runtime/runtime.ts';
 import { ACTION_TAG, Actuator, FLEET_TAG } from './act.ts';
 import { InvoiceService } from './billing/invoices.ts';
 import { PriceBookStore } from './billing/price-book.ts';
 import { SpendLimitService } from './billing/spend-limits.ts';
 import type { OpenedDatabase } from './db/open-database.ts';
-import { actions, settings } from './db/schema.ts';
+import { actions, apps, settings } from './db/schema.ts';
 import { Fleet } from './fleet.ts';
 import { PeakAndLevelForecaster } from './forecast.ts';
+import { BundleStore } from './functions/bundle-store.ts';
 import { LeaseMetering } from './lease-metering.ts';
 import { LeaseService } from './leases.ts';
 import { ControlLoop } from './loop.ts';
@@ -39,6 +46,8 @@ export interface BrokerOptions {
   readonly logger?: Logger;
   /** How often the meter checkpoints open usage intervals (default 5,000 ms). */
   readonly meterHeartbeatMs?: number;
+  /** Where bundles and container working directories live (default: a temporary directory, removed on close). */
+  readonly stateDir?: string;
 }
 
 export interface LeaseWaitStats {
@@ -61,6 +70,10 @@ export class Broker {
   readonly invoices: InvoiceService;
   readonly spend: SpendLimitService;
   private readonly leaseMetering: LeaseMetering;
+  readonly bundles: BundleStore;
+  readonly runtime: Runtime;
+  private readonly executor: LocalExecutor;
+  private readonly temporaryStateDir: string | undefined;
   private readonly providers: Map<string, Provider>;
   private readonly stopEvents = new AbortController();
   private readonly readers: Promise<void>[] = [];
@@ -99,6 +112,24 @@ export class Broker {
       offerings: () => loop?.offerings() ?? [],
     });
     this.spend = new SpendLimitService(db, o.clock, this.invoices);
+    this.temporaryStateDir = o.stateDir ? undefined : mkdtempSync(join(tmpdir(), 'gpubroker-state-'));
+    const stateDir = o.stateDir ?? (this.temporaryStateDir as string);
+    this.bundles = new BundleStore(join(stateDir, 'bundles'));
+    this.executor = new LocalExecutor({ workRoot: join(stateDir, 'containers'), clock: o.clock });
+    this.runtime = new Runtime({
+      clock: o.clock,
+      capacity: this.fleet,
+      executor: this.executor,
+      meter: this.meter,
+      // The runtime's bundle ids are `<tenant id>/<sha-256>`: a container loads its own tenant's code only.
+      bundlePathOf: (ref) => {
+        const [tenantId = '', bundleId = ''] = ref.split('/');
+        return this.bundles.pathOf(tenantId, bundleId);
+      },
+      onShortfall: () => loop?.trigger(),
+      logger: this.logger,
+      ids,
+    });
     this.leases = new LeaseService({
       db,
       clock: o.clock,
@@ -131,6 +162,13 @@ export class Broker {
       tryLeadership: () => o.database.tryLeadership(),
       onLeadership: () => this.catchUp(),
       observe: () => this.stopOverSpendLimits(),
+      extraDemand: () =>
+        this.runtime.demand().map((d) => ({
+          gpu: d.gpu,
+          regionGroup: d.regionGroup ?? this.currentPolicy.defaultRegionGroup,
+          gangSize: d.gangSize,
+          gpus: d.gpus,
+        })),
     });
   }
 
@@ -175,8 +213,37 @@ export class Broker {
     await this.leases.load();
     await this.leaseMetering.resume(await this.leases.readyWithAllocations(), this.o.clock.now());
     await this.reconcile();
+    await this.redeployApps();
+    this.runtime.start();
     if (this.advertisedUrl) await this.writeSetting('leader-url', this.advertisedUrl);
     this.logger.info({ url: this.advertisedUrl }, 'leading the control loop');
+  }
+
+  /**
+   * Deployed apps come back after a restart or a takeover (their containers start again as calls come); apps of a
+   * `gpubroker run` that was interrupted by the crash are dropped.
+   */
+  private async redeployApps(): Promise<void> {
+    const { db } = this.o.database;
+    await db.delete(apps).where(eq(apps.ephemeral, true));
+    for (const row of await db.select().from(apps)) {
+      try {
+        const functions = Object.fromEntries(
+          Object.entries(row.functions as Record<string, unknown>).map(([name, options]) => [
+            name,
+            parseFunctionOptions(options, `functions.${name}`),
+          ]),
+        );
+        this.runtime.deployApp({
+          tenantId: row.tenantId,
+          app: row.name,
+          bundleId: `${row.tenantId}/${row.bundleId}`,
+          functions,
+        });
+      } catch (error) {
+        this.logger.error({ err: error, app: row.name }, 'cannot redeploy app');
+      }
+    }
   }
 
   /** Ends the leases of tenants at a spend limit whose policy is to stop (checked at every tick). */
@@ -203,8 +270,11 @@ export class Broker {
   async close(): Promise<void> {
     this.loop.stop();
     await this.loop.idle();
+    await this.runtime.close();
+    await this.executor.close();
     // A clean stop ends the usage it metered now; a crash leaves it at the last checkpoint.
     if (this.loop.leader) await this.meter.shutdown();
+    if (this.temporaryStateDir) rmSync(this.temporaryStateDir, { recursive: true, force: true });
     this.stopEvents.abort();
     await Promise.all(this.readers);
   }
@@ -275,6 +345,7 @@ export class Broker {
         event.instanceId,
         `instance ${event.instanceId} is being reclaimed by ${event.vendor}`,
       );
+      this.runtime.drainInstances([event.instanceId]);
       this.loop.trigger();
       return;
     }
@@ -285,6 +356,7 @@ export class Broker {
     } else if (event.to === 'terminating') {
       await this.fleet.setState(event.instanceId, 'terminating');
     } else if (event.to === 'terminated') {
+      this.runtime.drainInstances([event.instanceId]);
       await this.leases.evacuate(
         event.instanceId,
         `instance ${event.instanceId} ended (${event.reason ?? 'unknown'})`,

@@ -18,7 +18,7 @@ import type { Database } from './db/open-database.ts';
 import { plans } from './db/schema.ts';
 import type { Fleet, LiveInstance } from './fleet.ts';
 import type { Forecaster } from './forecast.ts';
-import type { LeaseService } from './leases.ts';
+import type { LeaseService, OpenDemand } from './leases.ts';
 import type { PolicyStore } from './policy-store.ts';
 import type { UnavailableCache } from './unavailable-cache.ts';
 
@@ -58,6 +58,8 @@ export interface ControlLoopOptions {
   readonly logger: Logger;
   /** Whether this replica may run the loop (PostgreSQL advisory lock). */
   readonly tryLeadership: () => Promise<boolean>;
+  /** Demand beyond open leases: the runtime's containers, running and queued. */
+  readonly extraDemand?: () => OpenDemand[];
   /** Runs first in every tick (spend limits). */
   readonly observe?: () => Promise<void>;
   /** Called when this replica becomes the leader, before its first tick: catch up with the previous leader. */
@@ -201,7 +203,11 @@ export class ControlLoop {
 
     // Forecast and solve; act; block stock-outs and solve again.
     const gpuTypes = [...new Set(this.quotes.map((q) => q.gpu))];
-    this.o.forecaster.observe(clock.now(), leases.openDemand(), policy);
+    this.o.forecaster.observe(
+      clock.now(),
+      [...leases.openDemand(), ...(this.o.extraDemand?.() ?? [])],
+      policy,
+    );
     const demand = this.o.forecaster.forecast(clock.now(), policy, gpuTypes);
     // Nothing asked for: the instances still held are planned against zero demand, so they scale down by policy.
     for (const i of fleet.all()) {

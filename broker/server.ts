@@ -97,6 +97,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     providers,
     ...(options.seed !== undefined ? { seed: options.seed } : {}),
     ...(options.meterHeartbeatMs !== undefined ? { meterHeartbeatMs: options.meterHeartbeatMs } : {}),
+    ...(options.dataDir ? { stateDir: options.dataDir } : {}),
   });
   await broker.start({ schedule: options.schedule !== false });
 

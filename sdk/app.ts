@@ -129,12 +129,14 @@ export class App {
     options: FunctionOptions,
     implementation: (...args: A) => R | Promise<R>,
   ): FunctionHandle<A, Awaited<R>> {
-    let functionName = options.name ?? (implementation.name || undefined);
+    // Named by `options.name`, else by the export that holds it (nameFrom), else by the implementation's name.
+    let functionName = options.name;
+    const fallbackName = implementation.name || undefined;
     const app = this;
     const local = async (...args: A) => (await implementation(...args)) as Awaited<R>;
     const named = {
       get functionName() {
-        return functionName;
+        return functionName ?? fallbackName;
       },
     };
     const handle = Object.assign(local, {
@@ -155,8 +157,15 @@ export class App {
         mapOptions?: MapOptions,
       ): AsyncGenerator<Awaited<R>> => app.mapInputs(named, inputs, (x) => x, mapOptions),
     });
-    Object.defineProperty(handle, 'functionName', { get: () => functionName, enumerable: true });
-    Object.defineProperty(handle, 'nameAs', { value: (name: string) => (functionName = name) });
+    Object.defineProperty(handle, 'functionName', {
+      get: () => functionName ?? fallbackName,
+      enumerable: true,
+    });
+    Object.defineProperty(handle, 'nameAs', {
+      value: (name: string) => {
+        functionName ??= name;
+      },
+    });
     this.handles.push(handle as unknown as FunctionHandle<never[], unknown>);
     return handle as unknown as FunctionHandle<A, Awaited<R>>;
   }
@@ -164,8 +173,18 @@ export class App {
   /** Names each of this app's functions by the export that holds it (the CLI does this after importing a module). */
   nameFrom(exports: Readonly<Record<string, unknown>>): void {
     for (const [key, value] of Object.entries(exports))
-      if (isFunctionHandle(value) && value.app === this && value.functionName === undefined)
+      if (isFunctionHandle(value) && value.app === this)
         (value as unknown as { nameAs(name: string): void }).nameAs(key);
+  }
+
+  /**
+   * The implementation of a named function, for the container worker (which also finds functions by export name).
+   * Runs it locally: inside its container, a function is just a function.
+   */
+  __gpubrokerFunction(name: string): ((...args: unknown[]) => Promise<unknown>) | undefined {
+    return this.handles.find((h) => h.functionName === name) as
+      | ((...args: unknown[]) => Promise<unknown>)
+      | undefined;
   }
 
   /** The functions to deploy: name → options (without `name`). */

@@ -12,6 +12,7 @@ import { renderMetrics } from '../metrics.ts';
 import type { Principal } from '../tokens.ts';
 import { registerBillingRoutes } from './billing-routes.ts';
 import { forwardToLeader } from './forward.ts';
+import { registerFunctionRoutes } from './function-routes.ts';
 import { HttpProblem, problemFor } from './problem.ts';
 import {
   leaseListSchema,
@@ -230,6 +231,7 @@ export function createApp(broker: Broker): OpenAPIHono<Env> {
   );
 
   registerBillingRoutes(app, broker, operator);
+  registerFunctionRoutes(app, broker);
 
   app.doc('/openapi.json', {
     openapi: '3.0.3',

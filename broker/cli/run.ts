@@ -105,7 +105,8 @@ async function loadApp(file: string): Promise<{ app: App; exports: Record<string
   return { app, exports };
 }
 
-async function deployApp(broker: Broker, file: string, ephemeral: boolean) {
+/** Bundles, uploads and deploys the module's app, and connects it to `broker`; returns the app and the module. */
+export async function deployModule(broker: Broker, file: string, ephemeral: boolean) {
   const path = resolve(file);
   if (!existsSync(path)) throw new ValidationError('FILE', `${file} does not exist`);
   const { app, exports } = await loadApp(path);
@@ -132,7 +133,7 @@ export function registerRunCommands(program: Command): void {
   ).action(async (file: string, flags: ClientFlags & { detach?: boolean }) => {
     const broker = brokerClient(flags);
     await talkTo(broker, async () => {
-      const { app, exports } = await deployApp(broker, file, !flags.detach);
+      const { app, exports } = await deployModule(broker, file, !flags.detach);
       const stopLogs = new AbortController();
       const logs = followLogs(broker, app.name, stopLogs.signal);
       const status = setInterval(() => {
@@ -175,7 +176,7 @@ export function registerRunCommands(program: Command): void {
   ).action(async (file: string, flags: ClientFlags) => {
     const broker = brokerClient(flags);
     await talkTo(broker, async () => {
-      await deployApp(broker, file, false);
+      await deployModule(broker, file, false);
     });
   });
 }

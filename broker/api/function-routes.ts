@@ -1,0 +1,419 @@
+/**
+ * Functions on HTTP: bundles (content-addressed), apps, calls and container logs. A tenant sees only its own apps,
+ * calls and logs; a bundle is stored under the tenant that uploaded it.
+ *
+ *   GET  /v1/bundles/{id}                      200 when the broker has it (the CLI then uploads nothing)
+ *   PUT  /v1/bundles/{id}                      the bundle's bytes; the id must be their SHA-256
+ *   PUT  /v1/apps/{app}                        { bundleId, functions: { name: options }, ephemeral? }
+ *   GET  /v1/apps, GET /v1/apps/{app}          apps with their containers and calls
+ *   DELETE /v1/apps/{app}                      stops it: containers stop, unfinished calls fail
+ *   POST /v1/apps/{app}/functions/{fn}/calls   { inputs: [[...args], …] } → 202 { callIds }
+ *   GET  /v1/calls/{id}?waitMs=                the call (waits up to waitMs for it to finish)
+ *   POST /v1/calls/wait                        { callIds, waitMs } → the calls among them that have finished
+ *   DELETE /v1/calls/{id}                      cancels it
+ *   GET  /v1/apps/{app}/logs                   NDJSON: the app's container output as it comes
+ */
+import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
+import { and, eq } from 'drizzle-orm';
+import type { Context } from 'hono';
+import { stream } from 'hono/streaming';
+import { parseFunctionOptions } from '../../runtime/function-spec.ts';
+import type { Broker } from '../broker.ts';
+import { apps } from '../db/schema.ts';
+import type { Principal } from '../tokens.ts';
+import { HttpProblem } from './problem.ts';
+import { problemSchema } from './schemas.ts';
+
+type Env = { Variables: { principal: Principal } };
+
+const problems = {
+  400: { description: 'Invalid request', content: { 'application/problem+json': { schema: problemSchema } } },
+  401: {
+    description: 'Missing or unknown token',
+    content: { 'application/problem+json': { schema: problemSchema } },
+  },
+  402: {
+    description: 'A spend limit was reached',
+    content: { 'application/problem+json': { schema: problemSchema } },
+  },
+  404: { description: 'Not found', content: { 'application/problem+json': { schema: problemSchema } } },
+} as const;
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { 'application/json': { schema } },
+});
+
+const appName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'use 1–63 lower-case letters, digits or "-"');
+const bundleId = z.string().regex(/^[0-9a-f]{64}$/, 'must be the SHA-256 of the bundle, in hex');
+const callIdParam = z.object({ id: z.string().min(1).max(128) });
+/** Most inputs in one request, and most calls one wait may name. */
+const MAX_INPUTS = 10_000;
+const MAX_WAIT_MS = 60_000;
+
+const deploySchema = z
+  .object({
+    bundleId,
+    functions: z.record(
+      z.string().regex(/^[A-Za-z_$][A-Za-z0-9_$]{0,63}$/),
+      z.record(z.string(), z.unknown()),
+    ),
+    ephemeral: z.boolean().default(false),
+  })
+  .strict()
+  .openapi('Deploy');
+
+const callViewSchema = z
+  .object({
+    id: z.string(),
+    status: z.enum(['pending', 'running', 'succeeded', 'failed', 'cancelled']),
+    value: z.unknown().optional(),
+    error: z.object({ message: z.string(), stack: z.string().optional(), name: z.string() }).optional(),
+    attempts: z.number().int(),
+    createdAtMs: z.number().int(),
+    startedAtMs: z.number().int().optional(),
+    finishedAtMs: z.number().int().optional(),
+  })
+  .openapi('Call');
+
+const appStatusSchema = z
+  .object({
+    name: z.string(),
+    bundleId: z.string(),
+    version: z.number().int(),
+    functions: z.array(z.string()),
+    ephemeral: z.boolean(),
+    containers: z.object({ total: z.number().int(), ready: z.number().int() }),
+    calls: z.object({ done: z.number().int(), total: z.number().int() }),
+  })
+  .openapi('AppStatus');
+
+export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: Broker): void {
+  const { runtime, bundles } = broker;
+  const { db } = broker.database;
+
+  /** The call, if it exists and belongs to the principal's tenant (404 otherwise, as for another tenant's). */
+  const ownCall = (principal: Principal, id: string) => {
+    const view = runtime.get(id);
+    if (!view || view.tenantId !== principal.tenantId)
+      throw new HttpProblem(404, 'Not found', `no call "${id}"`);
+    return view;
+  };
+  const callView = async (principal: Principal, id: string) => {
+    const view = ownCall(principal, id);
+    const finished = view.status === 'succeeded' || view.status === 'failed' || view.status === 'cancelled';
+    const outcome = finished ? await runtime.result(id) : undefined;
+    return {
+      id,
+      status: view.status,
+      ...(outcome?.status === 'succeeded' ? { value: outcome.value } : {}),
+      ...(view.error ? { error: view.error } : {}),
+      attempts: view.attempts,
+      createdAtMs: view.createdAtMs,
+      ...(view.startedAtMs !== undefined ? { startedAtMs: view.startedAtMs } : {}),
+      ...(view.finishedAtMs !== undefined ? { finishedAtMs: view.finishedAtMs } : {}),
+    };
+  };
+  const isDone = (id: string) => {
+    const status = runtime.get(id)?.status;
+    return status === 'succeeded' || status === 'failed' || status === 'cancelled';
+  };
+  /** Waits until one of `ids` has finished or `waitMs` passed. */
+  const waitAny = async (ids: readonly string[], waitMs: number) => {
+    if (waitMs <= 0 || ids.some(isDone)) return;
+    let timer: { cancel(): void } | undefined;
+    await Promise.race([
+      ...ids.map((id) => runtime.result(id).catch(() => undefined)),
+      new Promise<void>((resolve) => {
+        timer = broker.clock.setTimer(broker.clock.now() + waitMs, resolve);
+      }),
+    ]);
+    timer?.cancel();
+  };
+  const status = (principal: Principal, name: string, ephemeral: boolean) => {
+    const view = runtime.getApp(principal.tenantId, name);
+    if (!view) throw new HttpProblem(404, 'Not found', `no app "${name}"`);
+    const containers = runtime
+      .containers()
+      .filter((c) => c.tenantId === principal.tenantId && c.app === name);
+    const calls = runtime.callCounts(principal.tenantId, name);
+    return {
+      name,
+      bundleId: view.bundleId.split('/')[1] ?? view.bundleId,
+      version: view.version,
+      functions: view.functions,
+      ephemeral,
+      containers: { total: containers.length, ready: containers.filter((c) => c.state === 'ready').length },
+      calls,
+    };
+  };
+  const stored = async (principal: Principal, name: string) => {
+    const [row] = await db
+      .select()
+      .from(apps)
+      .where(and(eq(apps.tenantId, principal.tenantId), eq(apps.name, name)));
+    return row;
+  };
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/bundles/{id}',
+      summary: 'Whether the broker has this bundle (yours)',
+      request: { params: z.object({ id: bundleId }) },
+      responses: { 200: json(z.object({ id: z.string() }), 'It has it'), ...problems },
+    }),
+    (c) => {
+      const { id } = c.req.valid('param');
+      if (!bundles.has(c.get('principal').tenantId, id))
+        throw new HttpProblem(404, 'Not found', `no bundle ${id}`);
+      return c.json({ id }, 200);
+    },
+  );
+  app.put('/v1/bundles/:id', async (c: Context<Env>) => {
+    const id = c.req.param('id') ?? '';
+    const created = bundles.put(c.get('principal').tenantId, id, new Uint8Array(await c.req.arrayBuffer()));
+    return c.json({ id, uploaded: created }, created ? 201 : 200);
+  });
+
+  app.openapi(
+    createRoute({
+      method: 'put',
+      path: '/v1/apps/{name}',
+      summary: 'Deploy an app (or re-deploy it with new code)',
+      request: {
+        params: z.object({ name: appName }),
+        body: { content: { 'application/json': { schema: deploySchema } }, required: true },
+      },
+      responses: { 200: json(appStatusSchema, 'The app'), ...problems },
+    }),
+    async (c) => {
+      const principal = c.get('principal');
+      const { name } = c.req.valid('param');
+      const body = c.req.valid('json');
+      // Every function's options are checked before anything changes.
+      const functions = Object.fromEntries(
+        Object.entries(body.functions).map(([fn, options]) => [
+          fn,
+          parseFunctionOptions(options, `functions.${fn}`),
+        ]),
+      );
+      if (!bundles.has(principal.tenantId, body.bundleId))
+        throw new HttpProblem(
+          400,
+          'Invalid request',
+          `bundleId: upload the bundle first (PUT /v1/bundles/${body.bundleId})`,
+          'bundleId',
+        );
+      runtime.deployApp({
+        tenantId: principal.tenantId,
+        app: name,
+        bundleId: `${principal.tenantId}/${body.bundleId}`,
+        functions,
+      });
+      const now = broker.clock.now();
+      await db
+        .insert(apps)
+        .values({
+          tenantId: principal.tenantId,
+          name,
+          bundleId: body.bundleId,
+          functions: body.functions,
+          ephemeral: body.ephemeral,
+          createdAt: now,
+          updatedAt: now,
+        })
+        .onConflictDoUpdate({
+          target: [apps.tenantId, apps.name],
+          set: {
+            bundleId: body.bundleId,
+            functions: body.functions,
+            ephemeral: body.ephemeral,
+            updatedAt: now,
+          },
+        });
+      return c.json(status(principal, name, body.ephemeral), 200);
+    },
+  );
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/apps',
+      summary: 'Your apps',
+      responses: { 200: json(z.object({ apps: z.array(appStatusSchema) }), 'Apps'), ...problems },
+    }),
+    async (c) => {
+      const principal = c.get('principal');
+      const rows = await db.select().from(apps).where(eq(apps.tenantId, principal.tenantId));
+      const list = rows
+        .filter((r) => runtime.getApp(principal.tenantId, r.name))
+        .map((r) => status(principal, r.name, r.ephemeral));
+      return c.json({ apps: list }, 200);
+    },
+  );
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/apps/{name}',
+      summary: 'One app: containers and calls',
+      request: { params: z.object({ name: appName }) },
+      responses: { 200: json(appStatusSchema, 'The app'), ...problems },
+    }),
+    async (c) => {
+      const principal = c.get('principal');
+      const { name } = c.req.valid('param');
+      return c.json(status(principal, name, (await stored(principal, name))?.ephemeral ?? false), 200);
+    },
+  );
+  app.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/v1/apps/{name}',
+      summary: 'Stop an app: its containers stop and its unfinished calls fail',
+      request: { params: z.object({ name: appName }) },
+      responses: { 200: json(z.object({ name: z.string(), stopped: z.boolean() }), 'Stopped'), ...problems },
+    }),
+    async (c) => {
+      const principal = c.get('principal');
+      const { name } = c.req.valid('param');
+      if (!runtime.getApp(principal.tenantId, name))
+        throw new HttpProblem(404, 'Not found', `no app "${name}"`);
+      await db.delete(apps).where(and(eq(apps.tenantId, principal.tenantId), eq(apps.name, name)));
+      await runtime.stopApp(principal.tenantId, name);
+      return c.json({ name, stopped: true }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/apps/{name}/functions/{fn}/calls',
+      summary: 'Call a function once per input (each input is the argument list)',
+      request: {
+        params: z.object({ name: appName, fn: z.string().min(1).max(64) }),
+        body: {
+          content: {
+            'application/json': {
+              schema: z.object({ inputs: z.array(z.array(z.unknown())).min(1).max(MAX_INPUTS) }).strict(),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: { 202: json(z.object({ callIds: z.array(z.string()) }), 'Queued'), ...problems },
+    }),
+    async (c) => {
+      const principal = c.get('principal');
+      await broker.spend.check(principal.tenantId);
+      const { name, fn } = c.req.valid('param');
+      const { inputs } = c.req.valid('json');
+      const callIds = inputs.map((args) => runtime.call(principal.tenantId, name, fn, args));
+      return c.json({ callIds }, 202);
+    },
+  );
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/calls/{id}',
+      summary: 'A call; with waitMs, waits up to that long for it to finish',
+      request: {
+        params: callIdParam,
+        query: z.object({ waitMs: z.coerce.number().int().min(0).max(MAX_WAIT_MS).default(0) }).strict(),
+      },
+      responses: { 200: json(callViewSchema, 'The call'), ...problems },
+    }),
+    async (c) => {
+      const principal = c.get('principal');
+      const { id } = c.req.valid('param');
+      ownCall(principal, id);
+      await waitAny([id], c.req.valid('query').waitMs);
+      return c.json(await callView(principal, id), 200);
+    },
+  );
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/calls/wait',
+      summary: 'Waits until one of the calls has finished (or waitMs); answers those that have',
+      request: {
+        body: {
+          content: {
+            'application/json': {
+              schema: z
+                .object({
+                  callIds: z.array(z.string().min(1).max(128)).min(1).max(MAX_INPUTS),
+                  waitMs: z.number().int().min(0).max(MAX_WAIT_MS).default(10_000),
+                })
+                .strict(),
+            },
+          },
+          required: true,
+        },
+      },
+      responses: { 200: json(z.object({ calls: z.array(callViewSchema) }), 'Finished calls'), ...problems },
+    }),
+    async (c) => {
+      const principal = c.get('principal');
+      const { callIds, waitMs } = c.req.valid('json');
+      for (const id of callIds) ownCall(principal, id);
+      await waitAny(callIds, waitMs);
+      const calls = await Promise.all(callIds.filter(isDone).map((id) => callView(principal, id)));
+      return c.json({ calls }, 200);
+    },
+  );
+  app.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/v1/calls/{id}',
+      summary: 'Cancel a call',
+      request: { params: callIdParam },
+      responses: { 200: json(callViewSchema, 'The call'), ...problems },
+    }),
+    async (c) => {
+      const principal = c.get('principal');
+      const { id } = c.req.valid('param');
+      ownCall(principal, id);
+      runtime.cancel(id);
+      return c.json(await callView(principal, id), 200);
+    },
+  );
+
+  app.get('/v1/apps/:name/logs', (c: Context<Env>) => {
+    const principal = c.get('principal');
+    const name = c.req.param('name') ?? '';
+    if (!runtime.getApp(principal.tenantId, name))
+      throw new HttpProblem(404, 'Not found', `no app "${name}"`);
+    c.header('content-type', 'application/x-ndjson');
+    return stream(c, async (out) => {
+      const lines: string[] = [];
+      let wake: (() => void) | undefined;
+      let closed = false;
+      const unsubscribe = runtime.onLog((line) => {
+        if (line.tenantId !== principal.tenantId || line.app !== name) return;
+        lines.push(
+          `${JSON.stringify({ containerId: line.containerId, function: line.functionName, stream: line.stream, text: line.text, atMs: line.atMs })}\n`,
+        );
+        wake?.();
+      });
+      out.onAbort(() => {
+        closed = true;
+        wake?.();
+      });
+      try {
+        while (!closed) {
+          if (lines.length > 0) {
+            await out.write(lines.splice(0).join(''));
+            continue;
+          }
+          if (!runtime.getApp(principal.tenantId, name)) break;
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            setTimeout(resolve, 1000);
+          });
+          wake = undefined;
+        }
+      } finally {
+        unsubscribe();
+      }
+    });
+  });
+}

@@ -1,0 +1,153 @@
+/**
+ * Functions end to end: a real broker on HTTP (PGlite, simulated AWS with fast boots), a module bundled with esbuild
+ * and deployed through the API, containers as real child processes, and the SDK's remote / map / spawn.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { simScenario } from '../../providers/sim/scenario.ts';
+import type { FunctionHandle } from '../../sdk/app.ts';
+import { Broker, BrokerApiError, RemoteFunctionError } from '../../sdk/index.ts';
+import { FAST_AWS_SCENARIO, FAST_POLICY } from '../../test/fast-aws.ts';
+import { deployModule } from '../cli/run.ts';
+import { type RunningServer, startServer } from '../server.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'gpubroker-functions-'));
+let server: RunningServer;
+let broker: Broker;
+let fns: Record<string, FunctionHandle<unknown[], unknown>>;
+
+beforeAll(async () => {
+  server = await startServer({
+    port: 0,
+    dataDir: join(dir, 'data'),
+    seed: 4,
+    scenario: simScenario(FAST_AWS_SCENARIO as never),
+  });
+  await server.broker.setPolicy(FAST_POLICY, 'test');
+  broker = new Broker({ url: server.url, token: server.operatorToken as string });
+  const { exports } = await deployModule(broker, 'test/fixtures/functions-app.ts', true);
+  fns = exports as typeof fns;
+});
+afterAll(async () => {
+  await server?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const fn = <A extends unknown[], R>(name: string) => fns[name] as unknown as FunctionHandle<A, R>;
+
+describe('functions', () => {
+  it('runs remote calls in containers, and map in order or as they finish', async () => {
+    expect(await fn<[number], number>('square').remote(7)).toBe(49);
+    const inputs = Array.from({ length: 200 }, (_, i) => i);
+    const ordered: number[] = [];
+    for await (const y of fn<[number], number>('square').map(inputs)) ordered.push(y);
+    expect(ordered).toEqual(inputs.map((x) => x * x));
+    const unordered: number[] = [];
+    for await (const y of fn<[number], number>('square').map(inputs, { orderOutputs: false, window: 50 }))
+      unordered.push(y);
+    expect(unordered.sort((a, b) => a - b)).toEqual(inputs.map((x) => x * x));
+  });
+
+  it('spawns calls to get later, and cancels them', async () => {
+    const call = await fn<[number], number>('square').spawn(12);
+    expect(await call.get({ timeoutMs: 30_000 })).toBe(144);
+    const pending = await fn<[number], number>('slow').spawn(300);
+    await pending.cancel();
+    await expect(pending.get()).rejects.toThrow(/cancelled/);
+  });
+
+  it('brings back a thrown error with its remote stack, and fails a call past its timeout', async () => {
+    const error = await fn<[string], never>('boom')
+      .remote('kaput')
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RemoteFunctionError);
+    expect((error as RemoteFunctionError).message).toBe('kaput');
+    expect((error as RemoteFunctionError).remoteStack).toContain('explode');
+    expect(fn('boom').functionName).toBe('boom');
+    await expect(fn<[number], number>('slow').remote(5_000)).rejects.toThrow(/timed out/);
+  });
+
+  it('retries an input whose container crashed', async () => {
+    expect(await fn<[string], string>('crashOnce').remote(join(dir, 'crash-marker'))).toBe('survived');
+  });
+
+  it('falls back along a GPU preference list, with CUDA_VISIBLE_DEVICES set and the host environment kept out', async () => {
+    process.env.GPUBROKER_TOKEN = 'host-secret';
+    const where = await fn<[], { cuda: string; container: string; leaked: string | null }>(
+      'whereAmI',
+    ).remote();
+    expect(where.cuda).toMatch(/^[0-7]$/);
+    expect(where.leaked).toBeNull();
+    const container = server.broker.runtime.containers().find((c) => c.containerId === where.container);
+    expect(container?.gpu).toBe('H100');
+  });
+
+  it('rejects what cannot cross the wire at the call site, and bad options naming the field', async () => {
+    await expect(fn<[unknown], unknown>('square').remote(() => 1)).rejects.toThrow(
+      /arguments\[0\]: a function/,
+    );
+    await expect(fn<[unknown], unknown>('square').remote(new Map())).rejects.toThrow(/Map instance/);
+    const bad = await broker
+      .call('PUT', '/v1/apps/bad', { bundleId: '0'.repeat(64), functions: { f: { gpu: 'H100:0' } } })
+      .catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(BrokerApiError);
+    expect((bad as BrokerApiError).status).toBe(400);
+    expect((bad as BrokerApiError).field).toMatch(/^functions\.f\.gpu/);
+  });
+
+  it("keeps a tenant's calls and apps from another tenant", async () => {
+    const call = await fn<[number], number>('square').spawn(3);
+    const other = new Broker({
+      url: server.url,
+      token: (await server.broker.tokens.create('other', 'tenant')).token,
+    });
+    const seen = await other.call('GET', `/v1/calls/${call.id}`).catch((e: unknown) => e);
+    expect((seen as BrokerApiError).status).toBe(404);
+    const apps = await other.call<{ apps: unknown[] }>('GET', '/v1/apps');
+    expect(apps.apps).toEqual([]);
+  });
+
+  it('runs examples/square.ts with gpubroker run: 333283335000, and a second run uploads nothing', async () => {
+    const args = [
+      'run',
+      'examples/square.ts',
+      '--url',
+      server.url,
+      '--token',
+      server.operatorToken as string,
+    ];
+    const first = await runCli(args);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain('333283335000');
+    expect(first.stderr).toMatch(/\[ctr_[^\]]+\] squaring \d+/);
+    expect(first.stderr).toContain('app demo: square');
+    const second = await runCli(args);
+    expect(second.code).toBe(0);
+    expect(second.stdout).toContain('333283335000');
+    expect(second.stderr).toContain('unchanged');
+  }, 120_000);
+});
+
+function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(
+      process.execPath,
+      [new URL('../../bin/gpubroker.js', import.meta.url).pathname, ...args],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr?.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}

@@ -1,0 +1,700 @@
+import { describe, expect, it } from 'vitest';
+import { openDatabase } from '../broker/db/open-database.ts';
+import { VirtualClock } from '../lib/clock.ts';
+import { NotFoundError } from '../lib/errors.ts';
+import { IdGenerator } from '../lib/ids.ts';
+import { Random } from '../lib/random.ts';
+import type { FreeGpuSlot } from './capacity.ts';
+import {
+  type ContainerExit,
+  ContainerExitedError,
+  type ContainerHandle,
+  type ContainerSpec,
+  type Executor,
+  type LogLine,
+  RemoteError,
+} from './executor/executor.ts';
+import { type FunctionOptions, parseFunctionOptions } from './function-spec.ts';
+import { MemoryCapacity, type MemoryInstance } from './memory-capacity.ts';
+import { Meter } from './meter/meter.ts';
+import { usageIntervals } from './meter/schema.ts';
+import { UsageStore } from './meter/usage-store.ts';
+import { type CallOutcome, Runtime, type RuntimeLogLine } from './runtime.ts';
+
+const START = Date.UTC(2026, 10, 23);
+const TICK = 1_000;
+
+// ——— an in-process executor, only for these tests (the real one runs child processes) ———
+
+/** Thrown by a test function to make its container die (like a segfault or an OOM kill). */
+class Crash extends Error {}
+
+interface Ctx {
+  readonly containerId: string;
+  readonly callId: string;
+  readonly spec: ContainerSpec;
+  sleep(ms: number): Promise<void>;
+  log(text: string): void;
+}
+type TestFunction = (args: readonly unknown[], ctx: Ctx) => unknown;
+
+class InProcessExecutor implements Executor {
+  readonly started: ContainerSpec[] = [];
+  readonly handles = new Map<string, ContainerHandle>();
+  /** Order in which inputs began, as `tenant:arg` or the callId. */
+  readonly began: string[] = [];
+  /** Most inputs one container ran at once. */
+  maxInFlight = 0;
+  coldStartMs = 2_000;
+  /** A start failure reason for a container, if it should fail to start. */
+  failStart: ((spec: ContainerSpec) => string | undefined) | undefined;
+
+  constructor(
+    private readonly clock: VirtualClock,
+    private readonly functions: Record<string, TestFunction>,
+  ) {}
+
+  start(spec: ContainerSpec): ContainerHandle {
+    this.started.push(spec);
+    const { clock } = this;
+    const id = spec.containerId;
+    let state: 'starting' | 'ready' | 'exited' = 'starting';
+    const inFlight = new Map<string, (error: Error) => void>();
+    const listeners = new Set<(line: LogLine) => void>();
+    let resolveExit!: (exit: ContainerExit) => void;
+    const exited = new Promise<ContainerExit>((resolve) => {
+      resolveExit = resolve;
+    });
+    const exit = (reason: string, code: number | null) => {
+      if (state === 'exited') return;
+      state = 'exited';
+      for (const fail of [...inFlight.values()]) fail(new ContainerExitedError(id, reason));
+      resolveExit({ code, signal: null, reason });
+    };
+    const ready = clock.sleep(this.coldStartMs).then(() => {
+      if (state === 'exited') throw new Error('stopped while starting');
+      const failure = this.failStart?.(spec);
+      if (failure) {
+        exit(`failed to load bundle: ${failure}`, 1);
+        throw new Error(failure);
+      }
+      state = 'ready';
+    });
+    const fn = this.functions[spec.functionName];
+    const handle: ContainerHandle = {
+      containerId: id,
+      ready,
+      exited,
+      invoke: (callId, args, options) => {
+        if (state !== 'ready') return Promise.reject(new ContainerExitedError(id, 'not running'));
+        return new Promise((resolve, reject) => {
+          let done = false;
+          const timer =
+            options?.timeoutMs === undefined
+              ? undefined
+              : clock.setTimer(clock.now() + options.timeoutMs, () => exit('killed: input timed out', null));
+          const settle = (ok: boolean, value: unknown) => {
+            if (done) return;
+            done = true;
+            timer?.cancel();
+            inFlight.delete(callId);
+            if (ok) resolve(value);
+            else reject(value);
+          };
+          inFlight.set(callId, (error) => settle(false, error));
+          this.maxInFlight = Math.max(this.maxInFlight, inFlight.size);
+          this.began.push(typeof args[0] === 'string' ? args[0] : callId);
+          const ctx: Ctx = {
+            containerId: id,
+            callId,
+            spec,
+            sleep: (ms) => clock.sleep(ms),
+            log: (text) => {
+              for (const l of listeners) l({ containerId: id, stream: 'stdout', text, atMs: clock.now() });
+            },
+          };
+          Promise.resolve()
+            .then(() => {
+              if (!fn) throw new Error(`no function ${spec.functionName} in the bundle`);
+              return fn(args, ctx);
+            })
+            .then(
+              (value) => settle(true, value),
+              (error: Error) => {
+                if (error instanceof Crash) exit('crashed (exit 1)', 1);
+                else settle(false, new RemoteError(error.message, error.stack, error.name));
+              },
+            );
+        });
+      },
+      stop: () => {
+        exit('stopped', 0);
+        return exited;
+      },
+      onLog: (listener) => {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
+    };
+    this.handles.set(id, handle);
+    return handle;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.handles.values()].map((h) => h.stop()));
+  }
+}
+
+// ——— a small fleet ———
+
+const instance = (
+  instanceId: string,
+  gpu: string,
+  gpusPerInstance: number,
+  extra: Partial<MemoryInstance> = {},
+): MemoryInstance => ({
+  instanceId,
+  vendor: 'aws',
+  region: 'us-east-1',
+  capacityType: 'on-demand',
+  gpu,
+  gpusPerInstance,
+  microsPerHour: 4_000_000 * gpusPerInstance,
+  ...extra,
+});
+
+const FLEET = [
+  instance('i-h100-a', 'H100', 8),
+  instance('i-h100-b', 'H100', 8, { capacityType: 'spot', microsPerHour: 16_000_000 }),
+  instance('i-a100-a', 'A100-80GB', 4, { vendor: 'gcp', region: 'europe-west4' }),
+  instance('i-l4-a', 'L4', 1),
+];
+
+/** Settles every promise chain between clock events, so each timer sees the state its predecessors left. */
+async function settle(): Promise<void> {
+  await new Promise((resolve) => setImmediate(resolve));
+}
+
+function setup(
+  functions: Record<string, TestFunction>,
+  options: { fleet?: readonly MemoryInstance[]; meter?: (clock: VirtualClock) => Meter } = {},
+) {
+  const clock = new VirtualClock(START);
+  const capacity = new MemoryCapacity(options.fleet ?? FLEET);
+  const executor = new InProcessExecutor(clock, functions);
+  const meter = options.meter?.(clock);
+  let shortfalls = 0;
+  const runtime = new Runtime({
+    clock,
+    capacity,
+    executor,
+    ...(meter ? { meter } : {}),
+    bundlePathOf: (bundleId) => `/bundles/${bundleId}.mjs`,
+    onShortfall: () => shortfalls++,
+    ids: new IdGenerator(clock, new Random(7)),
+  });
+  runtime.start();
+  const advance = async (ms: number) => {
+    const target = clock.now() + ms;
+    await settle();
+    for (;;) {
+      const next = clock.nextTimerAt();
+      if (next === undefined || next > target) break;
+      await clock.advanceTo(next);
+      await settle();
+    }
+    await clock.advanceTo(target);
+    await settle();
+  };
+  const deploy = (
+    fns: Record<string, FunctionOptions>,
+    extra: { tenantId?: string; bundleId?: string } = {},
+  ) =>
+    runtime.deployApp({
+      tenantId: extra.tenantId ?? 'acme',
+      app: 'demo',
+      bundleId: extra.bundleId ?? 'bundle-1',
+      functions: Object.fromEntries(Object.entries(fns).map(([name, o]) => [name, parseFunctionOptions(o)])),
+    });
+  /** Runs time forward until the call has finished (or `limitMs` passed). */
+  const outcome = async (callId: string, limitMs = 600_000): Promise<CallOutcome> => {
+    const end = clock.now() + limitMs;
+    while (clock.now() < end) {
+      const status = runtime.get(callId)?.status;
+      if (status !== 'pending' && status !== 'running') break;
+      await advance(TICK);
+    }
+    return runtime.result(callId);
+  };
+  return {
+    clock,
+    capacity,
+    executor,
+    runtime,
+    meter,
+    advance,
+    deploy,
+    outcome,
+    shortfalls: () => shortfalls,
+  };
+}
+
+const double: TestFunction = (args) => (args[0] as number) * 2;
+
+describe('Runtime', () => {
+  it('runs a call on a container placed on a free GPU and returns its result', async () => {
+    const t = setup({ double });
+    t.deploy({ double: { gpu: 'H100' } });
+    const callId = t.runtime.call('acme', 'demo', 'double', [21]);
+    expect(t.runtime.get(callId)).toMatchObject({ status: 'pending', attempts: 0, createdAtMs: START });
+    await t.advance(0);
+    const [placed] = t.runtime.containers();
+    expect(placed).toMatchObject({ state: 'starting', gpu: 'H100', instanceId: 'i-h100-b', gpuIndices: [0] });
+    expect(t.executor.started[0]).toMatchObject({
+      tenantId: 'acme',
+      app: 'demo',
+      functionName: 'double',
+      bundlePath: '/bundles/bundle-1.mjs',
+      // The cheaper of two empty H100 instances (spot, $2/GPU-hour against $4).
+      instanceId: 'i-h100-b',
+      gpuIndices: [0],
+      concurrency: 1,
+    });
+    expect(await t.outcome(callId)).toEqual({ status: 'succeeded', value: 42 });
+    expect(t.runtime.get(callId)).toMatchObject({
+      status: 'succeeded',
+      attempts: 1,
+      startedAtMs: START + 2_000,
+      finishedAtMs: START + 2_000,
+    });
+    expect(t.runtime.containers()[0]).toMatchObject({ state: 'ready', coldStartMs: 2_000, inFlight: 0 });
+    expect(t.runtime.callCounts('acme', 'demo')).toEqual({ done: 1, total: 1 });
+    expect(t.runtime.getApp('acme', 'demo')).toEqual({
+      tenantId: 'acme',
+      app: 'demo',
+      bundleId: 'bundle-1',
+      version: 1,
+      functions: ['double'],
+    });
+    await t.runtime.close();
+  });
+
+  it('runs a map of inputs across containers, each up to its concurrency', async () => {
+    const slow: TestFunction = async (args, ctx) => {
+      await ctx.sleep(5_000);
+      return (args[0] as number) + 1;
+    };
+    const t = setup({ slow });
+    t.deploy({ slow: { gpu: 'H100', concurrency: 4, maxContainers: 2 } });
+    const ids = Array.from({ length: 20 }, (_, i) => t.runtime.call('acme', 'demo', 'slow', [i]));
+    await t.advance(0);
+    expect(t.runtime.containers()).toHaveLength(2);
+    const outcomes = await Promise.all(ids.map((id) => t.outcome(id)));
+    expect(outcomes.map((o) => (o.status === 'succeeded' ? o.value : o))).toEqual(
+      Array.from({ length: 20 }, (_, i) => i + 1),
+    );
+    expect(t.executor.maxInFlight).toBe(4);
+    expect(t.executor.started).toHaveLength(2);
+    // 20 inputs, 8 at a time, 5 s each, after a 2 s cold start: done at 2 + 3 × 5 s.
+    expect(Math.max(...ids.map((id) => t.runtime.get(id)?.finishedAtMs ?? 0))).toBe(START + 17_000);
+    await t.runtime.close();
+  });
+
+  it('fails a call whose function threw with its message and stack, without retrying it', async () => {
+    const boom: TestFunction = () => {
+      throw new TypeError('boom: bad input');
+    };
+    const t = setup({ boom });
+    t.deploy({ boom: { gpu: 'H100', retries: 3 } });
+    const callId = t.runtime.call('acme', 'demo', 'boom', []);
+    const result = await t.outcome(callId);
+    expect(result.status).toBe('failed');
+    if (result.status !== 'failed') return;
+    expect(result.error.name).toBe('TypeError');
+    expect(result.error.message).toBe('boom: bad input');
+    expect(result.error.stack).toContain('boom: bad input');
+    expect(t.runtime.get(callId)?.attempts).toBe(1);
+    expect(t.executor.started).toHaveLength(1);
+    await t.runtime.close();
+  });
+
+  it('retries an input whose container crashed on another container, then succeeds', async () => {
+    const attempts: string[] = [];
+    const flaky: TestFunction = (_args, ctx) => {
+      attempts.push(ctx.containerId);
+      if (attempts.length === 1) throw new Crash('segfault');
+      return 'ok';
+    };
+    const t = setup({ flaky });
+    t.deploy({ flaky: { gpu: 'H100', retries: 2 } });
+    const callId = t.runtime.call('acme', 'demo', 'flaky', []);
+    expect(await t.outcome(callId)).toEqual({ status: 'succeeded', value: 'ok' });
+    expect(t.runtime.get(callId)?.attempts).toBe(2);
+    expect(new Set(attempts).size).toBe(2);
+    // The crashed container gave its GPU back; only the one that succeeded holds one.
+    expect(t.runtime.containers().map((c) => c.containerId)).toEqual([attempts[1]]);
+    expect(t.capacity.heldCount()).toBe(1);
+    await t.runtime.close();
+  });
+
+  it('fails an input after its retries when every container crashes', async () => {
+    const t = setup({ crashy: () => Promise.reject(new Crash('oom')) });
+    t.deploy({ crashy: { gpu: 'H100', retries: 2 } });
+    const callId = t.runtime.call('acme', 'demo', 'crashy', []);
+    const result = await t.outcome(callId);
+    expect(result).toMatchObject({
+      status: 'failed',
+      error: { name: 'ContainerExitedError', message: expect.stringContaining('crashed (exit 1)') },
+    });
+    if (result.status === 'failed') expect(result.error.message).toContain('after 3 attempts');
+    expect(t.runtime.get(callId)?.attempts).toBe(3);
+    expect(t.executor.started).toHaveLength(3);
+    expect(t.capacity.heldCount()).toBe(0);
+    await t.runtime.close();
+  });
+
+  it('kills the container of an input past its timeout and retries it while retries remain', async () => {
+    let runs = 0;
+    const sometimesSlow: TestFunction = async (_args, ctx) => {
+      runs++;
+      await ctx.sleep(runs === 1 ? 60_000 : 1_000);
+      return runs;
+    };
+    const t = setup({ sometimesSlow, alwaysSlow: (_a, ctx) => ctx.sleep(60_000) });
+    t.deploy({
+      sometimesSlow: { gpu: 'H100', timeoutMs: 5_000, retries: 1 },
+      alwaysSlow: { gpu: 'H100', timeoutMs: 5_000 },
+    });
+    const retried = t.runtime.call('acme', 'demo', 'sometimesSlow', []);
+    const failed = t.runtime.call('acme', 'demo', 'alwaysSlow', []);
+    expect(await t.outcome(retried)).toEqual({ status: 'succeeded', value: 2 });
+    const result = await t.outcome(failed);
+    expect(result).toMatchObject({
+      status: 'failed',
+      error: { message: expect.stringContaining('timed out') },
+    });
+    // Placed at START, ready at 2 s, killed at 7 s.
+    expect(t.runtime.get(failed)?.finishedAtMs).toBe(START + 7_000);
+    await t.runtime.close();
+  });
+
+  it('scales up to maxContainers under load and no further', async () => {
+    const work: TestFunction = (_a, ctx) => ctx.sleep(10_000);
+    const t = setup({ work });
+    t.deploy({ work: { gpu: 'H100', maxContainers: 5 } });
+    const ids = Array.from({ length: 50 }, () => t.runtime.call('acme', 'demo', 'work', []));
+    let peak = 0;
+    for (let s = 0; s < 30; s++) {
+      await t.advance(TICK);
+      peak = Math.max(peak, t.runtime.containers().length);
+    }
+    expect(peak).toBe(5);
+    expect(t.executor.started).toHaveLength(5);
+    await Promise.all(ids.map((id) => t.outcome(id)));
+    expect(ids.every((id) => t.runtime.get(id)?.status === 'succeeded')).toBe(true);
+    await t.runtime.close();
+  });
+
+  it('scales to zero once its containers have been idle for the scale-down window', async () => {
+    const t = setup({ double });
+    t.deploy({ double: { gpu: 'H100', scaledownWindowMs: 10_000 } });
+    const ids = [1, 2, 3].map((n) => t.runtime.call('acme', 'demo', 'double', [n]));
+    await t.advance(0);
+    expect(t.runtime.containers()).toHaveLength(3);
+    for (const id of ids) await t.outcome(id);
+    // Idle since 2 s; still there at 11 s, gone by 12 s (the first tick at or after 2 s + 10 s).
+    await t.advance(START + 11_000 - t.clock.now());
+    expect(t.runtime.containers()).toHaveLength(3);
+    await t.advance(1_000);
+    expect(t.runtime.containers()).toEqual([]);
+    expect(t.capacity.heldCount()).toBe(0);
+    expect(t.runtime.demand()).toEqual([]);
+    await t.runtime.close();
+  });
+
+  it('keeps minContainers while idle and bufferContainers on top of the load', async () => {
+    const work: TestFunction = (_a, ctx) => ctx.sleep(30_000);
+    const t = setup({ work, double });
+    t.deploy({
+      double: { gpu: 'H100', minContainers: 2, scaledownWindowMs: 5_000 },
+      work: { gpu: 'A100-80GB', bufferContainers: 1, scaledownWindowMs: 5_000 },
+    });
+    await t.advance(0);
+    const count = (fn: string) => t.runtime.containers().filter((c) => c.functionName === fn).length;
+    expect(count('double')).toBe(2);
+    expect(count('work')).toBe(1);
+    t.runtime.call('acme', 'demo', 'work', []);
+    await t.advance(TICK);
+    expect(count('work')).toBe(2);
+    await t.advance(60_000);
+    expect(count('double')).toBe(2);
+    expect(count('work')).toBe(1);
+    await t.runtime.close();
+  });
+
+  it('falls back along the GPU preference list when the first type has no free GPU', async () => {
+    const t = setup(
+      { double },
+      { fleet: [instance('i-h100', 'H100', 1), instance('i-a100', 'A100-80GB', 2)] },
+    );
+    t.deploy({ double: { gpu: ['H100', 'A100-80GB:2'], maxContainers: 2 } });
+    const ids = [1, 2].map((n) => t.runtime.call('acme', 'demo', 'double', [n]));
+    await t.advance(0);
+    expect(
+      t.runtime
+        .containers()
+        .map((c) => [c.gpu, c.instanceId, c.gpuIndices])
+        .sort(),
+    ).toEqual([
+      ['A100-80GB', 'i-a100', [0, 1]],
+      ['H100', 'i-h100', [0]],
+    ]);
+    expect(t.shortfalls()).toBe(0);
+    for (const id of ids) expect((await t.outcome(id)).status).toBe('succeeded');
+    await t.runtime.close();
+  });
+
+  it('asks for a re-plan when a container finds no GPU, reports the demand and places it once capacity comes', async () => {
+    const t = setup({ double });
+    t.deploy({ double: { gpu: 'B200:2', regions: ['us-east-1'] } });
+    const callId = t.runtime.call('acme', 'demo', 'double', [4]);
+    await t.advance(3 * TICK);
+    expect(t.shortfalls()).toBe(1);
+    expect(t.runtime.demand()).toEqual([{ gpu: 'B200', gangSize: 2, gpus: 2 }]);
+    expect(t.runtime.get(callId)?.status).toBe('pending');
+    t.capacity.add(instance('i-b200', 'B200', 8, { region: 'eu-west-1' }));
+    await t.advance(TICK);
+    expect(t.runtime.containers()).toEqual([]);
+    t.capacity.add(instance('i-b200-us', 'B200', 8));
+    expect(await t.outcome(callId)).toEqual({ status: 'succeeded', value: 8 });
+    expect(t.runtime.demand()).toEqual([{ gpu: 'B200', gangSize: 2, gpus: 2 }]);
+    expect(t.shortfalls()).toBe(1);
+    await t.runtime.close();
+  });
+
+  it('shares a function fairly between tenants: round-robin over their queued inputs', async () => {
+    const t = setup({ echo: async (args, ctx) => ctx.sleep(1_000).then(() => args[0]) });
+    t.deploy({ echo: { gpu: 'H100', maxContainers: 1 } });
+    for (let i = 1; i <= 4; i++) t.runtime.call('acme', 'demo', 'echo', [`acme:${i}`]);
+    const theirs = [1, 2].map((i) =>
+      t.runtime.call('globex', 'demo', 'echo', [`globex:${i}`], { appTenantId: 'acme' }),
+    );
+    await Promise.all(theirs.map((id) => t.outcome(id)));
+    await t.advance(10_000);
+    expect(t.executor.began).toEqual(['acme:1', 'globex:1', 'acme:2', 'globex:2', 'acme:3', 'acme:4']);
+    expect(t.runtime.get(theirs[0] as string)).toMatchObject({ tenantId: 'globex', appTenantId: 'acme' });
+    await t.runtime.close();
+  });
+
+  it('meters one usage interval per container, from placement to exit', async () => {
+    const database = await openDatabase({});
+    const store = new UsageStore(database.db);
+    const t = setup({ double }, { meter: (clock) => new Meter({ clock, store }) });
+    const meter = t.meter as Meter;
+    t.deploy({ double: { gpu: 'A100-80GB:2', cpu: 4, memoryMiB: 8192, scaledownWindowMs: 5_000 } });
+    const callId = t.runtime.call('acme', 'demo', 'double', [1]);
+    await t.advance(0);
+    const [container] = t.runtime.containers();
+    expect(meter.openIntervals()).toEqual([
+      {
+        intervalId: container?.containerId,
+        tenantId: 'acme',
+        kind: 'container',
+        subject: 'demo/double',
+        gpu: 'A100-80GB',
+        gpus: 2,
+        cores: 4,
+        memoryMib: 8192,
+        vendor: 'gcp',
+        region: 'europe-west4',
+        capacityType: 'on-demand',
+        startMs: START,
+      },
+    ]);
+    await t.outcome(callId);
+    await t.advance(10_000);
+    expect(meter.openIntervals()).toEqual([]);
+    await meter.flush();
+    const rows = await database.db.select().from(usageIntervals);
+    expect(rows).toMatchObject([
+      { id: container?.containerId, subject: 'demo/double', gpus: 2, startMs: START, endMs: START + 7_000 },
+    ]);
+    await t.runtime.close();
+    await database.close();
+  });
+
+  it('stops an app: its containers stop, its queued and running calls fail, its GPUs are freed', async () => {
+    const t = setup({ work: (_a, ctx) => ctx.sleep(60_000) });
+    t.deploy({ work: { gpu: 'H100', maxContainers: 1 } });
+    const ids = [1, 2, 3].map(() => t.runtime.call('acme', 'demo', 'work', []));
+    await t.advance(3_000);
+    expect(t.runtime.get(ids[0] as string)?.status).toBe('running');
+    await t.runtime.stopApp('acme', 'demo');
+    for (const id of ids)
+      expect(await t.runtime.result(id)).toMatchObject({
+        status: 'failed',
+        error: { message: 'app demo was stopped' },
+      });
+    expect(t.runtime.containers()).toEqual([]);
+    expect(t.capacity.heldCount()).toBe(0);
+    expect(() => t.runtime.call('acme', 'demo', 'work', [])).toThrow(NotFoundError);
+    await t.advance(120_000);
+    expect(t.executor.started).toHaveLength(1);
+    await t.runtime.close();
+  });
+
+  it('cancels a queued call before it runs and a running one without waiting for it', async () => {
+    const t = setup({ work: (_a, ctx) => ctx.sleep(10_000) });
+    t.deploy({ work: { gpu: 'H100', maxContainers: 1 } });
+    const running = t.runtime.call('acme', 'demo', 'work', ['first']);
+    const queued = t.runtime.call('acme', 'demo', 'work', ['second']);
+    await t.advance(3_000);
+    expect(t.runtime.cancel(queued)).toBe(true);
+    expect(t.runtime.cancel(running)).toBe(true);
+    expect(await t.runtime.result(queued)).toEqual({ status: 'cancelled' });
+    expect(await t.runtime.result(running)).toEqual({ status: 'cancelled' });
+    await t.advance(30_000);
+    expect(t.executor.began).toEqual(['first']);
+    expect(t.runtime.cancel(running)).toBe(false);
+    expect(t.runtime.get(running)?.status).toBe('cancelled');
+    expect(() => t.runtime.cancel('call_unknown')).toThrow(NotFoundError);
+    await t.runtime.close();
+  });
+
+  it('takes a repeated call id as the same call', async () => {
+    const t = setup({ double });
+    t.deploy({ double: { gpu: 'H100' } });
+    expect(t.runtime.call('acme', 'demo', 'double', [1], { callId: 'k-1' })).toBe('k-1');
+    expect(t.runtime.call('acme', 'demo', 'double', [1], { callId: 'k-1' })).toBe('k-1');
+    expect(await t.outcome('k-1')).toEqual({ status: 'succeeded', value: 2 });
+    expect(t.executor.began).toHaveLength(1);
+    expect(() =>
+      t.runtime.call('other', 'demo', 'double', [1], { callId: 'k-1', appTenantId: 'acme' }),
+    ).toThrow(/callId: already used/);
+    await t.runtime.close();
+  });
+
+  it('starts new containers from the new bundle after a re-deploy and drains the old ones', async () => {
+    const t = setup({ work: async (_a, ctx) => ctx.sleep(5_000).then(() => ctx.spec.bundlePath) });
+    t.deploy({ work: { gpu: 'H100' } });
+    const before = t.runtime.call('acme', 'demo', 'work', []);
+    await t.advance(3_000);
+    expect(t.deploy({ work: { gpu: 'H100' } }, { bundleId: 'bundle-2' }).version).toBe(2);
+    const after = t.runtime.call('acme', 'demo', 'work', []);
+    await t.advance(0);
+    expect(t.runtime.containers().map((c) => [c.bundleId, c.state])).toEqual([
+      ['bundle-1', 'draining'],
+      ['bundle-2', 'starting'],
+    ]);
+    expect(await t.outcome(before)).toEqual({ status: 'succeeded', value: '/bundles/bundle-1.mjs' });
+    expect(await t.outcome(after)).toEqual({ status: 'succeeded', value: '/bundles/bundle-2.mjs' });
+    expect(t.runtime.containers().map((c) => c.bundleId)).toEqual(['bundle-2']);
+    await t.runtime.close();
+  });
+
+  it('tags container log lines with tenant, app and function', async () => {
+    const t = setup({
+      chatty: (args, ctx) => {
+        ctx.log(`hello ${args[0]}`);
+        return null;
+      },
+    });
+    const lines: RuntimeLogLine[] = [];
+    t.runtime.onLog((line) => lines.push(line));
+    t.deploy({ chatty: { gpu: 'L4' } });
+    await t.outcome(t.runtime.call('acme', 'demo', 'chatty', ['world']));
+    expect(lines).toMatchObject([
+      { tenantId: 'acme', app: 'demo', functionName: 'chatty', stream: 'stdout', text: 'hello world' },
+    ]);
+    await t.runtime.close();
+  });
+
+  it('fails queued calls when containers keep failing to start, and backs off between tries', async () => {
+    const t = setup({ double });
+    t.executor.failStart = () => 'SyntaxError: Unexpected token';
+    t.deploy({ double: { gpu: 'H100' } });
+    const callId = t.runtime.call('acme', 'demo', 'double', [1]);
+    const result = await t.outcome(callId);
+    expect(result).toMatchObject({
+      status: 'failed',
+      error: { name: 'ContainerStartError', message: expect.stringContaining('Unexpected token') },
+    });
+    // Starts at 0 s, 3 s (1 s backoff after a 2 s start), 7 s (2 s backoff).
+    expect(t.executor.started).toHaveLength(3);
+    expect(t.runtime.get(callId)?.finishedAtMs).toBe(START + 9_000);
+    expect(t.capacity.heldCount()).toBe(0);
+    await t.runtime.close();
+  });
+
+  it('moves containers off a draining instance', async () => {
+    const t = setup({ double }, { fleet: [instance('i-old', 'H100', 1), instance('i-new', 'H100', 2)] });
+    t.deploy({ double: { gpu: 'H100', minContainers: 1 } });
+    await t.advance(3_000);
+    expect(t.runtime.containers().map((c) => c.instanceId)).toEqual(['i-old']);
+    t.capacity.drain('i-old');
+    t.runtime.drainInstances(['i-old']);
+    await t.advance(0);
+    expect(t.runtime.containers().map((c) => c.instanceId)).toEqual(['i-new']);
+    expect([...t.capacity.holdings().values()].flat()).toEqual(['i-new:0']);
+    await t.runtime.close();
+  });
+
+  it('never books one GPU twice while many functions scale up and down', async () => {
+    const random = new Random(11);
+    const fleet = [
+      instance('i-1', 'H100', 8),
+      instance('i-2', 'H100', 8),
+      instance('i-3', 'A100-80GB', 4),
+      instance('i-4', 'L4', 1),
+      instance('i-5', 'L4', 1),
+    ];
+    const t = setup(
+      {
+        a: (_a, ctx) => ctx.sleep(random.int(100, 4_000)),
+        b: (_a, ctx) => ctx.sleep(random.int(100, 8_000)),
+        c: (_a, ctx) => (random.chance(0.2) ? Promise.reject(new Crash('x')) : ctx.sleep(500)),
+      },
+      { fleet },
+    );
+    let checks = 0;
+    const allocate = t.capacity.allocate.bind(t.capacity);
+    // MemoryCapacity throws on a double booking; count the allocations to know the check ran.
+    t.capacity.allocate = (owner, id, gpus) => {
+      checks++;
+      allocate(owner, id, gpus);
+    };
+    t.deploy({
+      a: { gpu: ['H100:2', 'A100-80GB:2'], maxContainers: 10, scaledownWindowMs: 2_000 },
+      b: { gpu: 'H100:3', concurrency: 2, scaledownWindowMs: 3_000 },
+      c: { gpu: ['L4', 'H100'], retries: 3, scaledownWindowMs: 1_000 },
+    });
+    const ids: string[] = [];
+    for (let s = 0; s < 60; s++) {
+      for (const fn of ['a', 'b', 'c']) {
+        const n = random.int(0, 3);
+        for (let i = 0; i < n; i++) ids.push(t.runtime.call('acme', 'demo', fn, []));
+      }
+      await t.advance(TICK);
+      const held = [...t.capacity.holdings().values()].flat();
+      expect(new Set(held).size).toBe(held.length);
+      expect(held.length).toBe(t.runtime.containers().reduce((n, c) => n + c.gpuIndices.length, 0));
+    }
+    await t.advance(120_000);
+    expect(ids.every((id) => t.runtime.get(id)?.status !== 'pending')).toBe(true);
+    expect(checks).toBe(t.executor.started.length);
+    expect(checks).toBeGreaterThan(10);
+    await t.runtime.close();
+    expect(t.capacity.heldCount()).toBe(0);
+  });
+});
+
+describe('FreeGpuSlot', () => {
+  it('is what the MemoryCapacity reports', () => {
+    const capacity = new MemoryCapacity([instance('i-1', 'H100', 2)]);
+    capacity.allocate('c1', 'i-1', [1]);
+    expect(capacity.freeGpus()).toEqual<FreeGpuSlot[]>([{ ...instance('i-1', 'H100', 2), free: [0] }]);
+    expect(() => capacity.allocate('c2', 'i-1', [1])).toThrow(/already held by c1/);
+    capacity.free('c1');
+    expect(capacity.freeGpus()[0]?.free).toEqual([0, 1]);
+  });
+});

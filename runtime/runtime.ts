@@ -1,0 +1,991 @@
+/**
+ * The serverless runtime: deployed apps, their functions' input queues, and the containers that run them on the
+ * fleet's free GPUs. Independent of HTTP; the broker's API calls it.
+ *
+ * Everything happens on the Clock and on executor promises, so a run on a VirtualClock is deterministic:
+ * - every `tickMs` (1 s) each function is reconciled: idle containers past the scale-down window stop, missing ones
+ *   are placed (best fit, `placement.ts`, on one indexed snapshot of `capacity.freeGpus()`, held with `capacity.allocate`) and
+ *   started, queued inputs are dispatched to ready containers up to `concurrency`;
+ * - a call, a deploy or a failed container asks for a reconcile of its function at the current time (one timer for
+ *   a whole burst), so that work starts without waiting for the next tick;
+ * - an executor promise (ready, result, exit) moves that container and its inputs on at once.
+ *
+ * An input whose container dies (ContainerExitedError: crash, kill, input timeout) runs again on another container
+ * up to `retries` times; an exception of the function itself (RemoteError) fails the call at once. Each container
+ * is metered as one usage interval from placement to exit.
+ */
+import { randomBytes } from 'node:crypto';
+import pino, { type Logger } from 'pino';
+import type { Clock, TimerHandle } from '../lib/clock.ts';
+import { NotFoundError, ValidationError } from '../lib/errors.ts';
+import { IdGenerator } from '../lib/ids.ts';
+import { Random } from '../lib/random.ts';
+import { containersToStop, desiredContainers } from './autoscaler.ts';
+import type { GpuCapacity } from './capacity.ts';
+import { ContainerLifecycle, type ContainerState } from './container.ts';
+import {
+  type ContainerExit,
+  ContainerExitedError,
+  type ContainerHandle,
+  type Executor,
+  type LogLine,
+  RemoteError,
+} from './executor/executor.ts';
+import type { FunctionSpec } from './function-spec.ts';
+import { InputQueue } from './input-queue.ts';
+import type { Meter } from './meter/meter.ts';
+import { type ContainerPlacement, SlotIndex } from './placement.ts';
+
+export const DEFAULT_TICK_MS = 1_000;
+/** Finished calls are kept this long for `get` and `result`. */
+export const DEFAULT_RETAIN_CALLS_MS = 3_600_000;
+/** Consecutive containers of a function that fail to start before its queued calls fail. */
+export const MAX_START_FAILURES = 3;
+/** Longest wait before placing again a function whose containers fail to start (doubles from 1 s). */
+const MAX_START_BACKOFF_MS = 60_000;
+
+export interface RuntimeOptions {
+  readonly clock: Clock;
+  readonly capacity: GpuCapacity;
+  readonly executor: Executor;
+  readonly meter?: Meter;
+  /** Absolute path of a deployed bundle. */
+  readonly bundlePathOf: (bundleId: string) => string;
+  /** A container could not be placed for lack of GPUs: ask the control loop to plan again now. */
+  readonly onShortfall?: () => void;
+  readonly logger?: Logger;
+  /** Makes container (`ctr_…`) and call (`call_…`) ids; default seeded at random. */
+  readonly ids?: IdGenerator;
+  readonly tickMs?: number;
+  readonly retainCallsMs?: number;
+}
+
+export interface AppDeployment {
+  readonly tenantId: string;
+  readonly app: string;
+  /** Content-addressed bundle holding the app's functions. */
+  readonly bundleId: string;
+  readonly functions: Readonly<Record<string, FunctionSpec>>;
+  /** The tenant's environment and secrets for the app's containers. */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export interface AppView {
+  readonly tenantId: string;
+  readonly app: string;
+  readonly bundleId: string;
+  /** 1 on the first deploy, +1 on each re-deploy. */
+  readonly version: number;
+  readonly functions: string[];
+}
+
+export interface CallOptions {
+  /** Idempotency key: a call with a known id returns that id and enqueues nothing. */
+  readonly callId?: string;
+  /** Owner of the app when it is not the caller (default: the calling tenant). */
+  readonly appTenantId?: string;
+}
+
+export type CallStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+export interface CallError {
+  readonly message: string;
+  readonly stack?: string;
+  readonly name: string;
+}
+
+export type CallOutcome =
+  | { readonly status: 'succeeded'; readonly value: unknown }
+  | { readonly status: 'failed'; readonly error: CallError }
+  | { readonly status: 'cancelled' };
+
+export interface CallView {
+  readonly callId: string;
+  /** The calling tenant. */
+  readonly tenantId: string;
+  /** The app's owner. */
+  readonly appTenantId: string;
+  readonly app: string;
+  readonly functionName: string;
+  readonly status: CallStatus;
+  /** Times it was given to a container. */
+  readonly attempts: number;
+  readonly createdAtMs: number;
+  /** When a container first took it. */
+  readonly startedAtMs?: number;
+  readonly finishedAtMs?: number;
+  /** The container of the last attempt. */
+  readonly containerId?: string;
+  readonly error?: CallError;
+}
+
+export interface ContainerView {
+  readonly containerId: string;
+  readonly tenantId: string;
+  readonly app: string;
+  readonly functionName: string;
+  readonly state: ContainerState;
+  readonly instanceId: string;
+  readonly gpu: string;
+  readonly gpuIndices: readonly number[];
+  readonly vendor: string;
+  readonly region: string;
+  readonly capacityType: string;
+  readonly bundleId: string;
+  readonly inFlight: number;
+  readonly placedAtMs: number;
+  readonly readyAtMs?: number;
+  readonly coldStartMs?: number;
+  readonly idleSinceMs?: number;
+  /** Why it is draining. */
+  readonly reason?: string;
+}
+
+export interface RuntimeLogLine extends LogLine {
+  readonly tenantId: string;
+  readonly app: string;
+  readonly functionName: string;
+}
+
+/** GPUs the runtime holds plus those its queued work still needs, per GPU type and gang size. */
+export interface GpuDemand {
+  readonly gpu: string;
+  /** Left to the broker, which knows the region groups. */
+  readonly regionGroup?: string;
+  /** GPUs one container needs on one node. */
+  readonly gangSize: number;
+  readonly gpus: number;
+}
+
+interface AppState {
+  readonly tenantId: string;
+  readonly app: string;
+  bundleId: string;
+  env: Readonly<Record<string, string>>;
+  version: number;
+  readonly functions: Map<string, FunctionState>;
+  /** Calls made and calls finished since the first deploy. */
+  readonly calls: { done: number; total: number };
+}
+
+interface FunctionState {
+  readonly app: AppState;
+  readonly name: string;
+  spec: FunctionSpec;
+  /** bundle + env + spec: containers of another revision drain. */
+  revision: string;
+  readonly queue: InputQueue<CallRecord>;
+  /** Containers that hold GPUs or still have inputs in flight. */
+  readonly containers: Map<string, ContainerRecord>;
+  /** Gone (app stopped or function removed by a re-deploy): nothing new is placed or dispatched. */
+  retired: boolean;
+  startFailures: number;
+  startBackoffUntilMs: number;
+}
+
+interface ContainerRecord {
+  readonly containerId: string;
+  readonly fn: FunctionState;
+  readonly revision: string;
+  readonly bundleId: string;
+  readonly lifecycle: ContainerLifecycle;
+  readonly placement: ContainerPlacement;
+  handle: ContainerHandle | undefined;
+  readonly running: Map<string, CallRecord>;
+  idleSinceMs: number | undefined;
+  stopRequested: boolean;
+  /** An input reported it dead (ContainerExitedError): nothing more goes to it; its exit releases it. */
+  lost: boolean;
+  released: boolean;
+  exitedAtMs: number | undefined;
+  exitReason: string | undefined;
+  unsubscribeLog: (() => void) | undefined;
+}
+
+interface CallRecord {
+  readonly callId: string;
+  readonly tenantId: string;
+  readonly fn: FunctionState;
+  readonly args: readonly unknown[];
+  status: CallStatus;
+  attempts: number;
+  readonly createdAtMs: number;
+  startedAtMs: number | undefined;
+  finishedAtMs: number | undefined;
+  containerId: string | undefined;
+  error: CallError | undefined;
+  readonly done: Promise<CallOutcome>;
+  readonly resolve: (outcome: CallOutcome) => void;
+}
+
+const appKey = (tenantId: string, app: string) => `${tenantId}\u0000${app}`;
+
+export class Runtime {
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly ids: IdGenerator;
+  private readonly tickMs: number;
+  private readonly retainCallsMs: number;
+  private readonly apps = new Map<string, AppState>();
+  private readonly calls = new Map<string, CallRecord>();
+  /** Finished calls in the order they finished (for pruning). */
+  private finished: CallRecord[] = [];
+  private readonly live = new Map<string, ContainerRecord>();
+  /** Exited containers whose in-flight inputs the executor has not settled yet. */
+  private readonly orphans = new Set<ContainerRecord>();
+  private readonly logListeners = new Set<(line: RuntimeLogLine) => void>();
+  private readonly dirty = new Set<FunctionState>();
+  private kickTimer: TimerHandle | undefined;
+  private tickTimer: TimerHandle | undefined;
+  /** Containers that could not be placed at the last reconcile; onShortfall fires when this grows. */
+  private unplaced = 0;
+  private closed = false;
+
+  constructor(private readonly o: RuntimeOptions) {
+    this.clock = o.clock;
+    this.logger = o.logger ?? pino({ level: 'silent' });
+    this.ids = o.ids ?? new IdGenerator(o.clock, new Random(randomBytes(4).readUInt32LE(0)));
+    this.tickMs = o.tickMs ?? DEFAULT_TICK_MS;
+    this.retainCallsMs = o.retainCallsMs ?? DEFAULT_RETAIN_CALLS_MS;
+  }
+
+  /** Starts the reconcile tick (every `tickMs` on the Clock). */
+  start(): void {
+    if (this.tickTimer || this.closed) return;
+    const schedule = () => {
+      this.tickTimer = this.clock.setTimer(this.clock.now() + this.tickMs, () => {
+        this.tick();
+        schedule();
+      });
+    };
+    schedule();
+  }
+
+  /**
+   * Deploys an app, or re-deploys it: later calls run the new bundle, functions and env. Containers of the previous
+   * revision take no new inputs and stop once their in-flight inputs end; queued calls stay queued; the queued calls
+   * of a function that is no longer deployed fail.
+   */
+  deployApp(deployment: AppDeployment): AppView {
+    this.assertOpen();
+    const { tenantId, app, bundleId } = deployment;
+    if (!tenantId) throw new ValidationError('tenantId', 'must not be empty');
+    if (!app) throw new ValidationError('app', 'must not be empty');
+    if (!bundleId) throw new ValidationError('bundleId', 'must not be empty');
+    const names = Object.keys(deployment.functions);
+    if (names.length === 0) throw new ValidationError('functions', 'deploy at least one function');
+    for (const name of names) if (!name) throw new ValidationError('functions', 'a function name is empty');
+    const env = { ...(deployment.env ?? {}) };
+    const key = appKey(tenantId, app);
+    let state = this.apps.get(key);
+    if (!state) {
+      state = {
+        tenantId,
+        app,
+        bundleId,
+        env,
+        version: 0,
+        functions: new Map(),
+        calls: { done: 0, total: 0 },
+      };
+      this.apps.set(key, state);
+    }
+    state.bundleId = bundleId;
+    state.env = env;
+    state.version++;
+    for (const [name, fn] of state.functions)
+      if (!(name in deployment.functions)) {
+        state.functions.delete(name);
+        this.retire(fn, `function ${app}.${name} is no longer deployed`, 'drain');
+      }
+    for (const name of names) {
+      const spec = deployment.functions[name] as FunctionSpec;
+      const revision = JSON.stringify({ bundleId, env, spec });
+      let fn = state.functions.get(name);
+      if (!fn) {
+        fn = {
+          app: state,
+          name,
+          spec,
+          revision,
+          queue: new InputQueue(),
+          containers: new Map(),
+          retired: false,
+          startFailures: 0,
+          startBackoffUntilMs: 0,
+        };
+        state.functions.set(name, fn);
+      } else if (fn.revision !== revision) {
+        fn.spec = spec;
+        fn.revision = revision;
+        fn.startFailures = 0;
+        fn.startBackoffUntilMs = 0;
+        for (const c of fn.containers.values()) if (c.revision !== revision) this.drain(c, 'redeployed');
+      }
+      this.markDirty(fn);
+    }
+    this.logger.info({ tenantId, app, bundleId, version: state.version }, 'app deployed');
+    return this.appView(state);
+  }
+
+  /** The deployed app, if any. */
+  getApp(tenantId: string, app: string): AppView | undefined {
+    const state = this.apps.get(appKey(tenantId, app));
+    return state && this.appView(state);
+  }
+
+  /** Calls of a deployed app since its first deploy: finished (in any way) and in all. */
+  callCounts(tenantId: string, app: string): { done: number; total: number } {
+    const state = this.apps.get(appKey(tenantId, app));
+    return state ? { ...state.calls } : { done: 0, total: 0 };
+  }
+
+  /** Stops an app: its containers stop now, its queued and running calls fail. Resolves when they have exited. */
+  async stopApp(tenantId: string, app: string): Promise<void> {
+    const state = this.apps.get(appKey(tenantId, app));
+    if (!state) throw new NotFoundError(`no app "${app}"`);
+    this.apps.delete(appKey(tenantId, app));
+    const exits: Promise<unknown>[] = [];
+    for (const fn of state.functions.values())
+      exits.push(...this.retire(fn, `app ${app} was stopped`, 'kill'));
+    this.logger.info({ tenantId, app }, 'app stopped');
+    await Promise.all(exits);
+  }
+
+  /** Enqueues a call of `fn` of the app; returns its call id. */
+  call(
+    tenantId: string,
+    app: string,
+    fn: string,
+    args: readonly unknown[],
+    options: CallOptions = {},
+  ): string {
+    this.assertOpen();
+    const owner = options.appTenantId ?? tenantId;
+    const state = this.apps.get(appKey(owner, app));
+    if (!state) throw new NotFoundError(`no app "${app}"`);
+    const f = state.functions.get(fn);
+    if (!f) throw new NotFoundError(`app "${app}" has no function "${fn}"`);
+    if (!Array.isArray(args)) throw new ValidationError('args', 'must be an array');
+    if (options.callId !== undefined) {
+      if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(options.callId))
+        throw new ValidationError('callId', 'use 1 to 128 letters, digits, "_", ".", ":" or "-"');
+      const known = this.calls.get(options.callId);
+      if (known) {
+        if (known.tenantId === tenantId && known.fn.app === state && known.fn.name === fn)
+          return known.callId;
+        throw new ValidationError('callId', 'already used by another call');
+      }
+    }
+    const callId = options.callId ?? this.ids.next('call');
+    let resolve!: (outcome: CallOutcome) => void;
+    const done = new Promise<CallOutcome>((r) => {
+      resolve = r;
+    });
+    const record: CallRecord = {
+      callId,
+      tenantId,
+      fn: f,
+      args: [...args],
+      status: 'pending',
+      attempts: 0,
+      createdAtMs: this.clock.now(),
+      startedAtMs: undefined,
+      finishedAtMs: undefined,
+      containerId: undefined,
+      error: undefined,
+      done,
+      resolve,
+    };
+    this.calls.set(callId, record);
+    state.calls.total++;
+    f.queue.enqueue(record);
+    this.markDirty(f);
+    return callId;
+  }
+
+  /** Resolves when the call has finished (succeeded, failed or cancelled). */
+  async result(callId: string): Promise<CallOutcome> {
+    const call = this.calls.get(callId);
+    if (!call) throw new NotFoundError(`no call "${callId}"`);
+    return call.done;
+  }
+
+  /**
+   * Cancels a pending or running call; returns false when it had already finished. A running input is left to end
+   * on its container (its result is dropped): the executor contract has no way to stop one input alone.
+   */
+  cancel(callId: string): boolean {
+    const call = this.calls.get(callId);
+    if (!call) throw new NotFoundError(`no call "${callId}"`);
+    if (call.status === 'pending') call.fn.queue.cancel(callId);
+    else if (call.status !== 'running') return false;
+    this.finish(call, { status: 'cancelled' });
+    return true;
+  }
+
+  get(callId: string): CallView | undefined {
+    const call = this.calls.get(callId);
+    if (!call) return undefined;
+    return {
+      callId: call.callId,
+      tenantId: call.tenantId,
+      appTenantId: call.fn.app.tenantId,
+      app: call.fn.app.app,
+      functionName: call.fn.name,
+      status: call.status,
+      attempts: call.attempts,
+      createdAtMs: call.createdAtMs,
+      ...(call.startedAtMs === undefined ? {} : { startedAtMs: call.startedAtMs }),
+      ...(call.finishedAtMs === undefined ? {} : { finishedAtMs: call.finishedAtMs }),
+      ...(call.containerId === undefined ? {} : { containerId: call.containerId }),
+      ...(call.error === undefined ? {} : { error: call.error }),
+    };
+  }
+
+  /** Each line a container writes, tagged with its tenant, app and function. Returns the unsubscribe. */
+  onLog(listener: (line: RuntimeLogLine) => void): () => void {
+    this.logListeners.add(listener);
+    return () => this.logListeners.delete(listener);
+  }
+
+  /** Containers holding GPUs (placed, starting, ready or draining). */
+  containers(): ContainerView[] {
+    return [...this.live.values()].map((c) => {
+      const { lifecycle, placement, fn } = c;
+      const readyAtMs = lifecycle.at('ready');
+      const coldStartMs = lifecycle.coldStartMs;
+      const reason = lifecycle.reason;
+      return {
+        containerId: c.containerId,
+        tenantId: fn.app.tenantId,
+        app: fn.app.app,
+        functionName: fn.name,
+        state: lifecycle.state,
+        instanceId: placement.instanceId,
+        gpu: placement.gpu,
+        gpuIndices: placement.gpuIndices,
+        vendor: placement.slot.vendor,
+        region: placement.slot.region,
+        capacityType: placement.slot.capacityType,
+        bundleId: c.bundleId,
+        inFlight: c.running.size,
+        placedAtMs: lifecycle.at('placed') as number,
+        ...(readyAtMs === undefined ? {} : { readyAtMs }),
+        ...(coldStartMs === undefined ? {} : { coldStartMs }),
+        ...(c.idleSinceMs === undefined ? {} : { idleSinceMs: c.idleSinceMs }),
+        ...(reason === undefined ? {} : { reason }),
+      };
+    });
+  }
+
+  /**
+   * GPUs per GPU type and gang size: those containers hold now, plus those of the containers the functions want
+   * and could not place yet (counted at their first GPU preference; regions are not reported). The broker adds the
+   * region group.
+   */
+  demand(): GpuDemand[] {
+    const cells = new Map<string, { gpu: string; gangSize: number; gpus: number }>();
+    const add = (gpu: string, gangSize: number, gpus: number) => {
+      if (gpus <= 0) return;
+      const key = `${gpu}|${gangSize}`;
+      const cell = cells.get(key) ?? { gpu, gangSize, gpus: 0 };
+      cell.gpus += gpus;
+      cells.set(key, cell);
+    };
+    for (const c of this.live.values())
+      add(c.placement.gpu, c.placement.gpuIndices.length, c.placement.gpuIndices.length);
+    for (const state of this.apps.values())
+      for (const fn of state.functions.values()) {
+        // Containers that fail to start want no more GPUs: they want a fixed bundle.
+        if (fn.startFailures > 0) continue;
+        const missing = this.desired(fn) - this.current(fn).length;
+        const first = fn.spec.gpus[0];
+        if (first && missing > 0) add(first.gpu, first.count, missing * first.count);
+      }
+    return [...cells.values()];
+  }
+
+  /**
+   * Containers on these instances take no new inputs and stop once idle; the autoscaler places replacements on
+   * other instances (for instances the broker drains or that will be reclaimed).
+   */
+  drainInstances(instanceIds: readonly string[]): void {
+    const ids = new Set(instanceIds);
+    for (const c of [...this.live.values()])
+      if (ids.has(c.placement.instanceId)) {
+        this.drain(c, `instance ${c.placement.instanceId} is draining`);
+        this.markDirty(c.fn);
+      }
+  }
+
+  /** One reconcile pass over every function (what the tick runs). */
+  tick(): void {
+    const now = this.clock.now();
+    for (const c of [...this.orphans])
+      if (now - (c.exitedAtMs as number) >= this.tickMs)
+        for (const call of [...c.running.values()])
+          this.settled(call, c, {
+            ok: false,
+            error: new ContainerExitedError(c.containerId, c.exitReason ?? ''),
+          });
+    for (const state of this.apps.values())
+      for (const fn of state.functions.values()) this.guard(fn, () => this.scaleDown(fn));
+    this.reconcile([...this.apps.values()].flatMap((state) => [...state.functions.values()]));
+    this.prune();
+  }
+
+  /** Stops the tick and every container; calls not finished yet fail. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.tickTimer?.cancel();
+    this.kickTimer?.cancel();
+    this.tickTimer = this.kickTimer = undefined;
+    const exits: Promise<unknown>[] = [];
+    for (const state of this.apps.values())
+      for (const fn of state.functions.values())
+        exits.push(...this.retire(fn, 'the runtime was closed', 'kill'));
+    this.apps.clear();
+    for (const c of [...this.live.values()]) exits.push(this.kill(c, 'the runtime was closed'));
+    await Promise.all(exits);
+  }
+
+  // ——— reconcile ———
+
+  private markDirty(fn: FunctionState): void {
+    if (this.closed) return;
+    this.dirty.add(fn);
+    this.kickTimer ??= this.clock.setTimer(this.clock.now(), () => {
+      this.kickTimer = undefined;
+      const fns = [...this.dirty];
+      this.dirty.clear();
+      this.reconcile(fns);
+    });
+  }
+
+  /** Places the containers the functions miss and dispatches their queued inputs. */
+  private reconcile(fns: readonly FunctionState[]): void {
+    // One snapshot of the free GPUs per reconcile, taken only if a container is to be placed.
+    let snapshot: SlotIndex | undefined;
+    const free = () => {
+      snapshot ??= new SlotIndex(this.o.capacity.freeGpus());
+      return snapshot;
+    };
+    let unplaced = 0;
+    for (const fn of fns) {
+      if (fn.retired) continue;
+      this.guard(fn, () => {
+        unplaced += this.scaleUp(fn, free);
+        this.dispatch(fn);
+      });
+    }
+    // Every function is counted at each tick; a kick sees only some, so it can only raise the count.
+    const grew = unplaced > this.unplaced;
+    if (grew || fns.length === this.countFunctions()) this.unplaced = unplaced;
+    if (grew) {
+      this.logger.info({ unplaced }, 'containers wait for GPUs');
+      this.o.onShortfall?.();
+    }
+  }
+
+  private countFunctions(): number {
+    let n = 0;
+    for (const state of this.apps.values()) n += state.functions.size;
+    return n;
+  }
+
+  private guard(fn: FunctionState, work: () => void): void {
+    try {
+      work();
+    } catch (error) {
+      this.logger.error({ err: error, app: fn.app.app, function: fn.name }, 'reconcile failed');
+    }
+  }
+
+  /** Containers of the current revision that count towards the function's size. */
+  private current(fn: FunctionState): ContainerRecord[] {
+    const result: ContainerRecord[] = [];
+    for (const c of fn.containers.values()) {
+      const state = c.lifecycle.state;
+      if (c.lost || c.revision !== fn.revision) continue;
+      if (state === 'placed' || state === 'starting' || state === 'ready') result.push(c);
+    }
+    return result;
+  }
+
+  private desired(fn: FunctionState): number {
+    let inFlight = 0;
+    for (const c of this.current(fn)) inFlight += c.running.size;
+    return desiredContainers({
+      inFlight,
+      queued: fn.queue.size,
+      concurrency: fn.spec.concurrency,
+      bufferContainers: fn.spec.bufferContainers,
+      minContainers: fn.spec.minContainers,
+      maxContainers: fn.spec.maxContainers,
+    });
+  }
+
+  /** Places and starts the containers the function misses; returns how many found no GPUs. */
+  private scaleUp(fn: FunctionState, free: () => SlotIndex): number {
+    if (this.clock.now() < fn.startBackoffUntilMs) return 0;
+    const missing = this.desired(fn) - this.current(fn).length;
+    for (let i = 0; i < missing; i++) {
+      const snapshot = free();
+      const placement = snapshot.place({ gpus: fn.spec.gpus, regions: fn.spec.regions });
+      if (!placement) return missing - i;
+      snapshot.take(placement);
+      this.place(fn, placement);
+    }
+    return 0;
+  }
+
+  private scaleDown(fn: FunctionState): void {
+    const current = this.current(fn);
+    const stop = containersToStop(
+      current.map((c) => ({
+        containerId: c.containerId,
+        idleSinceMs: c.lifecycle.state === 'ready' && c.running.size === 0 ? c.idleSinceMs : undefined,
+      })),
+      this.desired(fn),
+      this.clock.now(),
+      fn.spec.scaledownWindowMs,
+    );
+    for (const id of stop) {
+      const c = fn.containers.get(id);
+      if (c) this.drain(c, 'idle past the scale-down window');
+    }
+  }
+
+  /** Gives queued inputs to ready containers with room, the least busy first. */
+  private dispatch(fn: FunctionState): void {
+    if (fn.retired) return;
+    while (fn.queue.size > 0) {
+      let target: ContainerRecord | undefined;
+      for (const c of fn.containers.values()) {
+        if (c.lifecycle.state !== 'ready' || c.lost || c.revision !== fn.revision) continue;
+        if (c.running.size >= fn.spec.concurrency) continue;
+        if (!target || c.running.size < target.running.size) target = c;
+      }
+      if (!target) return;
+      this.run(fn.queue.take() as CallRecord, target);
+    }
+  }
+
+  // ——— containers ———
+
+  private place(fn: FunctionState, placement: ContainerPlacement): void {
+    const containerId = this.ids.next('ctr');
+    const { app: state, spec } = fn;
+    this.o.capacity.allocate(containerId, placement.instanceId, placement.gpuIndices);
+    const c: ContainerRecord = {
+      containerId,
+      fn,
+      revision: fn.revision,
+      bundleId: state.bundleId,
+      lifecycle: new ContainerLifecycle(containerId, this.clock),
+      placement,
+      handle: undefined,
+      running: new Map(),
+      idleSinceMs: undefined,
+      stopRequested: false,
+      lost: false,
+      released: false,
+      exitedAtMs: undefined,
+      exitReason: undefined,
+      unsubscribeLog: undefined,
+    };
+    fn.containers.set(containerId, c);
+    this.live.set(containerId, c);
+    this.o.meter?.openInterval({
+      intervalId: containerId,
+      tenantId: state.tenantId,
+      kind: 'container',
+      subject: `${state.app}/${fn.name}`,
+      gpu: placement.gpu,
+      gpus: placement.gpuIndices.length,
+      cores: spec.cpu,
+      memoryMib: spec.memoryMiB,
+      vendor: placement.slot.vendor,
+      region: placement.slot.region,
+      capacityType: placement.slot.capacityType,
+    });
+    let handle: ContainerHandle;
+    try {
+      handle = this.o.executor.start({
+        containerId,
+        tenantId: state.tenantId,
+        app: state.app,
+        functionName: fn.name,
+        bundlePath: this.o.bundlePathOf(state.bundleId),
+        instanceId: placement.instanceId,
+        gpuIndices: placement.gpuIndices,
+        env: state.env,
+        concurrency: spec.concurrency,
+      });
+    } catch (error) {
+      this.startFailed(c, error);
+      return;
+    }
+    c.handle = handle;
+    c.lifecycle.moveTo('starting');
+    c.unsubscribeLog = handle.onLog((line) => this.emitLog(c, line));
+    this.logger.info(
+      {
+        containerId,
+        app: state.app,
+        function: fn.name,
+        instanceId: placement.instanceId,
+        gpu: placement.gpu,
+      },
+      'container placed',
+    );
+    handle.ready.then(
+      () => this.ready(c),
+      (error) => this.startFailed(c, error),
+    );
+    handle.exited.then(
+      (exit) => this.exited(c, exit),
+      (error) => this.exited(c, { code: null, signal: null, reason: messageOf(error) }),
+    );
+  }
+
+  private ready(c: ContainerRecord): void {
+    if (c.lifecycle.state !== 'starting') return;
+    c.lifecycle.moveTo('ready');
+    c.idleSinceMs = this.clock.now();
+    c.fn.startFailures = 0;
+    this.logger.info({ containerId: c.containerId, coldStartMs: c.lifecycle.coldStartMs }, 'container ready');
+    if (c.revision !== c.fn.revision || c.fn.retired) this.drain(c, 'redeployed');
+    else this.dispatch(c.fn);
+  }
+
+  private startFailed(c: ContainerRecord, error: unknown): void {
+    const { lifecycle, fn } = c;
+    // Asked to stop before it was ready: its exit settles it.
+    if (lifecycle.state !== 'placed' && lifecycle.state !== 'starting') return;
+    const reason = `failed to start: ${messageOf(error)}`;
+    lifecycle.moveTo('failed', reason);
+    this.release(c);
+    if (c.handle && c.exitedAtMs === undefined) void c.handle.stop().catch(() => undefined);
+    fn.startFailures++;
+    fn.startBackoffUntilMs =
+      this.clock.now() + Math.min(MAX_START_BACKOFF_MS, 1_000 * 2 ** (fn.startFailures - 1));
+    this.logger.warn({ containerId: c.containerId, reason, failures: fn.startFailures }, 'container failed');
+    if (fn.startFailures >= MAX_START_FAILURES) {
+      const message = `${fn.app.app}.${fn.name}: ${fn.startFailures} containers in a row failed to start; last: ${messageOf(error)}`;
+      for (const call of fn.queue.drain())
+        this.finish(call, { status: 'failed', error: { name: 'ContainerStartError', message } });
+    }
+    this.markDirty(fn);
+  }
+
+  private exited(c: ContainerRecord, exit: ContainerExit): void {
+    if (c.exitedAtMs !== undefined) return;
+    c.exitedAtMs = this.clock.now();
+    c.exitReason = exit.reason;
+    const { lifecycle } = c;
+    // Exiting before it was ready is failing to start.
+    if (lifecycle.state === 'placed' || lifecycle.state === 'starting') {
+      this.startFailed(c, exit.reason);
+      return;
+    }
+    if (!lifecycle.ended) {
+      if (lifecycle.state === 'draining') lifecycle.moveTo('stopped', exit.reason);
+      else lifecycle.moveTo('failed', exit.reason);
+      this.logger.info(
+        { containerId: c.containerId, state: lifecycle.state, reason: exit.reason },
+        'container exited',
+      );
+    }
+    this.release(c);
+    if (c.running.size > 0) this.orphans.add(c);
+    if (lifecycle.state === 'failed') this.markDirty(c.fn);
+  }
+
+  /** Takes no new inputs; stops once its in-flight inputs have ended. */
+  private drain(c: ContainerRecord, reason: string): void {
+    const state = c.lifecycle.state;
+    if (state === 'placed' && !c.handle) return;
+    if (state === 'starting' || state === 'ready') c.lifecycle.moveTo('draining', reason);
+    if (c.lifecycle.state === 'draining' && c.running.size === 0) void this.requestStop(c);
+  }
+
+  /** Stops it now, in-flight inputs or not. */
+  private kill(c: ContainerRecord, reason: string): Promise<unknown> {
+    const state = c.lifecycle.state;
+    if (state === 'starting' || state === 'ready') c.lifecycle.moveTo('draining', reason);
+    return this.requestStop(c);
+  }
+
+  private requestStop(c: ContainerRecord): Promise<unknown> {
+    if (!c.handle || c.lifecycle.ended) return Promise.resolve();
+    if (!c.stopRequested) {
+      c.stopRequested = true;
+      c.handle.stop().then(
+        (exit) => this.exited(c, exit),
+        (error) => this.exited(c, { code: null, signal: null, reason: messageOf(error) }),
+      );
+    }
+    return c.handle.exited.catch(() => undefined);
+  }
+
+  /** Gives its GPUs back and closes its usage interval (once). */
+  private release(c: ContainerRecord): void {
+    if (c.released) return;
+    c.released = true;
+    this.o.capacity.free(c.containerId);
+    this.o.meter?.closeInterval(c.containerId);
+    c.unsubscribeLog?.();
+    this.live.delete(c.containerId);
+    if (c.running.size === 0) c.fn.containers.delete(c.containerId);
+  }
+
+  private emitLog(c: ContainerRecord, line: LogLine): void {
+    const tagged: RuntimeLogLine = {
+      ...line,
+      tenantId: c.fn.app.tenantId,
+      app: c.fn.app.app,
+      functionName: c.fn.name,
+    };
+    for (const listener of this.logListeners) {
+      try {
+        listener(tagged);
+      } catch (error) {
+        this.logger.warn({ err: error }, 'log listener failed');
+      }
+    }
+  }
+
+  // ——— inputs ———
+
+  private run(call: CallRecord, c: ContainerRecord): void {
+    const now = this.clock.now();
+    call.status = 'running';
+    call.attempts++;
+    call.startedAtMs ??= now;
+    call.containerId = c.containerId;
+    c.running.set(call.callId, call);
+    c.idleSinceMs = undefined;
+    let pending: Promise<unknown>;
+    try {
+      pending = (c.handle as ContainerHandle).invoke(call.callId, call.args, {
+        timeoutMs: c.fn.spec.timeoutMs,
+      });
+    } catch (error) {
+      pending = Promise.reject(error);
+    }
+    pending.then(
+      (value) => this.settled(call, c, { ok: true, value }),
+      (error) => this.settled(call, c, { ok: false, error }),
+    );
+  }
+
+  private settled(
+    call: CallRecord,
+    c: ContainerRecord,
+    result: { ok: true; value: unknown } | { ok: false; error: unknown },
+  ): void {
+    if (c.running.get(call.callId) !== call) return;
+    c.running.delete(call.callId);
+    const { fn } = c;
+    if (!result.ok && result.error instanceof ContainerExitedError) c.lost = true;
+    if (c.running.size === 0) {
+      c.idleSinceMs = this.clock.now();
+      this.orphans.delete(c);
+      if (c.released) fn.containers.delete(c.containerId);
+    }
+    // Not cancelled nor failed by a stop meanwhile, and not already given to another container.
+    if (call.status === 'running' && call.containerId === c.containerId) {
+      if (result.ok) this.finish(call, { status: 'succeeded', value: result.value });
+      else if (result.error instanceof RemoteError)
+        this.finish(call, {
+          status: 'failed',
+          error: {
+            name: result.error.remoteName,
+            message: result.error.message,
+            ...(result.error.remoteStack === undefined ? {} : { stack: result.error.remoteStack }),
+          },
+        });
+      else if (
+        result.error instanceof ContainerExitedError &&
+        !fn.retired &&
+        call.attempts <= fn.spec.retries
+      ) {
+        call.status = 'pending';
+        fn.queue.enqueue(call, { retry: true });
+        this.logger.info(
+          { callId: call.callId, attempt: call.attempts, reason: result.error.reason },
+          'retrying',
+        );
+        this.markDirty(fn);
+      } else {
+        const error = result.error instanceof Error ? result.error : new Error(String(result.error));
+        const message =
+          error instanceof ContainerExitedError && call.attempts > 1
+            ? `${error.message} (after ${call.attempts} attempts)`
+            : error.message;
+        this.finish(call, { status: 'failed', error: { name: error.name, message } });
+      }
+    }
+    if (c.lifecycle.state === 'draining' && c.running.size === 0) void this.requestStop(c);
+    else if (c.lifecycle.state === 'ready') this.dispatch(fn);
+  }
+
+  private finish(call: CallRecord, outcome: CallOutcome): void {
+    call.status = outcome.status;
+    call.finishedAtMs = this.clock.now();
+    if (outcome.status === 'failed') call.error = outcome.error;
+    call.fn.app.calls.done++;
+    this.finished.push(call);
+    call.resolve(outcome);
+  }
+
+  /** Retires a function: no more placement or dispatch; its queued (and with `kill`, running) calls fail. */
+  private retire(fn: FunctionState, message: string, how: 'drain' | 'kill'): Promise<unknown>[] {
+    fn.retired = true;
+    this.dirty.delete(fn);
+    const error: CallError = { name: 'Stopped', message };
+    for (const call of fn.queue.drain()) this.finish(call, { status: 'failed', error });
+    const exits: Promise<unknown>[] = [];
+    for (const c of [...fn.containers.values()]) {
+      if (how === 'drain') {
+        this.drain(c, message);
+        continue;
+      }
+      for (const call of c.running.values())
+        if (call.status === 'running' && call.containerId === c.containerId)
+          this.finish(call, { status: 'failed', error });
+      exits.push(this.kill(c, message));
+    }
+    return exits;
+  }
+
+  private prune(): void {
+    const before = this.clock.now() - this.retainCallsMs;
+    let n = 0;
+    while (n < this.finished.length && (this.finished[n]?.finishedAtMs as number) <= before) n++;
+    if (n === 0) return;
+    for (const call of this.finished.slice(0, n)) this.calls.delete(call.callId);
+    this.finished = this.finished.slice(n);
+  }
+
+  private appView(state: AppState): AppView {
+    return {
+      tenantId: state.tenantId,
+      app: state.app,
+      bundleId: state.bundleId,
+      version: state.version,
+      functions: [...state.functions.keys()],
+    };
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('the runtime is closed');
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
