@@ -11,13 +11,22 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { z } from '@hono/zod-openapi';
 import type {
+  costsSchema,
+  InvoiceView,
+  invoiceLineSchema,
   Lease,
   LeaseRequestInput,
   Problem,
   policyVersionSchema,
+  priceBookVersionSchema,
+  tenantLimitsSchema,
   tokenSchema,
+  usageQuerySchema,
+  usageRowSchema,
+  usageSchema,
 } from '../broker/api/schemas.ts';
 import { type Clock, RealClock } from '../lib/clock.ts';
+import { App, type FunctionHandle } from './app.ts';
 
 export type { Lease, LeaseRequestInput, Problem };
 
@@ -25,6 +34,46 @@ export type { Lease, LeaseRequestInput, Problem };
 export type PolicyVersion = z.infer<typeof policyVersionSchema>;
 /** A new API token; `token` is shown only in this answer. */
 export type CreatedToken = z.infer<typeof tokenSchema>;
+
+/** Metered usage in a window, one row per tenant × key, with totals. */
+export type Usage = z.infer<typeof usageSchema>;
+/** One row of usage: seconds and GPU-seconds (each interval rounded up to whole seconds) and their price. */
+export type UsageRow = z.infer<typeof usageRowSchema>;
+/** A tenant's invoice for a month (`open`: computed now; `closed`: frozen); amounts in integer micro-USD. */
+export type Invoice = InvoiceView;
+/** One line of an invoice: a GPU type × lease or function × rate; `lateFrom` marks late usage of a closed month. */
+export type InvoiceLine = z.infer<typeof invoiceLineSchema>;
+/** Fleet cost against billed usage per GPU type over a window (operator). */
+export type CostReport = z.infer<typeof costsSchema>;
+/** One version of the price book, with the effective micro-USD per GPU-second of every GPU type. */
+export type PriceBookVersion = z.infer<typeof priceBookVersionSchema>;
+/**
+ * Limits to change: `gpuQuota` (most GPUs held at once), `spendLimitUsdPerHour` (billed in the last hour),
+ * `spendLimitUsdPerMonth` (billed this calendar month), `onSpendLimit` (`continue`: only new leases are refused;
+ * `stop`: running leases are released too). A field left out stays as it is; null removes that limit.
+ */
+export type TenantLimitsInput = z.input<typeof tenantLimitsSchema>;
+/** A tenant's limits as the broker answers them: every field present, null where there is no limit. */
+export type TenantLimits = { [K in keyof TenantLimitsInput]-?: Exclude<TenantLimitsInput[K], undefined> };
+
+/** A point in time for a query: a Date, or ISO 8601 text (`2026-11-01`, `2026-11-23T10:00:00Z`). */
+export type TimeInput = string | Date;
+
+export interface UsageQuery {
+  /** Start (inclusive); default: the start of this month (UTC). */
+  readonly from?: TimeInput;
+  /** End (exclusive); default: now. */
+  readonly to?: TimeInput;
+  /** What a row is: `gpu` type (the default), `lease`, `function` or `day` (UTC, of the usage's start). */
+  readonly groupBy?: z.infer<typeof usageQuerySchema>['groupBy'];
+  /** Operators: one tenant only (a tenant token may name only itself). */
+  readonly tenant?: string;
+}
+
+export interface TenantScope {
+  /** Operators: one tenant only (default: every tenant); a tenant token always sees only its own. */
+  readonly tenant?: string;
+}
 
 export interface CreateTokenInput {
   /** The tenant's name (1–63 lower-case letters, digits, ".", "_" or "-"); created if it does not exist. */
@@ -87,13 +136,25 @@ export class LeaseFailedError extends Error {
 
 export class Broker {
   readonly url: string;
-  private readonly token: string | undefined;
+  /** The bearer token sent with every call (for streaming and upload requests made outside `call`). */
+  readonly token: string | undefined;
   private readonly clock: Clock;
 
   readonly gpus = {
     /** Requests GPUs and resolves when the lease is ready; rejects with LeaseFailedError when it cannot be. */
     request: (request: LeaseRequestInput, options: RequestGpusOptions = {}) =>
       this.requestGpus(request, options),
+  };
+
+  readonly functions = {
+    /**
+     * A deployed function (`gpubroker deploy`), callable from any process with `remote`, `map` and `spawn`:
+     * `const square = broker.functions.lookup('demo', 'square'); await square.remote(3)`.
+     */
+    lookup: <A extends unknown[] = unknown[], R = unknown>(app: string, name: string): FunctionHandle<A, R> =>
+      new App(app).connect(this).function<A, R>({ gpu: 'any', name }, () => {
+        throw new Error(`${app}.${name} was looked up: call it with remote, map or spawn`);
+      }) as unknown as FunctionHandle<A, R>,
   };
 
   readonly leases = {
@@ -130,10 +191,78 @@ export class Broker {
       }),
   };
 
+  readonly invoices = {
+    /** Invoices from each tenant's first usage to this month, newest first (a tenant token: its own only). */
+    list: async (scope: TenantScope = {}): Promise<Invoice[]> =>
+      (await this.call<{ invoices: Invoice[] }>('GET', `/v1/invoices${query({ tenant: scope.tenant })}`))
+        .invoices,
+    /**
+     * The invoices of one month (`YYYY-MM`, UTC), one per tenant in scope: a tenant token gets its own only. A
+     * month not like 2026-11 is a BrokerApiError (400, field `month`).
+     */
+    get: async (month: string, scope: TenantScope = {}): Promise<Invoice[]> =>
+      (
+        await this.call<{ invoices: Invoice[] }>(
+          'GET',
+          `/v1/invoices/${encodeURIComponent(month)}${query({ tenant: scope.tenant })}`,
+        )
+      ).invoices,
+    /**
+     * Closes a month that has ended (operator token): every tenant's invoice of it is frozen, and usage that
+     * arrives later for it is billed on the next open month. A month not yet ended is a BrokerApiError (400,
+     * field `month`); closing again changes nothing.
+     */
+    close: async (month: string): Promise<Invoice[]> =>
+      (await this.call<{ invoices: Invoice[] }>('POST', `/v1/invoices/${encodeURIComponent(month)}/close`))
+        .invoices,
+  };
+
+  readonly prices = {
+    /** The price book in force (version 0: the defaults) with the effective rate per GPU type. Any token. */
+    get: (): Promise<PriceBookVersion> => this.call<PriceBookVersion>('GET', '/v1/prices'),
+    /**
+     * Stores a new price book version (operator token); fields left out take their defaults. An invalid book is
+     * a BrokerApiError (400) whose `field` names what was wrong, e.g. `priceBook.markup`; nothing is stored then.
+     */
+    set: (book: Record<string, unknown>): Promise<PriceBookVersion> =>
+      this.call<PriceBookVersion>('PUT', '/v1/prices', book),
+    /** Every stored version, newest first (operator token); empty while the defaults are in force. */
+    history: async (): Promise<PriceBookVersion[]> =>
+      (await this.call<{ versions: PriceBookVersion[] }>('GET', '/v1/prices/history')).versions,
+  };
+
+  readonly tenants = {
+    /**
+     * Changes a tenant's GPU quota and spend limits (operator token) and answers the limits in force; `{}` only
+     * reads them. An unknown tenant is a BrokerApiError (404).
+     */
+    setLimits: (name: string, limits: TenantLimitsInput): Promise<TenantLimits> =>
+      this.call<TenantLimits>('PUT', `/v1/tenants/${encodeURIComponent(name)}/limits`, limits),
+  };
+
   constructor(options: BrokerClientOptions = {}) {
     this.url = (options.url ?? process.env.GPUBROKER_URL ?? 'http://127.0.0.1:8787').replace(/\/+$/, '');
     this.token = options.token ?? process.env.GPUBROKER_TOKEN ?? localOperatorToken();
     this.clock = options.clock ?? new RealClock();
+  }
+
+  /**
+   * Metered usage in a window, grouped by GPU type, lease, function or day: a tenant token sees its own, an
+   * operator every tenant's (or `tenant`'s). A bad window or grouping is a BrokerApiError (400) naming the field.
+   */
+  usage(options: UsageQuery = {}): Promise<Usage> {
+    return this.call<Usage>(
+      'GET',
+      `/v1/usage${query({ from: options.from, to: options.to, groupBy: options.groupBy, tenant: options.tenant })}`,
+    );
+  }
+
+  /**
+   * What the fleet cost against what tenants were billed, per GPU type, with utilisation (billed / provisioned
+   * GPU-seconds) and margin (operator token). Default window: this month so far.
+   */
+  costs(options: { readonly from?: TimeInput; readonly to?: TimeInput } = {}): Promise<CostReport> {
+    return this.call<CostReport>('GET', `/v1/costs${query({ from: options.from, to: options.to })}`);
   }
 
   /** One API call; problem+json answers become BrokerApiError. */
@@ -181,6 +310,15 @@ export class Broker {
       },
     };
   }
+}
+
+/** `?a=1&b=2` of the defined parameters (Dates as ISO 8601), or nothing. */
+function query(params: Record<string, TimeInput | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(params))
+    if (value !== undefined) search.set(name, value instanceof Date ? value.toISOString() : value);
+  const text = search.toString();
+  return text ? `?${text}` : '';
 }
 
 function localOperatorToken(): string | undefined {

@@ -20,7 +20,6 @@ import {
   costsSchema,
   invoiceListSchema,
   invoiceQuerySchema,
-  invoiceSchema,
   monthParam,
   priceBookVersionSchema,
   problemSchema,
@@ -80,6 +79,13 @@ export function registerBillingRoutes(
     if (fromMs >= toMs) throw new HttpProblem(400, 'Invalid request', 'from: must be before to', 'from');
     return { fromMs, toMs };
   };
+  // Reads (and closing) see every event the meter holds, so a lease just released is billed in full at once
+  // rather than at the next heartbeat.
+  for (const path of ['/v1/usage', '/v1/invoices/*', '/v1/costs'])
+    app.use(path, async (_c, next) => {
+      await broker.meter.flush();
+      await next();
+    });
 
   app.openapi(
     createRoute({

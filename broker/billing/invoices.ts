@@ -196,7 +196,8 @@ export class InvoiceService {
       while (closedMonths.has(next)) next = monthOf(monthBounds(next).endMs);
       if (next !== month) continue;
       const { startMs, endMs } = monthBounds(row.month);
-      const rates = new Rates(await this.o.priceBooks.at(row.closedAt), this.o.offerings());
+      // The rates the month was closed with (those in force at its end), so that what it billed matches line by line.
+      const rates = await this.ratesAt(Math.min(endMs, row.closedAt));
       const now = priceLines(await usageGroups(this.o.db, startMs, endMs, { tenantId }), rates);
       const billed = new Map<string, Quantities>();
       const add = (l: InvoiceLine) => {

@@ -33,7 +33,11 @@ export async function usageGroups(
   const end = sql`coalesce(${u.endMs}, ${u.checkpointMs})`;
   const partStart = sql`greatest(${u.startMs}, ${fromMs}::bigint)`;
   const seconds = sql`((least(${end}, ${toMs}::bigint) - ${partStart} + 999) / 1000)`;
-  const day = sql<string>`to_char(to_timestamp(${partStart} / 1000) at time zone 'UTC', 'YYYY-MM-DD')`;
+  // Grouped by its output name: the expression repeated in GROUP BY would bind its parameter anew and no longer
+  // match the selected one in PostgreSQL's eyes.
+  const day = sql<string>`to_char(to_timestamp(${partStart} / 1000) at time zone 'UTC', 'YYYY-MM-DD')`.as(
+    'day',
+  );
   const filters = [lt(u.startMs, toMs), sql`${end} > ${fromMs}::bigint`];
   if (options.tenantId !== undefined) filters.push(eq(u.tenantId, options.tenantId));
   const keys = {
@@ -55,7 +59,7 @@ export async function usageGroups(
         .select({ ...keys, day, ...sums })
         .from(u)
         .where(and(...filters))
-        .groupBy(u.tenantId, u.kind, u.subject, u.gpu, u.region, u.capacityType, day)
+        .groupBy(u.tenantId, u.kind, u.subject, u.gpu, u.region, u.capacityType, sql`day`)
     : db
         .select({ ...keys, ...sums })
         .from(u)
