@@ -132,7 +132,6 @@ export class App {
     // Named by `options.name`, else by the export that holds it (nameFrom), else by the implementation's name.
     let functionName = options.name;
     const fallbackName = implementation.name || undefined;
-    const app = this;
     const local = async (...args: A) => (await implementation(...args)) as Awaited<R>;
     const named = {
       get functionName() {
@@ -141,21 +140,21 @@ export class App {
     };
     const handle = Object.assign(local, {
       [HANDLE]: true,
-      app,
+      app: this,
       options,
       remote: async (...args: A) => (await handle.spawn(...args)).get(),
       spawn: async (...args: A) => {
-        const [id] = await app.submit(named, [args]);
-        return new FunctionCall<Awaited<R>>(id as string, app.client());
+        const [id] = await this.submit(named, [args]);
+        return new FunctionCall<Awaited<R>>(id as string, this.client());
       },
       map: (
         inputs: Iterable<A[0]> | AsyncIterable<A[0]>,
         mapOptions?: MapOptions,
-      ): AsyncGenerator<Awaited<R>> => app.mapInputs(named, inputs, (x) => [x] as unknown as A, mapOptions),
+      ): AsyncGenerator<Awaited<R>> => this.mapInputs(named, inputs, (x) => [x] as unknown as A, mapOptions),
       starmap: (
         inputs: Iterable<A> | AsyncIterable<A>,
         mapOptions?: MapOptions,
-      ): AsyncGenerator<Awaited<R>> => app.mapInputs(named, inputs, (x) => x, mapOptions),
+      ): AsyncGenerator<Awaited<R>> => this.mapInputs(named, inputs, (x) => x, mapOptions),
     });
     Object.defineProperty(handle, 'functionName', {
       get: () => functionName ?? fallbackName,
@@ -209,7 +208,8 @@ export class App {
     const name = handle.functionName;
     if (!name)
       throw new TypeError(`this function of app "${this.name}" has no name yet: export it, or pass { name }`);
-    inputs.forEach((args, i) => assertWireSafe(args, inputs.length === 1 ? 'arguments' : `inputs[${i}]`));
+    for (const [i, args] of inputs.entries())
+      assertWireSafe(args, inputs.length === 1 ? 'arguments' : `inputs[${i}]`);
     const answer = await this.client().call<{ callIds: string[] }>(
       'POST',
       `/v1/apps/${encodeURIComponent(this.name)}/functions/${encodeURIComponent(name)}/calls`,
@@ -254,7 +254,7 @@ export class App {
           }
           if (batch.length === 0) break;
           const ids = await this.submit(handle, batch);
-          ids.forEach((id, i) => waiting.set(id, submitted + i));
+          for (const [i, id] of ids.entries()) waiting.set(id, submitted + i);
           submitted += batch.length;
         }
         if (waiting.size === 0 && done.size === 0) return;

@@ -26,7 +26,7 @@ export function assertWireSafe(value: unknown, path: string, seen: Set<object> =
   if (seen.has(object)) throw new TypeError(`${path}: a cyclic structure cannot be sent`);
   seen.add(object);
   if (Array.isArray(object)) {
-    object.forEach((item, i) => assertWireSafe(item, `${path}[${i}]`, seen));
+    for (const [i, item] of object.entries()) assertWireSafe(item, `${path}[${i}]`, seen);
   } else {
     const proto = Object.getPrototypeOf(object);
     if (proto !== Object.prototype && proto !== null)
