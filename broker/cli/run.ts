@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { build } from 'esbuild';
 import { ValidationError } from '../../lib/errors.ts';
@@ -121,6 +122,48 @@ export async function deployModule(broker: Broker, file: string, ephemeral: bool
   return { app, exports };
 }
 
+/**
+ * Calls done and containers while `main` runs: a progress bar on a terminal, a line every 10 s otherwise (logs,
+ * CI). While no container is up yet the broker is still buying capacity, and it says so.
+ */
+function showProgress(broker: Broker, app: string): { stop(): void } {
+  const tty = process.stderr.isTTY === true;
+  const bar = tty
+    ? new SingleBar(
+        { format: '  {bar} {value}/{total} calls | {containers}', hideCursor: true, clearOnComplete: false },
+        Presets.shades_classic,
+      )
+    : undefined;
+  let started = false;
+  let lastLine = 0;
+  const poll = setInterval(() => {
+    void broker
+      .call<AppStatus>('GET', `/v1/apps/${encodeURIComponent(app)}`)
+      .then((s) => {
+        const containers =
+          s.containers.total === 0
+            ? 'waiting for GPUs (the broker is provisioning)'
+            : `${s.containers.total} containers (${s.containers.ready} ready)`;
+        if (bar) {
+          if (!started) bar.start(s.calls.total, 0, { containers });
+          started = true;
+          bar.setTotal(s.calls.total);
+          bar.update(s.calls.done, { containers });
+        } else if (Date.now() - lastLine >= 10_000) {
+          lastLine = Date.now();
+          process.stderr.write(`  ${s.calls.done}/${s.calls.total} calls done, ${containers}\n`);
+        }
+      })
+      .catch(() => {});
+  }, 1000);
+  return {
+    stop() {
+      clearInterval(poll);
+      if (started) bar?.stop();
+    },
+  };
+}
+
 export function registerRunCommands(program: Command): void {
   withClientOptions(
     program
@@ -136,18 +179,9 @@ export function registerRunCommands(program: Command): void {
       const { app, exports } = await deployModule(broker, file, !flags.detach);
       const stopLogs = new AbortController();
       const logs = followLogs(broker, app.name, stopLogs.signal);
-      const status = setInterval(() => {
-        void broker
-          .call<AppStatus>('GET', `/v1/apps/${encodeURIComponent(app.name)}`)
-          .then((s) =>
-            process.stderr.write(
-              `  ${s.containers.total} containers (${s.containers.ready} ready), ${s.calls.done}/${s.calls.total} calls done\n`,
-            ),
-          )
-          .catch(() => {});
-      }, 2000);
+      const progress = showProgress(broker, app.name);
       const stop = async () => {
-        clearInterval(status);
+        progress.stop();
         stopLogs.abort();
         await logs;
         if (!flags.detach)
