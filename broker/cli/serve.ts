@@ -48,6 +48,13 @@ export function registerServeCommand(program: Command): void {
           ...(scenario ? { scenario } : {}),
           meterHeartbeatMs,
         });
+        // Handlers first: whoever reads the banner may signal at once.
+        const shutdown = async () => {
+          await server.close();
+          process.exit(0);
+        };
+        process.once('SIGINT', () => void shutdown());
+        process.once('SIGTERM', () => void shutdown());
         const storage = databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `PGlite in ${flags.dataDir}/pgdata`;
         process.stdout.write(
           [
@@ -64,12 +71,6 @@ export function registerServeCommand(program: Command): void {
             '',
           ].join('\n'),
         );
-        const shutdown = async () => {
-          await server.close();
-          process.exit(0);
-        };
-        process.once('SIGINT', () => void shutdown());
-        process.once('SIGTERM', () => void shutdown());
       },
     );
 }

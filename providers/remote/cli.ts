@@ -29,10 +29,7 @@ export function registerCloudsCommand(program: Command): void {
       const clock = new RealClock();
       const providers = createSimClouds({ clock, ...(scenario ? { scenario } : {}) });
       const server = await serveProviders(providers, { port, host: flags.host });
-      process.stdout.write(
-        `simulated clouds listening on ${server.url} (${providers.map((p) => p.vendor).join(', ')})\n` +
-          `  gpubroker serve --providers ${server.url}\n`,
-      );
+      // Handlers first: whoever reads the banner may signal at once.
       const shutdown = async () => {
         await server.close();
         for (const provider of providers) await provider.close();
@@ -40,5 +37,9 @@ export function registerCloudsCommand(program: Command): void {
       };
       process.once('SIGINT', () => void shutdown());
       process.once('SIGTERM', () => void shutdown());
+      process.stdout.write(
+        `simulated clouds listening on ${server.url} (${providers.map((p) => p.vendor).join(', ')})\n` +
+          `  gpubroker serve --providers ${server.url}\n`,
+      );
     });
 }
