@@ -9,43 +9,20 @@ import { HTTPException } from 'hono/http-exception';
 import { ValidationError } from '../../lib/errors.ts';
 import type { Broker } from '../broker.ts';
 import { renderMetrics } from '../metrics.ts';
-import type { Principal } from '../tokens.ts';
 import { registerBillingRoutes } from './billing-routes.ts';
 import { forwardToLeader } from './forward.ts';
 import { registerFunctionRoutes } from './function-routes.ts';
 import { HttpProblem, problemFor } from './problem.ts';
+import { type Env, json, problems } from './route-docs.ts';
 import {
   leaseListSchema,
   leaseRequestSchema,
   leaseSchema,
   policyVersionSchema,
-  problemSchema,
   tokenRequestSchema,
   tokenSchema,
 } from './schemas.ts';
 
-type Env = { Variables: { principal: Principal } };
-
-const problems = {
-  400: { description: 'Invalid request', content: { 'application/problem+json': { schema: problemSchema } } },
-  401: {
-    description: 'Missing or unknown token',
-    content: { 'application/problem+json': { schema: problemSchema } },
-  },
-  403: {
-    description: 'Operator role needed',
-    content: { 'application/problem+json': { schema: problemSchema } },
-  },
-  402: {
-    description: 'A spend limit was reached',
-    content: { 'application/problem+json': { schema: problemSchema } },
-  },
-  404: { description: 'Not found', content: { 'application/problem+json': { schema: problemSchema } } },
-} as const;
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { 'application/json': { schema } },
-});
 const idParam = z.object({ id: z.string().min(1).max(64) });
 
 export function createApp(broker: Broker): OpenAPIHono<Env> {

@@ -15,6 +15,7 @@ import type { Broker } from '../broker.ts';
 import { tenants } from '../db/schema.ts';
 import type { Principal } from '../tokens.ts';
 import { HttpProblem } from './problem.ts';
+import { type Env, json, problems } from './route-docs.ts';
 import {
   costsQuerySchema,
   costsSchema,
@@ -22,30 +23,10 @@ import {
   invoiceQuerySchema,
   monthParam,
   priceBookVersionSchema,
-  problemSchema,
   tenantLimitsSchema,
   usageQuerySchema,
   usageSchema,
 } from './schemas.ts';
-
-type Env = { Variables: { principal: Principal } };
-
-const problems = {
-  400: { description: 'Invalid request', content: { 'application/problem+json': { schema: problemSchema } } },
-  401: {
-    description: 'Missing or unknown token',
-    content: { 'application/problem+json': { schema: problemSchema } },
-  },
-  403: {
-    description: 'Operator role needed',
-    content: { 'application/problem+json': { schema: problemSchema } },
-  },
-  404: { description: 'Not found', content: { 'application/problem+json': { schema: problemSchema } } },
-} as const;
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { 'application/json': { schema } },
-});
 
 export function registerBillingRoutes(
   app: OpenAPIHono<Env>,

@@ -22,26 +22,7 @@ import type { Broker } from '../broker.ts';
 import { apps } from '../db/schema.ts';
 import type { Principal } from '../tokens.ts';
 import { HttpProblem } from './problem.ts';
-import { problemSchema } from './schemas.ts';
-
-type Env = { Variables: { principal: Principal } };
-
-const problems = {
-  400: { description: 'Invalid request', content: { 'application/problem+json': { schema: problemSchema } } },
-  401: {
-    description: 'Missing or unknown token',
-    content: { 'application/problem+json': { schema: problemSchema } },
-  },
-  402: {
-    description: 'A spend limit was reached',
-    content: { 'application/problem+json': { schema: problemSchema } },
-  },
-  404: { description: 'Not found', content: { 'application/problem+json': { schema: problemSchema } } },
-} as const;
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { 'application/json': { schema } },
-});
+import { type Env, json, problems } from './route-docs.ts';
 
 const appName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'use 1–63 lower-case letters, digits or "-"');
 const bundleId = z.string().regex(/^[0-9a-f]{64}$/, 'must be the SHA-256 of the bundle, in hex');
