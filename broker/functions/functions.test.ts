@@ -51,6 +51,12 @@ describe('functions', () => {
     expect(unordered.sort((a, b) => a - b)).toEqual(inputs.map((x) => x * x));
   });
 
+  it('finds a deployed function by name from another client', async () => {
+    const other = new Broker({ url: server.url, token: server.operatorToken as string });
+    const square = other.functions.lookup<[number], number>('fixture', 'square');
+    expect(await square.remote(9)).toBe(81);
+  });
+
   it('spawns calls to get later, and cancels them', async () => {
     const call = await fn<[number], number>('square').spawn(12);
     expect(await call.get({ timeoutMs: 30_000 })).toBe(144);
