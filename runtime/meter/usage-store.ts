@@ -1,5 +1,5 @@
 /**
- * Durable, idempotent ingestion of usage events. A batch becomes one multi-row upsert in one transaction, where
+ * Durable, idempotent ingestion of usage events. A batch becomes one multi-row upsert (one statement), where
  * each row's checkpoint is the greatest time seen and its end the least stop seen (PostgreSQL's GREATEST and LEAST
  * skip NULLs). Both are commutative and idempotent, so a duplicated, replayed or reordered event changes nothing.
  */
@@ -11,9 +11,6 @@ import type { UsageEvent } from './usage-event.ts';
 // Any drizzle PostgreSQL database (PGlite or postgres.js) whose schema includes the meter's table.
 // biome-ignore lint/suspicious/noExplicitAny: the store only needs the query builder, whatever the schema.
 export type MeterDatabase = PgDatabase<PgQueryResultHKT, any>;
-
-/** Rows per statement: 13 parameters a row stays well under PostgreSQL's 65,535 parameters. */
-const ROWS_PER_STATEMENT = 2000;
 
 export class UsageStore {
   constructor(private readonly db: MeterDatabase) {}
@@ -56,22 +53,25 @@ export class UsageStore {
     }
     if (rows.size === 0) return 0;
     const all = [...rows.values()];
-    await this.db.transaction(async (tx) => {
-      for (let i = 0; i < all.length; i += ROWS_PER_STATEMENT)
-        await tx
-          .insert(usageIntervals)
-          .values(all.slice(i, i + ROWS_PER_STATEMENT))
-          .onConflictDoUpdate({
-            target: usageIntervals.id,
-            set: {
-              startMs: sql`least(${usageIntervals.startMs}, excluded.start_ms)`,
-              checkpointMs: sql`greatest(${usageIntervals.checkpointMs}, excluded.checkpoint_ms)`,
-              endMs: sql`least(${usageIntervals.endMs}, excluded.end_ms)`,
-              endedBy: sql`case when ${usageIntervals.endMs} is null or excluded.end_ms < ${usageIntervals.endMs}
-                then coalesce(excluded.ended_by, ${usageIntervals.endedBy}) else ${usageIntervals.endedBy} end`,
-            },
-          });
-    });
+    // One statement per chunk whatever its size: each column travels as one array parameter (`unnest`), which is
+    // much cheaper for the driver than thirteen bound parameters a row.
+    const column = <T>(pick: (r: (typeof all)[number]) => T) => sql.param(all.map(pick));
+    await this.db.execute(sql`
+      insert into usage_intervals (id, tenant_id, kind, subject, gpu, gpus, cores, memory_mib, vendor, region,
+        capacity_type, start_ms, checkpoint_ms, end_ms, ended_by)
+      select * from unnest(
+        ${column((r) => r.id)}::text[], ${column((r) => r.tenantId)}::text[], ${column((r) => r.kind)}::text[],
+        ${column((r) => r.subject)}::text[], ${column((r) => r.gpu)}::text[], ${column((r) => r.gpus)}::integer[],
+        ${column((r) => r.cores ?? 0)}::integer[], ${column((r) => r.memoryMib ?? 0)}::integer[],
+        ${column((r) => r.vendor)}::text[], ${column((r) => r.region)}::text[], ${column((r) => r.capacityType)}::text[],
+        ${column((r) => r.startMs)}::bigint[], ${column((r) => r.checkpointMs)}::bigint[],
+        ${column((r) => r.endMs ?? null)}::bigint[], ${column((r) => r.endedBy ?? null)}::text[])
+      on conflict (id) do update set
+        start_ms = least(usage_intervals.start_ms, excluded.start_ms),
+        checkpoint_ms = greatest(usage_intervals.checkpoint_ms, excluded.checkpoint_ms),
+        end_ms = least(usage_intervals.end_ms, excluded.end_ms),
+        ended_by = case when usage_intervals.end_ms is null or excluded.end_ms < usage_intervals.end_ms
+          then coalesce(excluded.ended_by, usage_intervals.ended_by) else usage_intervals.ended_by end`);
     return seen.size;
   }
 
