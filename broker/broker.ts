@@ -15,6 +15,7 @@ import type { Clock } from '../lib/clock.ts';
 import { IdGenerator } from '../lib/ids.ts';
 import { Random } from '../lib/random.ts';
 import type { Provider, ProviderEvent } from '../providers/provider.ts';
+import type { Executor } from '../runtime/executor/executor.ts';
 import { LocalExecutor } from '../runtime/executor/local-executor.ts';
 import { parseFunctionOptions } from '../runtime/function-spec.ts';
 import { Meter } from '../runtime/meter/meter.ts';
@@ -48,6 +49,11 @@ export interface BrokerOptions {
   readonly meterHeartbeatMs?: number;
   /** Where bundles and container working directories live (default: a temporary directory, removed on close). */
   readonly stateDir?: string;
+  /**
+   * Runs the runtime's containers. Default: local child processes (`LocalExecutor`); a capacity simulation passes
+   * its own, whose containers start and answer on the virtual clock (`simulations/sim-executor.ts`).
+   */
+  readonly executor?: Executor;
 }
 
 export interface LeaseWaitStats {
@@ -72,7 +78,7 @@ export class Broker {
   private readonly leaseMetering: LeaseMetering;
   readonly bundles: BundleStore;
   readonly runtime: Runtime;
-  private readonly executor: LocalExecutor;
+  private readonly executor: Executor;
   private readonly temporaryStateDir: string | undefined;
   private readonly providers: Map<string, Provider>;
   private readonly stopEvents = new AbortController();
@@ -111,11 +117,11 @@ export class Broker {
       priceBooks: this.priceBooks,
       offerings: () => loop?.offerings() ?? [],
     });
-    this.spend = new SpendLimitService(db, o.clock, this.invoices);
+    this.spend = new SpendLimitService(db, o.clock, this.invoices, () => this.meter.flush());
     this.temporaryStateDir = o.stateDir ? undefined : mkdtempSync(join(tmpdir(), 'gpubroker-state-'));
     const stateDir = o.stateDir ?? (this.temporaryStateDir as string);
     this.bundles = new BundleStore(join(stateDir, 'bundles'));
-    this.executor = new LocalExecutor({ workRoot: join(stateDir, 'containers'), clock: o.clock });
+    this.executor = o.executor ?? new LocalExecutor({ workRoot: join(stateDir, 'containers'), clock: o.clock });
     this.runtime = new Runtime({
       clock: o.clock,
       capacity: this.fleet,

@@ -32,6 +32,8 @@ export class SpendLimitService {
     private readonly db: Database,
     private readonly clock: Clock,
     private readonly invoices: InvoiceService,
+    /** Writes usage the meter still buffers, so a limit sees the latest seconds. */
+    private readonly flushUsage: () => Promise<void> = async () => {},
   ) {}
 
   async limitsOf(tenantId: string): Promise<SpendLimits | undefined> {
