@@ -11,6 +11,7 @@ import { registerTokenCommand } from '../broker/cli/token.ts';
 import { registerUsageCommand } from '../broker/cli/usage.ts';
 import { GpubrokerError } from '../lib/errors.ts';
 import { registerCloudsCommand } from '../providers/remote/cli.ts';
+import { registerSimulateCommand } from '../simulations/cli.ts';
 import { registerPlanCommand } from '../solver/cli.ts';
 
 /** Exit status for bad input (usage errors), as documented in the README. */
@@ -32,6 +33,7 @@ registerInvoiceCommand(program);
 registerCostsCommand(program);
 registerPricesCommand(program);
 registerTenantCommand(program);
+registerSimulateCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -121,7 +121,8 @@ export class Broker {
     this.temporaryStateDir = o.stateDir ? undefined : mkdtempSync(join(tmpdir(), 'gpubroker-state-'));
     const stateDir = o.stateDir ?? (this.temporaryStateDir as string);
     this.bundles = new BundleStore(join(stateDir, 'bundles'));
-    this.executor = o.executor ?? new LocalExecutor({ workRoot: join(stateDir, 'containers'), clock: o.clock });
+    this.executor =
+      o.executor ?? new LocalExecutor({ workRoot: join(stateDir, 'containers'), clock: o.clock });
     this.runtime = new Runtime({
       clock: o.clock,
       capacity: this.fleet,

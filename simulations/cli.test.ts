@@ -1,0 +1,108 @@
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import type { SimulationResults } from './results.ts';
+
+const run = promisify(execFile);
+const BIN = new URL('../bin/gpubroker.js', import.meta.url).pathname;
+const dir = mkdtempSync(join(tmpdir(), 'gpubroker-simulate-cli-'));
+
+async function gpubroker(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [BIN, ...args]);
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('gpubroker simulate (child process)', () => {
+  it('prints one JSON object per policy and writes the report with --out', async () => {
+    const workload = join(dir, 'calls.csv');
+    writeFileSync(
+      workload,
+      `arrival_seconds,duration_seconds\n${Array.from({ length: 40 }, (_, i) => `${i * 15},${20 + (i % 7) * 5}`).join('\n')}\n`,
+    );
+    const policy = join(dir, 'lean.json');
+    writeFileSync(policy, JSON.stringify({ spotMaxShare: 0 }));
+    const out = join(dir, 'report');
+    const { code, stdout, stderr } = await gpubroker(
+      'simulate',
+      '--workload',
+      workload,
+      '--hours',
+      '0.25',
+      '--policy',
+      'buffer-0',
+      policy,
+      '--seed',
+      '3',
+      '--json',
+      '--out',
+      out,
+    );
+    expect(stderr).not.toMatch(/violated/);
+    expect(code).toBe(0);
+    const lines = stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
+    expect(lines.map((l) => l.policy)).toEqual(['buffer-0', 'lean']);
+    for (const l of lines) {
+      for (const key of [
+        'seed',
+        'workload',
+        'policy',
+        'costUsd',
+        'gpuHoursProvisioned',
+        'gpuHoursUsed',
+        'utilization',
+        'waitMs',
+        'coldStarts',
+        'preemptions',
+        'unmetGpuHours',
+        'wallMs',
+      ])
+        expect(l).toHaveProperty(key);
+      expect(l).toMatchObject({ seed: 3, workload: 'calls', requests: 40 });
+      expect(l.waitMs.p99).toBeGreaterThanOrEqual(l.waitMs.p50);
+    }
+    expect(existsSync(join(out, 'report.html'))).toBe(true);
+    const written = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as SimulationResults;
+    expect(written.results.map((r) => r.policy)).toEqual(['buffer-0', 'lean']);
+    expect(written.results[0]?.series.tMs.length).toBe(4);
+  });
+
+  it('exits 2 on an unknown workload, naming the flag', async () => {
+    const { code, stderr } = await gpubroker('simulate', '--workload', 'alibaba-xx');
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/--workload: "alibaba-xx" is neither a workload/);
+  });
+
+  it('exits 2 on a malformed CSV row, naming the file and the line', async () => {
+    const workload = join(dir, 'broken.csv');
+    writeFileSync(workload, 'arrival_seconds,duration_seconds\n0,10\n5,ten\n');
+    const { code, stderr } = await gpubroker('simulate', '--workload', workload);
+    expect(code).toBe(2);
+    expect(stderr).toContain(`${workload}, line 3, field duration_seconds`);
+  });
+
+  it('exits 2 on an invalid policy before simulating anything, naming the field', async () => {
+    const policy = join(dir, 'bad.json');
+    writeFileSync(policy, JSON.stringify({ spotMaxShare: 2 }));
+    const { code, stderr } = await gpubroker(
+      'simulate',
+      '--workload',
+      'alibaba-sd',
+      '--policy',
+      'buffer-10',
+      policy,
+    );
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/bad\.json, field policy\.spotMaxShare/);
+  });
+});

@@ -1,0 +1,510 @@
+/**
+ * One simulation run: one workload under one policy, on a virtual clock, through the real broker (control loop,
+ * leases, policies, billing on an in-memory PGlite), its serverless runtime and meter, and the simulated clouds
+ * (`providers/sim`: provisioning delays, stock, quotas, spot stock-outs and preemptions from the real traces).
+ * Only the containers are simulated (`sim-executor.ts`). Requests arrive lazily from the (scaled) workload; calls
+ * go to the runtime, leases to the lease service. Every 5 simulated minutes a sample is taken and the invariants
+ * are checked; at the end the meter's usage is checked against the executor's record, and the billing code's
+ * cost report gives the cost and GPU-hours. The same inputs and seed give the same result (wall times aside).
+ */
+import { createHash } from 'node:crypto';
+import { costReport } from '../../broker/billing/costs.ts';
+import { usageGroups } from '../../broker/billing/usage-groups.ts';
+import { Broker } from '../../broker/broker.ts';
+import { openDatabase } from '../../broker/db/open-database.ts';
+import { instances } from '../../broker/db/schema.ts';
+import type { BrokerPolicy } from '../../broker/policy.ts';
+import type { Principal } from '../../broker/tokens.ts';
+import { VirtualClock } from '../../lib/clock.ts';
+import { ValidationError } from '../../lib/errors.ts';
+import { Random } from '../../lib/random.ts';
+import { loadCatalog } from '../../providers/catalog/load-catalog.ts';
+import type { Offering } from '../../providers/catalog/offering.ts';
+import type { SimScenario, SimScenarioInput } from '../../providers/sim/scenario.ts';
+import { createSimClouds } from '../../providers/sim/sim-clouds.ts';
+import { parseFunctionOptions } from '../../runtime/function-spec.ts';
+import { usageIntervals } from '../../runtime/meter/schema.ts';
+import { planCapacity } from '../../solver/plan.ts';
+import { planningPolicy } from '../../solver/policy.ts';
+import { coldStartSampler } from '../cold-starts.ts';
+import { type SimPolicy, staticPeakFirstPlan, staticPeakLaterPlans } from '../policies.ts';
+import type { PolicyResult, TimeSeries } from '../results.ts';
+import { type SimCallArgs, SimExecutor } from '../sim-executor.ts';
+import { type ScaleOptions, scaledDurationMs, scaledRequests } from '../workloads/scale.ts';
+import { HOUR_MS, type Workload } from '../workloads/workload.ts';
+import { ArrivalFeed } from './arrivals.ts';
+import { cumulativeCostUsd } from './cost-series.ts';
+import { driveUntil } from './drive.ts';
+import { InvariantLog, type InvariantName } from './invariants.ts';
+import { LeaseDriver } from './lease-driver.ts';
+import { SimMetrics } from './metrics.ts';
+import { peakGpus } from './peak.ts';
+import { timeMethods, WallAccount } from './profile.ts';
+
+export interface RunOptions {
+  readonly workload: Workload;
+  readonly policy: SimPolicy;
+  readonly seed: number;
+  /** ×N overlay of shifted copies (default 1). */
+  readonly scale?: number;
+  /** Arrival-time divisor (default 1). */
+  readonly speed?: number;
+  /** Simulated hours (default: the whole scaled trace). */
+  readonly hours?: number;
+  /** What the simulated clouds do differently from their defaults (quotas, stock, spot); its seed is replaced. */
+  readonly scenario?: SimScenario | SimScenarioInput;
+  /** Time between samples of the series and invariant checks (default 5 minutes). */
+  readonly sampleMs?: number;
+  /** After each sample: simulated ms done of the total. */
+  readonly onProgress?: (doneMs: number, totalMs: number) => void;
+  readonly onViolation?: (name: InvariantName, message: string) => void;
+  /** At the end: where the time went, for benchmarks. */
+  readonly onStats?: (stats: RunStats) => void;
+}
+
+export interface RunStats {
+  /** Control-loop ticks (scheduled and triggered by shortfalls), their wall time and the solver's part of it. */
+  readonly ticks: number;
+  readonly tickWallMs: number;
+  readonly solveMs: number;
+  readonly runtimeWallMs: number;
+  readonly meterWallMs: number;
+  /** Moments the clock stopped at. */
+  readonly steps: number;
+  readonly wallMs: number;
+}
+
+export const DEFAULT_SAMPLE_MS = 5 * 60_000;
+/** The meter checkpoints every 5 simulated minutes (the broker's default is 5 s: durability a simulation does not need). */
+const METER_HEARTBEAT_MS = 5 * 60_000;
+const APP = 'workload';
+const FUNCTION = 'handle';
+
+/** Simulated duration of a run, ms. */
+export function windowMsOf(workload: Workload, scale: ScaleOptions, hours: number | undefined): number {
+  if (hours !== undefined) {
+    if (!(hours > 0 && hours <= 24 * 3_650))
+      throw new ValidationError('--hours', 'must be above 0 and at most 87600');
+    return Math.round(hours * HOUR_MS);
+  }
+  return Math.ceil(scaledDurationMs(workload, scale) / 1000) * 1000;
+}
+
+export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
+  const wallStart = performance.now();
+  await warmSolvers();
+  const { workload, policy, seed } = o;
+  const scale: ScaleOptions = { scale: o.scale ?? 1, speed: o.speed ?? 1, seed };
+  const windowMs = windowMsOf(workload, scale, o.hours);
+  const sampleMs = o.sampleMs ?? DEFAULT_SAMPLE_MS;
+  const startMs = workload.startMs;
+  const endMs = startMs + windowMs;
+  const offerings = simulatedOfferings(workload.gpu, policy.broker);
+  if (offerings.length === 0)
+    throw new ValidationError('--gpu', `the catalog has no offering of "${workload.gpu}"`);
+  const fn = workload.function
+    ? parseFunctionOptions({ ...workload.function, ...policy.function, gpu: workload.gpu })
+    : undefined;
+  const gpusPerCall = fn?.gpus[0]?.count ?? 1;
+
+  const clock = new VirtualClock(startMs);
+  const random = new Random(`simulation|${seed}`);
+  const invariants = new InvariantLog(o.onViolation);
+  let leases: LeaseDriver | undefined;
+  const metrics = new SimMetrics(clock, gpusPerCall, () => leases?.gpus() ?? { pending: 0, ready: 0 });
+  const executor = new SimExecutor({
+    clock,
+    coldStartMs: coldStartSampler(random.fork('cold-starts')),
+    listener: metrics,
+  });
+  const providers = createSimClouds({
+    clock,
+    scenario: { ...(o.scenario ?? {}), seed } as SimScenarioInput,
+    offerings,
+  });
+  for (const provider of providers)
+    provider.subscribe((event) => {
+      leases?.markDirty();
+      if (event.kind !== 'state-changed' || event.to !== 'terminated') return;
+      if (event.reason === 'preempted') metrics.preemptions++;
+      // The containers die with their instance; their in-flight calls run again elsewhere.
+      executor.instanceGone(event.instanceId, `instance ${event.instanceId} ${event.reason ?? 'ended'}`);
+    });
+
+  const database = await openDatabase({});
+  const broker = new Broker({
+    database,
+    clock,
+    providers,
+    seed,
+    executor,
+    meterHeartbeatMs: METER_HEARTBEAT_MS,
+  });
+
+  // Where the wall time goes: the solver (from each tick's report), the runtime and the meter (timed methods).
+  const runtimeWall = new WallAccount();
+  const meterWall = new WallAccount();
+  timeMethods(
+    broker.runtime,
+    ['tick', 'call', 'reconcile', 'settled', 'ready', 'exited', 'drainInstances'],
+    runtimeWall,
+  );
+  timeMethods(broker.meter, ['openInterval', 'closeInterval', 'heartbeat', 'flush'], meterWall);
+  timeMethods(broker.usage, ['ingest'], meterWall);
+  let closed: Promise<void> | undefined;
+  const closeBroker = () => {
+    closed ??= broker.close();
+    return closed;
+  };
+  let solveMs = 0;
+  let ticks = 0;
+  let tickMs = 0;
+  let ticksInFlight = 0;
+  let lastPlanId = '';
+  // Static peak reservation: the plans hold the peak as a buffer until the fleet has it, then stop nothing.
+  let peakToReach: number | undefined;
+  const tick = broker.loop.tick.bind(broker.loop);
+  broker.loop.tick = () => {
+    ticksInFlight++;
+    return tick()
+      .then(async (report) => {
+        if (report.planId !== lastPlanId) {
+          solveMs += report.solveMs;
+          ticks++;
+          tickMs += report.tickMs;
+        }
+        lastPlanId = report.planId;
+        leases?.markDirty();
+        if (peakToReach !== undefined && gpusHeld(broker, workload.gpu) >= peakToReach) {
+          peakToReach = undefined;
+          await broker.setPolicy(staticPeakLaterPlans(policy.broker), 'simulation');
+        }
+        return report;
+      })
+      .finally(() => {
+        ticksInFlight--;
+      });
+  };
+
+  try {
+    if (policy.staticPeak) {
+      peakToReach = peakGpus(scaledRequests(workload, scale, windowMs), windowMs, {
+        gpus: gpusPerCall,
+        concurrency: fn?.concurrency ?? 1,
+      });
+      await broker.setPolicy(staticPeakFirstPlan(policy.broker, workload.gpu, peakToReach), 'simulation');
+    } else await broker.setPolicy(policy.broker, 'simulation');
+    await broker.start({ schedule: true });
+    if (policy.staticPeak) await broker.loop.tick();
+
+    const { token } = await broker.tokens.create('simulation', 'tenant');
+    const principal = (await broker.tokens.authenticate(token)) as Principal;
+    leases = new LeaseDriver({
+      broker,
+      clock,
+      principal,
+      gpu: workload.gpu,
+      beforeChange: () => metrics.touch(),
+      served: (ms) => metrics.served(ms),
+    });
+    if (fn) {
+      const bundle = createHash('sha256').update(`simulation|${workload.name}`).digest('hex');
+      broker.runtime.deployApp({
+        tenantId: principal.tenantId,
+        app: APP,
+        bundleId: `${principal.tenantId}/${bundle}`,
+        functions: { [FUNCTION]: fn },
+      });
+    }
+    const leaseDriver = leases;
+    const feed = new ArrivalFeed(
+      clock,
+      startMs,
+      scaledRequests(workload, scale, windowMs),
+      (request, now) => {
+        if (request.kind === 'lease') {
+          leaseDriver.request(request.gpus, request.durationMs, now);
+          return;
+        }
+        if (!fn) throw new Error(`${workload.name}: a call without a function`);
+        const args: SimCallArgs = { serviceMs: request.serviceMs, arrivalMs: now };
+        metrics.callArrived(args);
+        broker.runtime.call(principal.tenantId, APP, FUNCTION, [args]);
+      },
+    );
+    feed.start();
+
+    // Samples: a timer makes sure time stops at each sample moment; the sample is taken once that moment settled.
+    const series = emptySeries(workload.gpu);
+    const sampleTimes: number[] = [];
+    for (let t = startMs; t < endMs; t += sampleMs) sampleTimes.push(t);
+    sampleTimes.push(endMs);
+    for (const t of sampleTimes) clock.setTimer(t, () => undefined);
+    let nextSample = 0;
+    let steps = 0;
+    const takeSample = () => {
+      metrics.touch();
+      const now = clock.now();
+      series.tMs.push(now - startMs);
+      const cell = series.byGpu[workload.gpu] as { demandGpus: number[]; provisionedGpus: number[] };
+      cell.demandGpus.push(metrics.demandGpus());
+      let provisioned = 0;
+      for (const i of broker.fleet.all()) if (i.gpu === workload.gpu) provisioned += i.gpusPerInstance;
+      cell.provisionedGpus.push(provisioned);
+      series.preemptions.push(metrics.preemptions);
+      series.unmetGpus.push(metrics.unmetGpus());
+      checkWhileRunning(broker, metrics, currentPolicy(), invariants);
+      o.onProgress?.(now - startMs, windowMs);
+    };
+    const currentPolicy = () => (policy.staticPeak ? staticPeakLaterPlans(policy.broker) : policy.broker);
+    await driveUntil(clock, endMs, {
+      busy: () => ticksInFlight > 0 || leaseDriver.busy,
+      afterStep: () => {
+        steps++;
+        const started = leaseDriver.check();
+        while (nextSample < sampleTimes.length && (sampleTimes[nextSample] as number) <= clock.now()) {
+          nextSample++;
+          takeSample();
+        }
+        return started;
+      },
+    });
+
+    // The end: what still waits counts with the wait it had; then the broker stops (the meter closes what is open).
+    metrics.touch();
+    metrics.censor(clock.now());
+    for (const arrival of leaseDriver.waitingSince()) metrics.waits.add(clock.now() - arrival);
+    leaseDriver.finish();
+    await closeBroker();
+    await checkBilledUsage(broker, metrics, leaseDriver.heldGpuMs, startMs, endMs, invariants);
+    const costs = await costReport(database.db, startMs, endMs, await broker.invoices.ratesAt(endMs));
+    const spans = await database.db
+      .select({
+        launchedAt: instances.launchedAt,
+        terminatedAt: instances.terminatedAt,
+        microsPerHour: instances.microsPerHour,
+      })
+      .from(instances);
+    series.costUsd.push(
+      ...cumulativeCostUsd(
+        spans,
+        series.tMs.map((t) => startMs + t),
+      ),
+    );
+    const { stats, cdf } = metrics.waits.summary();
+    const wallMs = performance.now() - wallStart;
+    o.onStats?.({
+      ticks,
+      tickWallMs: tickMs,
+      solveMs,
+      runtimeWallMs: runtimeWall.ms,
+      meterWallMs: meterWall.ms,
+      steps,
+      wallMs,
+    });
+    const provisionedHours = costs.total.provisionedGpuSeconds / 3600;
+    const usedHours = costs.total.billedGpuSeconds / 3600;
+    return {
+      seed,
+      workload: workload.name,
+      policy: policy.name,
+      costUsd: costs.total.costMicroUsd / 1e6,
+      gpuHoursProvisioned: round(provisionedHours, 4),
+      gpuHoursUsed: round(usedHours, 4),
+      utilization: provisionedHours > 0 ? round(usedHours / provisionedHours, 4) : 0,
+      waitMs: stats,
+      coldStarts: metrics.coldStarts,
+      preemptions: metrics.preemptions,
+      unmetGpuHours: round(metrics.unmetGpuHours, 4),
+      wallMs: Math.round(wallMs),
+      requests: feed.submitted,
+      wallShare: {
+        solver: round(solveMs / wallMs, 4),
+        runtime: round(runtimeWall.ms / wallMs, 4),
+        meter: round(meterWall.ms / wallMs, 4),
+      },
+      series,
+      waitCdf: cdf,
+      invariants: invariants.results(),
+    };
+  } finally {
+    await closeBroker().catch(() => undefined);
+    for (const provider of providers) await provider.close();
+    await database.close();
+  }
+}
+
+function emptySeries(gpu: string): TimeSeries & {
+  tMs: number[];
+  costUsd: number[];
+  preemptions: number[];
+  unmetGpus: number[];
+} {
+  return {
+    tMs: [],
+    byGpu: { [gpu]: { demandGpus: [], provisionedGpus: [] } },
+    costUsd: [],
+    preemptions: [],
+    unmetGpus: [],
+  };
+}
+
+/**
+ * What the simulated clouds sell: the catalog's offerings of the workload's GPU type, in the region groups where
+ * the broker places demand (its default group, where requests that name no region go, and the warm-buffer groups).
+ * No other offering can cover that demand, so leaving them out changes no plan and makes every tick cheaper; with
+ * a spread rule (`maxRegionShare` or `maxVendorShare` below 1) capacity elsewhere would count, and all groups stay.
+ */
+export function simulatedOfferings(gpu: string, policy: BrokerPolicy): Offering[] {
+  const groups = new Set([policy.defaultRegionGroup, ...policy.warmRegionGroups]);
+  const spread = policy.maxRegionShare < 1 || policy.maxVendorShare < 1;
+  return loadCatalog(undefined, { regionGroups: policy.regionGroups }).filter(
+    (o) => o.gpu === gpu && (spread || groups.has(o.regionGroup)),
+  );
+}
+
+/** GPUs of a type the fleet holds (booting or running, not being stopped). */
+function gpusHeld(broker: Broker, gpu: string): number {
+  let gpus = 0;
+  for (const i of broker.fleet.all()) if (i.gpu === gpu && i.state !== 'terminating') gpus += i.gpusPerInstance;
+  return gpus;
+}
+
+/** The invariants checked at every sample. */
+function checkWhileRunning(
+  broker: Broker,
+  metrics: SimMetrics,
+  policy: BrokerPolicy,
+  invariants: InvariantLog,
+): void {
+  // No GPU held twice: the executor's containers against each other, and against the fleet's leases.
+  const holders = new Map<string, string>();
+  let doubleBooked: string | undefined;
+  for (const [containerId, c] of metrics.live) {
+    const instance = broker.fleet.get(c.instanceId);
+    if (!instance)
+      doubleBooked ??= `container ${containerId} runs on ${c.instanceId}, which the fleet no longer has`;
+    for (const g of c.gpuIndices) {
+      const key = `${c.instanceId}#${g}`;
+      const other = holders.get(key);
+      if (other) doubleBooked ??= `GPU ${g} of ${c.instanceId} is held by ${other} and ${containerId}`;
+      holders.set(key, containerId);
+      if (instance && g >= instance.gpusPerInstance)
+        doubleBooked ??= `container ${containerId} holds GPU ${g} of ${c.instanceId}, which has ${instance.gpusPerInstance}`;
+    }
+  }
+  for (const instance of broker.fleet.all())
+    for (const [g, owner] of instance.allocated)
+      if (owner.startsWith('lease_')) {
+        const other = holders.get(`${instance.id}#${g}`);
+        if (other) doubleBooked ??= `GPU ${g} of ${instance.id} is held by ${other} and lease ${owner}`;
+      }
+  invariants.record('gpuNotDoubleBooked', doubleBooked);
+
+  // Spend: what the plan counts as held, at list price (reserved capacity is paid already).
+  if (policy.budgetUsdPerHour !== null) {
+    let micros = 0;
+    for (const i of broker.fleet.all())
+      if (i.state !== 'terminating' && !i.draining && i.interruptAt === null && i.capacityType !== 'reserved')
+        micros += i.microsPerHour;
+    const budgetMicros = Math.round(policy.budgetUsdPerHour * 1e6);
+    invariants.record(
+      'spendWithinBudget',
+      micros > budgetMicros
+        ? `the fleet costs $${micros / 1e6}/h, above the budget $${budgetMicros / 1e6}/h`
+        : undefined,
+    );
+  }
+
+  // The meter's open container intervals are the live containers, no more, no less.
+  const open = new Set(
+    broker.meter
+      .openIntervals()
+      .filter((i) => i.kind === 'container')
+      .map((i) => i.intervalId),
+  );
+  let mismatch: string | undefined;
+  if (open.size !== metrics.live.size)
+    mismatch = `${open.size} container intervals open, ${metrics.live.size} containers alive`;
+  else
+    for (const id of metrics.live.keys())
+      if (!open.has(id)) mismatch ??= `container ${id} has no open interval`;
+  invariants.record('meterTracksContainers', mismatch);
+}
+
+/** At the end: the usage table against the executor's containers and the simulation's leases. */
+async function checkBilledUsage(
+  broker: Broker,
+  metrics: SimMetrics,
+  leaseGpuMs: number,
+  startMs: number,
+  endMs: number,
+  invariants: InvariantLog,
+): Promise<void> {
+  const rows = await broker.database.db.select().from(usageIntervals);
+  const containers = new Map(rows.filter((r) => r.kind === 'container').map((r) => [r.id, r]));
+  let expectedGpuSeconds = 0;
+  for (const [id, c] of metrics.containers) {
+    const row = containers.get(id);
+    containers.delete(id);
+    const gpus = c.gpuIndices.length;
+    if (c.endMs !== undefined && c.endMs > c.startMs)
+      expectedGpuSeconds += Math.ceil((c.endMs - c.startMs) / 1000) * gpus;
+    invariants.record(
+      'billedUsageEqualsIntervals',
+      !row
+        ? `container ${id} has no usage interval`
+        : row.startMs !== c.startMs || row.endMs !== c.endMs || row.gpus !== gpus
+          ? `container ${id}: billed [${row.startMs}, ${row.endMs}) × ${row.gpus}, ran [${c.startMs}, ${c.endMs}) × ${gpus}`
+          : undefined,
+    );
+  }
+  for (const id of containers.keys())
+    invariants.record('billedUsageEqualsIntervals', `usage interval ${id} belongs to no container`);
+  const groups = await usageGroups(broker.database.db, startMs, endMs + 1);
+  const billed = groups.filter((g) => g.kind === 'container').reduce((sum, g) => sum + g.gpuSeconds, 0);
+  invariants.record(
+    'billedUsageEqualsIntervals',
+    billed === expectedGpuSeconds
+      ? undefined
+      : `billed ${billed} container GPU-seconds, containers ran ${expectedGpuSeconds}`,
+  );
+  const leaseRows = rows.filter((r) => r.kind === 'lease');
+  const billedLeaseGpuMs = leaseRows.reduce(
+    (sum, r) => sum + ((r.endMs ?? r.checkpointMs) - r.startMs) * r.gpus,
+    0,
+  );
+  invariants.record(
+    'billedUsageEqualsIntervals',
+    billedLeaseGpuMs === leaseGpuMs
+      ? undefined
+      : `billed ${billedLeaseGpuMs} lease GPU-ms, leases were held ${leaseGpuMs}`,
+  );
+}
+
+let warmed: Promise<void> | undefined;
+
+/**
+ * Loads the solvers' WebAssembly before the clock starts: loading is real asynchronous work, and a tick must
+ * never wait on anything but promises that the simulation's moments settle.
+ */
+export function warmSolvers(): Promise<void> {
+  warmed ??= (async () => {
+    const offerings: Offering[] = loadCatalog()
+      .filter((offering) => offering.gpu === 'L4')
+      .slice(0, 4);
+    const regionGroup = offerings[0]?.regionGroup ?? 'us';
+    for (const backend of ['highs', 'glpk'] as const)
+      await planCapacity({
+        offerings,
+        demand: [{ gpu: 'L4', regionGroup, gangSize: 1, gpus: [1] }],
+        policy: planningPolicy({ solver: { backend } }),
+      });
+  })();
+  return warmed;
+}
+
+function round(value: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}

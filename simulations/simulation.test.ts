@@ -1,0 +1,129 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { peakGpus } from './engine/peak.ts';
+import type { PolicyResult } from './results.ts';
+import { simulate } from './simulate.ts';
+import { scaledRequests } from './workloads/scale.ts';
+import { syntheticWorkload } from './workloads/synthetic.ts';
+
+const HOUR = 3_600_000;
+
+/** Everything but the wall-clock figures, which no seed controls. */
+const reproducible = ({ wallMs: _wall, wallShare: _share, ...rest }: PolicyResult) => rest;
+
+function expectSane(r: PolicyResult): void {
+  expect(r.costUsd).toBeGreaterThan(0);
+  expect(r.gpuHoursProvisioned).toBeGreaterThan(0);
+  expect(r.gpuHoursUsed).toBeGreaterThan(0);
+  expect(r.gpuHoursUsed).toBeLessThanOrEqual(r.gpuHoursProvisioned);
+  expect(r.utilization).toBeGreaterThan(0);
+  expect(r.utilization).toBeLessThanOrEqual(1);
+  expect(r.waitMs.p95).toBeGreaterThanOrEqual(r.waitMs.p50);
+  expect(r.waitMs.p99).toBeGreaterThanOrEqual(r.waitMs.p95);
+  expect(r.unmetGpuHours).toBeGreaterThanOrEqual(0);
+  expect(r.waitCdf.at(-1)?.fraction).toBe(1);
+  const n = r.series.tMs.length;
+  for (const values of [r.series.costUsd, r.series.preemptions, r.series.unmetGpus])
+    expect(values).toHaveLength(n);
+  expect(r.series.costUsd.at(-1)).toBeCloseTo(r.costUsd, 0);
+  for (const [name, c] of Object.entries(r.invariants)) {
+    expect(c.violations, name).toBe(0);
+    if (name !== 'spendWithinBudget') expect(c.checks, name).toBeGreaterThan(0);
+  }
+}
+
+describe('simulations on the virtual clock', () => {
+  it('gives identical results for the same seed and different ones for another seed', async () => {
+    const run = async (seed: number) =>
+      (
+        await simulate({ workload: 'alibaba-sd', scale: 10, hours: 0.5, seed, policies: ['buffer-10'] })
+      ).results.map(reproducible);
+    const first = await run(7);
+    expect(JSON.stringify(await run(7))).toBe(JSON.stringify(first));
+    expect(JSON.stringify(await run(8))).not.toBe(JSON.stringify(first));
+    expectSane(first[0] as PolicyResult);
+  });
+
+  it('replays the Stable Diffusion trace: a bigger buffer costs more and waits no longer', async () => {
+    const { results, hours, scale } = await simulate({
+      workload: 'alibaba-sd',
+      scale: 100,
+      hours: 2,
+      seed: 1,
+      policies: ['buffer-0', 'buffer-20'],
+    });
+    expect(hours).toBe(2);
+    expect(scale).toBe(100);
+    const [none, twenty] = results as [PolicyResult, PolicyResult];
+    for (const r of results) expectSane(r);
+    expect(none.requests).toBe(twenty.requests);
+    expect(none.requests).toBeGreaterThan(5_000);
+    expect(twenty.costUsd).toBeGreaterThan(none.costUsd);
+    expect(twenty.waitMs.p95).toBeLessThanOrEqual(none.waitMs.p95);
+    expect(twenty.waitMs.p99).toBeLessThanOrEqual(none.waitMs.p99);
+    expect(twenty.unmetGpuHours).toBeLessThanOrEqual(none.unmetGpuHours);
+    // Every call is a cold start or reuses a container; cold starts come from the measured model loads.
+    expect(none.coldStarts).toBeGreaterThan(0);
+    expect(none.coldStarts).toBeLessThan(none.requests);
+  });
+
+  it('replays the GPU cluster trace as leases of their gang size', async () => {
+    // The busiest weeks hold 60–590 tasks a day: sped up 40× so that an hour holds over a hundred.
+    const { results } = await simulate({
+      workload: 'alibaba-gpu',
+      speed: 40,
+      hours: 1,
+      seed: 1,
+      policies: ['buffer-0'],
+    });
+    const r = results[0] as PolicyResult;
+    expectSane(r);
+    expect(r.requests).toBeGreaterThan(100);
+    expect(r.coldStarts).toBe(0);
+    // The first leases wait for instances to boot (minutes); later ones mostly find GPUs free.
+    expect(r.waitMs.p99).toBeGreaterThan(60_000);
+    expect(r.gpuHoursUsed).toBeGreaterThan(10);
+    expect(r.series.byGpu.V100?.provisionedGpus.at(-1)).toBeGreaterThan(0);
+  });
+
+  it('replays an Azure LLM trace with service times from its tokens at the given throughput', async () => {
+    const { results } = await simulate({
+      workload: 'azure-conv',
+      hours: 0.25,
+      seed: 1,
+      policies: ['buffer-10'],
+      throughput: { tokensPerSecond: 100, prefillTokensPerSecond: 8_000 },
+    });
+    const r = results[0] as PolicyResult;
+    expectSane(r);
+    expect(r.requests).toBeGreaterThan(4_000);
+    expect(r.series.byGpu.H100?.provisionedGpus.at(-1)).toBeGreaterThan(0);
+  });
+
+  it('holds a static peak reservation from the start, and keeps a budget', async () => {
+    const budget = join(mkdtempSync(join(tmpdir(), 'gpubroker-sim-')), 'budget.json');
+    writeFileSync(budget, JSON.stringify({ buffer: { default: { fraction: 0.1 } }, budgetUsdPerHour: 20 }));
+    const { results } = await simulate({
+      workload: 'diurnal',
+      hours: 1,
+      seed: 2,
+      policies: ['static-peak', 'buffer-10', budget],
+    });
+    const [peak, dynamic, capped] = results as [PolicyResult, PolicyResult, PolicyResult];
+    for (const r of results) expectSane(r);
+    expect(peak.costUsd).toBeGreaterThan(dynamic.costUsd);
+    // The peak is held once the first instances have booted, and nothing is given back.
+    const workload = syntheticWorkload('diurnal', 1, 2);
+    const held = peakGpus(scaledRequests(workload, { scale: 1, speed: 1, seed: 2 }), HOUR, {
+      gpus: 1,
+      concurrency: 1,
+    });
+    const provisioned = peak.series.byGpu.L4?.provisionedGpus ?? [];
+    expect(Math.min(...provisioned.slice(2))).toBeGreaterThanOrEqual(held);
+    expect(provisioned.every((n, i) => i === 0 || n >= (provisioned[i - 1] as number))).toBe(true);
+    expect(capped.invariants.spendWithinBudget?.checks).toBeGreaterThan(0);
+    expect(capped.costUsd).toBeLessThanOrEqual(20 + 1e-6);
+  });
+});
