@@ -57,6 +57,7 @@ export class SpendLimitService {
     const limits = await this.limitsOf(tenantId);
     if (!limits || (limits.spendLimitHourMicros === null && limits.spendLimitMonthMicros === null))
       return undefined;
+    await this.flushUsage();
     const now = this.clock.now();
     if (limits.spendLimitHourMicros !== null) {
       const rates = await this.invoices.ratesAt(now);

@@ -366,7 +366,8 @@ export function simulatedOfferings(gpu: string, policy: BrokerPolicy): Offering[
 /** GPUs of a type the fleet holds (booting or running, not being stopped). */
 function gpusHeld(broker: Broker, gpu: string): number {
   let gpus = 0;
-  for (const i of broker.fleet.all()) if (i.gpu === gpu && i.state !== 'terminating') gpus += i.gpusPerInstance;
+  for (const i of broker.fleet.all())
+    if (i.gpu === gpu && i.state !== 'terminating') gpus += i.gpusPerInstance;
   return gpus;
 }
 
