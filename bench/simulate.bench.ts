@@ -5,11 +5,12 @@
  * time, and the share of wall time spent in the solver, the runtime and the meter.
  *
  * Smaller runs: BENCH_SIM_SCALE (default 100), BENCH_SIM_HOURS (default: the whole trace), BENCH_SIM_POLICY
- * (default buffer-10), BENCH_SIM_SEED (default 1).
+ * (default buffer-10), BENCH_SIM_SEED (default 1); BENCH_SIM_SCENARIO names a simulated-clouds scenario file.
  * Writes bench/results/simulate-<timestamp>.json and prints a table.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import Table from 'cli-table3';
+import { loadSimScenario } from '../providers/sim/scenario.ts';
 import type { RunStats } from '../simulations/engine/run-simulation.ts';
 import { simulate } from '../simulations/simulate.ts';
 
@@ -17,6 +18,7 @@ const SCALE = Number(process.env.BENCH_SIM_SCALE ?? 100);
 const HOURS = process.env.BENCH_SIM_HOURS === undefined ? undefined : Number(process.env.BENCH_SIM_HOURS);
 const POLICY = process.env.BENCH_SIM_POLICY ?? 'buffer-10';
 const SEED = Number(process.env.BENCH_SIM_SEED ?? 1);
+const SCENARIO = process.env.BENCH_SIM_SCENARIO;
 
 let stats: RunStats | undefined;
 let reported = -1;
@@ -26,6 +28,7 @@ const results = await simulate({
   seed: SEED,
   policies: [POLICY],
   ...(HOURS === undefined ? {} : { hours: HOURS }),
+  ...(SCENARIO === undefined ? {} : { scenario: await loadSimScenario(SCENARIO) }),
   onProgress: ({ doneMs, totalMs }) => {
     const percent = Math.floor((doneMs / totalMs) * 10) * 10;
     if (percent > reported) {
@@ -47,6 +50,7 @@ const summary = {
   scale: SCALE,
   policy: r.policy,
   seed: SEED,
+  scenario: SCENARIO ?? null,
   simulatedHours: results.hours,
   requests: r.requests,
   wallMs: r.wallMs,
@@ -77,7 +81,10 @@ writeFileSync(file, `${JSON.stringify(summary, null, 2)}\n`);
 const pct = (share: number) => `${(share * 100).toFixed(1)} %`;
 const table = new Table({ head: ['measure', 'value'], style: { head: [], border: [] } });
 table.push(
-  ['workload', `${r.workload} ×${SCALE}, ${results.hours.toFixed(1)} h simulated, policy ${r.policy}`],
+  [
+    'workload',
+    `${r.workload} ×${SCALE}, ${results.hours.toFixed(1)} h simulated, policy ${r.policy}${SCENARIO ? `, scenario ${SCENARIO}` : ''}`,
+  ],
   ['requests', r.requests.toLocaleString('en-US')],
   ['wall time', `${(r.wallMs / 1000).toFixed(1)} s (target ≤ 120 s on 2 cores)`],
   ['speed-up over real time', `${summary.speedUp.toLocaleString('en-US')}×`],

@@ -39,7 +39,7 @@ export class Actuator {
     vendor: string,
     offeringId: string,
     count: number,
-  ): Promise<ActionRow> {
+  ): Promise<ProvisionOutcome> {
     const now = this.clock.now();
     const row: ActionRow = {
       id: key,
@@ -59,7 +59,7 @@ export class Actuator {
   }
 
   /** Repeats a provision action left pending (crash, outage): same key, so never twice. */
-  async runProvision(row: ActionRow): Promise<ActionRow> {
+  async runProvision(row: ActionRow): Promise<ProvisionOutcome> {
     const provider = this.providers.get(row.vendor);
     if (!provider) return this.finish(row, 'failed', `no provider for ${row.vendor}`, []);
     try {
@@ -81,7 +81,10 @@ export class Actuator {
     } catch (error) {
       if (error instanceof ProviderUnavailableError) return row; // outcome unknown: stays pending, repeated later
       if (error instanceof ProviderError)
-        return this.finish(row, 'failed', `${error.constructor.name}: ${error.message}`, []);
+        return {
+          ...(await this.finish(row, 'failed', `${error.constructor.name}: ${error.message}`, [])),
+          refusedBy: error,
+        };
       throw error;
     }
   }
@@ -154,6 +157,9 @@ export class Actuator {
     return updated;
   }
 }
+
+/** A provision action as it ended, with the provider's error when it refused (not stored: the row has its text). */
+export type ProvisionOutcome = ActionRow & { readonly refusedBy?: ProviderError };
 
 /** Whether a failed action failed for lack of capacity (the loop blocks the offering and re-plans). */
 export function stockedOut(row: ActionRow): boolean {

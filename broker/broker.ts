@@ -35,6 +35,7 @@ import { LeaseService } from './leases.ts';
 import { ControlLoop } from './loop.ts';
 import { type BrokerPolicy, brokerPolicy } from './policy.ts';
 import { PolicyStore } from './policy-store.ts';
+import { QuotaBook } from './quota-book.ts';
 import { TokenStore } from './tokens.ts';
 import { UnavailableCache } from './unavailable-cache.ts';
 
@@ -164,6 +165,7 @@ export class Broker {
       policies: this.policies,
       forecaster: new PeakAndLevelForecaster(),
       unavailable: new UnavailableCache(o.clock),
+      quotas: new QuotaBook(o.clock),
       actuator: new Actuator(db, o.clock, this.providers, this.fleet, () => this.fleetId),
       logger: this.logger,
       tryLeadership: () => o.database.tryLeadership(),

@@ -11,6 +11,7 @@ import type { IdGenerator } from '../lib/ids.ts';
 import { usdToMicros } from '../lib/money.ts';
 import type { Offering } from '../providers/catalog/offering.ts';
 import type { OfferingQuote, Provider } from '../providers/provider.ts';
+import { QuotaExceededError } from '../providers/provider-errors.ts';
 import { planCapacity } from '../solver/plan.ts';
 import type { Plan } from '../solver/types.ts';
 import { type Actuator, stockedOut } from './act.ts';
@@ -20,9 +21,15 @@ import type { Fleet, LiveInstance } from './fleet.ts';
 import type { Forecaster } from './forecast.ts';
 import type { LeaseService, OpenDemand } from './leases.ts';
 import type { PolicyStore } from './policy-store.ts';
+import type { QuotaBook } from './quota-book.ts';
 import type { UnavailableCache } from './unavailable-cache.ts';
 
 const MAX_ROUNDS = 3;
+/**
+ * Most instances one launch call asks for. A provider launches all or nothing in one zone, so a plan's 300
+ * instances of one offering go out as batches: a stock-out then costs one batch, and what was had is kept.
+ */
+export const LAUNCH_BATCH = 16;
 /** How long a shortfall trigger waits, so a burst of lease requests leads to one tick. */
 const TRIGGER_DEBOUNCE_MS = 250;
 
@@ -54,6 +61,7 @@ export interface ControlLoopOptions {
   readonly policies: PolicyStore;
   readonly forecaster: Forecaster;
   readonly unavailable: UnavailableCache;
+  readonly quotas: QuotaBook;
   readonly actuator: Actuator;
   readonly logger: Logger;
   /** Whether this replica may run the loop (PostgreSQL advisory lock). */
@@ -84,8 +92,18 @@ export class ControlLoop {
     return this.quotes;
   }
 
-  /** Reads every provider's offerings; a provider that does not answer keeps its last list. */
+  /** Reads every provider's offerings (and quotas, where it publishes them); one that does not answer keeps its last. */
   async refreshOfferings(): Promise<void> {
+    await Promise.all(
+      [...this.o.providers.values()].map(async (p) => {
+        if (!p.quotas) return;
+        try {
+          this.o.quotas.publish(p.vendor, await p.quotas());
+        } catch (error) {
+          this.o.logger.warn({ vendor: p.vendor, err: error }, 'quotas unavailable; keeping the last list');
+        }
+      }),
+    );
     const lists = await Promise.all(
       [...this.o.providers.values()].map(async (p) => {
         try {
@@ -127,13 +145,57 @@ export class ControlLoop {
     this.debounce?.cancel();
   }
 
-  /** Asks for a tick soon (debounced): a lease could not be served from the warm buffer. */
+  /**
+   * Asks for a tick soon (debounced): a lease or a container could not be placed, or an instance was lost. The
+   * tick runs only if the fleet, counting instances still booting, no longer covers what is asked for now; when it
+   * does, the shortfall is instances on their way and a new plan would change nothing (the scheduled tick still
+   * restores the warm buffer). Without this, a busy runtime re-plans every time a container waits for a boot.
+   */
   trigger(): void {
     if (this.closed || this.debounce) return;
     this.debounce = this.o.clock.setTimer(this.o.clock.now() + TRIGGER_DEBOUNCE_MS, () => {
       this.debounce = undefined;
+      if (this.coveredByFleet()) {
+        this.triggersSkipped++;
+        return;
+      }
       void this.tickIfLeader();
     });
+  }
+
+  /** Triggers that found the fleet already covering the demand, so ran no tick. */
+  triggersSkipped = 0;
+
+  /**
+   * Whether the instances held (booting or running; not being stopped, drained or reclaimed) cover the open
+   * demand: per GPU type and region group in total, and per gang size in instances big enough for whole gangs.
+   */
+  coveredByFleet(): boolean {
+    const demand = [...this.o.leases.openDemand(), ...(this.o.extraDemand?.() ?? [])];
+    if (demand.length === 0) return true;
+    const groupOf = new Map(this.quotes.map((q) => [q.id, q.regionGroup]));
+    const held = this.o.fleet
+      .all()
+      .filter((i) => i.state !== 'terminating' && !i.draining && i.interruptAt === null);
+    const asked = new Map<string, number>();
+    for (const d of demand) {
+      const key = `${d.gpu}|${d.regionGroup}`;
+      asked.set(key, (asked.get(key) ?? 0) + d.gpus);
+      if (d.gangSize > 1) {
+        let whole = 0;
+        for (const i of held)
+          if (i.gpu === d.gpu && groupOf.get(i.offeringId) === d.regionGroup)
+            whole += Math.floor(i.gpusPerInstance / d.gangSize) * d.gangSize;
+        if (whole < d.gpus) return false;
+      }
+    }
+    const have = new Map<string, number>();
+    for (const i of held) {
+      const key = `${i.gpu}|${groupOf.get(i.offeringId)}`;
+      have.set(key, (have.get(key) ?? 0) + i.gpusPerInstance);
+    }
+    for (const [key, gpus] of asked) if ((have.get(key) ?? 0) < gpus) return false;
+    return true;
   }
 
   /**
@@ -239,21 +301,18 @@ export class ControlLoop {
         policy,
         fleet: fleet.pools(),
         unavailable,
+        quotas: this.o.quotas.forPlan(demand, policy, heldByOffering(this.quotes, fleet.pools())),
       });
       const roundStockOuts: string[] = [];
+      let quotaRefused = false;
       for (const [n, action] of plan.actions.entries()) {
         const offering = this.quotes.find((q) => q.id === action.offeringId);
         if (!offering) continue;
         if (action.provision > 0) {
-          const row = await actuator.provision(
-            planId,
-            `${planId}-r${rounds}-${n}`,
-            offering.vendor,
-            offering.id,
-            action.provision,
-          );
-          if (row.status === 'done') provisioned += action.provision;
-          if (stockedOut(row)) roundStockOuts.push(offering.id);
+          const launch = await this.launch(planId, `${planId}-r${rounds}-${n}`, offering, action.provision);
+          provisioned += launch.launched;
+          if (launch.stockedOut) roundStockOuts.push(offering.id);
+          quotaRefused ||= launch.quotaRefused;
         }
         if (action.terminate > 0) {
           const result = await this.scaleDown(
@@ -266,7 +325,7 @@ export class ControlLoop {
           drained += result.drained;
         }
       }
-      if (roundStockOuts.length === 0) break;
+      if (roundStockOuts.length === 0 && !quotaRefused) break;
       for (const id of roundStockOuts) this.o.unavailable.block(id, policy.unavailableTtlMs);
       stockOuts.push(...roundStockOuts);
     }
@@ -321,6 +380,44 @@ export class ControlLoop {
   }
 
   /**
+   * Launches `count` instances of an offering in batches of at most `LAUNCH_BATCH` (each its own action and key),
+   * until all are launched or the provider refuses one: a stock-out (the offering is then blocked by the caller)
+   * or a quota (learned here, so that the next round's plan respects it).
+   */
+  private async launch(
+    planId: string,
+    key: string,
+    offering: Offering,
+    count: number,
+  ): Promise<{ launched: number; stockedOut: boolean; quotaRefused: boolean }> {
+    let launched = 0;
+    for (let batch = 0; launched < count; batch++) {
+      const size = Math.min(LAUNCH_BATCH, count - launched);
+      const row = await this.o.actuator.provision(
+        planId,
+        batch === 0 ? key : `${key}-b${batch}`,
+        offering.vendor,
+        offering.id,
+        size,
+      );
+      if (row.status === 'done') {
+        launched += size;
+        continue;
+      }
+      // Stock-outs are routine (the offering is blocked and the plan moves on); other refusals deserve a look.
+      if (row.status === 'failed')
+        this.o.logger[stockedOut(row) ? 'info' : 'warn'](
+          { offeringId: offering.id, count: size, error: row.error },
+          'launch refused',
+        );
+      const quotaRefused = row.refusedBy instanceof QuotaExceededError;
+      if (row.refusedBy instanceof QuotaExceededError) this.o.quotas.learn(offering, row.refusedBy);
+      return { launched, stockedOut: stockedOut(row), quotaRefused };
+    }
+    return { launched, stockedOut: false, quotaRefused: false };
+  }
+
+  /**
    * Takes `count` instances of an offering out of the fleet: idle ones are terminated (pending before running,
    * youngest first); ones serving leases are drained, never killed under their leases.
    */
@@ -350,6 +447,18 @@ export class ControlLoop {
     await this.o.fleet.markDraining(busy.map((i) => i.id));
     return { terminated: idle.length, drained: busy.length };
   }
+}
+
+/** Instances held per offering, for the quotas' reach. */
+function heldByOffering(
+  quotes: readonly OfferingQuote[],
+  pools: readonly { offeringId: string; count: number }[],
+): { offering: Offering; count: number }[] {
+  const byId = new Map(quotes.map((q) => [q.id, q]));
+  return pools.flatMap((p) => {
+    const offering = byId.get(p.offeringId);
+    return offering ? [{ offering, count: p.count }] : [];
+  });
 }
 
 function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {

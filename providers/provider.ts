@@ -120,6 +120,18 @@ export type ProviderEvent =
       readonly microsPerHour: Micros;
     };
 
+/**
+ * A limit on the GPUs this account may hold in one region (of one GPU type and capacity type when given), as the
+ * cloud publishes it: GCP's regional NVIDIA_*_GPUS and PREEMPTIBLE_NVIDIA_*_GPUS, Azure's per-family cores,
+ * AWS's per-family vCPUs (converted to GPUs by the adapter).
+ */
+export interface ProviderQuota {
+  readonly region: string;
+  readonly gpu?: string;
+  readonly capacityType?: CapacityType;
+  readonly maxGpus: number;
+}
+
 export interface EventsOptions {
   /** Ends the iteration when aborted. */
   readonly signal?: AbortSignal;
@@ -143,6 +155,12 @@ export interface Provider {
    * `ProviderUnavailableError` (outcome unknown: repeat with the same key).
    */
   provision(request: ProvisionRequest): Promise<Instance[]>;
+
+  /**
+   * The account's GPU quotas, where the provider can tell (optional: a broker learns the others from
+   * `QuotaExceededError`). Throws `ThrottledError` or `ProviderUnavailableError`.
+   */
+  quotas?(): Promise<ProviderQuota[]>;
 
   /**
    * Asks for these instances to end. Idempotent: unknown, terminating and terminated ids are not an error.

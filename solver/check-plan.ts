@@ -1,7 +1,7 @@
 import { type Offering, reservedTwin } from '../providers/catalog/offering.ts';
 import { bufferFor, bufferGpus } from './policy.ts';
 import { isAllowed } from './reduce.ts';
-import type { Plan, PlanInput } from './types.ts';
+import { type Plan, type PlanInput, quotaCovers, quotaLabel } from './types.ts';
 
 const EPS = 1e-6;
 
@@ -77,14 +77,8 @@ export function checkPlan(input: PlanInput, plan: Plan): string[] {
       }
     }
     for (const q of input.quotas ?? []) {
-      const used = gpus(
-        t,
-        (o) => o.vendor === q.vendor && o.region === q.region && (q.gpu === undefined || o.gpu === q.gpu),
-      );
-      if (used > q.maxGpus + EPS)
-        errors.push(
-          `${tag}: quota ${q.vendor}/${q.region}${q.gpu ? `/${q.gpu}` : ''} ${used} > ${q.maxGpus}`,
-        );
+      const used = gpus(t, (o) => quotaCovers(q, o));
+      if (used > q.maxGpus + EPS) errors.push(`${tag}: quota ${quotaLabel(q)} ${used} > ${q.maxGpus}`);
     }
     for (const gpu of new Set(known.map((p) => p.o.gpu))) {
       const total = gpus(t, (o) => o.gpu === gpu);

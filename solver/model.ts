@@ -42,7 +42,7 @@
 import type { Offering } from '../providers/catalog/offering.ts';
 import { type LinearModel, LinearModelBuilder } from './linear-model.ts';
 import { bufferFor, bufferGpus, interruptionsPerHour, type PlanningPolicy } from './policy.ts';
-import type { DemandClass, Quota } from './types.ts';
+import { type DemandClass, type Quota, quotaCovers, quotaLabel } from './types.ts';
 
 /** The planning problem after reduction: what the model is built from. */
 export interface ModelInput {
@@ -247,19 +247,17 @@ export function buildModel(input: ModelInput): PlanningModel {
 function addQuotaRows(b: LinearModelBuilder, input: ModelInput, x: number[][]): void {
   const { offerings, periods } = input;
   for (const q of input.quotas) {
-    const members = offerings.flatMap((o, i) =>
-      o.vendor === q.vendor && o.region === q.region && (q.gpu === undefined || o.gpu === q.gpu) ? [i] : [],
-    );
+    const members = offerings.flatMap((o, i) => (quotaCovers(q, o) ? [i] : []));
     if (members.length === 0) continue;
     for (let t = 0; t < periods; t++) {
       b.addRow(
-        `quota_${q.vendor}_${q.region}${q.gpu ? `_${q.gpu}` : ''}_${period(t)}`,
+        `quota_${q.vendor}_${q.region}${q.gpu ? `_${q.gpu}` : ''}${q.capacityType ? `_${q.capacityType}` : ''}_${period(t)}`,
         'quota',
         Number.NEGATIVE_INFINITY,
         q.maxGpus,
         members.map((i) => x[i]?.[t] as number),
         members.map((i) => offerings[i]?.gpusPerInstance as number),
-        `quota ${q.vendor}/${q.region}${q.gpu ? ` ${q.gpu}` : ''} (${q.maxGpus} GPUs)`,
+        `quota ${quotaLabel(q)} (${q.maxGpus} GPUs)`,
       );
     }
   }

@@ -19,12 +19,31 @@ export interface FleetPool {
   instanceAgesMs?: number[];
 }
 
-/** A cap on GPUs per vendor × region, optionally for one GPU type only. */
+/**
+ * A cap on GPUs per vendor × region, optionally for one GPU type and one capacity type only (clouds count spot
+ * GPUs apart from on-demand ones: GCP's PREEMPTIBLE_NVIDIA_*_GPUS, AWS's spot vCPU limits).
+ */
 export interface Quota {
   vendor: string;
   region: string;
   gpu?: string;
+  capacityType?: Offering['capacityType'];
   maxGpus: number;
+}
+
+/** Whether an offering's GPUs count against a quota. */
+export function quotaCovers(q: Quota, o: Offering): boolean {
+  return (
+    o.vendor === q.vendor &&
+    o.region === q.region &&
+    (q.gpu === undefined || o.gpu === q.gpu) &&
+    (q.capacityType === undefined || o.capacityType === q.capacityType)
+  );
+}
+
+/** A quota's name in row names and messages: `aws/us-east-1`, `gcp/us-west4 L4 spot`. */
+export function quotaLabel(q: Quota): string {
+  return [`${q.vendor}/${q.region}`, q.gpu, q.capacityType].filter(Boolean).join(' ');
 }
 
 /** Capacity reserved in advance (already paid): costs nothing up to `count` instances. */

@@ -21,6 +21,7 @@ import type {
   OfferingQuote,
   Provider,
   ProviderEvent,
+  ProviderQuota,
   ProvisionRequest,
   Tags,
   TerminationReason,
@@ -196,6 +197,20 @@ export class SimProvider implements Provider {
       });
     }
     return quotes;
+  }
+
+  /** The scenario's quota rules, one per region where a rule names none (cloud quotas are regional). */
+  async quotas(): Promise<ProviderQuota[]> {
+    this.admitCall();
+    const regions = [...this.zones.keys()].sort();
+    return this.settings.quotas.flatMap((rule) =>
+      (rule.region === undefined ? regions : [rule.region]).map((region) => ({
+        region,
+        ...(rule.gpu === undefined ? {} : { gpu: rule.gpu }),
+        ...(rule.capacityType === undefined ? {} : { capacityType: rule.capacityType }),
+        maxGpus: rule.maxGpus,
+      })),
+    );
   }
 
   async provision(request: ProvisionRequest): Promise<Instance[]> {

@@ -1,5 +1,6 @@
 import type { ModelInput } from '../model.ts';
 import { bufferFor, bufferGpus, interruptionsPerHour } from '../policy.ts';
+import { quotaCovers } from '../types.ts';
 
 /**
  * The baseline that per-request brokers implement: period by period, keep what is held, then cover each
@@ -90,10 +91,10 @@ export function greedyCounts(input: ModelInput): number[][] {
         if (spend > policy.budgetUsdPerHour + 1e-9) return true;
       }
       for (const q of input.quotas) {
-        const inQuota = (j: number) =>
-          offerings[j]?.vendor === q.vendor &&
-          offerings[j]?.region === q.region &&
-          (q.gpu === undefined || offerings[j]?.gpu === q.gpu);
+        const inQuota = (j: number) => {
+          const other = offerings[j];
+          return other !== undefined && quotaCovers(q, other);
+        };
         if (inQuota(i) && sum(inQuota, gpusOf) > q.maxGpus) return true;
       }
       const total = sum((j) => offerings[j]?.gpu === o.gpu, gpusOf);
@@ -142,15 +143,11 @@ export function greedyCounts(input: ModelInput): number[][] {
       if (!o || (n[i] as number) + 1 > upper(input, i, t)) return false;
       const g = o.gpusPerInstance;
       for (const q of input.quotas) {
-        if (q.vendor !== o.vendor || q.region !== o.region || (q.gpu !== undefined && q.gpu !== o.gpu))
-          continue;
-        const used = sum(
-          (j) =>
-            offerings[j]?.vendor === q.vendor &&
-            offerings[j]?.region === q.region &&
-            (q.gpu === undefined || offerings[j]?.gpu === q.gpu),
-          gpusOf,
-        );
+        if (!quotaCovers(q, o)) continue;
+        const used = sum((j) => {
+          const other = offerings[j];
+          return other !== undefined && quotaCovers(q, other);
+        }, gpusOf);
         if (used + g > q.maxGpus) return false;
       }
       if (policy.budgetUsdPerHour !== null && o.capacityType !== 'reserved') {
