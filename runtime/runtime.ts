@@ -228,8 +228,9 @@ export class Runtime {
   private readonly retainCallsMs: number;
   private readonly apps = new Map<string, AppState>();
   private readonly calls = new Map<string, CallRecord>();
-  /** Finished calls in the order they finished (for pruning). */
+  /** Finished calls in the order they finished (for pruning), from `finishedHead` on. */
   private finished: CallRecord[] = [];
+  private finishedHead = 0;
   private readonly live = new Map<string, ContainerRecord>();
   /** Exited containers whose in-flight inputs the executor has not settled yet. */
   private readonly orphans = new Set<ContainerRecord>();
@@ -660,16 +661,25 @@ export class Runtime {
 
   /** Gives queued inputs to ready containers with room, the least busy first. */
   private dispatch(fn: FunctionState): void {
-    if (fn.retired) return;
-    while (fn.queue.size > 0) {
-      let target: ContainerRecord | undefined;
-      for (const c of fn.containers.values()) {
-        if (c.lifecycle.state !== 'ready' || c.lost || c.revision !== fn.revision) continue;
-        if (c.running.size >= fn.spec.concurrency) continue;
-        if (!target || c.running.size < target.running.size) target = c;
-      }
-      if (!target) return;
+    if (fn.retired || fn.queue.size === 0) return;
+    // The containers with room, found once; each input then goes to the least busy of them.
+    const open: ContainerRecord[] = [];
+    for (const c of fn.containers.values()) {
+      if (c.lifecycle.state !== 'ready' || c.lost || c.revision !== fn.revision) continue;
+      if (c.running.size < fn.spec.concurrency) open.push(c);
+    }
+    while (fn.queue.size > 0 && open.length > 0) {
+      let best = 0;
+      for (let i = 1; i < open.length; i++)
+        if ((open[i] as ContainerRecord).running.size < (open[best] as ContainerRecord).running.size)
+          best = i;
+      const target = open[best] as ContainerRecord;
       this.run(fn.queue.take() as CallRecord, target);
+      // A container that left the ready state or filled up takes no more in this round.
+      if (target.lifecycle.state !== 'ready' || target.running.size >= fn.spec.concurrency) {
+        open[best] = open[open.length - 1] as ContainerRecord;
+        open.pop();
+      }
     }
   }
 
@@ -962,13 +972,20 @@ export class Runtime {
     return exits;
   }
 
+  /** Forgets calls finished longer than `retainCallsMs` ago; O(calls forgotten), the array is compacted rarely. */
   private prune(): void {
     const before = this.clock.now() - this.retainCallsMs;
-    let n = 0;
-    while (n < this.finished.length && (this.finished[n]?.finishedAtMs as number) <= before) n++;
-    if (n === 0) return;
-    for (const call of this.finished.slice(0, n)) this.calls.delete(call.callId);
-    this.finished = this.finished.slice(n);
+    let head = this.finishedHead;
+    for (; head < this.finished.length; head++) {
+      const call = this.finished[head] as CallRecord;
+      if ((call.finishedAtMs as number) > before) break;
+      this.calls.delete(call.callId);
+    }
+    this.finishedHead = head;
+    if (head > 1024 && head * 2 > this.finished.length) {
+      this.finished = this.finished.slice(head);
+      this.finishedHead = 0;
+    }
   }
 
   private appView(state: AppState): AppView {
