@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { simScenario } from '../providers/sim/scenario.ts';
 import { peakGpus } from './engine/peak.ts';
 import type { PolicyResult } from './results.ts';
 import { simulate } from './simulate.ts';
@@ -125,5 +126,27 @@ describe('simulations on the virtual clock', () => {
     expect(provisioned.every((n, i) => i === 0 || n >= (provisioned[i - 1] as number))).toBe(true);
     expect(capped.invariants.spendWithinBudget?.checks).toBeGreaterThan(0);
     expect(capped.costUsd).toBeLessThanOrEqual(20 + 1e-6);
+  });
+
+  it("serves demand beyond one region's quota from several regions, without a backlog", async () => {
+    // 8 GPUs per region and capacity type: the first half hour of ×100 SD needs several times that. Plans that
+    // ignored quotas asked one region for all of it, were refused at every tick, and requests waited for hours.
+    const quota = [
+      { gpu: 'L4', capacityType: 'on-demand' as const, maxGpus: 8 },
+      { gpu: 'L4', capacityType: 'spot' as const, maxGpus: 8 },
+    ];
+    const { results } = await simulate({
+      workload: 'alibaba-sd',
+      scale: 100,
+      hours: 1,
+      seed: 1,
+      policies: ['buffer-10'],
+      scenario: simScenario({ settings: { aws: { quotas: quota }, gcp: { quotas: quota } } }),
+    });
+    const r = results[0] as PolicyResult;
+    expectSane(r);
+    const provisioned = r.series.byGpu.L4?.provisionedGpus ?? [];
+    expect(Math.max(...provisioned)).toBeGreaterThan(32);
+    expect(r.waitMs.p99).toBeLessThan(10 * 60_000);
   });
 });
