@@ -148,7 +148,7 @@ describe('control loop against the clouds’ limits', () => {
     const { token } = await broker.tokens.create('t', 'tenant');
     const principal = await broker.tokens.authenticate(token);
     if (!principal) throw new Error('no principal');
-    await broker.leases.request(principal, { gpu: 'L4', count: 4, placement: 'any' });
+    await broker.leases.request(principal, { gpu: 'L4', count: 4, placement: 'any', capacityType: 'any' });
     const first = await broker.loop.tick();
     expect(first.provisioned).toBe(4);
     expect(broker.loop.coveredByFleet()).toBe(true);
@@ -162,7 +162,7 @@ describe('control loop against the clouds’ limits', () => {
     expect(broker.loop.last?.planId).toBe(planBefore);
 
     // More asked for than held: the trigger re-plans at once, before the boot ends.
-    await broker.leases.request(principal, { gpu: 'L4', count: 3, placement: 'any' });
+    await broker.leases.request(principal, { gpu: 'L4', count: 3, placement: 'any', capacityType: 'any' });
     expect(broker.loop.coveredByFleet()).toBe(false);
     broker.loop.trigger();
     await advance(1_000);
