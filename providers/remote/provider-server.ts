@@ -4,6 +4,7 @@
  *
  *   GET  /v1/vendors                      → { vendors }
  *   GET  /v1/:vendor/offerings            → OfferingQuote[]
+ *   GET  /v1/:vendor/quotas               → ProviderQuota[] (empty when the provider publishes none)
  *   POST /v1/:vendor/provision            ProvisionRequest → Instance[]
  *   POST /v1/:vendor/terminate            { instanceIds } → 204
  *   POST /v1/:vendor/list                 ListFilter → Instance[]
@@ -99,6 +100,10 @@ export function createProviderApp(providers: readonly Provider[], signal: AbortS
   app.get('/v1/:vendor/offerings', async (c) =>
     c.json(await channelOf(c.req.param('vendor')).provider.offerings()),
   );
+  app.get('/v1/:vendor/quotas', async (c) => {
+    const { provider } = channelOf(c.req.param('vendor'));
+    return c.json(provider.quotas ? await provider.quotas() : []);
+  });
   app.post('/v1/:vendor/provision', async (c) => {
     const vendor = c.req.param('vendor');
     const { provider } = channelOf(vendor);

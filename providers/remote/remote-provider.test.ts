@@ -108,6 +108,22 @@ describe('remote provider', () => {
     }
   });
 
+  it('passes on the quotas the served provider publishes', async () => {
+    const h = await remoteAws();
+    try {
+      const quotas = await h.remote.quotas();
+      expect(quotas).toEqual(await h.sim.quotas());
+      expect(quotas).toContainEqual({
+        region: 'us-east-1',
+        gpu: 'H100',
+        capacityType: 'on-demand',
+        maxGpus: 8,
+      });
+    } finally {
+      await h.dispose();
+    }
+  });
+
   it('replays the events it missed while its stream was down', async () => {
     const h = await remoteAws();
     const seen: ProviderEvent[] = [];

@@ -15,6 +15,7 @@ import type {
   OfferingQuote,
   Provider,
   ProviderEvent,
+  ProviderQuota,
   ProvisionRequest,
 } from '../provider.ts';
 import { ProviderUnavailableError } from '../provider-errors.ts';
@@ -54,6 +55,10 @@ export class RemoteProvider implements Provider {
 
   async offerings(): Promise<OfferingQuote[]> {
     return this.call<OfferingQuote[]>('GET', '/offerings');
+  }
+
+  async quotas(): Promise<ProviderQuota[]> {
+    return this.call<ProviderQuota[]>('GET', '/quotas');
   }
 
   async provision(request: ProvisionRequest): Promise<Instance[]> {
