@@ -71,7 +71,7 @@ export class Actuator {
           tags: { [FLEET_TAG]: this.fleetId(), [ACTION_TAG]: row.id },
         }),
       );
-      for (const instance of launched) await this.fleet.record(instance);
+      await this.fleet.recordAll(launched);
       return this.finish(
         row,
         'done',

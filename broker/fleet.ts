@@ -3,7 +3,7 @@
  * record; this class keeps the live part in memory (rebuilt from the database on start) so that serving a lease
  * from the warm buffer needs no query.
  */
-import { eq, inArray, ne } from 'drizzle-orm';
+import { eq, inArray, ne, sql } from 'drizzle-orm';
 import type { Clock } from '../lib/clock.ts';
 import type { Instance, InstanceState, TerminationReason } from '../providers/provider.ts';
 import type { FleetPool } from '../solver/types.ts';
@@ -69,39 +69,31 @@ export class Fleet {
 
   /** Records an instance a provider reported (new or known). */
   async record(instance: Instance): Promise<LiveInstance> {
-    const known = this.live.get(instance.id);
-    const row = {
-      id: instance.id,
-      vendor: instance.vendor,
-      offeringId: instance.offeringId,
-      region: instance.region,
-      zone: instance.zone,
-      instanceType: instance.instanceType,
-      capacityType: instance.capacityType,
-      gpu: instance.gpu,
-      gpusPerInstance: instance.gpusPerInstance,
-      state: instance.state,
-      microsPerHour: instance.microsPerHour,
-      idempotencyKey: instance.idempotencyKey,
-      launchedAt: instance.launchedAtMs,
-      runningAt: instance.runningAtMs ?? null,
-      terminatedAt: instance.terminatedAtMs ?? null,
-      terminationReason: instance.terminationReason ?? null,
-      interruptAt: instance.interruptAtMs ?? null,
-    };
+    return (await this.recordAll([instance]))[0] as LiveInstance;
+  }
+
+  /** Records instances a provider reported (a launch's batch) in one statement. */
+  async recordAll(reported: readonly Instance[]): Promise<LiveInstance[]> {
+    if (reported.length === 0) return [];
+    const rows = reported.map(rowOf);
     await this.db
       .insert(instances)
-      .values(row)
+      .values(rows)
       .onConflictDoUpdate({
         target: instances.id,
         set: {
-          state: row.state,
-          runningAt: row.runningAt,
-          terminatedAt: row.terminatedAt,
-          terminationReason: row.terminationReason,
-          interruptAt: row.interruptAt,
+          state: sql`excluded.state`,
+          runningAt: sql`excluded.running_at`,
+          terminatedAt: sql`excluded.terminated_at`,
+          terminationReason: sql`excluded.termination_reason`,
+          interruptAt: sql`excluded.interrupt_at`,
         },
       });
+    return reported.map((instance, n) => this.remember(instance, rows[n] as InstanceInsert));
+  }
+
+  private remember(instance: Instance, row: InstanceInsert): LiveInstance {
+    const known = this.live.get(instance.id);
     if (instance.state === 'terminated') {
       this.live.delete(instance.id);
       return {
@@ -233,5 +225,30 @@ function fromRow(row: typeof instances.$inferSelect): LiveInstance {
     interruptAt: row.interruptAt,
     draining: row.draining,
     allocated: new Map(),
+  };
+}
+
+type InstanceInsert = ReturnType<typeof rowOf>;
+
+/** The database row of an instance a provider reported. */
+function rowOf(instance: Instance) {
+  return {
+    id: instance.id,
+    vendor: instance.vendor,
+    offeringId: instance.offeringId,
+    region: instance.region,
+    zone: instance.zone,
+    instanceType: instance.instanceType,
+    capacityType: instance.capacityType,
+    gpu: instance.gpu,
+    gpusPerInstance: instance.gpusPerInstance,
+    state: instance.state,
+    microsPerHour: instance.microsPerHour,
+    idempotencyKey: instance.idempotencyKey,
+    launchedAt: instance.launchedAtMs,
+    runningAt: instance.runningAtMs ?? null,
+    terminatedAt: instance.terminatedAtMs ?? null,
+    terminationReason: instance.terminationReason ?? null,
+    interruptAt: instance.interruptAtMs ?? null,
   };
 }
