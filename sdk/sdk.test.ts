@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningServer, startServer } from '../broker/server.ts';
 import { simScenario } from '../providers/sim/scenario.ts';
+import { quietAwsScenario } from '../test/fast-aws.ts';
 import { Broker, BrokerApiError, type Lease, LeaseFailedError } from './index.ts';
 
 let server: RunningServer;
@@ -19,15 +20,7 @@ beforeAll(async () => {
     port: 0,
     dataDir: dir,
     scenario: simScenario({
-      vendors: ['aws'],
-      spot: { replay: false },
-      settings: {
-        aws: {
-          throttle: null,
-          bootFailureRate: 0,
-          provisioningDelay: { 'on-demand': { kind: 'fixed', ms: 300 } },
-        },
-      },
+      ...quietAwsScenario(1, 300),
       stock: {
         rules: [
           { match: { instanceType: 'p5.4xlarge' }, onDemandPerZone: 0 },

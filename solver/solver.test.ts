@@ -51,26 +51,6 @@ describe('capacity plan: hand-built cases with known optima', () => {
     expect(quota?.marginalUsdPerHour).toBeCloseTo(1, 6); // one more GPU of quota saves $3 − $2 per hour
   });
 
-  it('applies a quota to its capacity type only, in HiGHS and in greedy', async () => {
-    const spot = offering('gcp', 'us-central1', 'L4', 1, 0.3, 'spot');
-    const od = offering('gcp', 'us-central1', 'L4', 1, 1);
-    const elsewhere = offering('gcp', 'us-east4', 'L4', 1, 1.2);
-    for (const backend of ['highs', 'greedy'] as const) {
-      const policy = exact({ solver: { backend }, spotInterruptionsPerHour: { default: 0 } });
-      const input = {
-        offerings: [spot, od, elsewhere],
-        demand: [demand('L4', 20)],
-        policy,
-        quotas: [{ vendor: 'gcp', region: 'us-central1', capacityType: 'spot' as const, maxGpus: 6 }],
-      };
-      const plan = await solve(input);
-      // Spot is capped at 6; on-demand in the same region is not, so it takes the rest before the dearer region.
-      expect(held(plan, spot.id), backend).toBe(6);
-      expect(held(plan, od.id), backend).toBe(14);
-      expect(held(plan, elsewhere.id), backend).toBe(0);
-    }
-  });
-
   it('holds no more spot than the spot cap allows', async () => {
     const spot = offering('gcp', 'us-central1', 'L4', 1, 0.3, 'spot');
     const od = offering('gcp', 'us-central1', 'L4', 1, 1);

@@ -1,3 +1,4 @@
+import type { SimScenarioInput, VendorSettingsInput } from '../providers/sim/scenario.ts';
 /** Fixtures of the multi-process broker tests: a fast simulated AWS and a policy that ticks every second. */
 
 /** Ticks every second; an 8-GPU H100 warm buffer on AWS us-east-1, on-demand only. */
@@ -11,17 +12,7 @@ export const FAST_POLICY = {
 
 /** AWS only, 8-GPU H100 nodes only (no p5.4xlarge stock), a fixed 2 s boot, no throttling or boot failures. */
 export const FAST_AWS_SCENARIO = {
-  seed: 5,
-  vendors: ['aws'],
-  spot: { replay: false },
-  settings: {
-    aws: {
-      throttle: null,
-      bootFailureRate: 0,
-      provisioningDelay: { 'on-demand': { kind: 'fixed', ms: 2000 } },
-      terminationDelay: { kind: 'fixed', ms: 200 },
-    },
-  },
+  ...quietAwsScenario(5, 2000, { terminationDelay: { kind: 'fixed', ms: 200 } }),
   stock: { onDemandPerZone: 16, rules: [{ match: { instanceType: 'p5.4xlarge' }, onDemandPerZone: 0 }] },
 };
 
@@ -52,4 +43,28 @@ export async function cloudInventory<T>(
     body: JSON.stringify({ includeTerminated }),
   });
   return (await response.json()) as T[];
+}
+
+/**
+ * A quiet simulated AWS for tests on a virtual clock: no spot replay, no throttling, no boot failures, a fixed
+ * on-demand boot of `bootMs`. `aws` adds vendor settings (quotas, zones).
+ */
+export function quietAwsScenario(
+  seed: number,
+  bootMs: number,
+  aws: VendorSettingsInput = {},
+): SimScenarioInput & { settings: Record<string, VendorSettingsInput> } {
+  return {
+    seed,
+    vendors: ['aws'],
+    spot: { replay: false },
+    settings: {
+      aws: {
+        throttle: null,
+        bootFailureRate: 0,
+        provisioningDelay: { 'on-demand': { kind: 'fixed', ms: bootMs } },
+        ...aws,
+      },
+    },
+  };
 }

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../lib/clock.ts';
 import { simScenario } from '../../providers/sim/scenario.ts';
 import { type UsageEvent, usageEventId } from '../../runtime/meter/usage-event.ts';
+import { quietAwsScenario } from '../../test/fast-aws.ts';
 import type { Lease } from '../api/schemas.ts';
 import { type RunningServer, startServer } from '../server.ts';
 
@@ -51,16 +52,7 @@ async function brokerWithServedLease() {
     schedule: false,
     meterHeartbeatMs: HEARTBEAT_MS,
     scenario: simScenario({
-      seed: 7,
-      vendors: ['aws'],
-      spot: { replay: false },
-      settings: {
-        aws: {
-          throttle: null,
-          bootFailureRate: 0,
-          provisioningDelay: { 'on-demand': { kind: 'fixed', ms: BOOT_MS } },
-        },
-      },
+      ...quietAwsScenario(7, BOOT_MS),
       stock: {
         onDemandPerZone: 16,
         spotPerZone: 16,

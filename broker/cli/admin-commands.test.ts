@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { simScenario } from '../../providers/sim/scenario.ts';
 import { Broker, type Lease } from '../../sdk/index.ts';
+import { quietAwsScenario } from '../../test/fast-aws.ts';
 import { type RunningServer, startServer } from '../server.ts';
 
 const bin = new URL('../../bin/gpubroker.js', import.meta.url).pathname;
@@ -32,15 +33,7 @@ beforeAll(async () => {
     port: 0,
     dataDir: join(dir, '.gpubroker'),
     scenario: simScenario({
-      vendors: ['aws'],
-      spot: { replay: false },
-      settings: {
-        aws: {
-          throttle: null,
-          bootFailureRate: 0,
-          provisioningDelay: { 'on-demand': { kind: 'fixed', ms: 300 } },
-        },
-      },
+      ...quietAwsScenario(1, 300),
       stock: {
         rules: [
           { match: { instanceType: 'p5.4xlarge' }, onDemandPerZone: 0 },

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { simScenario } from '../../providers/sim/scenario.ts';
 import { Broker, type Invoice, type Lease } from '../../sdk/index.ts';
+import { quietAwsScenario } from '../../test/fast-aws.ts';
 import { monthOf } from '../billing/months.ts';
 import { type RunningServer, startServer } from '../server.ts';
 import { INVOICE_CSV_HEADER } from './invoice.ts';
@@ -32,15 +33,7 @@ beforeAll(async () => {
     dataDir: join(dir, '.gpubroker'),
     meterHeartbeatMs: 200,
     scenario: simScenario({
-      vendors: ['aws'],
-      spot: { replay: false },
-      settings: {
-        aws: {
-          throttle: null,
-          bootFailureRate: 0,
-          provisioningDelay: { 'on-demand': { kind: 'fixed', ms: 300 } },
-        },
-      },
+      ...quietAwsScenario(1, 300),
       stock: { rules: [{ match: { instanceType: 'p5.4xlarge' }, onDemandPerZone: 0 }] },
     }),
   });
