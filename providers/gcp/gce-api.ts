@@ -8,6 +8,7 @@ import {
   AcceleratorTypesClient,
   InstancesClient,
   type protos,
+  RegionsClient,
   ZoneOperationsClient,
 } from '@google-cloud/compute';
 import type { Clock } from '../../lib/clock.ts';
@@ -50,6 +51,7 @@ export class GceApi {
   private readonly instances: InstancesClient;
   private readonly operations: ZoneOperationsClient;
   private readonly acceleratorTypes: AcceleratorTypesClient;
+  private readonly regions: RegionsClient;
 
   constructor(private readonly options: GceApiOptions) {
     this.project = options.project;
@@ -60,6 +62,7 @@ export class GceApi {
       : { ...options.client, auth: this.instances.auth };
     this.operations = new ZoneOperationsClient({ ...shared });
     this.acceleratorTypes = new AcceleratorTypesClient({ ...shared });
+    this.regions = new RegionsClient({ ...shared });
   }
 
   /** Obtains an access token the way every call will: the credentials check at start. */
@@ -194,11 +197,24 @@ export class GceApi {
     });
   }
 
+  /** A region's quotas with their limit and usage (https://cloud.google.com/compute/docs/reference/rest/v1/regions/get). */
+  async regionQuotas(region: string): Promise<{ metric: string; limit: number; usage: number }[]> {
+    return this.call(async () => {
+      const [found] = await this.regions.get({ project: this.project, region }, CALL);
+      return (found.quotas ?? []).flatMap((q) =>
+        q.metric
+          ? [{ metric: String(q.metric), limit: Number(q.limit ?? 0), usage: Number(q.usage ?? 0) }]
+          : [],
+      );
+    });
+  }
+
   async close(): Promise<void> {
     await Promise.allSettled([
       this.instances.close(),
       this.operations.close(),
       this.acceleratorTypes.close(),
+      this.regions.close(),
     ]);
   }
 

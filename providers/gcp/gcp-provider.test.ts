@@ -226,6 +226,36 @@ describe('GCP adapter on the fake Compute Engine', () => {
     await fake.close();
   });
 
+  it('publishes the regional GPU quotas less what other VMs of the project use, read once per 10 minutes', async () => {
+    const fake = await startFake({
+      quotas: [
+        { metric: 'NVIDIA_L4_GPUS', region: 'us-central1', limit: 8 },
+        { metric: 'PREEMPTIBLE_NVIDIA_L4_GPUS', region: 'us-central1', limit: 4 },
+      ],
+    });
+    const mine = await connect(fake);
+    const theirs = await connect(fake, { owner: 'other-fleet' });
+    await theirs.provision({ offeringId: L4, count: 3, idempotencyKey: 'theirs' });
+    await mine.provision({ offeringId: L4, count: 2, idempotencyKey: 'mine' });
+    const quotas = await mine.quotas();
+    // 8 less the 3 GPUs of the other fleet; our own 2 count inside the broker's plans, not here.
+    expect(quotas).toContainEqual({
+      region: 'us-central1',
+      gpu: 'L4',
+      capacityType: 'on-demand',
+      maxGpus: 5,
+    });
+    expect(quotas).toContainEqual({ region: 'us-central1', gpu: 'L4', capacityType: 'spot', maxGpus: 4 });
+    // T4 has no quota row in this project: nothing is published for it.
+    expect(quotas.some((q) => q.gpu === 'T4')).toBe(false);
+    expect(fake.calls('regions.get')).toHaveLength(1);
+    await mine.quotas();
+    expect(fake.calls('regions.get')).toHaveLength(1);
+    await mine.close();
+    await theirs.close();
+    await fake.close();
+  });
+
   it('tries the next zone when one is out of stock, and sets the stocked-out zone aside', async () => {
     const fake = await startFake();
     const provider = await connect(fake);

@@ -22,6 +22,7 @@ import type {
   OfferingQuote,
   Provider,
   ProviderEvent,
+  ProviderQuota,
   ProvisionRequest,
   Tags,
 } from '../provider.ts';
@@ -48,7 +49,7 @@ import {
   OFFERING_TAG,
   OWNER_TAG,
 } from './labels.ts';
-import { instancePropertiesFor } from './machine-spec.ts';
+import { instancePropertiesFor, quotaMetricOf } from './machine-spec.ts';
 import { fingerprintOf, instanceNamesFor, requestIdFor } from './request-ids.ts';
 import { ZoneDirectory } from './zone-directory.ts';
 
@@ -56,6 +57,8 @@ export { type GcpProviderOptions, gcpOptionsFromEnv } from './gcp-config.ts';
 
 /** GCE's bulkInsert takes up to 5,000 VMs; one broker call never needs more than this. */
 const MAX_COUNT = 1_000;
+/** Quotas change by request to Google, rarely: regions are read again after this long. */
+const QUOTA_REFRESH_MS = 10 * 60_000;
 /** Deletes sent at once by one terminate call. */
 const DELETE_CONCURRENCY = 8;
 const PREEMPTED_OPERATION = 'compute.instances.preempted';
@@ -136,6 +139,11 @@ export class GcpProvider implements Provider {
   private readonly cleanups = new Set<string>();
   private pollTimer: TimerHandle | undefined;
   private closed = false;
+  /** Per region: when its quotas were read, and per GPU quota metric the limit and what others in the project use. */
+  private readonly quotaCache = new Map<
+    string,
+    { readAtMs: number; byMetric: Map<string, { limit: number; others: number }> }
+  >();
 
   constructor(private readonly config: GcpConfig & { readonly project: string }) {
     this.project = config.project;
@@ -192,6 +200,64 @@ export class GcpProvider implements Provider {
       quotes.push({ ...offering, available: availableZones.length > 0, availableZones });
     }
     return quotes;
+  }
+
+  /**
+   * The project's regional GPU quotas for the offerings it sells (regions.get, read again every 10 minutes), as
+   * GPUs the broker may hold: the limit less what other VMs of the project use, so that the broker's plans count
+   * only its own instances against it.
+   */
+  async quotas(): Promise<ProviderQuota[]> {
+    this.assertOpen();
+    const now = this.config.clock.now();
+    const quotas: ProviderQuota[] = [];
+    const seen = new Set<string>();
+    for (const offering of this.config.offerings) {
+      const metric = quotaMetricOf(offering);
+      const key = `${offering.region}|${metric}`;
+      if (!metric || seen.has(key)) continue;
+      seen.add(key);
+      let region = this.quotaCache.get(offering.region);
+      if (!region || now - region.readAtMs >= QUOTA_REFRESH_MS) {
+        region = await this.readRegionQuotas(offering.region, now);
+        this.quotaCache.set(offering.region, region);
+      }
+      const entry = region.byMetric.get(metric);
+      if (!entry) continue;
+      quotas.push({
+        region: offering.region,
+        gpu: offering.gpu,
+        capacityType: offering.capacityType === 'spot' ? 'spot' : 'on-demand',
+        maxGpus: Math.max(0, Math.floor(entry.limit - entry.others)),
+      });
+    }
+    return quotas;
+  }
+
+  private async readRegionQuotas(
+    region: string,
+    now: number,
+  ): Promise<{ readAtMs: number; byMetric: Map<string, { limit: number; others: number }> }> {
+    let rows: { metric: string; limit: number; usage: number }[];
+    try {
+      rows = await this.api.regionQuotas(region);
+    } catch (error) {
+      throw this.unavailable(error, region, 'cannot read quotas');
+    }
+    // What our own VMs hold now, per metric, so that only the rest counts as others' use.
+    const ours = new Map<string, number>();
+    for (const instance of this.tracker.live()) {
+      const offering = this.offeringsById.get(instance.offeringId);
+      const metric = offering && offering.region === region ? quotaMetricOf(offering) : undefined;
+      if (metric) ours.set(metric, (ours.get(metric) ?? 0) + instance.gpusPerInstance);
+    }
+    const byMetric = new Map<string, { limit: number; others: number }>();
+    for (const row of rows)
+      byMetric.set(row.metric, {
+        limit: row.limit,
+        others: Math.max(0, row.usage - (ours.get(row.metric) ?? 0)),
+      });
+    return { readAtMs: now, byMetric };
   }
 
   async provision(request: ProvisionRequest): Promise<Instance[]> {

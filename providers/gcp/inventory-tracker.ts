@@ -161,6 +161,13 @@ export class InventoryTracker {
     });
   }
 
+  /** Our instances not terminated yet. */
+  live(): Instance[] {
+    return [...this.tracked.values()]
+      .filter((t) => t.state !== 'terminated')
+      .map((t) => this.snapshot(t.view.id) as Instance);
+  }
+
   /** Ended instances still remembered. */
   ended(): Instance[] {
     return [...this.tracked.values()]

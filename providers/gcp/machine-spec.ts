@@ -37,6 +37,33 @@ const FAMILY_ACCELERATORS: ReadonlyArray<readonly [string, string]> = [
   ['g2-standard-', 'nvidia-l4'],
 ];
 
+/**
+ * Accelerator types → the regional quota metric their GPUs count against (https://cloud.google.com/compute/quotas:
+ * `NVIDIA_L4_GPUS`; spot VMs count against the `PREEMPTIBLE_` one).
+ */
+const QUOTA_METRICS: Readonly<Record<string, string>> = {
+  'nvidia-tesla-t4': 'NVIDIA_T4_GPUS',
+  'nvidia-tesla-v100': 'NVIDIA_V100_GPUS',
+  'nvidia-tesla-p100': 'NVIDIA_P100_GPUS',
+  'nvidia-tesla-p4': 'NVIDIA_P4_GPUS',
+  'nvidia-tesla-k80': 'NVIDIA_K80_GPUS',
+  'nvidia-tesla-a100': 'NVIDIA_A100_GPUS',
+  'nvidia-a100-80gb': 'NVIDIA_A100_80GB_GPUS',
+  'nvidia-h100-80gb': 'NVIDIA_H100_GPUS',
+  'nvidia-h100-mega-80gb': 'NVIDIA_H100_MEGA_GPUS',
+  'nvidia-h200-141gb': 'NVIDIA_H200_GPUS',
+  'nvidia-b200': 'NVIDIA_B200_GPUS',
+  'nvidia-l4': 'NVIDIA_L4_GPUS',
+};
+
+/** The regional GPU quota metric an offering's instances count against, if known. */
+export function quotaMetricOf(offering: Offering): string | undefined {
+  const { acceleratorType } = machineSpecOf(offering);
+  const metric = acceleratorType ? QUOTA_METRICS[acceleratorType] : undefined;
+  if (!metric) return undefined;
+  return offering.capacityType === 'spot' ? `PREEMPTIBLE_${metric}` : metric;
+}
+
 export function machineSpecOf(offering: Offering): MachineSpec {
   const n1 = /^(n1-[a-z]+-\d+)\+(\d+)x(.+)$/.exec(offering.instanceType);
   if (n1) {

@@ -28,7 +28,8 @@ export type FakeMethod =
   | 'zoneOperations.get'
   | 'zoneOperations.wait'
   | 'zoneOperations.list'
-  | 'acceleratorTypes.aggregatedList';
+  | 'acceleratorTypes.aggregatedList'
+  | 'regions.get';
 
 /** A failure to inject: an HTTP error response, or an operation that finishes with errors (writes only). */
 export type FakeFault = GoogleErrorSpec | { readonly operationError: OperationError };
@@ -267,6 +268,8 @@ export class FakeCompute {
     if (parts[0] !== 'compute' || parts[1] !== 'v1' || parts[2] !== 'projects' || !parts[3]) return undefined;
     const project = parts[3];
     const rest = parts.slice(4).join('/');
+    if (httpMethod === 'GET' && parts[4] === 'regions' && parts[5] && parts.length === 6)
+      return { method: 'regions.get', project, name: parts[5] };
     if (httpMethod === 'GET' && rest === 'aggregated/instances')
       return { method: 'instances.aggregatedList', project };
     if (httpMethod === 'GET' && rest === 'aggregated/acceleratorTypes')
@@ -327,6 +330,8 @@ export class FakeCompute {
         return this.listOperations(zone, query);
       case 'acceleratorTypes.aggregatedList':
         return this.aggregatedAcceleratorTypes(query);
+      case 'regions.get':
+        return this.getRegion(name);
     }
   }
 
@@ -574,6 +579,28 @@ export class FakeCompute {
           },
         },
       ],
+    };
+  }
+
+  /** https://cloud.google.com/compute/docs/reference/rest/v1/regions/get: the region's GPU quotas and their usage. */
+  private getRegion(region: string): { json: unknown } | { error: GoogleErrorSpec } {
+    const zones = Object.keys(this.options.zones ?? {}).filter((z) => regionOf(z) === region);
+    const rules = (this.options.quotas ?? []).filter((q) => q.region === region);
+    if (zones.length === 0 && rules.length === 0) return { error: errors.notFound(`regions/${region}`) };
+    const usage = this.instances()
+      .filter((i) => regionOf(i.zone) === region)
+      .map((i) => gpuUsage(i.machineType, i.guestAccelerators, modelOf(i)));
+    return {
+      json: {
+        kind: 'compute#region',
+        name: region,
+        status: 'UP',
+        quotas: rules.map((q) => ({
+          metric: q.metric,
+          limit: q.limit,
+          usage: usage.filter((u) => u.metric === q.metric).reduce((sum, u) => sum + u.gpus, 0),
+        })),
+      },
     };
   }
 
