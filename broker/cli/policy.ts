@@ -2,12 +2,11 @@
  * `gpubroker policy get | set FILE | history`: the broker's versioned policy. Reading needs any token; setting and
  * the history need an operator token. A new version takes effect at the broker's next tick.
  */
-import { readFileSync } from 'node:fs';
-import Table from 'cli-table3';
 import type { Command } from 'commander';
-import { ValidationError } from '../../lib/errors.ts';
-import type { PolicyVersion } from '../../sdk/index.ts';
 import { brokerClient, type ClientFlags, printJson, talkTo, withClientOptions } from './client-options.ts';
+import { describeVersion, readJsonObjectFile, renderDiff, renderHistory } from './versions.ts';
+
+const DEFAULTS = 'the defaults (no version stored yet)';
 
 interface PolicyFlags extends ClientFlags {
   json?: boolean;
@@ -25,7 +24,9 @@ export function registerPolicyCommand(program: Command): void {
       await talkTo(broker, async () => {
         const current = await broker.policy.get();
         if (flags.json) return printJson(current);
-        process.stdout.write(`${describeVersion(current)}\n${JSON.stringify(current.policy, null, 2)}\n`);
+        process.stdout.write(
+          `${describeVersion('policy', current, DEFAULTS)}\n${JSON.stringify(current.policy, null, 2)}\n`,
+        );
       });
     });
 
@@ -39,12 +40,12 @@ export function registerPolicyCommand(program: Command): void {
   )
     .option('--json', 'print the new version as JSON')
     .action(async (file: string, flags: PolicyFlags) => {
-      const input = readPolicyFile(file);
+      const input = readJsonObjectFile(file, 'the policy', '{ "spotMaxShare": 0.4 }');
       const broker = brokerClient(flags);
       await talkTo(broker, async () => {
         const version = await broker.policy.set(input);
         if (flags.json) return printJson(version);
-        process.stdout.write(`${describeVersion(version)}\n${renderDiff(version)}`);
+        process.stdout.write(`${describeVersion('policy', version, DEFAULTS)}\n${renderDiff(version)}`);
       });
     });
 
@@ -57,49 +58,7 @@ export function registerPolicyCommand(program: Command): void {
       await talkTo(broker, async () => {
         const versions = await broker.policy.history();
         if (flags.json) return printJson({ versions });
-        process.stdout.write(renderHistory(versions));
+        process.stdout.write(renderHistory('policy', versions));
       });
     });
-}
-
-/** The file's JSON object; an unreadable file, bad JSON or a non-object is a ValidationError naming the file. */
-function readPolicyFile(file: string): Record<string, unknown> {
-  let input: unknown;
-  try {
-    input = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new ValidationError(file, `cannot read the policy: ${(error as Error).message}`);
-  }
-  if (typeof input !== 'object' || input === null || Array.isArray(input))
-    throw new ValidationError(file, 'a policy is a JSON object, e.g. { "spotMaxShare": 0.4 }');
-  return input as Record<string, unknown>;
-}
-
-function describeVersion(v: PolicyVersion): string {
-  if (v.version === 0) return 'policy version 0: the defaults (no version stored yet)';
-  return `policy version ${v.version}, set by ${v.createdBy} at ${new Date(v.createdAtMs).toISOString()}`;
-}
-
-const shown = (value: unknown) => (value === undefined ? '(unset)' : JSON.stringify(value));
-
-/** One line per changed field: `  spotMaxShare: 1 → 0.4`. */
-function renderDiff(v: PolicyVersion): string {
-  if (v.diff.length === 0) return '  no change from the version before\n';
-  return v.diff.map((change) => `  ${change.path}: ${shown(change.from)} → ${shown(change.to)}\n`).join('');
-}
-
-function renderHistory(versions: readonly PolicyVersion[]): string {
-  if (versions.length === 0) return 'no policy version stored yet: the defaults are in force\n';
-  const table = new Table({
-    head: ['version', 'who', 'when', 'changed'],
-    style: { head: [], border: [], compact: true },
-  });
-  for (const v of versions)
-    table.push([
-      v.version,
-      v.createdBy,
-      new Date(v.createdAtMs).toISOString(),
-      v.diff.map((change) => change.path).join(', ') || '(nothing)',
-    ]);
-  return `${table.toString()}\n`;
 }

@@ -2,12 +2,13 @@
  * `gpubroker prices get | set FILE | history`: the broker's versioned price book. Reading needs any token; setting
  * and the history need an operator token. A new version prices usage from the month it is in force at the end of.
  */
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { ValidationError } from '../../lib/errors.ts';
 import type { PriceBookVersion } from '../../sdk/index.ts';
 import { formatMicroUsd, plainTable } from './billing-format.ts';
 import { brokerClient, type ClientFlags, printJson, talkTo, withClientOptions } from './client-options.ts';
+import { describeVersion, readJsonObjectFile, renderDiff, renderHistory } from './versions.ts';
+
+const DEFAULTS = 'the defaults (catalog median on-demand price per GPU + 20 % markup)';
 
 interface PricesFlags extends ClientFlags {
   json?: boolean;
@@ -28,7 +29,7 @@ export function registerPricesCommand(program: Command): void {
         const current = await broker.prices.get();
         if (flags.json) return printJson(current);
         process.stdout.write(
-          `${describeVersion(current)}\n${JSON.stringify(current.book, null, 2)}\n${renderRates(current)}`,
+          `${describeVersion('price book', current, DEFAULTS)}\n${JSON.stringify(current.book, null, 2)}\n${renderRates(current)}`,
         );
       });
     });
@@ -43,12 +44,12 @@ export function registerPricesCommand(program: Command): void {
   )
     .option('--json', 'print the new version as JSON')
     .action(async (file: string, flags: PricesFlags) => {
-      const book = readBookFile(file);
+      const book = readJsonObjectFile(file, 'the price book', '{ "markup": 0.3 }');
       const broker = brokerClient(flags);
       await talkTo(broker, async () => {
         const version = await broker.prices.set(book);
         if (flags.json) return printJson(version);
-        process.stdout.write(`${describeVersion(version)}\n${renderDiff(version)}`);
+        process.stdout.write(`${describeVersion('price book', version, DEFAULTS)}\n${renderDiff(version)}`);
       });
     });
 
@@ -61,53 +62,14 @@ export function registerPricesCommand(program: Command): void {
       await talkTo(broker, async () => {
         const versions = await broker.prices.history();
         if (flags.json) return printJson({ versions });
-        process.stdout.write(renderHistory(versions));
+        process.stdout.write(renderHistory('price book', versions, 'right'));
       });
     });
-}
-
-/** The file's JSON object; an unreadable file, bad JSON or a non-object is a ValidationError naming the file. */
-function readBookFile(file: string): Record<string, unknown> {
-  let input: unknown;
-  try {
-    input = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new ValidationError(file, `cannot read the price book: ${(error as Error).message}`);
-  }
-  if (typeof input !== 'object' || input === null || Array.isArray(input))
-    throw new ValidationError(file, 'a price book is a JSON object, e.g. { "markup": 0.3 }');
-  return input as Record<string, unknown>;
-}
-
-function describeVersion(v: PriceBookVersion): string {
-  if (v.version === 0)
-    return 'price book version 0: the defaults (catalog median on-demand price per GPU + 20 % markup)';
-  return `price book version ${v.version}, set by ${v.createdBy} at ${new Date(v.createdAtMs).toISOString()}`;
 }
 
 /** Effective rates before region and capacity multipliers: micro-USD per GPU-second and USD per GPU-hour. */
 function renderRates(v: PriceBookVersion): string {
   const table = plainTable(['GPU', 'micro-USD/GPU-s', 'USD/GPU-hour'], [1, 2]);
   for (const [gpu, rate] of Object.entries(v.gpuRates)) table.push([gpu, rate, formatMicroUsd(rate * 3600)]);
-  return `${table.toString()}\n`;
-}
-
-const shown = (value: unknown) => (value === undefined ? '(unset)' : JSON.stringify(value));
-
-function renderDiff(v: PriceBookVersion): string {
-  if (v.diff.length === 0) return '  no change from the version before\n';
-  return v.diff.map((change) => `  ${change.path}: ${shown(change.from)} → ${shown(change.to)}\n`).join('');
-}
-
-function renderHistory(versions: readonly PriceBookVersion[]): string {
-  if (versions.length === 0) return 'no price book version stored yet: the defaults are in force\n';
-  const table = plainTable(['version', 'who', 'when', 'changed'], [0]);
-  for (const v of versions)
-    table.push([
-      v.version,
-      v.createdBy,
-      new Date(v.createdAtMs).toISOString(),
-      v.diff.map((change) => change.path).join(', ') || '(nothing)',
-    ]);
   return `${table.toString()}\n`;
 }
