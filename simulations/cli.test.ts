@@ -1,24 +1,13 @@
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { runCli } from '../test/cli-process.ts';
 import type { SimulationResults } from './results.ts';
 
-const run = promisify(execFile);
-const BIN = new URL('../bin/gpubroker.js', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'gpubroker-simulate-cli-'));
 
-async function gpubroker(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const gpubroker = (...args: string[]) => runCli(args);
 
 describe('gpubroker simulate (child process)', () => {
   it('prints one JSON object per policy and writes the report with --out', async () => {

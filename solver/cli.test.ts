@@ -1,23 +1,11 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import loadHighs from 'highs';
 import { describe, expect, it } from 'vitest';
+import { runCli } from '../test/cli-process.ts';
 
-const run = promisify(execFile);
-const BIN = new URL('../bin/gpubroker.js', import.meta.url).pathname;
-
-async function gpubroker(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const gpubroker = (...args: string[]) => runCli(args);
 
 describe('gpubroker plan (child process)', () => {
   it('prints a JSON plan whose objective is the exported LP model optimum', async () => {

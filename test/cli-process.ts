@@ -1,4 +1,7 @@
-/** Test helpers: the real `gpubroker` CLI as a child process, waited on until it prints the URL it listens on. */
+/**
+ * Test helpers: the real `gpubroker` CLI as a child process, either run to its end (`runCli`) or, for servers,
+ * waited on until it prints the URL it listens on (`startCli`, `stopCli`).
+ */
 import { type ChildProcess, spawn } from 'node:child_process';
 
 const BIN = new URL('../bin/gpubroker.js', import.meta.url).pathname;
@@ -38,4 +41,35 @@ export function stopCli(process: CliProcess, signal: NodeJS.Signals = 'SIGTERM')
     child.once('exit', (code) => resolve(code));
     child.kill(signal);
   });
+}
+
+export interface CliRun {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs `gpubroker ARGS…` to its end and resolves with its exit code and output. `env` is the whole environment
+ * (default: this process's); `cwd` where it runs (default: here).
+ */
+export function runCli(
+  args: readonly string[],
+  options: { readonly env?: NodeJS.ProcessEnv; readonly cwd?: string } = {},
+): Promise<CliRun> {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: options.env ?? process.env,
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk) => {
+    stdout += chunk;
+  });
+  child.stderr?.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  // 'close', not 'exit': both pipes are drained by then.
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
 }

@@ -3,7 +3,6 @@
  * PGlite in a temporary directory, simulated AWS with a 300 ms boot, a loop ticking every second. The children run
  * in that directory, so they find the operator token in `.gpubroker/` as the SDK does by default.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
@@ -12,10 +11,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { simScenario } from '../../providers/sim/scenario.ts';
 import { Broker, type Lease } from '../../sdk/index.ts';
+import { type CliRun, runCli } from '../../test/cli-process.ts';
 import { quietAwsScenario } from '../../test/fast-aws.ts';
 import { type RunningServer, startServer } from '../server.ts';
 
-const bin = new URL('../../bin/gpubroker.js', import.meta.url).pathname;
 /** Everything but the fields this test changes; `policy set` replaces the whole policy. */
 const basePolicy = {
   planSchedule: '* * * * * *',
@@ -52,29 +51,10 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** The CLI in the test directory, pointed at the broker by GPUBROKER_URL, with no GPUBROKER_TOKEN set. */
-function cli(...args: string[]): Promise<Run> {
+function cli(...args: string[]): Promise<CliRun> {
   const { GPUBROKER_TOKEN: _token, ...env } = process.env;
-  const child = spawn(process.execPath, [bin, ...args], {
-    cwd: dir,
-    env: { ...env, GPUBROKER_URL: server.url },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+  return runCli(args, { cwd: dir, env: { ...env, GPUBROKER_URL: server.url } });
 }
 
 describe('gpubroker token', () => {

@@ -4,19 +4,18 @@
  * second, the meter checkpointing every 200 ms. Alice holds 8 × H100 for a moment before the commands run; the
  * children run in the test directory, so they find the operator token in `.gpubroker/` as the SDK does.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { simScenario } from '../../providers/sim/scenario.ts';
 import { Broker, type Invoice, type Lease } from '../../sdk/index.ts';
+import { type CliRun, runCli } from '../../test/cli-process.ts';
 import { quietAwsScenario } from '../../test/fast-aws.ts';
 import { monthOf } from '../billing/months.ts';
 import { type RunningServer, startServer } from '../server.ts';
 import { INVOICE_CSV_HEADER } from './invoice.ts';
 
-const bin = new URL('../../bin/gpubroker.js', import.meta.url).pathname;
 /** Micro-USD per H100-second. */
 const H100_RATE = 1_000;
 
@@ -68,29 +67,10 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** The CLI in the test directory, pointed at the broker by GPUBROKER_URL, with no GPUBROKER_TOKEN set. */
-function cli(...args: string[]): Promise<Run> {
+function cli(...args: string[]): Promise<CliRun> {
   const { GPUBROKER_TOKEN: _token, ...env } = process.env;
-  const child = spawn(process.execPath, [bin, ...args], {
-    cwd: dir,
-    env: { ...env, GPUBROKER_URL: server.url },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+  return runCli(args, { cwd: dir, env: { ...env, GPUBROKER_URL: server.url } });
 }
 
 const month = () => monthOf(Date.now());

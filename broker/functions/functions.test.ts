@@ -2,7 +2,6 @@
  * Functions end to end: a real broker on HTTP (PGlite, simulated AWS with fast boots), a module bundled with esbuild
  * and deployed through the API, containers as real child processes, and the SDK's remote / map / spawn.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { simScenario } from '../../providers/sim/scenario.ts';
 import type { FunctionHandle } from '../../sdk/app.ts';
 import { Broker, BrokerApiError, RemoteFunctionError } from '../../sdk/index.ts';
+import { runCli } from '../../test/cli-process.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY } from '../../test/fast-aws.ts';
 import { deployModule } from '../cli/run.ts';
 import { type RunningServer, startServer } from '../server.ts';
@@ -136,24 +136,3 @@ describe('functions', () => {
     expect(second.stderr).toContain('unchanged');
   }, 120_000);
 });
-
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(
-      process.execPath,
-      [new URL('../../bin/gpubroker.js', import.meta.url).pathname, ...args],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr?.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
