@@ -182,12 +182,16 @@ export class Fleet {
     return [...new Set(this.live.get(instanceId)?.allocated.values() ?? [])];
   }
 
+  /** Instances that count as capacity: booting or running, not being stopped, drained or reclaimed. */
+  capacity(): LiveInstance[] {
+    return this.all().filter((i) => !leaving(i));
+  }
+
   /** The fleet as the optimizer sees it: instances per offering that count as capacity. */
   pools(): FleetPool[] {
     const byOffering = new Map<string, number[]>();
     const now = this.clock.now();
-    for (const i of this.live.values()) {
-      if (i.state === 'terminating' || i.draining || i.interruptAt !== null) continue;
+    for (const i of this.capacity()) {
       const ages = byOffering.get(i.offeringId) ?? [];
       ages.push(now - i.launchedAt);
       byOffering.set(i.offeringId, ages);
@@ -251,4 +255,9 @@ function rowOf(instance: Instance) {
     terminationReason: instance.terminationReason ?? null,
     interruptAt: instance.interruptAtMs ?? null,
   };
+}
+
+/** Whether an instance is on its way out: being stopped, drained for scale-down, or warned of a reclaim. */
+function leaving(i: LiveInstance): boolean {
+  return i.state === 'terminating' || i.draining || i.interruptAt !== null;
 }

@@ -174,9 +174,7 @@ export class ControlLoop {
     const demand = [...this.o.leases.openDemand(), ...(this.o.extraDemand?.() ?? [])];
     if (demand.length === 0) return true;
     const groupOf = new Map(this.quotes.map((q) => [q.id, q.regionGroup]));
-    const held = this.o.fleet
-      .all()
-      .filter((i) => i.state !== 'terminating' && !i.draining && i.interruptAt === null);
+    const held = this.o.fleet.capacity();
     const asked = new Map<string, number>();
     for (const d of demand) {
       const key = `${d.gpu}|${d.regionGroup}`;
@@ -295,13 +293,14 @@ export class ControlLoop {
           ...this.quotes.filter((q) => !q.available).map((q) => q.id),
         ]),
       ];
+      const pools = fleet.pools();
       plan = await planCapacity({
         offerings: this.quotes,
         demand,
         policy,
-        fleet: fleet.pools(),
+        fleet: pools,
         unavailable,
-        quotas: this.o.quotas.forPlan(demand, policy, heldByOffering(this.quotes, fleet.pools())),
+        quotas: this.o.quotas.forPlan(demand, policy, heldByOffering(this.quotes, pools)),
       });
       const roundStockOuts: string[] = [];
       let quotaRefused = false;
@@ -428,11 +427,8 @@ export class ControlLoop {
     count: number,
   ): Promise<{ terminated: number; drained: number }> {
     const candidates = this.o.fleet
-      .all()
-      .filter(
-        (i) =>
-          i.offeringId === offering.id && i.state !== 'terminating' && !i.draining && i.interruptAt === null,
-      )
+      .capacity()
+      .filter((i) => i.offeringId === offering.id)
       .sort(
         (a, b) =>
           a.allocated.size - b.allocated.size ||

@@ -405,9 +405,7 @@ function checkWhileRunning(
   // Spend: what the plan counts as held, at list price (reserved capacity is paid already).
   if (policy.budgetUsdPerHour !== null) {
     let micros = 0;
-    for (const i of broker.fleet.all())
-      if (i.state !== 'terminating' && !i.draining && i.interruptAt === null && i.capacityType !== 'reserved')
-        micros += i.microsPerHour;
+    for (const i of broker.fleet.capacity()) if (i.capacityType !== 'reserved') micros += i.microsPerHour;
     const budgetMicros = Math.round(policy.budgetUsdPerHour * 1e6);
     invariants.record(
       'spendWithinBudget',
