@@ -1,5 +1,5 @@
+/** Fixtures of the broker tests: simulated AWS on fixed boot times, and a policy that ticks every second. */
 import type { SimScenarioInput, VendorSettingsInput } from '../providers/sim/scenario.ts';
-/** Fixtures of the multi-process broker tests: a fast simulated AWS and a policy that ticks every second. */
 
 /** Ticks every second; an 8-GPU H100 warm buffer on AWS us-east-1, on-demand only. */
 export const FAST_POLICY = {
