@@ -304,16 +304,22 @@ export class ControlLoop {
       });
       const roundStockOuts: string[] = [];
       let quotaRefused = false;
+      const offeringOf = (offeringId: string) => this.quotes.find((q) => q.id === offeringId);
       for (const [n, action] of plan.actions.entries()) {
-        const offering = this.quotes.find((q) => q.id === action.offeringId);
-        if (!offering) continue;
-        if (action.provision > 0) {
-          const launch = await this.launch(planId, `${planId}-r${rounds}-${n}`, offering, action.provision);
-          provisioned += launch.launched;
-          if (launch.stockedOut) roundStockOuts.push(offering.id);
-          quotaRefused ||= launch.quotaRefused;
-        }
-        if (action.terminate > 0) {
+        const offering = offeringOf(action.offeringId);
+        if (!offering || action.provision <= 0) continue;
+        const launch = await this.launch(planId, `${planId}-r${rounds}-${n}`, offering, action.provision);
+        provisioned += launch.launched;
+        if (launch.stockedOut) roundStockOuts.push(offering.id);
+        quotaRefused ||= launch.quotaRefused;
+      }
+      // Make before break: a plan's terminations may be half of a move to cheaper capacity, so they run only
+      // once every launch of the round went through. Otherwise the next round re-plans with the whole fleet
+      // still there; when no round gets through, the fleet stays as it is until the next tick.
+      if (roundStockOuts.length === 0 && !quotaRefused) {
+        for (const [n, action] of plan.actions.entries()) {
+          const offering = offeringOf(action.offeringId);
+          if (!offering || action.terminate <= 0) continue;
           const result = await this.scaleDown(
             planId,
             `${planId}-r${rounds}-${n}`,
@@ -323,8 +329,8 @@ export class ControlLoop {
           terminated += result.terminated;
           drained += result.drained;
         }
+        break;
       }
-      if (roundStockOuts.length === 0 && !quotaRefused) break;
       for (const id of roundStockOuts) this.o.unavailable.block(id, policy.unavailableTtlMs);
       stockOuts.push(...roundStockOuts);
     }

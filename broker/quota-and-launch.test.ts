@@ -166,7 +166,7 @@ afterEach(async () => {
 
 interface Setup {
   readonly quotas?: { region?: string; gpu?: string; capacityType?: 'on-demand' | 'spot'; maxGpus: number }[];
-  readonly rules?: { match: { instanceType: string }; onDemandPerZone: number }[];
+  readonly rules?: { match: { instanceType: string }; onDemandPerZone?: number; spotPerZone?: number }[];
   readonly zonesPerRegion?: number;
   readonly policy: BrokerPolicyInput;
   readonly wrap?: (p: Provider) => Provider;
@@ -394,6 +394,52 @@ describe('broker: launches in batches', () => {
     expect(held).toHaveLength(16);
     expect(held.every((i) => i.offeringId === launched?.offeringId)).toBe(true);
     expect(await cloud.list()).toHaveLength(16);
+  });
+});
+
+describe('broker: make before break', () => {
+  /** 24 on-demand g6.xlarge held as a buffer; then spot is allowed, `spotStock` spot g6.xlarge to be had. */
+  async function movingToSpot(spotStock: number) {
+    const setup = await brokerWith({
+      zonesPerRegion: 1,
+      rules: [{ match: { instanceType: 'g6.xlarge' }, onDemandPerZone: 64, spotPerZone: spotStock }],
+      policy: l4Buffer(24),
+    });
+    await setup.broker.loop.tick();
+    await setup.advance(BOOT_MS);
+    const onDemand = setup.broker.fleet.all().map((i) => i.id);
+    expect(onDemand).toHaveLength(24);
+    await setup.broker.setPolicy(
+      {
+        ...l4Buffer(24),
+        spotMaxShare: 1,
+        vendors: { allow: ['aws'], deny: [] },
+        regions: { allow: ['us-east-1'], deny: [] },
+      },
+      'test',
+    );
+    return { ...setup, onDemand };
+  }
+
+  it('keeps the capacity it is moving away from when the move stocks out', async () => {
+    // 4 spot instances in stock: the plan moves all 24 to spot, whose first batch of 16 is refused.
+    const { broker, cloud, onDemand } = await movingToSpot(4);
+    const tick = await broker.loop.tick();
+    expect(tick.stockedOut.some((id) => id.endsWith('/spot'))).toBe(true);
+    expect(tick.terminated).toBe(0);
+    expect(tick.drained).toBe(0);
+    for (const id of onDemand) expect(broker.fleet.get(id)?.state).toBe('running');
+    expect((await cloud.list()).filter((i) => i.state !== 'terminating')).toHaveLength(24 + tick.provisioned);
+  });
+
+  it('stops the old capacity in the same tick once the new launches went through', async () => {
+    const { broker, cloud, onDemand } = await movingToSpot(64);
+    const tick = await broker.loop.tick();
+    expect(tick.stockedOut).toEqual([]);
+    expect(tick.provisioned).toBe(24);
+    expect(tick.terminated).toBe(24);
+    const stillRunning = (await cloud.list()).filter((i) => onDemand.includes(i.id) && i.state === 'running');
+    expect(stillRunning).toEqual([]);
   });
 });
 
