@@ -33,6 +33,11 @@ export interface LiveInstance {
 
 export class Fleet {
   private readonly live = new Map<string, LiveInstance>();
+  /**
+   * `freeGpus()` as last computed, until something changes it: the runtime asks at every placement, far more often
+   * than instances, states or holdings change.
+   */
+  private freeSnapshot: readonly FreeGpus[] | undefined;
 
   constructor(
     private readonly db: Database,
@@ -42,6 +47,7 @@ export class Fleet {
   /** Loads instances not yet terminated and the allocations of ready leases. */
   async load(): Promise<void> {
     this.live.clear();
+    this.freeSnapshot = undefined;
     const rows = await this.db.select().from(instances).where(ne(instances.state, 'terminated'));
     for (const row of rows) this.live.set(row.id, fromRow(row));
     const allocations = await this.db
@@ -93,6 +99,7 @@ export class Fleet {
   }
 
   private remember(instance: Instance, row: InstanceInsert): LiveInstance {
+    this.freeSnapshot = undefined;
     const known = this.live.get(instance.id);
     if (instance.state === 'terminated') {
       this.live.delete(instance.id);
@@ -130,6 +137,7 @@ export class Fleet {
       })
       .where(eq(instances.id, id));
     if (!instance) return undefined;
+    this.freeSnapshot = undefined;
     instance.state = state;
     if (fields.runningAt !== undefined) instance.runningAt = fields.runningAt;
     if (fields.interruptAt !== undefined) instance.interruptAt = fields.interruptAt;
@@ -143,27 +151,44 @@ export class Fleet {
       .update(instances)
       .set({ draining: true })
       .where(inArray(instances.id, [...ids]));
+    this.freeSnapshot = undefined;
     for (const id of ids) {
       const instance = this.live.get(id);
       if (instance) instance.draining = true;
     }
   }
 
-  /** Free GPUs of running instances that take new work (not draining, not warned of a reclaim). */
-  freeGpus(): FreeGpus[] {
+  /**
+   * Free GPUs of running instances that take new work (not draining, not warned of a reclaim), one entry per
+   * instance with any. The same array comes back until the fleet changes; callers must not modify it.
+   */
+  freeGpus(): readonly FreeGpus[] {
+    if (this.freeSnapshot) return this.freeSnapshot;
     const result: FreeGpus[] = [];
     for (const i of this.live.values()) {
       if (i.state !== 'running' || i.draining || i.interruptAt !== null) continue;
       const free: number[] = [];
       for (let g = 0; g < i.gpusPerInstance; g++) if (!i.allocated.has(g)) free.push(g);
-      result.push({ ...i, instanceId: i.id, free });
+      if (free.length === 0) continue;
+      result.push({
+        instanceId: i.id,
+        vendor: i.vendor,
+        region: i.region,
+        capacityType: i.capacityType,
+        gpu: i.gpu,
+        gpusPerInstance: i.gpusPerInstance,
+        microsPerHour: i.microsPerHour,
+        free,
+      });
     }
+    this.freeSnapshot = result;
     return result;
   }
 
   allocate(leaseId: string, instanceId: string, gpuIndices: readonly number[]): void {
     const instance = this.live.get(instanceId);
     if (!instance) return;
+    this.freeSnapshot = undefined;
     for (const g of gpuIndices) {
       const holder = instance.allocated.get(g);
       // An invariant, not an input check: a GPU is never given to two leases.
@@ -174,6 +199,7 @@ export class Fleet {
   }
 
   free(leaseId: string): void {
+    this.freeSnapshot = undefined;
     for (const instance of this.live.values())
       for (const [g, holder] of instance.allocated) if (holder === leaseId) instance.allocated.delete(g);
   }

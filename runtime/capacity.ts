@@ -17,7 +17,8 @@ export interface FreeGpuSlot {
 }
 
 export interface GpuCapacity {
-  freeGpus(): FreeGpuSlot[];
+  /** Callers must not modify the answer (an implementation may hand the same array out again). */
+  freeGpus(): readonly FreeGpuSlot[];
   allocate(ownerId: string, instanceId: string, gpuIndices: readonly number[]): void;
   free(ownerId: string): void;
 }

@@ -21,7 +21,7 @@ import { NotFoundError, ValidationError } from '../lib/errors.ts';
 import { IdGenerator } from '../lib/ids.ts';
 import { Random } from '../lib/random.ts';
 import { containersToStop, desiredContainers } from './autoscaler.ts';
-import type { GpuCapacity } from './capacity.ts';
+import type { FreeGpuSlot, GpuCapacity } from './capacity.ts';
 import { ContainerLifecycle, type ContainerState } from './container.ts';
 import {
   type ContainerExit,
@@ -238,6 +238,8 @@ export class Runtime {
   private readonly dirty = new Set<FunctionState>();
   private kickTimer: TimerHandle | undefined;
   private tickTimer: TimerHandle | undefined;
+  /** The free-GPU index of the last reconcile and the capacity answer it was built from (see `reconcile`). */
+  private slotIndex: { slots: readonly FreeGpuSlot[]; index: SlotIndex } | undefined;
   /** Containers that could not be placed at the last reconcile; onShortfall fires when this grows. */
   private unplaced = 0;
   private closed = false;
@@ -567,10 +569,15 @@ export class Runtime {
 
   /** Places the containers the functions miss and dispatches their queued inputs. */
   private reconcile(fns: readonly FunctionState[]): void {
-    // One snapshot of the free GPUs per reconcile, taken only if a container is to be placed.
+    // One snapshot of the free GPUs per reconcile, taken only if a container is to be placed. Its index is kept
+    // for the next reconcile while the capacity hands out the same answer and nothing was placed on it.
     let snapshot: SlotIndex | undefined;
     const free = () => {
-      snapshot ??= new SlotIndex(this.o.capacity.freeGpus());
+      if (snapshot) return snapshot;
+      const slots = this.o.capacity.freeGpus();
+      if (!this.slotIndex || slots !== this.slotIndex.slots)
+        this.slotIndex = { slots, index: new SlotIndex(slots) };
+      snapshot = this.slotIndex.index;
       return snapshot;
     };
     let unplaced = 0;
@@ -615,9 +622,9 @@ export class Runtime {
     return result;
   }
 
-  private desired(fn: FunctionState): number {
+  private desired(fn: FunctionState, current: readonly ContainerRecord[] = this.current(fn)): number {
     let inFlight = 0;
-    for (const c of this.current(fn)) inFlight += c.running.size;
+    for (const c of current) inFlight += c.running.size;
     return desiredContainers({
       inFlight,
       queued: fn.queue.size,
@@ -631,11 +638,14 @@ export class Runtime {
   /** Places and starts the containers the function misses; returns how many found no GPUs. */
   private scaleUp(fn: FunctionState, free: () => SlotIndex): number {
     if (this.clock.now() < fn.startBackoffUntilMs) return 0;
-    const missing = this.desired(fn) - this.current(fn).length;
+    const current = this.current(fn);
+    const missing = this.desired(fn, current) - current.length;
     for (let i = 0; i < missing; i++) {
       const snapshot = free();
       const placement = snapshot.place({ gpus: fn.spec.gpus, regions: fn.spec.regions });
       if (!placement) return missing - i;
+      // The kept index no longer matches the capacity's answer once it took a placement.
+      this.slotIndex = undefined;
       snapshot.take(placement);
       this.place(fn, placement);
     }
@@ -644,12 +654,13 @@ export class Runtime {
 
   private scaleDown(fn: FunctionState): void {
     const current = this.current(fn);
+    const desired = this.desired(fn, current);
     const stop = containersToStop(
       current.map((c) => ({
         containerId: c.containerId,
         idleSinceMs: c.lifecycle.state === 'ready' && c.running.size === 0 ? c.idleSinceMs : undefined,
       })),
-      this.desired(fn),
+      desired,
       this.clock.now(),
       fn.spec.scaledownWindowMs,
     );
