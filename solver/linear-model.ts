@@ -125,3 +125,36 @@ export function rowActivities(model: LinearModel, values: ArrayLike<number>): Fl
   }
   return activity;
 }
+
+/**
+ * The point with its integer columns rounded, when they already were integers (within `tolerance`) and the rounded
+ * point keeps every bound and row; otherwise undefined. An LP optimum that passes is an optimum of the MIP too.
+ */
+export function integralPoint(
+  model: LinearModel,
+  values: ArrayLike<number>,
+  tolerance = 1e-6,
+): Float64Array | undefined {
+  const point = Float64Array.from(values as ArrayLike<number>);
+  const slack = (bound: number) => tolerance * Math.max(1, Math.abs(bound));
+  for (let j = 0; j < point.length; j++) {
+    let v = point[j] as number;
+    if (model.colInteger[j]) {
+      const rounded = Math.round(v);
+      if (Math.abs(rounded - v) > tolerance) return undefined;
+      v = rounded;
+      point[j] = v;
+    }
+    const lower = model.colLower[j] as number;
+    const upper = model.colUpper[j] as number;
+    if (v < lower - slack(lower) || v > upper + slack(upper)) return undefined;
+  }
+  const activity = rowActivities(model, point);
+  for (let i = 0; i < activity.length; i++) {
+    const lower = model.rowLower[i] as number;
+    const upper = model.rowUpper[i] as number;
+    const a = activity[i] as number;
+    if (a < lower - slack(lower) || a > upper + slack(upper)) return undefined;
+  }
+  return point;
+}

@@ -2,8 +2,10 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadCatalog } from '../providers/catalog/load-catalog.ts';
 import type { Offering } from '../providers/catalog/offering.ts';
+import { highsBackend } from './backends/highs.ts';
 import { checkPlan } from './check-plan.ts';
-import { planCapacity } from './plan.ts';
+import { integralPoint, objectiveAt } from './linear-model.ts';
+import { planCapacity, planningModel } from './plan.ts';
 import { type PlanningPolicyInput, planningPolicy } from './policy.ts';
 import type { DemandClass, PlanInput } from './types.ts';
 
@@ -125,6 +127,35 @@ describe('capacity plan properties', () => {
     );
     expect(solved).toBeGreaterThan(150);
     expect(greedyValid / solved).toBeGreaterThan(0.9);
+  });
+
+  it('an integral LP optimum taken as the plan costs what branch and bound finds', async () => {
+    let shortcuts = 0;
+    let branched = 0;
+    await fc.assert(
+      fc.asyncProperty(smallProblem({ buffer: true }), async (raw) => {
+        const input: PlanInput = {
+          ...raw,
+          policy: planningPolicy({
+            ...raw.policy,
+            solver: { ...raw.policy.solver, backend: 'highs', relativeGap: 0 },
+          }),
+        };
+        const model = planningModel(input).lp;
+        const relaxation = await highsBackend.solveRelaxation(model);
+        const mip = await highsBackend.solveMip(model, { timeLimitMs: 10_000, relativeGap: 0 });
+        if (!relaxation || !mip.values) return;
+        const plan = await planCapacity(input);
+        const best = objectiveAt(model, mip.values);
+        expect(Math.abs(plan.objective - best)).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(best)));
+        if (integralPoint(model, relaxation.values)) shortcuts++;
+        else branched++;
+      }),
+      { numRuns: 150, seed: 20261124 },
+    );
+    // Both paths are exercised.
+    expect(shortcuts).toBeGreaterThan(8);
+    expect(branched).toBeGreaterThan(50);
   });
 
   it('more demand never lowers the cost', async () => {

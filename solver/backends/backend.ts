@@ -18,6 +18,8 @@ export interface MipResult {
 
 export interface LpRelaxation {
   objective: number;
+  /** The optimal point, one value per column. */
+  values: Float64Array;
   /** ∂objective/∂(row bound), one per row. */
   rowDuals: Float64Array;
 }

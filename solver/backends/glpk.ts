@@ -72,6 +72,10 @@ export const glpkBackend: MipBackend = {
     const result = glpk.solve(toLp(glpk, model, false), { msglev: glpk.GLP_MSG_OFF, presol: false }).result;
     if (result.status !== glpk.GLP_OPT || !result.dual) return undefined;
     const duals = result.dual;
-    return { objective: result.z, rowDuals: Float64Array.from(model.rowNames, (name) => duals[name] ?? 0) };
+    return {
+      objective: result.z,
+      values: valuesOf(model, result.vars),
+      rowDuals: Float64Array.from(model.rowNames, (name) => duals[name] ?? 0),
+    };
   },
 };

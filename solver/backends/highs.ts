@@ -69,7 +69,12 @@ export const highsBackend: MipBackend = {
       m.options.set({ output_flag: false, time_limit: 10 });
       m.run();
       if (m.getModelStatus() !== highs.constants.modelStatus.optimal) return undefined;
-      return { objective: m.getObjectiveValue(), rowDuals: Float64Array.from(m.getSolution().rowDual) };
+      const solution = m.getSolution();
+      return {
+        objective: m.getObjectiveValue(),
+        values: Float64Array.from(solution.colValue),
+        rowDuals: Float64Array.from(solution.rowDual),
+      };
     });
   },
 };
