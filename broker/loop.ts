@@ -285,14 +285,19 @@ export class ControlLoop {
     let drained = 0;
     let rounds = 0;
     const stockOuts: string[] = [];
-    for (; demand.length > 0 && rounds < MAX_ROUNDS; ) {
+    for (; demand.length > 0 && rounds <= MAX_ROUNDS; ) {
       rounds++;
-      const unavailable = [
-        ...new Set([
-          ...this.o.unavailable.blocked(),
-          ...this.quotes.filter((q) => !q.available).map((q) => q.id),
-        ]),
-      ];
+      // Every round refused a launch: a last round plans with what is held only (no offering can grow), so the
+      // capacity the fleet no longer needs still goes, while the moves that found no stock wait for the next tick.
+      const holdOnly = rounds > MAX_ROUNDS;
+      const unavailable = holdOnly
+        ? this.quotes.map((q) => q.id)
+        : [
+            ...new Set([
+              ...this.o.unavailable.blocked(),
+              ...this.quotes.filter((q) => !q.available).map((q) => q.id),
+            ]),
+          ];
       const pools = fleet.pools();
       plan = await planCapacity({
         offerings: this.quotes,
@@ -315,7 +320,7 @@ export class ControlLoop {
       }
       // Make before break: a plan's terminations may be half of a move to cheaper capacity, so they run only
       // once every launch of the round went through. Otherwise the next round re-plans with the whole fleet
-      // still there; when no round gets through, the fleet stays as it is until the next tick.
+      // still there.
       if (roundStockOuts.length === 0 && !quotaRefused) {
         for (const [n, action] of plan.actions.entries()) {
           const offering = offeringOf(action.offeringId);

@@ -432,6 +432,40 @@ describe('broker: make before break', () => {
     expect((await cloud.list()).filter((i) => i.state !== 'terminating')).toHaveLength(24 + tick.provisioned);
   });
 
+  it('when every round is refused, a last round that holds what it has still stops what is no longer needed', async () => {
+    // 24 on-demand held for a 24-GPU buffer; the buffer drops to 8 and spot is allowed, where three instance
+    // types have 4 in stock each: each round moves the 8 to the next cheapest spot type, and each is refused.
+    const setup = await brokerWith({
+      zonesPerRegion: 1,
+      rules: [
+        { match: { instanceType: 'g6.xlarge' }, onDemandPerZone: 64, spotPerZone: 4 },
+        { match: { instanceType: 'g6.2xlarge' }, spotPerZone: 4 },
+        { match: { instanceType: 'g6.4xlarge' }, spotPerZone: 4 },
+      ],
+      policy: l4Buffer(24),
+    });
+    const { broker } = setup;
+    await broker.loop.tick();
+    await setup.advance(BOOT_MS);
+    expect(broker.fleet.all()).toHaveLength(24);
+    await broker.setPolicy(
+      {
+        ...l4Buffer(8),
+        spotMaxShare: 1,
+        vendors: { allow: ['aws'], deny: [] },
+        regions: { allow: ['us-east-1'], deny: [] },
+      },
+      'test',
+    );
+    const tick = await broker.loop.tick();
+    expect(tick.stockedOut).toHaveLength(3);
+    expect(tick.rounds).toBe(4);
+    expect(tick.provisioned).toBe(0);
+    expect(tick.terminated).toBe(16);
+    await setup.advance(BOOT_MS);
+    expect(broker.fleet.capacity()).toHaveLength(8);
+  });
+
   it('stops the old capacity in the same tick once the new launches went through', async () => {
     const { broker, cloud, onDemand } = await movingToSpot(64);
     const tick = await broker.loop.tick();
