@@ -98,6 +98,28 @@ describe('VirtualClock', () => {
     );
   });
 
+  it('leaveLast: continuations between timers of one instant still run in turn; the last one is left to the caller', async () => {
+    const clock = new VirtualClock(0);
+    const log: string[] = [];
+    // Two sleepers due at 10, each with a two-step continuation; a third at 20 that the advance must not reach.
+    for (const name of ['a', 'b'])
+      void clock
+        .sleep(10)
+        .then(() => log.push(`${name}1`))
+        .then(() => log.push(`${name}2`));
+    void clock.sleep(20).then(() => log.push('c'));
+    await clock.advanceTo(10, { leaveLast: true });
+    expect(clock.now()).toBe(10);
+    // a's continuation ran before b fired; b's is still queued.
+    expect(log.slice(0, 2)).toEqual(['a1', 'a2']);
+    expect(log).not.toContain('b2');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(log).toEqual(['a1', 'a2', 'b1', 'b2']);
+    await clock.advanceTo(20, { leaveLast: true });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(log).toEqual(['a1', 'a2', 'b1', 'b2', 'c']);
+  });
+
   it('aborts a sleep through its signal', async () => {
     const clock = new VirtualClock(0);
     const controller = new AbortController();

@@ -26,7 +26,7 @@ export async function driveUntil(
   for (;;) {
     const next = clock.nextTimerAt();
     if (next === undefined || next > untilMs) break;
-    await clock.advanceTo(next);
+    await clock.advanceTo(next, { leaveLast: true });
     await settle();
     if (options.busy) for (let turn = 0; turn < MAX_EXTRA_TURNS && options.busy(); turn++) await settle();
     if (options.afterStep?.()) await settle();
