@@ -47,6 +47,8 @@ export class ContainerLifecycle {
   constructor(
     readonly containerId: string,
     private readonly clock: Clock,
+    /** Told of every transition, after it happened. */
+    private readonly onMove?: (to: ContainerState) => void,
   ) {
     this.history = [{ state: 'placed', atMs: clock.now() }];
   }
@@ -93,5 +95,6 @@ export class ContainerLifecycle {
   moveTo(next: ContainerState, reason?: string): void {
     if (!this.canMoveTo(next)) throw new IllegalTransitionError(this.containerId, this.state, next);
     this.history.push({ state: next, atMs: this.clock.now(), ...(reason === undefined ? {} : { reason }) });
+    this.onMove?.(next);
   }
 }

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { openDatabase } from '../broker/db/open-database.ts';
 import { VirtualClock } from '../lib/clock.ts';
 import { NotFoundError } from '../lib/errors.ts';
@@ -175,6 +175,15 @@ async function settle(): Promise<void> {
   await new Promise((resolve) => setImmediate(resolve));
 }
 
+/** Every runtime a test made: after each test, a tick must find the kept function sizes right. */
+const made: Runtime[] = [];
+afterEach(() => {
+  for (const runtime of made.splice(0)) {
+    runtime.tick();
+    expect(runtime.sizeRepairs, 'function size bookkeeping drifted').toBe(0);
+  }
+});
+
 function setup(
   functions: Record<string, TestFunction>,
   options: { fleet?: readonly MemoryInstance[]; meter?: (clock: VirtualClock) => Meter } = {},
@@ -194,6 +203,7 @@ function setup(
     ids: new IdGenerator(clock, new Random(7)),
   });
   runtime.start();
+  made.push(runtime);
   const advance = async (ms: number) => {
     const target = clock.now() + ms;
     await settle();

@@ -181,6 +181,11 @@ interface FunctionState {
   retired: boolean;
   startFailures: number;
   startBackoffUntilMs: number;
+  /**
+   * The containers that count towards its size (`current`) and their inputs in flight, kept as they change: a
+   * scale-up runs for every call, and counting hundreds of containers each time was most of the runtime's time.
+   */
+  readonly size: { containers: number; inFlight: number };
 }
 
 interface ContainerRecord {
@@ -197,6 +202,8 @@ interface ContainerRecord {
   /** An input reported it dead (ContainerExitedError): nothing more goes to it; its exit releases it. */
   lost: boolean;
   released: boolean;
+  /** Counted in its function's `size`: placed, starting or ready, not lost, of the function's revision. */
+  counted: boolean;
   exitedAtMs: number | undefined;
   exitReason: string | undefined;
   unsubscribeLog: (() => void) | undefined;
@@ -240,6 +247,8 @@ export class Runtime {
   private tickTimer: TimerHandle | undefined;
   /** The free-GPU index of the last reconcile and the capacity answer it was built from (see `reconcile`). */
   private slotIndex: { slots: readonly FreeGpuSlot[]; index: SlotIndex } | undefined;
+  /** Times `checkSize` found the kept function sizes wrong (a bug; tests expect 0). */
+  private sizeRepairCount = 0;
   /** Containers that could not be placed at the last reconcile; onShortfall fires when this grows. */
   private unplaced = 0;
   private closed = false;
@@ -316,6 +325,7 @@ export class Runtime {
           retired: false,
           startFailures: 0,
           startBackoffUntilMs: 0,
+          size: { containers: 0, inFlight: 0 },
         };
         state.functions.set(name, fn);
       } else if (fn.revision !== revision) {
@@ -323,7 +333,11 @@ export class Runtime {
         fn.revision = revision;
         fn.startFailures = 0;
         fn.startBackoffUntilMs = 0;
-        for (const c of fn.containers.values()) if (c.revision !== revision) this.drain(c, 'redeployed');
+        for (const c of fn.containers.values())
+          if (c.revision !== revision) {
+            this.uncount(c);
+            this.drain(c, 'redeployed');
+          }
       }
       this.markDirty(fn);
     }
@@ -522,6 +536,11 @@ export class Runtime {
       }
   }
 
+  /** Times the kept function sizes were found wrong and repaired at a tick: a bookkeeping bug, so 0 is expected. */
+  get sizeRepairs(): number {
+    return this.sizeRepairCount;
+  }
+
   /** One reconcile pass over every function (what the tick runs). */
   tick(): void {
     const now = this.clock.now();
@@ -533,7 +552,10 @@ export class Runtime {
             error: new ContainerExitedError(c.containerId, c.exitReason ?? ''),
           });
     for (const state of this.apps.values())
-      for (const fn of state.functions.values()) this.guard(fn, () => this.scaleDown(fn));
+      for (const fn of state.functions.values()) {
+        this.checkSize(fn);
+        this.guard(fn, () => this.scaleDown(fn));
+      }
     this.reconcile([...this.apps.values()].flatMap((state) => [...state.functions.values()]));
     this.prune();
   }
@@ -622,11 +644,42 @@ export class Runtime {
     return result;
   }
 
-  private desired(fn: FunctionState, current: readonly ContainerRecord[] = this.current(fn)): number {
+  /** Takes a container out of its function's size, once (it left for good: drained, ended, lost, redeployed). */
+  private uncount(c: ContainerRecord): void {
+    if (!c.counted) return;
+    c.counted = false;
+    c.fn.size.containers--;
+    c.fn.size.inFlight -= c.running.size;
+  }
+
+  /**
+   * The kept size against a count from scratch, once a tick: a miss is a bug in the bookkeeping, logged and
+   * repaired, so that scaling never goes wrong for longer than a tick.
+   */
+  private checkSize(fn: FunctionState): void {
+    const current = this.current(fn);
     let inFlight = 0;
     for (const c of current) inFlight += c.running.size;
+    if (current.length === fn.size.containers && inFlight === fn.size.inFlight) return;
+    this.logger.error(
+      {
+        app: fn.app.app,
+        function: fn.name,
+        kept: { ...fn.size },
+        counted: { containers: current.length, inFlight },
+      },
+      'function size bookkeeping drifted; repaired',
+    );
+    this.sizeRepairCount++;
+    const counted = new Set(current);
+    for (const c of fn.containers.values()) c.counted = counted.has(c);
+    fn.size.containers = current.length;
+    fn.size.inFlight = inFlight;
+  }
+
+  private desired(fn: FunctionState): number {
     return desiredContainers({
-      inFlight,
+      inFlight: fn.size.inFlight,
       queued: fn.queue.size,
       concurrency: fn.spec.concurrency,
       bufferContainers: fn.spec.bufferContainers,
@@ -638,8 +691,7 @@ export class Runtime {
   /** Places and starts the containers the function misses; returns how many found no GPUs. */
   private scaleUp(fn: FunctionState, free: () => SlotIndex): number {
     if (this.clock.now() < fn.startBackoffUntilMs) return 0;
-    const current = this.current(fn);
-    const missing = this.desired(fn, current) - current.length;
+    const missing = this.desired(fn) - fn.size.containers;
     for (let i = 0; i < missing; i++) {
       const snapshot = free();
       const placement = snapshot.place({ gpus: fn.spec.gpus, regions: fn.spec.regions });
@@ -654,7 +706,7 @@ export class Runtime {
 
   private scaleDown(fn: FunctionState): void {
     const current = this.current(fn);
-    const desired = this.desired(fn, current);
+    const desired = this.desired(fn);
     const stop = containersToStop(
       current.map((c) => ({
         containerId: c.containerId,
@@ -705,7 +757,9 @@ export class Runtime {
       fn,
       revision: fn.revision,
       bundleId: state.bundleId,
-      lifecycle: new ContainerLifecycle(containerId, this.clock),
+      lifecycle: new ContainerLifecycle(containerId, this.clock, (to) => {
+        if (to === 'draining' || to === 'stopped' || to === 'failed') this.uncount(c);
+      }),
       placement,
       handle: undefined,
       running: new Map(),
@@ -713,11 +767,13 @@ export class Runtime {
       stopRequested: false,
       lost: false,
       released: false,
+      counted: true,
       exitedAtMs: undefined,
       exitReason: undefined,
       unsubscribeLog: undefined,
     };
     fn.containers.set(containerId, c);
+    fn.size.containers++;
     this.live.set(containerId, c);
     this.o.meter?.openInterval({
       intervalId: containerId,
@@ -888,6 +944,7 @@ export class Runtime {
     call.startedAtMs ??= now;
     call.containerId = c.containerId;
     c.running.set(call.callId, call);
+    if (c.counted) c.fn.size.inFlight++;
     c.idleSinceMs = undefined;
     let pending: Promise<unknown>;
     try {
@@ -911,7 +968,11 @@ export class Runtime {
     if (c.running.get(call.callId) !== call) return;
     c.running.delete(call.callId);
     const { fn } = c;
-    if (!result.ok && result.error instanceof ContainerExitedError) c.lost = true;
+    if (c.counted) fn.size.inFlight--;
+    if (!result.ok && result.error instanceof ContainerExitedError) {
+      c.lost = true;
+      this.uncount(c);
+    }
     if (c.running.size === 0) {
       c.idleSinceMs = this.clock.now();
       this.orphans.delete(c);
