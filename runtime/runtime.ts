@@ -553,8 +553,8 @@ export class Runtime {
           });
     for (const state of this.apps.values())
       for (const fn of state.functions.values()) {
-        this.checkSize(fn);
-        this.guard(fn, () => this.scaleDown(fn));
+        const current = this.checkSize(fn);
+        this.guard(fn, () => this.scaleDown(fn, current));
       }
     this.reconcile([...this.apps.values()].flatMap((state) => [...state.functions.values()]));
     this.prune();
@@ -656,11 +656,11 @@ export class Runtime {
    * The kept size against a count from scratch, once a tick: a miss is a bug in the bookkeeping, logged and
    * repaired, so that scaling never goes wrong for longer than a tick.
    */
-  private checkSize(fn: FunctionState): void {
+  private checkSize(fn: FunctionState): ContainerRecord[] {
     const current = this.current(fn);
     let inFlight = 0;
     for (const c of current) inFlight += c.running.size;
-    if (current.length === fn.size.containers && inFlight === fn.size.inFlight) return;
+    if (current.length === fn.size.containers && inFlight === fn.size.inFlight) return current;
     this.logger.error(
       {
         app: fn.app.app,
@@ -675,6 +675,7 @@ export class Runtime {
     for (const c of fn.containers.values()) c.counted = counted.has(c);
     fn.size.containers = current.length;
     fn.size.inFlight = inFlight;
+    return current;
   }
 
   private desired(fn: FunctionState): number {
@@ -704,8 +705,7 @@ export class Runtime {
     return 0;
   }
 
-  private scaleDown(fn: FunctionState): void {
-    const current = this.current(fn);
+  private scaleDown(fn: FunctionState, current: readonly ContainerRecord[]): void {
     const desired = this.desired(fn);
     const stop = containersToStop(
       current.map((c) => ({
