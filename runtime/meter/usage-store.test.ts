@@ -1,7 +1,7 @@
 /**
- * The usage store on a real in-memory PGlite: checkpoints of recorded intervals take the cheap update path, and
- * any subset of an interval's events, split into batches in any order, leaves the row a crash recovery needs (its
- * greatest checkpoint, its least stop), with nothing lost when a checkpoint comes before the interval's start.
+ * The usage store on a real in-memory PGlite: any subset of an interval's events, split into batches in any order,
+ * leaves the row a crash recovery needs (its greatest checkpoint, its least stop), with nothing lost when a
+ * checkpoint comes before the interval's start.
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -72,7 +72,7 @@ describe('UsageStore.ingest', () => {
         async (drawn, cuts) => {
           const id = `interval-${n++}`;
           const events = drawn.map((e) => event(id, e.type, e.atMs));
-          // Two intervals share each batch, one of them known already, so both update paths run.
+          // Each batch also checkpoints an interval recorded earlier.
           await store.ingest([event(`${id}-known`, 'start', START)]);
           for (let i = 0, k = 0; i < events.length; i += cuts[k++] as number)
             await store.ingest([

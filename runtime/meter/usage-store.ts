@@ -19,14 +19,10 @@ export class UsageStore {
   async ingest(events: readonly UsageEvent[]): Promise<number> {
     const seen = new Set<string>();
     const rows = new Map<string, typeof usageIntervals.$inferInsert>();
-    /** Intervals this batch only checkpoints (heartbeats, no start or stop): most rows of a batch. */
-    const onlyCheckpointed = new Set<string>();
     for (const e of events) {
       if (seen.has(e.id)) continue;
       seen.add(e.id);
       const row = rows.get(e.intervalId);
-      if (e.type !== 'heartbeat') onlyCheckpointed.delete(e.intervalId);
-      else if (!row) onlyCheckpointed.add(e.intervalId);
       const end = e.type === 'stop' ? e.atMs : null;
       if (row) {
         row.startMs = Math.min(row.startMs, e.startMs);
@@ -56,22 +52,6 @@ export class UsageStore {
       });
     }
     if (rows.size === 0) return 0;
-    // Checkpoints of intervals already recorded move only their checkpoint: one update per checkpoint time,
-    // ids as one array parameter. Those not recorded yet (events replayed out of order) go in the upsert below.
-    const byCheckpoint = new Map<number, string[]>();
-    for (const id of onlyCheckpointed) {
-      const at = rows.get(id)?.checkpointMs as number;
-      byCheckpoint.set(at, [...(byCheckpoint.get(at) ?? []), id]);
-    }
-    for (const [at, ids] of byCheckpoint) {
-      const updated = await this.db
-        .update(usageIntervals)
-        .set({ checkpointMs: sql`greatest(${usageIntervals.checkpointMs}, ${at})` })
-        .where(sql`${usageIntervals.id} = any(${sql.param(ids)}::text[])`)
-        .returning({ id: usageIntervals.id });
-      for (const { id } of updated) rows.delete(id);
-    }
-    if (rows.size === 0) return seen.size;
     const all = [...rows.values()];
     // One statement per chunk whatever its size: each column travels as one array parameter (`unnest`), which is
     // much cheaper for the driver than thirteen bound parameters a row.
