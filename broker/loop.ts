@@ -420,9 +420,9 @@ export class ControlLoop {
           { offeringId: offering.id, count: size, error: row.error },
           'launch refused',
         );
-      const quotaRefused = row.refusedBy instanceof QuotaExceededError;
-      if (row.refusedBy instanceof QuotaExceededError) this.o.quotas.learn(offering, row.refusedBy);
-      return { launched, stockedOut: stockedOut(row), quotaRefused };
+      const quotaRefusal = row.refusedBy instanceof QuotaExceededError ? row.refusedBy : undefined;
+      if (quotaRefusal) this.o.quotas.learn(offering, quotaRefusal);
+      return { launched, stockedOut: stockedOut(row), quotaRefused: quotaRefusal !== undefined };
     }
     return { launched, stockedOut: false, quotaRefused: false };
   }

@@ -154,17 +154,11 @@ export class VirtualClock implements Clock {
       this.live--;
       this.current = due.at;
       due.callback();
-      if (options.leaveLast && !this.hasDue(targetMs)) break;
+      if (options.leaveLast && (this.nextTimerAt() ?? Number.POSITIVE_INFINITY) > targetMs) break;
       // Let the woken continuation run (and possibly set more timers) before the next timer fires.
       await flushMicrotasks();
     }
     this.current = targetMs;
-  }
-
-  private hasDue(targetMs: number): boolean {
-    this.dropCancelledTop();
-    const next = this.heap[0];
-    return next !== undefined && next.at <= targetMs;
   }
 
   advanceBy(ms: number): Promise<void> {

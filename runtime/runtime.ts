@@ -706,13 +706,12 @@ export class Runtime {
   }
 
   private scaleDown(fn: FunctionState, current: readonly ContainerRecord[]): void {
-    const desired = this.desired(fn);
     const stop = containersToStop(
       current.map((c) => ({
         containerId: c.containerId,
         idleSinceMs: c.lifecycle.state === 'ready' && c.running.size === 0 ? c.idleSinceMs : undefined,
       })),
-      desired,
+      this.desired(fn),
       this.clock.now(),
       fn.spec.scaledownWindowMs,
     );
