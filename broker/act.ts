@@ -23,6 +23,12 @@ const MAX_THROTTLE_RETRIES = 3;
 export type ActionRow = typeof actions.$inferSelect;
 
 export class Actuator {
+  /**
+   * The actions this process knows to be pending, once read from the database: only the leader writes actions, so
+   * after one read the set is kept here instead of queried at every tick. Undefined: read at the next `pending()`.
+   */
+  private knownPending: Map<string, ActionRow> | undefined;
+
   constructor(
     private readonly db: Database,
     private readonly clock: Clock,
@@ -55,6 +61,7 @@ export class Actuator {
       updatedAt: now,
     };
     await this.db.insert(actions).values(row);
+    this.knownPending?.set(row.id, row);
     return this.runProvision(row);
   }
 
@@ -111,6 +118,7 @@ export class Actuator {
       updatedAt: now,
     };
     await this.db.insert(actions).values(row);
+    this.knownPending?.set(row.id, row);
     return this.runTerminate(row);
   }
 
@@ -126,9 +134,19 @@ export class Actuator {
     }
   }
 
-  /** Actions left pending by a crash or an outage. */
+  /** Actions left pending by a crash or an outage, oldest first. */
   async pending(): Promise<ActionRow[]> {
-    return this.db.select().from(actions).where(eq(actions.status, 'pending'));
+    if (!this.knownPending) {
+      const rows = await this.db.select().from(actions).where(eq(actions.status, 'pending'));
+      rows.sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      this.knownPending = new Map(rows.map((r) => [r.id, r]));
+    }
+    return [...this.knownPending.values()];
+  }
+
+  /** Another process may have written actions (this one just won the leadership): read them again next time. */
+  forgetPending(): void {
+    this.knownPending = undefined;
   }
 
   private async withRetries<T>(call: () => Promise<T>): Promise<T> {
@@ -154,6 +172,7 @@ export class Actuator {
       .update(actions)
       .set({ status, error: message, instanceIds, updatedAt: updated.updatedAt })
       .where(eq(actions.id, row.id));
+    this.knownPending?.delete(row.id);
     return updated;
   }
 }

@@ -203,7 +203,10 @@ export class ControlLoop {
   async claimLeadership(): Promise<boolean> {
     const was = this.leader;
     const now = await this.o.tryLeadership();
-    if (now && !was) await this.o.onLeadership?.();
+    if (now && !was) {
+      this.o.actuator.forgetPending();
+      await this.o.onLeadership?.();
+    }
     this.leader = now;
     return now;
   }

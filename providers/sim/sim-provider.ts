@@ -76,6 +76,8 @@ interface Pool {
   /** Instances not yet terminated. */
   readonly active: Set<SimInstance>;
   readonly traces: SpotPoolTraces | undefined;
+  /** The scenario's stock for this offering and zone before spot availability (its rules are fixed). */
+  readonly baseStock: number;
   dropTimer?: TimerHandle;
   /** Fraction of an instance owed to the preemption trace, carried between drops. */
   carry: number;
@@ -103,6 +105,10 @@ export class SimProvider implements Provider {
   private readonly activeByRegion = new Map<string, Set<SimInstance>>();
   private readonly idempotency = new Map<string, { fingerprint: string; instances: SimInstance[] }>();
   private readonly prices = new Map<string, Micros>();
+  /** Each offering's pools by zone, built on first use. */
+  private readonly zonePools = new Map<string, readonly Pool[]>();
+  /** The quotes `offerings()` last handed out, by offering id. */
+  private readonly lastQuotes = new Map<string, OfferingQuote>();
   private readonly outages = new Set<ActiveOutage>();
   private readonly hub = new EventHub<ProviderEvent>();
   private readonly scenarioTimers: TimerHandle[] = [];
@@ -164,15 +170,31 @@ export class SimProvider implements Provider {
     const offering = this.catalog.get(offeringId);
     if (!offering || !this.zonesOf(offering.region).includes(zone)) return { stock: 0, free: 0 };
     const pool = this.pool(offering, zone);
+    const stock =
+      offering.capacityType === 'reserved' ? (this.reservedCounts.get(offering.id) ?? 0) : this.stock(pool);
+    return { stock, free: this.freeIn(pool) };
+  }
+
+  /** How many more instances of the pool's offering can be launched in its zone now. */
+  private freeIn(pool: Pool): number {
+    const { offering } = pool;
     if (offering.capacityType === 'reserved') {
-      const stock = this.reservedCounts.get(offering.id) ?? 0;
+      // A reservation is regional: its count is shared by the region's zones.
       let used = 0;
-      for (const z of this.zonesOf(offering.region))
-        used += this.pools.get(`${offering.id}@${z}`)?.active.size ?? 0;
-      return { stock, free: Math.max(0, stock - used) };
+      for (const p of this.poolsOf(offering)) used += p.active.size;
+      return Math.max(0, (this.reservedCounts.get(offering.id) ?? 0) - used);
     }
-    const stock = this.stock(pool);
-    return { stock, free: Math.max(0, stock - pool.active.size) };
+    return Math.max(0, this.stock(pool) - pool.active.size);
+  }
+
+  /** The offering's pools, one per zone of its region, in zone order. */
+  private poolsOf(offering: Offering): readonly Pool[] {
+    let pools = this.zonePools.get(offering.id);
+    if (!pools) {
+      pools = this.zonesOf(offering.region).map((zone) => this.pool(offering, zone));
+      this.zonePools.set(offering.id, pools);
+    }
+    return pools;
   }
 
   /** Synchronous event listener (simulations and recorders); returns the unsubscribe function. */
@@ -184,17 +206,26 @@ export class SimProvider implements Provider {
     this.admitCall();
     const quotes: OfferingQuote[] = [];
     for (const o of this.catalog.values()) {
-      const availableZones = this.regionDown(o.region)
-        ? []
-        : this.zonesOf(o.region).filter(
-            (z) => !this.zoneDown(o.region, z) && this.capacity(o.id, z).free > 0,
-          );
-      quotes.push({
+      const availableZones: string[] = [];
+      if (!this.regionDown(o.region))
+        for (const pool of this.poolsOf(o))
+          if (!this.zoneDown(o.region, pool.zone) && this.freeIn(pool) > 0) availableZones.push(pool.zone);
+      const microsPerHour = this.priceOf(o);
+      // The quote of the last call when nothing in it changed: the broker asks at every tick, and most ticks
+      // change nothing, so the same frozen object is handed out again.
+      const last = this.lastQuotes.get(o.id);
+      if (last && last.microsPerHour === microsPerHour && sameStrings(last.availableZones, availableZones)) {
+        quotes.push(last);
+        continue;
+      }
+      const quote: OfferingQuote = Object.freeze({
         ...o,
-        microsPerHour: this.priceOf(o),
+        microsPerHour,
         available: availableZones.length > 0,
-        availableZones,
+        availableZones: Object.freeze(availableZones) as string[],
       });
+      this.lastQuotes.set(o.id, quote);
+      quotes.push(quote);
     }
     return quotes;
   }
@@ -578,6 +609,7 @@ export class SimProvider implements Provider {
         zone,
         active: new Set(),
         traces: offering.capacityType === 'spot' ? this.replay.poolTraces(offering, zone) : undefined,
+        baseStock: this.baseStock(offering, zone),
         carry: 0,
       };
       this.pools.set(key, pool);
@@ -587,7 +619,17 @@ export class SimProvider implements Provider {
 
   /** Instances of the pool's offering the zone has now (ours included), before subtracting ours. */
   private stock(pool: Pool): number {
-    const { offering, zone } = pool;
+    const spot = pool.baseStock;
+    if (pool.offering.capacityType !== 'spot') return spot;
+    const availability = pool.traces?.availability;
+    if (!availability) return spot;
+    const value = this.replay.valueAt(availability, this.clock.now());
+    if (value === 0 || spot === 0) return 0;
+    return Math.max(1, Math.round((spot * value) / availability.trace.nodes));
+  }
+
+  /** The scenario's stock rules for an offering in a zone: the last matching rule wins. */
+  private baseStock(offering: Offering, zone: string): number {
     let onDemand = this.scenario.stock.onDemandPerZone;
     let spot = this.scenario.stock.spotPerZone;
     for (const rule of this.scenario.stock.rules) {
@@ -595,12 +637,7 @@ export class SimProvider implements Provider {
       onDemand = rule.onDemandPerZone ?? onDemand;
       spot = rule.spotPerZone ?? spot;
     }
-    if (offering.capacityType !== 'spot') return onDemand;
-    const availability = pool.traces?.availability;
-    if (!availability) return spot;
-    const value = this.replay.valueAt(availability, this.clock.now());
-    if (value === 0 || spot === 0) return 0;
-    return Math.max(1, Math.round((spot * value) / availability.trace.nodes));
+    return offering.capacityType === 'spot' ? spot : onDemand;
   }
 
   private priceOf(offering: Offering): Micros {
@@ -654,4 +691,10 @@ function zoneNames(vendor: string, region: string, settings: VendorSettings): st
 
 function snapshot(i: SimInstance): Instance {
   return instanceSnapshot(i.pool.offering, { ...i, zone: i.pool.zone });
+}
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
