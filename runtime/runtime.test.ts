@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openDatabase } from '../broker/db/open-database.ts';
 import { VirtualClock } from '../lib/clock.ts';
@@ -46,6 +47,8 @@ class InProcessExecutor implements Executor {
   /** Most inputs one container ran at once. */
   maxInFlight = 0;
   coldStartMs = 2_000;
+  /** A crash leaves the inputs in flight unanswered (a process that died mid-reply): the runtime settles them. */
+  orphanInputsOnCrash = false;
   /** A start failure reason for a container, if it should fail to start. */
   failStart: ((spec: ContainerSpec) => string | undefined) | undefined;
 
@@ -65,10 +68,11 @@ class InProcessExecutor implements Executor {
     const exited = new Promise<ContainerExit>((resolve) => {
       resolveExit = resolve;
     });
-    const exit = (reason: string, code: number | null) => {
+    const exit = (reason: string, code: number | null, crashed = false) => {
       if (state === 'exited') return;
       state = 'exited';
-      for (const fail of [...inFlight.values()]) fail(new ContainerExitedError(id, reason));
+      if (!(crashed && this.orphanInputsOnCrash))
+        for (const fail of [...inFlight.values()]) fail(new ContainerExitedError(id, reason));
       resolveExit({ code, signal: null, reason });
     };
     const ready = clock.sleep(this.coldStartMs).then(() => {
@@ -121,7 +125,7 @@ class InProcessExecutor implements Executor {
             .then(
               (value) => settle(true, value),
               (error: Error) => {
-                if (error instanceof Crash) exit('crashed (exit 1)', 1);
+                if (error instanceof Crash) exit('crashed (exit 1)', 1, true);
                 else settle(false, new RemoteError(error.message, error.stack, error.name));
               },
             );
@@ -706,5 +710,95 @@ describe('FreeGpuSlot', () => {
     expect(() => capacity.allocate('c2', 'i-1', [1])).toThrow(/already held by c1/);
     capacity.free('c1');
     expect(capacity.freeGpus()[0]?.free).toEqual([0, 1]);
+  });
+});
+
+describe('Runtime: the tick sleeps while nothing is due', () => {
+  /**
+   * One workload, run twice: once as it is, once with a tick forced at every grid point (what a fixed 1 s tick
+   * did). Every event of the workload falls between grid points (odd ms), so the two runs see the same events in
+   * the same order; sleeping must change no outcome, and must skip most ticks.
+   */
+  const runWorkload = async (seed: number, forceEveryTick: boolean) => {
+    const random = new Random(seed);
+    const fleet = [instance('i-1', 'H100', 8), instance('i-2', 'H100', 8), instance('i-3', 'L4', 1)];
+    const fnRandom = random.fork('functions');
+    const t = setup(
+      {
+        work: (args, ctx) =>
+          (args[1] as boolean)
+            ? ctx.sleep(args[0] as number).then(() => Promise.reject(new Crash('x')))
+            : ctx.sleep(args[0] as number),
+      },
+      { fleet },
+    );
+    t.executor.orphanInputsOnCrash = seed % 2 === 1;
+    let ticks = 0;
+    const tick = t.runtime.tick.bind(t.runtime);
+    t.runtime.tick = () => {
+      ticks++;
+      tick();
+    };
+    if (forceEveryTick) {
+      const force = () => {
+        t.runtime.tick();
+        t.clock.setTimer(t.clock.now() + TICK, force);
+      };
+      t.clock.setTimer(t.clock.now() + TICK, force);
+    }
+    await t.advance(1);
+    t.deploy({
+      work: {
+        gpu: ['H100', 'L4'],
+        minContainers: fnRandom.int(0, 1),
+        bufferContainers: fnRandom.int(0, 2),
+        concurrency: fnRandom.int(1, 2),
+        retries: 1,
+        scaledownWindowMs: fnRandom.int(1, 30) * 1_000,
+      },
+    });
+    const calls: string[] = [];
+    const arrivals = random.fork('arrivals');
+    // Bursts and lulls over ten minutes: every arrival at an odd ms, every duration even.
+    for (let at = 1; at < 600_000; ) {
+      const burst = arrivals.chance(0.3) ? arrivals.int(2, 6) : 1;
+      for (let i = 0; i < burst; i++)
+        calls.push(
+          t.runtime.call('acme', 'demo', 'work', [2 * arrivals.int(100, 20_000), arrivals.chance(0.05)]),
+        );
+      const gap = 2 * arrivals.int(1, arrivals.chance(0.2) ? 60_000 : 3_000);
+      await t.advance(gap);
+      at += gap;
+    }
+    await t.advance(120_000);
+    const outcome = {
+      calls: calls.map((id) => {
+        const call = t.runtime.get(id);
+        return [call?.status, call?.startedAtMs, call?.finishedAtMs, call?.containerId];
+      }),
+      started: t.executor.started.map((spec) => spec.containerId),
+      containers: t.runtime.containers().map((c) => [c.containerId, c.state]),
+    };
+    await t.runtime.close();
+    return { outcome, ticks };
+  };
+
+  it('changes no outcome against a tick at every grid point, and skips most ticks', async () => {
+    let slept = 0;
+    let forced = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 1_000_000 }), async (seed) => {
+        const sleeping = await runWorkload(seed, false);
+        const everyTick = await runWorkload(seed, true);
+        expect(sleeping.outcome).toEqual(everyTick.outcome);
+        expect(sleeping.outcome.calls.every(([status]) => status !== 'pending' && status !== 'running')).toBe(
+          true,
+        );
+        slept += sleeping.ticks;
+        forced += everyTick.ticks;
+      }),
+      { numRuns: 30 },
+    );
+    expect(slept).toBeLessThan(forced / 4);
   });
 });

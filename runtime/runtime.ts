@@ -3,9 +3,12 @@
  * fleet's free GPUs. Independent of HTTP; the broker's API calls it.
  *
  * Everything happens on the Clock and on executor promises, so a run on a VirtualClock is deterministic:
- * - every `tickMs` (1 s) each function is reconciled: idle containers past the scale-down window stop, missing ones
- *   are placed (best fit, `placement.ts`, on one indexed snapshot of `capacity.freeGpus()`, held with `capacity.allocate`) and
- *   started, queued inputs are dispatched to ready containers up to `concurrency`;
+ * - on a `tickMs` (1 s) grid each function is reconciled: idle containers past the scale-down window stop, missing
+ *   ones are placed (best fit, `placement.ts`, on one indexed snapshot of `capacity.freeGpus()`, held with
+ *   `capacity.allocate`) and started, queued inputs are dispatched to ready containers up to `concurrency`. The tick
+ *   sleeps through grid points where nothing can be due (no container may stop yet, no placement waits for GPUs,
+ *   no start backoff ends, no orphaned input is to be settled) and wakes at the first one where something is, or
+ *   when an event makes something due; it still runs at least every minute (`MAX_TICK_GAP_MS`);
  * - a call, a deploy or a failed container asks for a reconcile of its function at the current time (one timer for
  *   a whole burst), so that work starts without waiting for the next tick;
  * - an executor promise (ready, result, exit) moves that container and its inputs on at once.
@@ -43,6 +46,11 @@ export const DEFAULT_RETAIN_CALLS_MS = 3_600_000;
 export const MAX_START_FAILURES = 3;
 /** Longest wait before placing again a function whose containers fail to start (doubles from 1 s). */
 const MAX_START_BACKOFF_MS = 60_000;
+/**
+ * Longest the tick sleeps when nothing is due: finished calls are pruned, and the kept function sizes checked, at
+ * least this often.
+ */
+export const MAX_TICK_GAP_MS = 60_000;
 
 export interface RuntimeOptions {
   readonly clock: Clock;
@@ -245,6 +253,10 @@ export class Runtime {
   private readonly dirty = new Set<FunctionState>();
   private kickTimer: TimerHandle | undefined;
   private tickTimer: TimerHandle | undefined;
+  /** When the armed tick fires, the grid's origin (`start()`), and the last tick's time. */
+  private tickAtMs = Number.POSITIVE_INFINITY;
+  private tickOriginMs: number | undefined;
+  private lastTickAtMs = 0;
   /** The free-GPU index of the last reconcile and the capacity answer it was built from (see `reconcile`). */
   private slotIndex: { slots: readonly FreeGpuSlot[]; index: SlotIndex } | undefined;
   /** Times `checkSize` found the kept function sizes wrong (a bug; tests expect 0). */
@@ -261,16 +273,11 @@ export class Runtime {
     this.retainCallsMs = o.retainCallsMs ?? DEFAULT_RETAIN_CALLS_MS;
   }
 
-  /** Starts the reconcile tick (every `tickMs` on the Clock). */
+  /** Starts the reconcile tick (on a `tickMs` grid from now on the Clock, at grid points where work is due). */
   start(): void {
-    if (this.tickTimer || this.closed) return;
-    const schedule = () => {
-      this.tickTimer = this.clock.setTimer(this.clock.now() + this.tickMs, () => {
-        this.tick();
-        schedule();
-      });
-    };
-    schedule();
+    if (this.tickOriginMs !== undefined || this.closed) return;
+    this.tickOriginMs = this.lastTickAtMs = this.clock.now();
+    this.wakeAt(this.clock.now() + this.tickMs);
   }
 
   /**
@@ -340,6 +347,7 @@ export class Runtime {
           }
       }
       this.markDirty(fn);
+      this.wakeAt(this.scaleDownDueAt(fn));
     }
     this.logger.info({ tenantId, app, bundleId, version: state.version }, 'app deployed');
     return this.appView(state);
@@ -438,6 +446,7 @@ export class Runtime {
     if (call.status === 'pending') call.fn.queue.cancel(callId);
     else if (call.status !== 'running') return false;
     this.finish(call, { status: 'cancelled' });
+    this.wakeAt(this.scaleDownDueAt(call.fn));
     return true;
   }
 
@@ -544,6 +553,7 @@ export class Runtime {
   /** One reconcile pass over every function (what the tick runs). */
   tick(): void {
     const now = this.clock.now();
+    this.lastTickAtMs = Math.max(this.lastTickAtMs, now);
     for (const c of [...this.orphans])
       if (now - (c.exitedAtMs as number) >= this.tickMs)
         for (const call of [...c.running.values()])
@@ -574,6 +584,57 @@ export class Runtime {
     this.apps.clear();
     for (const c of [...this.live.values()]) exits.push(this.kill(c, 'the runtime was closed'));
     await Promise.all(exits);
+  }
+
+  // ——— the tick's schedule ———
+
+  /**
+   * Arms the tick for the first grid point at or after `atMs` that comes after the last tick (unless it is armed
+   * for that point or an earlier one already).
+   */
+  private wakeAt(atMs: number): void {
+    const origin = this.tickOriginMs;
+    if (origin === undefined || this.closed || !(atMs < Number.POSITIVE_INFINITY)) return;
+    // A moment already past (an idle container that may stop now) is due at the next grid point.
+    const after = Math.max(atMs, this.clock.now(), this.lastTickAtMs + 1);
+    const due = origin + Math.max(1, Math.ceil((after - origin) / this.tickMs)) * this.tickMs;
+    if (this.tickTimer && this.tickAtMs <= due) return;
+    this.tickTimer?.cancel();
+    this.tickAtMs = due;
+    this.tickTimer = this.clock.setTimer(due, () => {
+      this.tickTimer = undefined;
+      this.tickAtMs = Number.POSITIVE_INFINITY;
+      this.tick();
+      this.wakeAt(this.nextDueAt());
+    });
+  }
+
+  /**
+   * The first moment at which a tick would change something if no event came first (events that make work due
+   * earlier call `wakeAt` themselves): a placement waits for GPUs, an orphaned input is to be settled, a start
+   * backoff ends, an idle container passes its scale-down window while its function holds more than it wants.
+   */
+  private nextDueAt(): number {
+    const now = this.clock.now();
+    if (this.unplaced > 0) return now;
+    let at = now + MAX_TICK_GAP_MS;
+    for (const c of this.orphans) at = Math.min(at, (c.exitedAtMs as number) + this.tickMs);
+    for (const state of this.apps.values())
+      for (const fn of state.functions.values()) {
+        if (fn.startBackoffUntilMs > now) at = Math.min(at, fn.startBackoffUntilMs);
+        at = Math.min(at, this.scaleDownDueAt(fn));
+      }
+    return at;
+  }
+
+  /** When the first idle container of a function that holds more than it wants passes its scale-down window. */
+  private scaleDownDueAt(fn: FunctionState): number {
+    if (fn.retired || fn.size.containers <= this.desired(fn)) return Number.POSITIVE_INFINITY;
+    let at = Number.POSITIVE_INFINITY;
+    for (const c of fn.containers.values())
+      if (c.counted && c.idleSinceMs !== undefined && c.lifecycle.state === 'ready' && c.running.size === 0)
+        at = Math.min(at, c.idleSinceMs + fn.spec.scaledownWindowMs);
+    return at;
   }
 
   // ——— reconcile ———
@@ -613,6 +674,7 @@ export class Runtime {
     // Every function is counted at each tick; a kick sees only some, so it can only raise the count.
     const grew = unplaced > this.unplaced;
     if (grew || fns.length === this.countFunctions()) this.unplaced = unplaced;
+    if (this.unplaced > 0) this.wakeAt(this.clock.now());
     if (grew) {
       this.logger.info({ unplaced }, 'containers wait for GPUs');
       this.o.onShortfall?.();
@@ -835,6 +897,7 @@ export class Runtime {
     this.logger.info({ containerId: c.containerId, coldStartMs: c.lifecycle.coldStartMs }, 'container ready');
     if (c.revision !== c.fn.revision || c.fn.retired) this.drain(c, 'redeployed');
     else this.dispatch(c.fn);
+    this.wakeAt(this.scaleDownDueAt(c.fn));
   }
 
   private startFailed(c: ContainerRecord, error: unknown): void {
@@ -848,6 +911,7 @@ export class Runtime {
     fn.startFailures++;
     fn.startBackoffUntilMs =
       this.clock.now() + Math.min(MAX_START_BACKOFF_MS, 1_000 * 2 ** (fn.startFailures - 1));
+    this.wakeAt(fn.startBackoffUntilMs);
     this.logger.warn({ containerId: c.containerId, reason, failures: fn.startFailures }, 'container failed');
     if (fn.startFailures >= MAX_START_FAILURES) {
       const message = `${fn.app.app}.${fn.name}: ${fn.startFailures} containers in a row failed to start; last: ${messageOf(error)}`;
@@ -876,7 +940,10 @@ export class Runtime {
       );
     }
     this.release(c);
-    if (c.running.size > 0) this.orphans.add(c);
+    if (c.running.size > 0) {
+      this.orphans.add(c);
+      this.wakeAt(c.exitedAtMs + this.tickMs);
+    }
     if (lifecycle.state === 'failed') this.markDirty(c.fn);
   }
 
@@ -1012,6 +1079,8 @@ export class Runtime {
     }
     if (c.lifecycle.state === 'draining' && c.running.size === 0) void this.requestStop(c);
     else if (c.lifecycle.state === 'ready') this.dispatch(fn);
+    // Fewer inputs in flight may leave the function holding more containers than it wants.
+    this.wakeAt(this.scaleDownDueAt(fn));
   }
 
   private finish(call: CallRecord, outcome: CallOutcome): void {
