@@ -1,10 +1,11 @@
 /**
  * Usage summed in the database: per tenant, kind, subject, GPU type, region and capacity type, the whole seconds
  * each interval ran inside `[fromMs, toMs)`. An interval's part inside the window is rounded up to a whole second
- * on its own (integer arithmetic: `(ms + 999) / 1000`); an open interval counts up to its last checkpoint.
+ * on its own (integer arithmetic: `(ms + 999) / 1000`); an open interval counts up to the last moment it was seen
+ * running (`observedEndMs`: its meter's last checkpoint).
  */
 import { and, eq, lt, sql } from 'drizzle-orm';
-import { usageIntervals as u } from '../../runtime/meter/schema.ts';
+import { observedEndMs, usageIntervals as u } from '../../runtime/meter/schema.ts';
 import type { Database } from '../db/open-database.ts';
 
 export interface UsageGroup {
@@ -30,7 +31,7 @@ export async function usageGroups(
   toMs: number,
   options: { tenantId?: string; byDay?: boolean } = {},
 ): Promise<UsageGroup[]> {
-  const end = sql`coalesce(${u.endMs}, ${u.checkpointMs})`;
+  const end = observedEndMs;
   const partStart = sql`greatest(${u.startMs}, ${fromMs}::bigint)`;
   const seconds = sql`((least(${end}, ${toMs}::bigint) - ${partStart} + 999) / 1000)`;
   // Grouped by its output name: the expression repeated in GROUP BY would bind its parameter anew and no longer

@@ -1,12 +1,15 @@
 /**
- * The meter: opens and closes usage intervals (one per container run or lease allocation), checkpoints the open
- * ones on a heartbeat (default every 5 s) and writes events in batches. If the process dies, the intervals it had
- * open stay at their last checkpoint and `UsageStore.closeOpenAtCheckpoint` closes them there on the next start:
- * at most one heartbeat of observed time goes unbilled, and nothing unobserved or twice is billed.
+ * The meter: opens and closes usage intervals (one per container run or lease allocation) and writes their starts
+ * and stops in batches. On a heartbeat (default every 5 s) it writes what is buffered together with one checkpoint
+ * of its own, which vouches for every interval it has open: a heartbeat costs one row, however many containers
+ * run. If the process dies, the intervals it had open stay at its last checkpoint and
+ * `UsageStore.closeOpenAtCheckpoint` closes them there on the next start: at most one heartbeat of observed time
+ * goes unbilled, and nothing unobserved or twice is billed.
  */
+import { randomUUID } from 'node:crypto';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import { type IntervalFacts, type UsageEvent, usageEventId } from './usage-event.ts';
-import type { UsageStore } from './usage-store.ts';
+import type { MeterCheckpoint, UsageStore } from './usage-store.ts';
 
 export interface MeterOptions {
   readonly clock: Clock;
@@ -17,6 +20,8 @@ export interface MeterOptions {
   readonly maxBuffered?: number;
   /** A failed write (the events stay buffered and are written with the next batch). */
   readonly onWriteError?: (error: unknown) => void;
+  /** This meter's id in the store (its intervals and checkpoints); default a random UUID, new per process. */
+  readonly meterId?: string;
 }
 
 export const DEFAULT_HEARTBEAT_MS = 5_000;
@@ -27,9 +32,11 @@ export class Meter {
   private timer: TimerHandle | undefined;
   private writing: Promise<void> = Promise.resolve();
   readonly heartbeatMs: number;
+  readonly meterId: string;
 
   constructor(private readonly o: MeterOptions) {
     this.heartbeatMs = o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    this.meterId = o.meterId ?? randomUUID();
   }
 
   /** Starts the heartbeat. */
@@ -65,23 +72,25 @@ export class Meter {
     return [...this.open.values()];
   }
 
-  /** Checkpoints every open interval and writes what is buffered. */
+  /** Writes what is buffered and checkpoints every open interval (one row: the meter's checkpoint). */
   heartbeat(): Promise<void> {
-    const now = this.o.clock.now();
-    for (const interval of this.open.values()) this.push(interval, 'heartbeat', now, false);
-    return this.flush();
+    return this.flush(this.open.size > 0 ? { meterId: this.meterId, atMs: this.o.clock.now() } : undefined);
   }
 
-  /** Writes buffered events (one batch at a time, in order). */
-  flush(): Promise<void> {
+  /**
+   * Writes buffered events (one batch at a time, in order), then the checkpoint if given: in one statement, so a
+   * checkpoint is never recorded without the stops that came before it.
+   */
+  flush(checkpoint?: MeterCheckpoint): Promise<void> {
     this.writing = this.writing.then(async () => {
-      if (this.buffer.length === 0) return;
+      if (this.buffer.length === 0 && !checkpoint) return;
       const batch = this.buffer;
       this.buffer = [];
       try {
-        await this.o.store.ingest(batch);
+        await this.o.store.ingest(batch, checkpoint);
       } catch (error) {
-        // Keep them: ingestion is idempotent, so writing them again with the next batch is safe.
+        // Keep them: ingestion is idempotent, so writing them again with the next batch is safe. The checkpoint
+        // is dropped: the next heartbeat makes a later one.
         this.buffer = batch.concat(this.buffer);
         this.o.onWriteError?.(error);
       }
@@ -98,8 +107,14 @@ export class Meter {
     await this.flush();
   }
 
-  private push(interval: IntervalFacts, type: UsageEvent['type'], atMs: number, mayFlush = true): void {
-    this.buffer.push({ ...interval, id: usageEventId(interval.intervalId, type, atMs), type, atMs });
-    if (mayFlush && this.buffer.length >= (this.o.maxBuffered ?? 5_000)) void this.flush();
+  private push(interval: IntervalFacts, type: UsageEvent['type'], atMs: number): void {
+    this.buffer.push({
+      ...interval,
+      meterId: this.meterId,
+      id: usageEventId(interval.intervalId, type, atMs),
+      type,
+      atMs,
+    });
+    if (this.buffer.length >= (this.o.maxBuffered ?? 5_000)) void this.flush();
   }
 }

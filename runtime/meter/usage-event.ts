@@ -20,11 +20,14 @@ export interface IntervalFacts {
 }
 
 /**
- * `start` opens an interval, `heartbeat` says it still ran at `atMs`, `stop` ends it at `atMs`. Every event carries
+ * `start` opens an interval, `heartbeat` says it still ran at `atMs` (the meter itself checkpoints all its open
+ * intervals at once instead: `UsageStore.ingest`'s `checkpoint`), `stop` ends it at `atMs`. Every event carries
  * the interval's facts, so any one of them, in any order, is enough to create the row; applying an event is a
  * max (checkpoint) or a min (end) on that row, so duplicates and reordering change nothing.
  */
 export interface UsageEvent extends IntervalFacts {
+  /** The meter that sent it (its checkpoints cover the interval while open); '' when none. */
+  readonly meterId?: string;
   /** Unique per event: `<intervalId>:<kind>:<atMs>` from the meter; duplicates within a batch are dropped. */
   readonly id: string;
   readonly type: 'start' | 'heartbeat' | 'stop';

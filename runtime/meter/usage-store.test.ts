@@ -1,11 +1,14 @@
 /**
- * The usage store on a real in-memory PGlite: any subset of an interval's events, split into batches in any order,
- * leaves the row a crash recovery needs (its greatest checkpoint, its least stop), with nothing lost when a
- * checkpoint comes before the interval's start.
+ * The usage store and the meter on a real in-memory PGlite: any subset of an interval's events, split into batches
+ * in any order, leaves the row a crash recovery needs (its greatest checkpoint, its least stop), with nothing lost
+ * when a checkpoint comes before the interval's start; a meter's checkpoint vouches for its own open intervals
+ * only, lands with its batch or not at all, and is where a crash's recovery closes them.
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type OpenedDatabase, openDatabase } from '../../broker/db/open-database.ts';
+import { VirtualClock } from '../../lib/clock.ts';
+import { Meter } from './meter.ts';
 import { usageIntervals } from './schema.ts';
 import { type UsageEvent, usageEventId } from './usage-event.ts';
 import { UsageStore } from './usage-store.ts';
@@ -22,8 +25,9 @@ afterAll(async () => {
 
 const START = 1_000_000;
 
-function event(intervalId: string, type: UsageEvent['type'], atMs: number): UsageEvent {
+function event(intervalId: string, type: UsageEvent['type'], atMs: number, meterId?: string): UsageEvent {
   return {
+    ...(meterId === undefined ? {} : { meterId }),
     intervalId,
     tenantId: 't',
     kind: 'container',
@@ -89,5 +93,76 @@ describe('UsageStore.ingest', () => {
       ),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('UsageStore: meter checkpoints', () => {
+  it('vouch for the open intervals of their own meter only, never move back, and close them on recovery', async () => {
+    await store.ingest([
+      event('m1-open', 'start', START, 'm1'),
+      event('m1-stopped', 'start', START, 'm1'),
+      event('m2-open', 'start', START, 'm2'),
+    ]);
+    await store.ingest([event('m1-stopped', 'stop', START + 10, 'm1')], { meterId: 'm1', atMs: START + 50 });
+    await store.ingest([], { meterId: 'm1', atMs: START + 40 });
+    expect(await store.checkpointOf('m1')).toBe(START + 50);
+    expect(await store.checkpointOf('m2')).toBeUndefined();
+    const ends = async () =>
+      Object.fromEntries(
+        (await store.intervals()).filter((r) => r.id.startsWith('m')).map((r) => [r.id, r.observedEndMs]),
+      );
+    expect(await ends()).toEqual({ 'm1-open': START + 50, 'm1-stopped': START + 10, 'm2-open': START });
+
+    const closed = await store.closeOpenAtCheckpoint();
+    expect(closed.filter((id) => id.startsWith('m')).sort()).toEqual(['m1-open', 'm2-open']);
+    expect(await row('m1-open')).toMatchObject({ endMs: START + 50, endedBy: 'recovered' });
+    expect(await row('m2-open')).toMatchObject({ endMs: START, endedBy: 'recovered' });
+    // Closed is closed: a later checkpoint of its meter does not reopen or extend it.
+    await store.ingest([], { meterId: 'm1', atMs: START + 90 });
+    expect(await ends()).toEqual({ 'm1-open': START + 50, 'm1-stopped': START + 10, 'm2-open': START });
+  });
+
+  it('is recorded with its batch or not at all', async () => {
+    const broken = { ...event('bad', 'start', START, 'm3'), gpus: 1.5 };
+    await expect(store.ingest([broken], { meterId: 'm3', atMs: START + 5 })).rejects.toThrow();
+    expect(await store.checkpointOf('m3')).toBeUndefined();
+    expect(await row('bad')).toBeUndefined();
+  });
+});
+
+describe('Meter', () => {
+  it('writes one checkpoint per heartbeat, and a crash bills its open intervals up to the last one', async () => {
+    const clock = new VirtualClock(START);
+    const meter = new Meter({ clock, store, heartbeatMs: 5_000, meterId: 'meter-a' });
+    meter.start();
+    const facts = (intervalId: string) => ({
+      intervalId,
+      tenantId: 't',
+      kind: 'container' as const,
+      subject: 'app/fn',
+      gpu: 'L4',
+      gpus: 1,
+      vendor: 'aws',
+      region: 'us-east-1',
+      capacityType: 'spot',
+    });
+    meter.openInterval(facts('a-long'));
+    await clock.advanceBy(2_000);
+    meter.openInterval(facts('a-short'));
+    await clock.advanceBy(2_000);
+    meter.closeInterval('a-short');
+    for (let i = 0; i < 4; i++) {
+      await clock.advanceBy(5_000);
+      await meter.flush();
+    }
+    // Heartbeats at 5, 10, 15 and 20 s: the rows were written once (start; start and stop), the checkpoint moved.
+    expect(await row('a-long')).toMatchObject({ meterId: 'meter-a', checkpointMs: START, endMs: null });
+    expect(await row('a-short')).toMatchObject({ startMs: START + 2_000, endMs: START + 4_000 });
+    expect(await store.checkpointOf('meter-a')).toBe(START + 20_000);
+
+    // The process dies at 24 s (its clock goes no further); the next start closes what it left open at its
+    // last checkpoint.
+    expect(await store.closeOpenAtCheckpoint()).toContain('a-long');
+    expect(await row('a-long')).toMatchObject({ endMs: START + 20_000, endedBy: 'recovered' });
   });
 });

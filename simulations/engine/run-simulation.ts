@@ -23,7 +23,6 @@ import type { Offering } from '../../providers/catalog/offering.ts';
 import type { SimScenario, SimScenarioInput } from '../../providers/sim/scenario.ts';
 import { createSimClouds } from '../../providers/sim/sim-clouds.ts';
 import { parseFunctionOptions } from '../../runtime/function-spec.ts';
-import { usageIntervals } from '../../runtime/meter/schema.ts';
 import { planCapacity } from '../../solver/plan.ts';
 import { planningPolicy } from '../../solver/policy.ts';
 import { coldStartSampler } from '../cold-starts.ts';
@@ -466,7 +465,7 @@ async function checkBilledUsage(
   endMs: number,
   invariants: InvariantLog,
 ): Promise<void> {
-  const rows = await broker.database.db.select().from(usageIntervals);
+  const rows = await broker.usage.intervals();
   const containers = new Map(rows.filter((r) => r.kind === 'container').map((r) => [r.id, r]));
   let expectedGpuSeconds = 0;
   for (const [id, c] of metrics.containers) {
@@ -496,7 +495,7 @@ async function checkBilledUsage(
   );
   const leaseRows = rows.filter((r) => r.kind === 'lease');
   const billedLeaseGpuMs = leaseRows.reduce(
-    (sum, r) => sum + ((r.endMs ?? r.checkpointMs) - r.startMs) * r.gpus,
+    (sum, r) => sum + (r.observedEndMs - r.startMs) * r.gpus,
     0,
   );
   invariants.record(
