@@ -52,7 +52,7 @@ async function setup() {
 
 describe('actuator: pending actions', () => {
   it('keeps an action whose outcome an outage left unknown, and drops it once repeated after the outage', async () => {
-    const { clock, offering, fleet, actuator, pendingInTable, ids } = await setup();
+    const { clock, offering, database, fleet, actuator, pendingInTable, ids } = await setup();
     const act = actuator();
     expect(await act.pending()).toEqual([]);
 
@@ -79,6 +79,9 @@ describe('actuator: pending actions', () => {
     ).toEqual([...done.instanceIds].sort());
     expect(await act.pending()).toEqual([]);
     expect(await pendingInTable()).toEqual([]);
+    const [stored] = await database.db.select().from(actions).where(eq(actions.id, 'act-1'));
+    expect(stored).toMatchObject({ status: 'done', error: null, count: 2, updatedAt: clock.now() });
+    expect(stored?.instanceIds).toEqual(done.instanceIds);
   });
 
   it('a new process finds what a crashed one left pending; a leader reads the table again after forgetPending', async () => {

@@ -3,7 +3,7 @@
  * key sent to the provider, so a crash between the call and its record never provisions twice: the next tick (or
  * the next start) repeats the pending action with the same key and gets the same instances back.
  */
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import type { Clock } from '../lib/clock.ts';
 import type { Provider } from '../providers/provider.ts';
 import {
@@ -28,6 +28,8 @@ export class Actuator {
    * after one read the set is kept here instead of queried at every tick. Undefined: read at the next `pending()`.
    */
   private knownPending: Map<string, ActionRow> | undefined;
+  /** The two statements every action runs, built once. */
+  private statements: ReturnType<typeof prepareActionStatements> | undefined;
 
   constructor(
     private readonly db: Database,
@@ -60,7 +62,7 @@ export class Actuator {
       createdAt: now,
       updatedAt: now,
     };
-    await this.db.insert(actions).values(row);
+    await this.prepared().insert.execute({ ...row, instanceIds: JSON.stringify(row.instanceIds) });
     this.knownPending?.set(row.id, row);
     return this.runProvision(row);
   }
@@ -117,7 +119,7 @@ export class Actuator {
       createdAt: now,
       updatedAt: now,
     };
-    await this.db.insert(actions).values(row);
+    await this.prepared().insert.execute({ ...row, instanceIds: JSON.stringify(row.instanceIds) });
     this.knownPending?.set(row.id, row);
     return this.runTerminate(row);
   }
@@ -149,6 +151,11 @@ export class Actuator {
     this.knownPending = undefined;
   }
 
+  private prepared(): ReturnType<typeof prepareActionStatements> {
+    this.statements ??= prepareActionStatements(this.db);
+    return this.statements;
+  }
+
   private async withRetries<T>(call: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
@@ -168,13 +175,48 @@ export class Actuator {
     instanceIds: string[],
   ): Promise<ActionRow> {
     const updated = { ...row, status, error: message, instanceIds, updatedAt: this.clock.now() };
-    await this.db
-      .update(actions)
-      .set({ status, error: message, instanceIds, updatedAt: updated.updatedAt })
-      .where(eq(actions.id, row.id));
+    await this.prepared().finish.execute({
+      id: row.id,
+      status,
+      error: message,
+      instanceIds: JSON.stringify(instanceIds),
+      updatedAt: updated.updatedAt,
+    });
     this.knownPending?.delete(row.id);
     return updated;
   }
+}
+
+function prepareActionStatements(db: Database) {
+  const p = (name: keyof ActionRow) => sql.placeholder(name);
+  return {
+    insert: db
+      .insert(actions)
+      .values({
+        id: p('id'),
+        planId: p('planId'),
+        kind: p('kind'),
+        vendor: p('vendor'),
+        offeringId: p('offeringId'),
+        count: p('count'),
+        instanceIds: sql`${p('instanceIds')}::jsonb`,
+        status: p('status'),
+        error: p('error'),
+        createdAt: p('createdAt'),
+        updatedAt: p('updatedAt'),
+      })
+      .prepare('action_insert'),
+    finish: db
+      .update(actions)
+      .set({
+        status: sql`${p('status')}`,
+        error: sql`${p('error')}`,
+        instanceIds: sql`${p('instanceIds')}::jsonb`,
+        updatedAt: sql`${p('updatedAt')}`,
+      })
+      .where(eq(actions.id, p('id')))
+      .prepare('action_finish'),
+  };
 }
 
 /** A provision action as it ended, with the provider's error when it refused (not stored: the row has its text). */

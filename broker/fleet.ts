@@ -4,6 +4,7 @@
  * from the warm buffer needs no query.
  */
 import { eq, inArray, ne, sql } from 'drizzle-orm';
+import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { Clock } from '../lib/clock.ts';
 import type { Instance, InstanceState, TerminationReason } from '../providers/provider.ts';
 import type { FleetPool } from '../solver/types.ts';
@@ -32,6 +33,8 @@ export interface LiveInstance {
 }
 
 export class Fleet {
+  /** `setState`'s statement, built once: instances change state tens of thousands of times in a simulation. */
+  private setStateQuery: ReturnType<typeof prepareSetState> | undefined;
   private readonly live = new Map<string, LiveInstance>();
   /**
    * `freeGpus()` as last computed, until something changes it: the runtime asks at every placement, far more often
@@ -125,23 +128,22 @@ export class Fleet {
     fields: { runningAt?: number; interruptAt?: number; reason?: TerminationReason } = {},
   ): Promise<LiveInstance | undefined> {
     const instance = this.live.get(id);
-    await this.db
-      .update(instances)
-      .set({
-        state,
-        ...(fields.runningAt !== undefined ? { runningAt: fields.runningAt } : {}),
-        ...(fields.interruptAt !== undefined ? { interruptAt: fields.interruptAt } : {}),
-        ...(state === 'terminated'
-          ? { terminatedAt: this.clock.now(), terminationReason: fields.reason ?? null }
-          : {}),
-      })
-      .where(eq(instances.id, id));
+    this.setStateQuery ??= prepareSetState(this.db);
+    const terminated = state === 'terminated';
+    await this.setStateQuery.execute({
+      id,
+      state,
+      runningAt: fields.runningAt ?? null,
+      interruptAt: fields.interruptAt ?? null,
+      terminatedAt: terminated ? this.clock.now() : null,
+      reason: terminated ? (fields.reason ?? null) : null,
+    });
     if (!instance) return undefined;
     this.freeSnapshot = undefined;
     instance.state = state;
     if (fields.runningAt !== undefined) instance.runningAt = fields.runningAt;
     if (fields.interruptAt !== undefined) instance.interruptAt = fields.interruptAt;
-    if (state === 'terminated') this.live.delete(id);
+    if (terminated) this.live.delete(id);
     return instance;
   }
 
@@ -286,4 +288,20 @@ function rowOf(instance: Instance) {
 /** Whether an instance is on its way out: being stopped, drained for scale-down, or warned of a reclaim. */
 function leaving(i: LiveInstance): boolean {
   return i.state === 'terminating' || i.draining || i.interruptAt !== null;
+}
+
+/** One instance's new state; a field given as null keeps what the row has. */
+function prepareSetState(db: Database) {
+  const keep = (value: string, column: AnyPgColumn) => sql`coalesce(${sql.placeholder(value)}, ${column})`;
+  return db
+    .update(instances)
+    .set({
+      state: sql`${sql.placeholder('state')}`,
+      runningAt: keep('runningAt', instances.runningAt),
+      interruptAt: keep('interruptAt', instances.interruptAt),
+      terminatedAt: keep('terminatedAt', instances.terminatedAt),
+      terminationReason: keep('reason', instances.terminationReason),
+    })
+    .where(eq(instances.id, sql.placeholder('id')))
+    .prepare('fleet_set_state');
 }

@@ -5,6 +5,7 @@
  * more tick after it. The schedule comes from croner's pattern, driven by the broker's Clock.
  */
 import { Cron } from 'croner';
+import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { type Clock, stopwatch, type TimerHandle } from '../lib/clock.ts';
 import type { IdGenerator } from '../lib/ids.ts';
@@ -80,6 +81,7 @@ export class ControlLoop {
   private queued: Promise<TickReport> | undefined;
   private scheduled: TimerHandle | undefined;
   private debounce: TimerHandle | undefined;
+  private insertPlan: ReturnType<typeof prepareInsertPlan> | undefined;
   private stopped = true;
   private closed = false;
   last: TickReport | undefined;
@@ -118,6 +120,18 @@ export class ControlLoop {
       }),
     );
     this.quotes = lists.flat();
+  }
+
+  /** Writes a plan's row (the statement is built once: there is one per tick). */
+  private recordPlan(row: typeof plans.$inferInsert): Promise<unknown> {
+    this.insertPlan ??= prepareInsertPlan(this.o.db);
+    return this.insertPlan.execute({
+      ...row,
+      objective: JSON.stringify(row.objective),
+      inputs: JSON.stringify(row.inputs),
+      result: JSON.stringify(row.result),
+      explanation: JSON.stringify(row.explanation),
+    });
   }
 
   /** Runs one tick now (or, when one is running, one more right after it). */
@@ -346,7 +360,7 @@ export class ControlLoop {
 
     // No demand and no fleet: nothing was solved, so there is no plan to record.
     if (plan)
-      await this.o.db.insert(plans).values({
+      await this.recordPlan({
         id: planId,
         createdAt: clock.now(),
         policyVersion: version,
@@ -478,3 +492,24 @@ function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, 
 }
 
 export type { LiveInstance };
+
+function prepareInsertPlan(db: Database) {
+  const p = (name: keyof typeof plans.$inferInsert) => sql.placeholder(name);
+  const json = (name: keyof typeof plans.$inferInsert) => sql`${p(name)}::jsonb`;
+  return db
+    .insert(plans)
+    .values({
+      id: p('id'),
+      createdAt: p('createdAt'),
+      policyVersion: p('policyVersion'),
+      status: p('status'),
+      backend: p('backend'),
+      objective: json('objective'),
+      microsPerHour: p('microsPerHour'),
+      solveMs: p('solveMs'),
+      inputs: json('inputs'),
+      result: json('result'),
+      explanation: json('explanation'),
+    })
+    .prepare('plan_insert');
+}
