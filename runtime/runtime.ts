@@ -40,7 +40,7 @@ import type { Meter } from './meter/meter.ts';
 import { type ContainerPlacement, SlotIndex } from './placement.ts';
 
 export const DEFAULT_TICK_MS = 1_000;
-/** Finished calls are kept this long for `get` and `result`. */
+/** Finished calls are kept at least this long for `get` and `result` (pruned at a tick after). */
 export const DEFAULT_RETAIN_CALLS_MS = 3_600_000;
 /** Consecutive containers of a function that fail to start before its queued calls fail. */
 export const MAX_START_FAILURES = 3;
@@ -194,10 +194,18 @@ interface FunctionState {
    * scale-up runs for every call, and counting hundreds of containers each time was most of the runtime's time.
    */
   readonly size: { containers: number; inFlight: number };
+  /**
+   * Its containers that can take an input now (`takesInputs`), kept as they change: while inputs queue, every call
+   * and every finished input dispatches, and scanning hundreds of busy containers each time was most of the
+   * runtime's time at a peak.
+   */
+  readonly open: Set<ContainerRecord>;
 }
 
 interface ContainerRecord {
   readonly containerId: string;
+  /** Placement order within the runtime: dispatch breaks ties between equally busy containers by it. */
+  readonly seq: number;
   readonly fn: FunctionState;
   readonly revision: string;
   readonly bundleId: string;
@@ -261,6 +269,8 @@ export class Runtime {
   private slotIndex: { slots: readonly FreeGpuSlot[]; index: SlotIndex } | undefined;
   /** Times `checkSize` found the kept function sizes wrong (a bug; tests expect 0). */
   private sizeRepairCount = 0;
+  /** Containers placed so far (their `seq`). */
+  private placed = 0;
   /** Containers that could not be placed at the last reconcile; onShortfall fires when this grows. */
   private unplaced = 0;
   private closed = false;
@@ -333,6 +343,7 @@ export class Runtime {
           startFailures: 0,
           startBackoffUntilMs: 0,
           size: { containers: 0, inFlight: 0 },
+          open: new Set(),
         };
         state.functions.set(name, fn);
       } else if (fn.revision !== revision) {
@@ -344,6 +355,7 @@ export class Runtime {
           if (c.revision !== revision) {
             this.uncount(c);
             this.drain(c, 'redeployed');
+            this.refreshOpen(c);
           }
       }
       this.markDirty(fn);
@@ -545,7 +557,10 @@ export class Runtime {
       }
   }
 
-  /** Times the kept function sizes were found wrong and repaired at a tick: a bookkeeping bug, so 0 is expected. */
+  /**
+   * Times the kept function sizes or open-container sets were found wrong and repaired at a tick: a bookkeeping
+   * bug, so 0 is expected.
+   */
   get sizeRepairs(): number {
     return this.sizeRepairCount;
   }
@@ -719,6 +734,7 @@ export class Runtime {
    * repaired, so that scaling never goes wrong for longer than a tick.
    */
   private checkSize(fn: FunctionState): ContainerRecord[] {
+    this.checkOpen(fn);
     const current = this.current(fn);
     let inFlight = 0;
     for (const c of current) inFlight += c.running.size;
@@ -738,6 +754,25 @@ export class Runtime {
     fn.size.containers = current.length;
     fn.size.inFlight = inFlight;
     return current;
+  }
+
+  /** The kept `open` set against a scan, at the same moments and to the same end as `checkSize`. */
+  private checkOpen(fn: FunctionState): void {
+    let open = 0;
+    let wrong = false;
+    for (const c of fn.containers.values())
+      if (this.takesInputs(c)) {
+        open++;
+        if (!fn.open.has(c)) wrong = true;
+      }
+    if (!wrong && open === fn.open.size) return;
+    this.logger.error(
+      { app: fn.app.app, function: fn.name, kept: fn.open.size, counted: open },
+      'open container bookkeeping drifted; repaired',
+    );
+    this.sizeRepairCount++;
+    fn.open.clear();
+    for (const c of fn.containers.values()) if (this.takesInputs(c)) fn.open.add(c);
   }
 
   private desired(fn: FunctionState): number {
@@ -785,13 +820,9 @@ export class Runtime {
 
   /** Gives queued inputs to ready containers with room, the least busy first. */
   private dispatch(fn: FunctionState): void {
-    if (fn.retired || fn.queue.size === 0) return;
-    // The containers with room, found once; each input then goes to the least busy of them.
-    const open: ContainerRecord[] = [];
-    for (const c of fn.containers.values()) {
-      if (c.lifecycle.state !== 'ready' || c.lost || c.revision !== fn.revision) continue;
-      if (c.running.size < fn.spec.concurrency) open.push(c);
-    }
+    if (fn.retired || fn.queue.size === 0 || fn.open.size === 0) return;
+    // The containers with room, in placement order; each input then goes to the least busy of them.
+    const open = [...fn.open].sort((a, b) => a.seq - b.seq);
     while (fn.queue.size > 0 && open.length > 0) {
       let best = 0;
       for (let i = 1; i < open.length; i++)
@@ -807,6 +838,22 @@ export class Runtime {
     }
   }
 
+  /** Whether a container can take an input now: ready, of its function's revision, not lost, with room. */
+  private takesInputs(c: ContainerRecord): boolean {
+    return (
+      c.lifecycle.state === 'ready' &&
+      !c.lost &&
+      c.revision === c.fn.revision &&
+      c.running.size < c.fn.spec.concurrency
+    );
+  }
+
+  /** Puts a container in its function's `open` set or takes it out, after anything `takesInputs` reads changed. */
+  private refreshOpen(c: ContainerRecord): void {
+    if (this.takesInputs(c)) c.fn.open.add(c);
+    else c.fn.open.delete(c);
+  }
+
   // ——— containers ———
 
   private place(fn: FunctionState, placement: ContainerPlacement): void {
@@ -815,11 +862,13 @@ export class Runtime {
     this.o.capacity.allocate(containerId, placement.instanceId, placement.gpuIndices);
     const c: ContainerRecord = {
       containerId,
+      seq: this.placed++,
       fn,
       revision: fn.revision,
       bundleId: state.bundleId,
       lifecycle: new ContainerLifecycle(containerId, this.clock, (to) => {
         if (to === 'draining' || to === 'stopped' || to === 'failed') this.uncount(c);
+        this.refreshOpen(c);
       }),
       placement,
       handle: undefined,
@@ -1011,6 +1060,7 @@ export class Runtime {
     call.containerId = c.containerId;
     c.running.set(call.callId, call);
     if (c.counted) c.fn.size.inFlight++;
+    this.refreshOpen(c);
     c.idleSinceMs = undefined;
     let pending: Promise<unknown>;
     try {
@@ -1039,6 +1089,7 @@ export class Runtime {
       c.lost = true;
       this.uncount(c);
     }
+    this.refreshOpen(c);
     if (c.running.size === 0) {
       c.idleSinceMs = this.clock.now();
       this.orphans.delete(c);
