@@ -14,7 +14,7 @@ const spec = (containerId: string, instanceId = 'i-1'): ContainerSpec => ({
   env: {},
   concurrency: 1,
 });
-const call = (serviceMs: number): SimCallArgs => ({ serviceMs, arrivalMs: 0 });
+const call = (serviceMs: number): SimCallArgs => ({ serviceMs, arrivalMs: 0, starts: 0 });
 
 function setup(coldStartMs = 2_000) {
   const clock = new VirtualClock(0);
