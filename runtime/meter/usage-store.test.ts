@@ -25,18 +25,25 @@ afterAll(async () => {
 
 const START = 1_000_000;
 
-function event(intervalId: string, type: UsageEvent['type'], atMs: number, meterId?: string): UsageEvent {
+/** An interval's fixed facts, as the meter opens it (its start comes from the meter's clock). */
+function facts(intervalId: string) {
   return {
-    ...(meterId === undefined ? {} : { meterId }),
     intervalId,
     tenantId: 't',
-    kind: 'container',
+    kind: 'container' as const,
     subject: 'app/fn',
     gpu: 'L4',
     gpus: 1,
     vendor: 'aws',
     region: 'us-east-1',
     capacityType: 'spot',
+  };
+}
+
+function event(intervalId: string, type: UsageEvent['type'], atMs: number, meterId?: string): UsageEvent {
+  return {
+    ...(meterId === undefined ? {} : { meterId }),
+    ...facts(intervalId),
     startMs: START,
     id: usageEventId(intervalId, type, atMs),
     type,
@@ -135,17 +142,6 @@ describe('Meter', () => {
     const clock = new VirtualClock(START);
     const meter = new Meter({ clock, store, heartbeatMs: 5_000, meterId: 'meter-a' });
     meter.start();
-    const facts = (intervalId: string) => ({
-      intervalId,
-      tenantId: 't',
-      kind: 'container' as const,
-      subject: 'app/fn',
-      gpu: 'L4',
-      gpus: 1,
-      vendor: 'aws',
-      region: 'us-east-1',
-      capacityType: 'spot',
-    });
     meter.openInterval(facts('a-long'));
     await clock.advanceBy(2_000);
     meter.openInterval(facts('a-short'));
