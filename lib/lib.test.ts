@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { sameElements } from './arrays.ts';
 import { VirtualClock } from './clock.ts';
 import { IdGenerator } from './ids.ts';
 import { costOf, formatUsd, micros, parseUsd, usdToMicros } from './money.ts';
@@ -135,5 +136,20 @@ describe('VirtualClock', () => {
     const b = new IdGenerator(clock, new Random(1)).next('lease');
     expect(a).toBe(b);
     expect(a).toMatch(/^lease_[0-9a-z]{20}$/);
+  });
+});
+
+describe('sameElements', () => {
+  it('is true exactly when both arrays hold the same elements in the same order', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 3 })),
+        fc.array(fc.integer({ min: 0, max: 3 })),
+        (a, b) => {
+          expect(sameElements(a, b)).toBe(JSON.stringify(a) === JSON.stringify(b));
+          expect(sameElements(a, [...a])).toBe(true);
+        },
+      ),
+    );
   });
 });

@@ -267,7 +267,7 @@ export class Runtime {
   private lastTickAtMs = 0;
   /** The free-GPU index of the last reconcile and the capacity answer it was built from (see `reconcile`). */
   private slotIndex: { slots: readonly FreeGpuSlot[]; index: SlotIndex } | undefined;
-  /** Times `checkSize` found the kept function sizes wrong (a bug; tests expect 0). */
+  /** Times `checkSize` or `checkOpen` found the kept bookkeeping wrong (a bug; tests expect 0). */
   private sizeRepairCount = 0;
   /** Containers placed so far (their `seq`). */
   private placed = 0;
@@ -355,7 +355,6 @@ export class Runtime {
           if (c.revision !== revision) {
             this.uncount(c);
             this.drain(c, 'redeployed');
-            this.refreshOpen(c);
           }
       }
       this.markDirty(fn);
@@ -578,6 +577,7 @@ export class Runtime {
           });
     for (const state of this.apps.values())
       for (const fn of state.functions.values()) {
+        this.checkOpen(fn);
         const current = this.checkSize(fn);
         this.guard(fn, () => this.scaleDown(fn, current));
       }
@@ -734,7 +734,6 @@ export class Runtime {
    * repaired, so that scaling never goes wrong for longer than a tick.
    */
   private checkSize(fn: FunctionState): ContainerRecord[] {
-    this.checkOpen(fn);
     const current = this.current(fn);
     let inFlight = 0;
     for (const c of current) inFlight += c.running.size;

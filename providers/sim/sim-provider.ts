@@ -7,6 +7,7 @@
  * API calls answer at once (no simulated network latency), so tests and simulations can await them without
  * moving the clock; what takes time in a cloud (booting, shutting down, reclaim warnings) happens on timers.
  */
+import { sameElements } from '../../lib/arrays.ts';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import { type Micros, micros, usdToMicros } from '../../lib/money.ts';
 import { hashString, Random } from '../../lib/random.ts';
@@ -214,7 +215,7 @@ export class SimProvider implements Provider {
       // The quote of the last call when nothing in it changed: the broker asks at every tick, and most ticks
       // change nothing, so the same frozen object is handed out again.
       const last = this.lastQuotes.get(o.id);
-      if (last && last.microsPerHour === microsPerHour && sameStrings(last.availableZones, availableZones)) {
+      if (last && last.microsPerHour === microsPerHour && sameElements(last.availableZones, availableZones)) {
         quotes.push(last);
         continue;
       }
@@ -619,13 +620,13 @@ export class SimProvider implements Provider {
 
   /** Instances of the pool's offering the zone has now (ours included), before subtracting ours. */
   private stock(pool: Pool): number {
-    const spot = pool.baseStock;
-    if (pool.offering.capacityType !== 'spot') return spot;
+    const base = pool.baseStock;
+    if (pool.offering.capacityType !== 'spot') return base;
     const availability = pool.traces?.availability;
-    if (!availability) return spot;
+    if (!availability) return base;
     const value = this.replay.valueAt(availability, this.clock.now());
-    if (value === 0 || spot === 0) return 0;
-    return Math.max(1, Math.round((spot * value) / availability.trace.nodes));
+    if (value === 0 || base === 0) return 0;
+    return Math.max(1, Math.round((base * value) / availability.trace.nodes));
   }
 
   /** The scenario's stock rules for an offering in a zone: the last matching rule wins. */
@@ -691,10 +692,4 @@ function zoneNames(vendor: string, region: string, settings: VendorSettings): st
 
 function snapshot(i: SimInstance): Instance {
   return instanceSnapshot(i.pool.offering, { ...i, zone: i.pool.zone });
-}
-
-function sameStrings(a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

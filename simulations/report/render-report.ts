@@ -2,7 +2,9 @@
  * The simulation report: one self-contained HTML page (inline CSS, inline SVG, no scripts, no external URLs)
  * with the headline figures per policy and the charts, rendered only from `SimulationResults`.
  */
+
 import type { TopLevelSpec } from 'vega-lite';
+import { sameElements } from '../../lib/arrays.ts';
 import type { PolicyResult, SimulationResults } from '../results.ts';
 import { type Axis, barChartSpec, type Line, lineChartSpec, renderSvg, scatterSpec } from './charts.ts';
 import { downsample } from './downsample.ts';
@@ -132,8 +134,8 @@ function demandFigure(context: ReportContext, gpu: string): Figure {
     first !== undefined &&
     holding.every(
       ({ p, series }) =>
-        sameNumbers(p.series.tMs, first.p.series.tMs) &&
-        sameNumbers(series.demandGpus, first.series.demandGpus),
+        sameElements(p.series.tMs, first.p.series.tMs) &&
+        sameElements(series.demandGpus, first.series.demandGpus),
     );
   const demand =
     sameDemand && first !== undefined
@@ -285,10 +287,6 @@ function isWide(values: readonly number[]): boolean {
   if (values.length === 0) return false;
   const min = Math.min(...values);
   return min > 0 && Math.max(...values) / min >= LOG_RANGE;
-}
-
-function sameNumbers(a: readonly number[], b: readonly number[]): boolean {
-  return a === b || (a.length === b.length && a.every((v, i) => v === b[i]));
 }
 
 function headlineSection(results: SimulationResults): string {
