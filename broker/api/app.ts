@@ -13,8 +13,18 @@ import { registerBillingRoutes } from './billing-routes.ts';
 import { forwardToLeader } from './forward.ts';
 import { registerFunctionRoutes } from './function-routes.ts';
 import { HttpProblem, problemFor } from './problem.ts';
-import { type Env, json, problems } from './route-docs.ts';
 import {
+  BEARER,
+  bearerScheme,
+  documentConfig,
+  type Env,
+  json,
+  noToken,
+  problems,
+  publicProblems,
+} from './route-docs.ts';
+import {
+  healthSchema,
   leaseListSchema,
   leaseRequestSchema,
   leaseSchema,
@@ -81,17 +91,41 @@ export function createApp(broker: Broker): OpenAPIHono<Env> {
       throw new HttpProblem(403, 'Forbidden', 'this needs an operator token', 'authorization');
   };
 
-  app.get('/healthz', (c) =>
-    c.json({ ok: true, leader: broker.loop.leader, lastTickAtMs: broker.loop.last?.atMs ?? null }),
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/healthz',
+      operationId: 'getHealth',
+      summary: 'Whether the broker is up, whether it leads, and when it last ticked',
+      ...noToken,
+      responses: { 200: json(healthSchema, 'Up'), ...publicProblems },
+    }),
+    (c) =>
+      c.json({ ok: true, leader: broker.loop.leader, lastTickAtMs: broker.loop.last?.atMs ?? null }, 200),
   );
   app.get('/metrics', (c) =>
     c.text(renderMetrics(broker), 200, { 'content-type': 'text/plain; version=0.0.4' }),
   );
+  app.openAPIRegistry.registerPath({
+    method: 'get',
+    path: '/metrics',
+    operationId: 'getMetrics',
+    summary: 'Prometheus metrics: fleet, leases, plan, runtime',
+    ...noToken,
+    responses: {
+      200: {
+        description: 'Metrics in the Prometheus text format',
+        content: { 'text/plain; version=0.0.4': { schema: z.string() } },
+      },
+      ...publicProblems,
+    },
+  });
 
   app.openapi(
     createRoute({
       method: 'post',
       path: '/v1/leases',
+      operationId: 'requestLease',
       summary: 'Request GPUs',
       request: { body: { content: { 'application/json': { schema: leaseRequestSchema } }, required: true } },
       responses: {
@@ -110,6 +144,7 @@ export function createApp(broker: Broker): OpenAPIHono<Env> {
     createRoute({
       method: 'get',
       path: '/v1/leases',
+      operationId: 'listLeases',
       summary: 'Your leases',
       responses: { 200: json(leaseListSchema, 'Leases, oldest first'), ...problems },
     }),
@@ -119,6 +154,7 @@ export function createApp(broker: Broker): OpenAPIHono<Env> {
     createRoute({
       method: 'get',
       path: '/v1/leases/{id}',
+      operationId: 'getLease',
       summary: 'One lease',
       request: { params: idParam },
       responses: { 200: json(leaseSchema, 'The lease'), ...problems },
@@ -129,6 +165,7 @@ export function createApp(broker: Broker): OpenAPIHono<Env> {
     createRoute({
       method: 'delete',
       path: '/v1/leases/{id}',
+      operationId: 'releaseLease',
       summary: 'Release a lease (idempotent)',
       request: { params: idParam },
       responses: { 200: json(leaseSchema, 'The released lease'), ...problems },
@@ -147,6 +184,7 @@ export function createApp(broker: Broker): OpenAPIHono<Env> {
     createRoute({
       method: 'get',
       path: '/v1/policy',
+      operationId: 'getPolicy',
       summary: 'The policy in force',
       responses: { 200: json(policyVersionSchema, 'Current version'), ...problems },
     }),
@@ -156,6 +194,7 @@ export function createApp(broker: Broker): OpenAPIHono<Env> {
     createRoute({
       method: 'put',
       path: '/v1/policy',
+      operationId: 'setPolicy',
       summary: 'Set a new policy version (operator); effective at the next tick',
       request: {
         body: {
@@ -183,6 +222,7 @@ export function createApp(broker: Broker): OpenAPIHono<Env> {
     createRoute({
       method: 'get',
       path: '/v1/policy/history',
+      operationId: 'listPolicyVersions',
       summary: 'Every policy version, newest first (operator)',
       responses: { 200: json(z.object({ versions: z.array(policyVersionSchema) }), 'History'), ...problems },
     }),
@@ -195,6 +235,7 @@ export function createApp(broker: Broker): OpenAPIHono<Env> {
     createRoute({
       method: 'post',
       path: '/v1/tokens',
+      operationId: 'createToken',
       summary: 'Create a token for a tenant (operator); the token is shown only in this response',
       request: { body: { content: { 'application/json': { schema: tokenRequestSchema } }, required: true } },
       responses: { 201: json(tokenSchema, 'The new token'), ...problems },
@@ -210,13 +251,7 @@ export function createApp(broker: Broker): OpenAPIHono<Env> {
   registerBillingRoutes(app, broker, operator);
   registerFunctionRoutes(app, broker);
 
-  app.doc('/openapi.json', {
-    openapi: '3.0.3',
-    info: {
-      title: 'gpubroker',
-      version: '0.1.0',
-      description: 'Leases of GPUs on a planned multi-cloud fleet.',
-    },
-  });
+  app.openAPIRegistry.registerComponent('securitySchemes', BEARER, bearerScheme);
+  app.doc31('/openapi.json', documentConfig);
   return app;
 }

@@ -72,6 +72,7 @@ export function registerBillingRoutes(
     createRoute({
       method: 'get',
       path: '/v1/usage',
+      operationId: 'getUsage',
       summary: 'Metered usage, grouped by function, GPU type, day or lease',
       request: { query: usageQuerySchema },
       responses: { 200: json(usageSchema, 'Usage in the window'), ...problems },
@@ -130,6 +131,7 @@ export function registerBillingRoutes(
     createRoute({
       method: 'get',
       path: '/v1/invoices',
+      operationId: 'listInvoices',
       summary: 'Invoices, newest month first (a tenant: its own; operators: every tenant or ?tenant=)',
       request: { query: invoiceQuerySchema },
       responses: { 200: json(invoiceListSchema, 'Invoices'), ...problems },
@@ -141,6 +143,7 @@ export function registerBillingRoutes(
     createRoute({
       method: 'get',
       path: '/v1/invoices/{month}',
+      operationId: 'listMonthInvoices',
       summary: 'Invoices for one month (YYYY-MM, UTC)',
       request: { params: monthParam, query: invoiceQuerySchema },
       responses: { 200: json(invoiceListSchema, 'One invoice per tenant in scope'), ...problems },
@@ -161,6 +164,7 @@ export function registerBillingRoutes(
     createRoute({
       method: 'post',
       path: '/v1/invoices/{month}/close',
+      operationId: 'closeMonth',
       summary: 'Close a month that has ended (operator): every invoice of it becomes immutable',
       request: { params: monthParam },
       responses: { 200: json(invoiceListSchema, 'The closed invoices'), ...problems },
@@ -175,6 +179,7 @@ export function registerBillingRoutes(
     createRoute({
       method: 'get',
       path: '/v1/costs',
+      operationId: 'getCosts',
       summary: 'Fleet cost against billed usage per GPU type: utilisation and margin (operator)',
       request: { query: costsQuerySchema },
       responses: { 200: json(costsSchema, 'Costs in the window'), ...problems },
@@ -206,6 +211,7 @@ export function registerBillingRoutes(
     createRoute({
       method: 'get',
       path: '/v1/prices',
+      operationId: 'getPriceBook',
       summary: 'The price book in force, with the effective rate per GPU type',
       responses: { 200: json(priceBookVersionSchema, 'Current version'), ...problems },
     }),
@@ -215,6 +221,7 @@ export function registerBillingRoutes(
     createRoute({
       method: 'put',
       path: '/v1/prices',
+      operationId: 'setPriceBook',
       summary: 'Set a new price book version (operator)',
       request: {
         body: {
@@ -234,6 +241,7 @@ export function registerBillingRoutes(
     createRoute({
       method: 'get',
       path: '/v1/prices/history',
+      operationId: 'listPriceBookVersions',
       summary: 'Every price book version, newest first (operator)',
       responses: {
         200: json(z.object({ versions: z.array(priceBookVersionSchema) }), 'History'),
@@ -251,6 +259,7 @@ export function registerBillingRoutes(
     createRoute({
       method: 'put',
       path: '/v1/tenants/{name}/limits',
+      operationId: 'setTenantLimits',
       summary: "Set a tenant's GPU quota and spend limits (operator); null removes a limit",
       request: {
         params: z.object({ name: z.string().min(1).max(63) }),

@@ -68,6 +68,16 @@ const appStatusSchema = z
   })
   .openapi('AppStatus');
 
+const logLineSchema = z
+  .object({
+    containerId: z.string(),
+    function: z.string(),
+    stream: z.enum(['stdout', 'stderr']),
+    text: z.string(),
+    atMs: z.number().int(),
+  })
+  .openapi('LogLine');
+
 export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: Broker): void {
   const { runtime, bundles } = broker;
   const { db } = broker.database;
@@ -139,6 +149,7 @@ export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: Broker): v
     createRoute({
       method: 'get',
       path: '/v1/bundles/{id}',
+      operationId: 'getBundle',
       summary: 'Whether the broker has this bundle (yours)',
       request: { params: z.object({ id: bundleId }) },
       responses: { 200: json(z.object({ id: z.string() }), 'It has it'), ...problems },
@@ -150,6 +161,27 @@ export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: Broker): v
       return c.json({ id }, 200);
     },
   );
+  // The body is the bundle's bytes, not JSON: the route is declared for the document and served by hand.
+  app.openAPIRegistry.registerPath({
+    method: 'put',
+    path: '/v1/bundles/{id}',
+    operationId: 'uploadBundle',
+    summary: 'Upload a bundle: its bytes, whose SHA-256 must be the id',
+    request: {
+      params: z.object({ id: bundleId }),
+      body: {
+        content: {
+          'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) },
+        },
+        required: true,
+      },
+    },
+    responses: {
+      201: json(z.object({ id: z.string(), uploaded: z.boolean() }), 'Stored'),
+      200: json(z.object({ id: z.string(), uploaded: z.boolean() }), 'The broker had it already'),
+      ...problems,
+    },
+  });
   app.put('/v1/bundles/:id', async (c: Context<Env>) => {
     const id = c.req.param('id') ?? '';
     const created = bundles.put(c.get('principal').tenantId, id, new Uint8Array(await c.req.arrayBuffer()));
@@ -160,6 +192,7 @@ export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: Broker): v
     createRoute({
       method: 'put',
       path: '/v1/apps/{name}',
+      operationId: 'deployApp',
       summary: 'Deploy an app (or re-deploy it with new code)',
       request: {
         params: z.object({ name: appName }),
@@ -219,6 +252,7 @@ export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: Broker): v
     createRoute({
       method: 'get',
       path: '/v1/apps',
+      operationId: 'listApps',
       summary: 'Your apps',
       responses: { 200: json(z.object({ apps: z.array(appStatusSchema) }), 'Apps'), ...problems },
     }),
@@ -235,6 +269,7 @@ export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: Broker): v
     createRoute({
       method: 'get',
       path: '/v1/apps/{name}',
+      operationId: 'getApp',
       summary: 'One app: containers and calls',
       request: { params: z.object({ name: appName }) },
       responses: { 200: json(appStatusSchema, 'The app'), ...problems },
@@ -249,6 +284,7 @@ export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: Broker): v
     createRoute({
       method: 'delete',
       path: '/v1/apps/{name}',
+      operationId: 'stopApp',
       summary: 'Stop an app: its containers stop and its unfinished calls fail',
       request: { params: z.object({ name: appName }) },
       responses: { 200: json(z.object({ name: z.string(), stopped: z.boolean() }), 'Stopped'), ...problems },
@@ -268,6 +304,7 @@ export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: Broker): v
     createRoute({
       method: 'post',
       path: '/v1/apps/{name}/functions/{fn}/calls',
+      operationId: 'callFunction',
       summary: 'Call a function once per input (each input is the argument list)',
       request: {
         params: z.object({ name: appName, fn: z.string().min(1).max(64) }),
@@ -295,6 +332,7 @@ export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: Broker): v
     createRoute({
       method: 'get',
       path: '/v1/calls/{id}',
+      operationId: 'getCall',
       summary: 'A call; with waitMs, waits up to that long for it to finish',
       request: {
         params: callIdParam,
@@ -314,6 +352,7 @@ export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: Broker): v
     createRoute({
       method: 'post',
       path: '/v1/calls/wait',
+      operationId: 'waitForCalls',
       summary: 'Waits until one of the calls has finished (or waitMs); answers those that have',
       request: {
         body: {
@@ -345,6 +384,7 @@ export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: Broker): v
     createRoute({
       method: 'delete',
       path: '/v1/calls/{id}',
+      operationId: 'cancelCall',
       summary: 'Cancel a call',
       request: { params: callIdParam },
       responses: { 200: json(callViewSchema, 'The call'), ...problems },
@@ -358,6 +398,21 @@ export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: Broker): v
     },
   );
 
+  // Served as a stream of NDJSON lines: declared for the document and served by hand.
+  app.openAPIRegistry.registerPath({
+    method: 'get',
+    path: '/v1/apps/{name}/logs',
+    operationId: 'streamAppLogs',
+    summary: "The app's container output as it comes, one JSON object a line, until the app stops",
+    request: { params: z.object({ name: appName }) },
+    responses: {
+      200: {
+        description: 'Log lines (NDJSON)',
+        content: { 'application/x-ndjson': { schema: logLineSchema } },
+      },
+      ...problems,
+    },
+  });
   app.get('/v1/apps/:name/logs', (c: Context<Env>) => {
     const principal = c.get('principal');
     const name = c.req.param('name') ?? '';

@@ -20,8 +20,34 @@ export const problems = {
   404: problem('Not found'),
 } as const;
 
+/** The answer of a route outside `/v1` to a request it cannot serve: like every error, problem+json. */
+export const publicProblems = { '4XX': problem('The request was refused') } as const;
+
 /** A JSON answer described by its schema. */
 export const json = <T extends z.ZodType>(schema: T, description: string) => ({
   description,
   content: { 'application/json': { schema } },
 });
+
+/** The security scheme of every `/v1` route: `Authorization: Bearer <token>` (a `gpubroker token` token). */
+export const BEARER = 'bearerToken';
+export const bearerScheme = {
+  type: 'http',
+  scheme: 'bearer',
+  description: 'An API token (`gpubroker token create`); tenants see their own resources, operators all',
+} as const;
+/** Routes outside `/v1` (health, metrics) take no token. */
+export const noToken = { security: [] };
+
+/** The OpenAPI document's own fields; the paths and components come from the routes. */
+export const documentConfig = {
+  openapi: '3.1.0',
+  info: {
+    title: 'gpubroker',
+    version: '0.1.0',
+    description: 'Leases of GPUs on a planned multi-cloud fleet.',
+    license: { name: 'Apache-2.0', url: 'https://www.apache.org/licenses/LICENSE-2.0' },
+  },
+  servers: [{ url: '/', description: 'The broker that serves this document' }],
+  security: [{ [BEARER]: [] }],
+};

@@ -66,6 +66,15 @@ export type Lease = z.infer<typeof leaseSchema>;
 
 export const leaseListSchema = z.object({ leases: z.array(leaseSchema) }).openapi('LeaseList');
 
+export const healthSchema = z
+  .object({
+    ok: z.boolean(),
+    /** Whether this replica runs the control loop (the others pass API calls to it). */
+    leader: z.boolean(),
+    lastTickAtMs: z.number().int().nullable(),
+  })
+  .openapi('Health');
+
 export const problemSchema = z
   .object({
     type: z.string(),
