@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { registerCostsCommand } from '../broker/cli/costs.ts';
+import { registerDbCommand } from '../broker/cli/db.ts';
 import { registerInvoiceCommand } from '../broker/cli/invoice.ts';
 import { registerLeaseCommand } from '../broker/cli/lease.ts';
 import { registerPolicyCommand } from '../broker/cli/policy.ts';
@@ -9,7 +10,7 @@ import { registerServeCommand } from '../broker/cli/serve.ts';
 import { registerTenantCommand } from '../broker/cli/tenant.ts';
 import { registerTokenCommand } from '../broker/cli/token.ts';
 import { registerUsageCommand } from '../broker/cli/usage.ts';
-import { GpubrokerError } from '../lib/errors.ts';
+import { GpubrokerError, StartupError } from '../lib/errors.ts';
 import { registerCloudsCommand } from '../providers/remote/cli.ts';
 import { registerSimulateCommand } from '../simulations/cli.ts';
 import { registerPlanCommand } from '../solver/cli.ts';
@@ -23,6 +24,7 @@ const program = new Command('gpubroker')
   .exitOverride();
 registerPlanCommand(program);
 registerServeCommand(program);
+registerDbCommand(program);
 registerCloudsCommand(program);
 registerRunCommands(program);
 registerLeaseCommand(program);
@@ -35,16 +37,24 @@ registerPricesCommand(program);
 registerTenantCommand(program);
 registerSimulateCommand(program);
 
+/** Exit status for a command that could not run as configured (a start-up failure, a fault). */
+const EXIT_FAILURE = 1;
+/** A user sees one line; `GPUBROKER_LOG=debug` adds the stack for whoever debugs gpubroker itself. */
+const debug = process.env.GPUBROKER_LOG === 'debug';
+
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
   if (error instanceof CommanderError) {
     process.exitCode = error.exitCode === 0 ? 0 : EXIT_USAGE;
-  } else if (error instanceof GpubrokerError) {
-    process.stderr.write(`gpubroker: ${error.message}\n`);
-    process.exitCode = EXIT_USAGE;
   } else {
-    process.stderr.write(`gpubroker: ${(error as Error).stack ?? String(error)}\n`);
-    process.exitCode = 1;
+    const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    process.stderr.write(`gpubroker: ${message}\n`);
+    if (debug && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+    if (error instanceof StartupError) {
+      // Whatever start-up left waiting (a resolver, a socket to a silent server) must not keep the process alive.
+      process.exit(EXIT_FAILURE);
+    }
+    process.exitCode = error instanceof GpubrokerError ? EXIT_USAGE : EXIT_FAILURE;
   }
 }

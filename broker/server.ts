@@ -3,19 +3,25 @@
  * or PostgreSQL when `databaseUrl` is given. On first start it creates an operator token and writes it to
  * `<dataDir>/operator-token` (mode 600).
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { lookup } from 'node:dns/promises';
+import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, isIP } from 'node:net';
 import { join } from 'node:path';
-import { serve } from '@hono/node-server';
+import { type ServerType, serve } from '@hono/node-server';
 import { type Clock, RealClock } from '../lib/clock.ts';
-import { ValidationError } from '../lib/errors.ts';
+import { withDeadline } from '../lib/deadline.ts';
+import { GpubrokerError, StartupError, ValidationError } from '../lib/errors.ts';
 import { LocalProvider } from '../providers/local/local-provider.ts';
 import type { Provider } from '../providers/provider.ts';
 import { connectRemoteProviders } from '../providers/remote/remote-provider.ts';
 import type { SimScenario } from '../providers/sim/scenario.ts';
 import { createSimClouds } from '../providers/sim/sim-clouds.ts';
 import { createApp } from './api/app.ts';
+import { answerMalformedRequests } from './api/malformed-requests.ts';
+import { HttpProblem, problemFor } from './api/problem.ts';
 import { Broker } from './broker.ts';
+import { checkDataDir } from './db/data-dir-check.ts';
+import { type DataDirLock, lockDataDir } from './db/data-dir-lock.ts';
 import { openDatabase } from './db/open-database.ts';
 
 export interface ServerOptions {
@@ -36,6 +42,8 @@ export interface ServerOptions {
   readonly schedule?: boolean;
   /** How often the meter checkpoints running usage (default 5,000 ms). */
   readonly meterHeartbeatMs?: number;
+  /** How long a start-up step that waits on the outside world may take (default STARTUP_STEP_TIMEOUT_MS). */
+  readonly startupStepTimeoutMs?: number;
 }
 
 export interface RunningServer {
@@ -57,6 +65,7 @@ export async function makeProviders(
 ): Promise<Provider[]> {
   const providers: Provider[] = [];
   for (const name of names) {
+    providerKind(name);
     if (name === 'sim') providers.push(...createSimClouds({ clock, ...(scenario ? { scenario } : {}) }));
     else if (name === 'local') providers.push(await LocalProvider.create({ clock }));
     // The cloud SDKs load only when a cloud is asked for; options come from the environment (see each README).
@@ -72,70 +81,207 @@ export async function makeProviders(
       const { createGcpProvider } = await import('../providers/gcp/gcp-provider.ts');
       const { gcpOptionsFromEnv } = await import('../providers/gcp/gcp-config.ts');
       providers.push(await createGcpProvider({ clock, ...gcpOptionsFromEnv(process.env) }));
-    } else if (/^https?:\/\//.test(name)) providers.push(...(await connectRemoteProviders(name, clock)));
-    else
-      throw new ValidationError(
-        '--providers',
-        `"${name}" is not one of ${PROVIDER_NAMES.join(', ')}, or the URL of a provider server`,
-      );
+    } else providers.push(...(await connectRemoteProviders(name, clock)));
   }
   return providers;
 }
 
+/** A provider name as `--providers` takes it, or a ValidationError naming the setting. */
+function providerKind(name: string): 'named' | 'url' {
+  if ((PROVIDER_NAMES as readonly string[]).includes(name)) return 'named';
+  if (/^https?:\/\/[^\s]+$/.test(name)) return 'url';
+  throw new ValidationError(
+    '--providers',
+    `"${name}" is not one of ${PROVIDER_NAMES.join(', ')}, or the URL of a provider server`,
+  );
+}
+
+/** How long a start-up step that waits on the outside world (DNS, a provider server) may take. */
+export const STARTUP_STEP_TIMEOUT_MS = 8_000;
+
+/**
+ * The start-up sequence, in an order that leaves nothing behind when a step fails: validate the settings, lock
+ * the data directory (before anything else touches it), refuse a damaged one, bind the port (a port in use fails
+ * here, before any loop runs or cloud is called), connect the providers, open the database, start the broker.
+ * Every failure is a StartupError naming the setting, and everything started before it is stopped again. While
+ * starting, the port answers 503 problem+json.
+ */
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
   const clock = options.clock ?? new RealClock();
-  if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
-  // Bad provider names fail before anything is opened or written.
-  const providers = await makeProviders(options.providers ?? ['sim'], clock, options.scenario);
-  const database = await openDatabase({
-    ...(options.databaseUrl ? { url: options.databaseUrl } : {}),
-    ...(options.dataDir ? { dataDir: options.dataDir } : {}),
-  });
-  const broker = new Broker({
-    database,
-    clock,
-    providers,
-    ...(options.seed !== undefined ? { seed: options.seed } : {}),
-    ...(options.meterHeartbeatMs !== undefined ? { meterHeartbeatMs: options.meterHeartbeatMs } : {}),
-    ...(options.dataDir ? { stateDir: options.dataDir } : {}),
-  });
-  await broker.start({ schedule: options.schedule !== false });
-
-  let operatorToken: string | undefined;
-  let operatorTokenFile: string | undefined;
-  if (options.dataDir) {
-    operatorTokenFile = join(options.dataDir, 'operator-token');
-    if (existsSync(operatorTokenFile)) operatorToken = readFileSync(operatorTokenFile, 'utf8').trim();
-    else {
-      operatorToken = (await broker.tokens.create('operator', 'operator')).token;
-      writeFileSync(operatorTokenFile, `${operatorToken}\n`, { mode: 0o600 });
+  const host = options.host ?? '127.0.0.1';
+  const stepMs = options.startupStepTimeoutMs ?? STARTUP_STEP_TIMEOUT_MS;
+  const undo: (() => Promise<void> | void)[] = [];
+  const unwind = async () => {
+    for (const step of undo.reverse()) await Promise.resolve(step()).catch(() => undefined);
+  };
+  try {
+    for (const name of options.providers ?? []) providerKind(name);
+    await resolveHost(host, stepMs);
+    let lock: DataDirLock | undefined;
+    if (options.dataDir) {
+      lock = lockDataDir(prepareDataDir(options.dataDir));
+      undo.push(() => lock?.release());
+      const report = checkDataDir(options.dataDir, { pglite: !options.databaseUrl });
+      if (report.verdict === 'damaged')
+        throw new StartupError(
+          '--data-dir',
+          `${options.dataDir} is damaged: ${report.problems[0]}; nothing was changed. Run \`gpubroker db check --data-dir ${options.dataDir}\`, restore it from a backup or move it away`,
+        );
     }
-  }
 
-  const app = createApp(broker);
-  const server = serve({
-    fetch: app.fetch,
-    port: options.port ?? 8787,
-    hostname: options.host ?? '127.0.0.1',
+    let ready: ((request: Request) => Response | Promise<Response>) | undefined;
+    const server = serve({
+      fetch: (request) => (ready ? ready(request) : starting()),
+      port: options.port ?? 8787,
+      hostname: host,
+    });
+    await listening(server, host, options.port ?? 8787);
+    const closeServer = () => new Promise<void>((resolve) => server.close(() => resolve()));
+    undo.push(closeServer);
+    answerMalformedRequests(server);
+
+    const providers = await withDeadline(
+      makeProviders(options.providers ?? ['sim'], clock, options.scenario),
+      stepMs,
+      () => new StartupError('--providers', `no answer within ${stepMs / 1000} s`),
+    ).catch((error: unknown) => {
+      if (error instanceof GpubrokerError) throw error;
+      throw new StartupError('--providers', (error as Error).message, { cause: error });
+    });
+    undo.push(async () => {
+      for (const provider of providers) await provider.close();
+    });
+    const database = await openDatabase({
+      ...(options.databaseUrl ? { url: options.databaseUrl } : {}),
+      ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+    }).catch((error: unknown) => {
+      if (error instanceof GpubrokerError) throw error;
+      const setting = options.databaseUrl ? 'DATABASE_URL' : '--data-dir';
+      throw new StartupError(setting, `the database cannot be opened: ${(error as Error).message}`, {
+        cause: error,
+      });
+    });
+    undo.push(() => database.close());
+    const broker = new Broker({
+      database,
+      clock,
+      providers,
+      ...(options.seed !== undefined ? { seed: options.seed } : {}),
+      ...(options.meterHeartbeatMs !== undefined ? { meterHeartbeatMs: options.meterHeartbeatMs } : {}),
+      ...(options.dataDir ? { stateDir: options.dataDir } : {}),
+    });
+    await broker.start({ schedule: options.schedule !== false });
+    undo.push(() => broker.close());
+
+    let operatorToken: string | undefined;
+    let operatorTokenFile: string | undefined;
+    if (options.dataDir) {
+      operatorTokenFile = join(options.dataDir, 'operator-token');
+      operatorToken = await operatorTokenIn(operatorTokenFile, () =>
+        broker.tokens.create('operator', 'operator'),
+      );
+    }
+
+    const url = `http://${host.includes(':') ? `[${host}]` : host}:${(server.address() as AddressInfo).port}`;
+    await broker.advertise(url);
+    ready = createApp(broker).fetch;
+    return {
+      url,
+      broker,
+      operatorToken,
+      operatorTokenFile,
+      providers,
+      async close() {
+        // No new requests first, then the broker, its providers and database, and the lock last.
+        await closeServer();
+        await unwind();
+      },
+    };
+  } catch (error) {
+    await unwind();
+    throw error;
+  }
+}
+
+/** The data directory exists and is a directory (created when absent). */
+function prepareDataDir(dir: string): string {
+  const stat = statOrUndefined(dir);
+  if (stat && !stat.isDirectory()) throw new StartupError('--data-dir', `${dir} is not a directory`);
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (error) {
+    throw new StartupError('--data-dir', `${dir} cannot be created (${(error as Error).message})`, {
+      cause: error,
+    });
+  }
+  return dir;
+}
+
+/** An unresolvable --host fails in seconds instead of waiting on the resolver's retries. */
+async function resolveHost(host: string, stepMs: number): Promise<void> {
+  if (isIP(host) !== 0) return;
+  await withDeadline(
+    lookup(host),
+    stepMs,
+    () => new StartupError('--host', `"${host}" did not resolve within ${stepMs / 1000} s`),
+  ).catch((error: unknown) => {
+    if (error instanceof StartupError) throw error;
+    throw new StartupError('--host', `"${host}" does not resolve to an address of this machine`, {
+      cause: error,
+    });
   });
+}
+
+async function listening(server: ServerType, host: string, port: number): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
+  }).catch((error: NodeJS.ErrnoException) => {
+    server.close();
+    if (error.code === 'EADDRINUSE')
+      throw new StartupError(
+        '--port',
+        `${host}:${port} is already in use; stop what listens there or pick another --port`,
+      );
+    if (error.code === 'EACCES')
+      throw new StartupError(
+        '--port',
+        `not allowed to listen on ${host}:${port} (ports below 1024 need privileges)`,
+      );
+    if (error.code === 'EADDRNOTAVAIL')
+      throw new StartupError('--host', `${host} is not an address of this machine`);
+    throw new StartupError('--port', `cannot listen on ${host}:${port}: ${error.message}`, { cause: error });
   });
-  const { port } = server.address() as AddressInfo;
-  const url = `http://${options.host ?? '127.0.0.1'}:${port}`;
-  await broker.advertise(url);
-  return {
-    url,
-    broker,
-    operatorToken,
-    operatorTokenFile,
-    providers,
-    async close() {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await broker.close();
-      for (const provider of providers) await provider.close();
-      await database.close();
-    },
-  };
+}
+
+/** The operator token in the data directory, created on first start (mode 600). */
+async function operatorTokenIn(file: string, create: () => Promise<{ token: string }>): Promise<string> {
+  const stat = statOrUndefined(file);
+  if (stat && !stat.isFile()) throw new StartupError('--data-dir', `${file} is not a file`);
+  if (stat) {
+    const token = readFileSync(file, 'utf8').trim();
+    if (token.length === 0) throw new StartupError('--data-dir', `${file} is empty`);
+    return token;
+  }
+  const { token } = await create();
+  // Written whole or not at all: a crash mid-write must not leave a truncated token.
+  const partial = `${file}.partial`;
+  writeFileSync(partial, `${token}\n`, { mode: 0o600 });
+  renameSync(partial, file);
+  return token;
+}
+
+function statOrUndefined(path: string) {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+function starting(): Response {
+  return new Response(
+    JSON.stringify(problemFor(new HttpProblem(503, 'Starting', 'the broker is starting; retry in a moment'))),
+    { status: 503, headers: { 'content-type': 'application/problem+json', 'retry-after': '1' } },
+  );
 }

@@ -62,3 +62,17 @@ export function validationErrorFromIssues(prefix: string, issues: readonly Schem
   const field = [prefix, path].filter((part) => part.length > 0).join('.');
   return new ValidationError(field || 'input', issue?.message ?? 'invalid');
 }
+
+/**
+ * A process cannot start as configured (port in use, damaged data directory, unreachable provider): one line that
+ * names the setting and what to do. The CLI prints it and exits 1; nothing was left running or written.
+ */
+export class StartupError extends GpubrokerError {
+  constructor(
+    readonly setting: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super('startup_failed', `${setting}: ${message}`, options);
+  }
+}

@@ -3,7 +3,7 @@
  * `<dataDir>/pgdata` by default, in memory when no data directory is given (tests), or a PostgreSQL server
  * (postgres.js) when a `postgres://` URL is given (`DATABASE_URL`). Both speak the same schema.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PGlite } from '@electric-sql/pglite';
@@ -13,7 +13,9 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
+import { StartupError } from '../../lib/errors.ts';
 import * as meterSchema from '../../runtime/meter/schema.ts';
+import { checkDataDir, INIT_MARKER } from './data-dir-check.ts';
 import { DrizzlePGlite } from './drizzle-pglite.ts';
 import * as brokerSchema from './schema.ts';
 
@@ -43,14 +45,16 @@ export interface OpenDatabaseOptions {
 
 export async function openDatabase(options: OpenDatabaseOptions): Promise<OpenedDatabase> {
   if (options.url) return openPostgres(options.url);
-  let client: PGlite;
-  if (options.dataDir) {
-    const dir = join(options.dataDir, 'pgdata');
-    mkdirSync(dir, { recursive: true });
-    client = new DrizzlePGlite(dir);
-  } else client = new DrizzlePGlite();
+  const client = options.dataDir ? await openPgliteDir(options.dataDir) : new DrizzlePGlite();
   const db = drizzlePglite({ client, schema });
-  await migratePglite(db, { migrationsFolder: MIGRATIONS });
+  try {
+    await migratePglite(db, { migrationsFolder: MIGRATIONS });
+  } catch (error) {
+    await client.close().catch(() => undefined);
+    if (!options.dataDir) throw error;
+    throw unopenable(options.dataDir, error);
+  }
+  if (options.dataDir) rmSync(join(options.dataDir, INIT_MARKER), { force: true });
   return {
     db: db as unknown as Database,
     kind: 'pglite',
@@ -58,6 +62,42 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Opened
     tryLeadership: async () => true,
     close: () => client.close(),
   };
+}
+
+/**
+ * PGlite in `<dataDir>/pgdata`, created only in a fresh directory (see data-dir-check.ts): PGlite would otherwise
+ * run initdb over any directory that lacks `PG_VERSION`. A damaged store is refused untouched.
+ */
+async function openPgliteDir(dataDir: string): Promise<PGlite> {
+  const report = checkDataDir(dataDir);
+  if (report.verdict === 'damaged')
+    throw new StartupError(
+      '--data-dir',
+      `${dataDir} is damaged: ${report.problems[0]}; nothing was changed. Run \`gpubroker db check --data-dir ${dataDir}\`, restore it from a backup or move it away`,
+    );
+  const pgdata = join(dataDir, 'pgdata');
+  if (report.verdict === 'fresh') {
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(join(dataDir, INIT_MARKER), '');
+    rmSync(pgdata, { recursive: true, force: true });
+    mkdirSync(pgdata);
+  }
+  const client = new DrizzlePGlite(pgdata);
+  try {
+    await client.waitReady;
+  } catch (error) {
+    throw unopenable(dataDir, error);
+  }
+  return client;
+}
+
+function unopenable(dataDir: string, error: unknown): StartupError {
+  const reason = (error as Error).message?.split('\n')[0] ?? String(error);
+  return new StartupError(
+    '--data-dir',
+    `the database in ${dataDir} cannot be opened (${reason}); run \`gpubroker db check --data-dir ${dataDir}\``,
+    { cause: error },
+  );
 }
 
 async function openPostgres(url: string): Promise<OpenedDatabase> {
