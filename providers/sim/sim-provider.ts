@@ -6,6 +6,9 @@
  *
  * API calls answer at once (no simulated network latency), so tests and simulations can await them without
  * moving the clock; what takes time in a cloud (booting, shutting down, reclaim warnings) happens on timers.
+ *
+ * Given a persistence (sim-state.ts), every change of state is recorded, and `snapshotState`/`restoreState` save
+ * and rebuild the vendor, so that its inventory outlives the process it runs in.
  */
 import { sameElements } from '../../lib/arrays.ts';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
@@ -36,6 +39,8 @@ import {
 } from '../provider-errors.ts';
 import { sampleDelay } from './sample-delay.ts';
 import { matches, type SimScenario, simScenario, type VendorSettings, vendorSettings } from './scenario.ts';
+import type { SavedInstance, SavedTimer, SavedVendor, SimPersistence } from './sim-state.ts';
+import { CountedRandom, SimTimers } from './sim-timers.ts';
 import { type SpotPoolTraces, SpotReplay, type TraceDrop } from './spot-replay.ts';
 import { TokenBucket } from './token-bucket.ts';
 
@@ -49,6 +54,25 @@ export interface SimProviderOptions {
   readonly spotReplay?: SpotReplay;
   /** Clock time the scenario's times count from (default: the clock's now). */
   readonly startMs?: number;
+  /** The timers of the set this vendor belongs to (on `clock`); default: its own. */
+  readonly timers?: SimTimers;
+  /** Told of every change of state (the set's snapshot file); default: nothing is recorded. */
+  readonly persistence?: SimPersistence;
+  /** The vendor is about to be restored (`restoreState`): its scenario timers come from the saved state. */
+  readonly restoring?: boolean;
+}
+
+/** A pending transition of an instance: its boot (which may fail), or its end (shutdown or reclaim). */
+type Transition = SavedTimer &
+  (
+    | { readonly kind: 'boot'; readonly fails: boolean }
+    | { readonly kind: 'end'; readonly reason: TerminationReason }
+  );
+
+/** A pending timer of a restored vendor: `arm` sets it again (the set calls these in `seq` order). */
+export interface PendingTimer {
+  readonly seq: number;
+  arm(): void;
 }
 
 /** The most instances one provision call may ask for (AWS's RunInstances takes up to 1,000 too). */
@@ -68,6 +92,7 @@ interface SimInstance {
   interruptAtMs?: number;
   /** The one pending transition: boot, reclaim or shutdown. */
   timer?: TimerHandle;
+  next?: Transition;
 }
 
 /** A spot, on-demand or reserved offering in one zone: what stock and preemption are counted on. */
@@ -80,6 +105,8 @@ interface Pool {
   /** The scenario's stock for this offering and zone before spot availability (its rules are fixed). */
   readonly baseStock: number;
   dropTimer?: TimerHandle;
+  /** The drop `dropTimer` waits for. */
+  drop?: SavedTimer & { readonly trace: TraceDrop };
   /** Fraction of an instance owed to the preemption trace, carried between drops. */
   carry: number;
 }
@@ -92,7 +119,8 @@ interface ActiveOutage {
 export class SimProvider implements Provider {
   readonly vendor: string;
   readonly settings: VendorSettings;
-  private readonly clock: Clock;
+  private readonly clock: SimTimers;
+  private readonly persistence: SimPersistence | undefined;
   private readonly scenario: SimScenario;
   private readonly replay: SpotReplay;
   private readonly startMs: number;
@@ -111,27 +139,31 @@ export class SimProvider implements Provider {
   /** The quotes `offerings()` last handed out, by offering id. */
   private readonly lastQuotes = new Map<string, OfferingQuote>();
   private readonly outages = new Set<ActiveOutage>();
+  /** This vendor's outages by their index in the scenario. */
+  private readonly outageScopes = new Map<number, ActiveOutage>();
   private readonly hub = new EventHub<ProviderEvent>();
-  private readonly scenarioTimers: TimerHandle[] = [];
+  /** Scenario events still to come, by id (`outage-start:N`, `outage-end:N`, `price:N`). */
+  private readonly scenarioTimers = new Map<string, SavedTimer & { readonly handle: TimerHandle }>();
   private readonly bucket: TokenBucket | undefined;
-  private readonly delays: Random;
-  private readonly failures: Random;
-  private readonly ids: Random;
-  private readonly victims: Random;
+  private readonly delays: CountedRandom;
+  private readonly failures: CountedRandom;
+  private readonly ids: CountedRandom;
+  private readonly victims: CountedRandom;
   private closed = false;
 
   constructor(options: SimProviderOptions) {
     this.vendor = options.vendor;
-    this.clock = options.clock;
+    this.clock = options.timers ?? new SimTimers(options.clock);
+    this.persistence = options.persistence;
     this.scenario = options.scenario ?? simScenario();
     this.startMs = options.startMs ?? options.clock.now();
     this.replay = options.spotReplay ?? new SpotReplay(this.scenario, this.startMs);
     this.settings = vendorSettings(this.scenario, this.vendor);
     const root = new Random(hashString(`${this.scenario.seed}|${this.vendor}`));
-    this.delays = root.fork('delays');
-    this.failures = root.fork('failures');
-    this.ids = root.fork('ids');
-    this.victims = root.fork('victims');
+    this.delays = new CountedRandom(root.fork('delays'));
+    this.failures = new CountedRandom(root.fork('failures'));
+    this.ids = new CountedRandom(root.fork('ids'));
+    this.victims = new CountedRandom(root.fork('victims'));
     if (this.settings.throttle)
       this.bucket = new TokenBucket(
         this.clock,
@@ -158,7 +190,10 @@ export class SimProvider implements Provider {
     for (const o of this.catalog.values())
       if (!this.zones.has(o.region))
         this.zones.set(o.region, zoneNames(this.vendor, o.region, this.settings));
-    this.scheduleScenario();
+    for (const [n, outage] of this.scenario.outages.entries())
+      if (outage.vendor === this.vendor)
+        this.outageScopes.set(n, { region: outage.region, zone: outage.zone });
+    if (!options.restoring) this.scheduleScenario();
   }
 
   /** Zones of a region, as this vendor names them (`us-east-1a`, `us-central1-a`, `eastus-1`). */
@@ -291,10 +326,11 @@ export class SimProvider implements Provider {
       created.push(instance);
       const delay = sampleDelay(this.settings.provisioningDelay[offering.capacityType], this.delays);
       const fails = this.failures.chance(this.settings.bootFailureRate);
-      instance.timer = this.clock.setTimer(now + delay, () => this.finishBoot(instance, fails));
+      this.setNext(instance, now + delay, { kind: 'boot', fails });
     }
-    // The call's effects are complete before anyone hears of them.
+    // The call's effects are complete (and durable) before anyone hears of them.
     this.idempotency.set(request.idempotencyKey, { fingerprint, instances: created });
+    this.persistence?.changed(true);
     for (const instance of created) this.publishState(instance, null, 'pending');
     return created.map(snapshot);
   }
@@ -311,14 +347,15 @@ export class SimProvider implements Provider {
       targets.push(instance);
     }
     const now = this.clock.now();
+    const from = targets.map((instance) => instance.state);
     for (const instance of targets) {
-      instance.timer?.cancel();
-      const from = instance.state;
       instance.state = 'terminating';
-      this.publishState(instance, from, 'terminating');
       const delay = sampleDelay(this.settings.terminationDelay, this.delays);
-      instance.timer = this.clock.setTimer(now + delay, () => this.markTerminated(instance, 'requested'));
+      this.setNext(instance, now + delay, { kind: 'end', reason: 'requested' });
     }
+    if (targets.length > 0) this.persistence?.changed(true);
+    for (const [n, instance] of targets.entries())
+      this.publishState(instance, from[n] as InstanceState, 'terminating');
   }
 
   async list(filter: ListFilter = {}): Promise<Instance[]> {
@@ -326,10 +363,10 @@ export class SimProvider implements Provider {
     const horizon = this.clock.now() - this.settings.terminatedRetentionMs;
     const wanted = Object.entries(filter.tags ?? {});
     const result: Instance[] = [];
-    for (const [id, instance] of this.instances) {
+    for (const instance of this.instances.values()) {
       if (instance.state === 'terminated') {
         if ((instance.terminatedAtMs ?? 0) < horizon) {
-          this.instances.delete(id);
+          this.forget(instance);
           continue;
         }
         if (!filter.includeTerminated) continue;
@@ -346,16 +383,175 @@ export class SimProvider implements Provider {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const timer of this.scenarioTimers) timer.cancel();
+    for (const timer of this.scenarioTimers.values()) timer.handle.cancel();
     for (const instance of this.instances.values()) instance.timer?.cancel();
     for (const pool of this.pools.values()) pool.dropTimer?.cancel();
     this.hub.close();
   }
 
+  // ---- saving and restoring (sim-state.ts) --------------------------------------------------------------------
+
+  /** Everything about this vendor that the scenario, the catalog and the clock do not give. */
+  snapshotState(): SavedVendor {
+    const instances: SavedInstance[] = [];
+    const saved = new Set<SimInstance>();
+    const save = (instance: SimInstance, listed: boolean) => {
+      saved.add(instance);
+      instances.push(savedInstance(instance, listed));
+    };
+    for (const instance of this.instances.values()) save(instance, true);
+    for (const record of this.idempotency.values())
+      for (const instance of record.instances) if (!saved.has(instance)) save(instance, false);
+    const pools = [];
+    for (const pool of this.pools.values()) {
+      if (pool.carry === 0 && !pool.drop) continue;
+      const { drop } = pool;
+      pools.push({
+        key: `${pool.offering.id}@${pool.zone}`,
+        carry: pool.carry,
+        ...(drop
+          ? {
+              drop: {
+                atMs: drop.atMs,
+                seq: drop.seq,
+                dropAtMs: drop.trace.atMs,
+                alive: drop.trace.alive,
+                lost: drop.trace.lost,
+              },
+            }
+          : {}),
+      });
+    }
+    return {
+      draws: {
+        delays: this.delays.draws,
+        failures: this.failures.draws,
+        ids: this.ids.draws,
+        victims: this.victims.draws,
+      },
+      bucket: this.bucket ? this.bucket.state : null,
+      prices: [...this.prices],
+      outages: [...this.outageScopes].filter(([, scope]) => this.outages.has(scope)).map(([n]) => n),
+      scenarioTimers: [...this.scenarioTimers].map(([id, t]) => ({ id, atMs: t.atMs, seq: t.seq })),
+      instances,
+      idempotency: [...this.idempotency].map(([key, record]) => [
+        key,
+        record.fingerprint,
+        record.instances.map((i) => i.id),
+      ]),
+      // Pools are made as they are first looked at; sorted, the same state saves the same way.
+      pools: pools.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)),
+    };
+  }
+
+  /**
+   * Rebuilds this vendor (made with `restoring`, and not yet used) from its saved state. Its pending timers are
+   * returned rather than set: the set re-arms every vendor's together, in the order they were first set. Throws
+   * an Error naming what does not fit this catalog.
+   */
+  restoreState(saved: SavedVendor): PendingTimer[] {
+    this.delays.skip(saved.draws.delays);
+    this.failures.skip(saved.draws.failures);
+    this.victims.skip(saved.draws.victims);
+    // Every id the generator drew was issued (a draw that repeated an issued id was not, but is in the set).
+    for (let n = 0; n < saved.draws.ids; n += 2) this.issuedIds.add(this.candidateId());
+    if (this.bucket && saved.bucket) this.bucket.state = saved.bucket;
+    for (const [offeringId, price] of saved.prices) this.prices.set(offeringId, micros(price));
+    for (const n of saved.outages) {
+      const scope = this.outageScopes.get(n);
+      if (scope) this.outages.add(scope);
+    }
+    const pending: PendingTimer[] = [];
+    const byId = new Map<string, SimInstance>();
+    for (const s of saved.instances) {
+      const offering = this.catalog.get(s.offeringId);
+      if (!offering) throw new Error(`instance ${s.id}: offering "${s.offeringId}" is not in the catalog`);
+      if (!this.zonesOf(offering.region).includes(s.zone))
+        throw new Error(`instance ${s.id}: "${s.zone}" is not a zone of ${offering.region}`);
+      const pool = this.pool(offering, s.zone);
+      const instance: SimInstance = {
+        id: s.id,
+        pool,
+        tags: Object.freeze({ ...s.tags }),
+        idempotencyKey: s.idempotencyKey,
+        microsPerHour: micros(s.microsPerHour),
+        launchedAtMs: s.launchedAtMs,
+        state: s.state,
+        ...(s.runningAtMs === undefined ? {} : { runningAtMs: s.runningAtMs }),
+        ...(s.terminatedAtMs === undefined ? {} : { terminatedAtMs: s.terminatedAtMs }),
+        ...(s.terminationReason === undefined ? {} : { terminationReason: s.terminationReason }),
+        ...(s.interruptAtMs === undefined ? {} : { interruptAtMs: s.interruptAtMs }),
+      };
+      byId.set(instance.id, instance);
+      this.issuedIds.add(instance.id);
+      if (s.listed) this.instances.set(instance.id, instance);
+      if (s.state !== 'terminated') {
+        pool.active.add(instance);
+        this.regionSet(offering.region).add(instance);
+      }
+      const next = s.next;
+      if (next) pending.push({ seq: next.seq, arm: () => this.setNext(instance, next.atMs, next) });
+    }
+    for (const [key, fingerprint, ids] of saved.idempotency) {
+      const created = ids.map((id) => byId.get(id));
+      if (created.every((i) => i !== undefined))
+        this.idempotency.set(key, { fingerprint, instances: created });
+    }
+    for (const p of saved.pools) {
+      const at = p.key.lastIndexOf('@');
+      const offering = this.catalog.get(p.key.slice(0, at));
+      if (!offering) throw new Error(`spot pool ${p.key}: the offering is not in the catalog`);
+      const pool = this.pool(offering, p.key.slice(at + 1));
+      pool.carry = p.carry;
+      const drop = p.drop;
+      if (drop)
+        pending.push({
+          seq: drop.seq,
+          arm: () => this.armDrop(pool, { atMs: drop.dropAtMs, alive: drop.alive, lost: drop.lost }),
+        });
+    }
+    for (const t of saved.scenarioTimers)
+      pending.push({ seq: t.seq, arm: () => this.armScenario(t.id, t.atMs) });
+    return pending;
+  }
+
   // ---- lifecycle ----------------------------------------------------------------------------------------------
 
-  private finishBoot(instance: SimInstance, fails: boolean): void {
+  /** Sets the instance's one pending transition (replacing any). */
+  private setNext(
+    instance: SimInstance,
+    atMs: number,
+    next:
+      | { readonly kind: 'boot'; readonly fails: boolean }
+      | { readonly kind: 'end'; readonly reason: TerminationReason },
+  ): void {
+    instance.timer?.cancel();
+    instance.timer = this.clock.setTimer(atMs, () => this.transition(instance));
+    const seq = this.clock.lastSeq;
+    instance.next =
+      next.kind === 'boot'
+        ? { kind: 'boot', fails: next.fails, atMs, seq }
+        : { kind: 'end', reason: next.reason, atMs, seq };
+  }
+
+  private transition(instance: SimInstance): void {
+    const next = instance.next;
     instance.timer = undefined;
+    instance.next = undefined;
+    if (next?.kind === 'boot') this.finishBoot(instance, next.fails);
+    else if (next?.kind === 'end') this.markTerminated(instance, next.reason);
+  }
+
+  /** Drops a terminated instance from the inventory, and its key once no instance it created is listed. */
+  private forget(instance: SimInstance): void {
+    this.instances.delete(instance.id);
+    const record = this.idempotency.get(instance.idempotencyKey);
+    if (record?.instances.every((i) => !this.instances.has(i.id)))
+      this.idempotency.delete(instance.idempotencyKey);
+    this.persistence?.changed();
+  }
+
+  private finishBoot(instance: SimInstance, fails: boolean): void {
     if (instance.state !== 'pending') return;
     if (fails) {
       this.fail(instance, 'instance failed to boot');
@@ -363,6 +559,7 @@ export class SimProvider implements Provider {
     }
     instance.state = 'running';
     instance.runningAtMs = this.clock.now();
+    this.persistence?.changed();
     this.publishState(instance, 'pending', 'running');
     const pool = instance.pool;
     if (pool.traces?.preemption && !pool.dropTimer) this.scheduleDrop(pool);
@@ -372,12 +569,14 @@ export class SimProvider implements Provider {
     if (instance.state === 'terminated') return;
     instance.timer?.cancel();
     instance.timer = undefined;
+    instance.next = undefined;
     const from = instance.state;
     instance.state = 'terminated';
     instance.terminatedAtMs = this.clock.now();
     instance.terminationReason = reason;
     instance.pool.active.delete(instance);
     this.regionSet(instance.pool.offering.region).delete(instance);
+    this.persistence?.changed();
     this.publishState(instance, from, 'terminated', reason);
   }
 
@@ -385,12 +584,18 @@ export class SimProvider implements Provider {
     const preemption = pool.traces?.preemption;
     if (!preemption || this.closed) return;
     const drop = this.replay.nextDrop(preemption, this.clock.now());
-    if (!drop) return;
+    if (drop) this.armDrop(pool, drop);
+  }
+
+  private armDrop(pool: Pool, drop: TraceDrop): void {
     pool.dropTimer = this.clock.setTimer(drop.atMs, () => {
       pool.dropTimer = undefined;
+      pool.drop = undefined;
       const remaining = this.applyDrop(pool, drop);
       if (remaining > 0) this.scheduleDrop(pool);
+      this.persistence?.changed();
     });
+    pool.drop = { atMs: drop.atMs, seq: this.clock.lastSeq, trace: drop };
   }
 
   /** Reclaims the pool's share of a trace drop; returns how many instances can still be reclaimed later. */
@@ -417,7 +622,7 @@ export class SimProvider implements Provider {
         zone: pool.zone,
         terminateAtMs: now + warning,
       });
-      victim.timer = this.clock.setTimer(now + warning, () => this.markTerminated(victim, 'preempted'));
+      this.setNext(victim, now + warning, { kind: 'end', reason: 'preempted' });
     }
     return eligible.length - count;
   }
@@ -425,38 +630,56 @@ export class SimProvider implements Provider {
   // ---- scenario -----------------------------------------------------------------------------------------------
 
   private scheduleScenario(): void {
-    for (const outage of this.scenario.outages) {
-      if (outage.vendor !== this.vendor) continue;
-      const active: ActiveOutage = { region: outage.region, zone: outage.zone };
+    for (const n of this.outageScopes.keys()) {
+      const outage = this.scenario.outages[n] as SimScenario['outages'][number];
       const start = this.startMs + outage.startMs;
-      this.scenarioTimers.push(
-        this.clock.setTimer(start, () => {
-          this.outages.add(active);
-          if (outage.kind === 'zone-failure') this.failScope(active);
-        }),
-        this.clock.setTimer(start + outage.durationMs, () => this.outages.delete(active)),
-      );
+      this.armScenario(`outage-start:${n}`, start);
+      this.armScenario(`outage-end:${n}`, start + outage.durationMs);
     }
-    for (const change of this.scenario.priceChanges) {
-      this.scenarioTimers.push(
-        this.clock.setTimer(this.startMs + change.atMs, () => {
-          for (const o of this.catalog.values()) {
-            if (!matches(change.match, o)) continue;
-            const price =
-              change.factor !== undefined
-                ? micros(Math.round(o.microsPerHour * change.factor))
-                : usdToMicros(change.usdPerHour ?? 0);
-            this.prices.set(o.id, price);
-            this.hub.publish({
-              kind: 'price-changed',
-              atMs: this.clock.now(),
-              vendor: this.vendor,
-              offeringId: o.id,
-              microsPerHour: price,
-            });
-          }
-        }),
-      );
+    for (const [n, change] of this.scenario.priceChanges.entries())
+      this.armScenario(`price:${n}`, this.startMs + change.atMs);
+  }
+
+  private armScenario(id: string, atMs: number): void {
+    const handle = this.clock.setTimer(atMs, () => {
+      this.scenarioTimers.delete(id);
+      this.scenarioEvent(id);
+      this.persistence?.changed();
+    });
+    this.scenarioTimers.set(id, { atMs, seq: this.clock.lastSeq, handle });
+  }
+
+  /** A scenario event (`outage-start:N`, `outage-end:N`, `price:N`: N indexes the scenario's list) happens. */
+  private scenarioEvent(id: string): void {
+    const [what = '', index = ''] = id.split(':');
+    const n = Number(index);
+    if (what === 'outage-start' || what === 'outage-end') {
+      const scope = this.outageScopes.get(n);
+      if (!scope) return;
+      if (what === 'outage-end') {
+        this.outages.delete(scope);
+        return;
+      }
+      this.outages.add(scope);
+      if (this.scenario.outages[n]?.kind === 'zone-failure') this.failScope(scope);
+      return;
+    }
+    const change = this.scenario.priceChanges[n];
+    if (what !== 'price' || !change) return;
+    for (const o of this.catalog.values()) {
+      if (!matches(change.match, o)) continue;
+      const price =
+        change.factor !== undefined
+          ? micros(Math.round(o.microsPerHour * change.factor))
+          : usdToMicros(change.usdPerHour ?? 0);
+      this.prices.set(o.id, price);
+      this.hub.publish({
+        kind: 'price-changed',
+        atMs: this.clock.now(),
+        vendor: this.vendor,
+        offeringId: o.id,
+        microsPerHour: price,
+      });
     }
   }
 
@@ -508,6 +731,8 @@ export class SimProvider implements Provider {
     if (this.vendorDown())
       throw new ProviderUnavailableError(this.vendor, undefined, 'the API is not answering');
     const wait = this.bucket?.take() ?? 0;
+    // The bucket's tokens are state too: a restored cloud throttles as this one would have.
+    if (this.bucket) this.persistence?.changed();
     if (wait > 0) throw new ThrottledError(this.vendor, wait, `request rate exceeded; retry in ${wait} ms`);
   }
 
@@ -656,14 +881,19 @@ export class SimProvider implements Provider {
 
   private newInstanceId(): string {
     for (;;) {
-      let hex = '';
-      for (let i = 0; i < 2; i++) hex += this.ids.nextUint32().toString(16).padStart(8, '0');
-      const id = `${ID_PREFIX[this.vendor] ?? `${this.vendor}-`}${hex}`;
+      const id = this.candidateId();
       if (!this.issuedIds.has(id)) {
         this.issuedIds.add(id);
         return id;
       }
     }
+  }
+
+  /** The next id drawn (two draws of the ids generator). */
+  private candidateId(): string {
+    let hex = '';
+    for (let i = 0; i < 2; i++) hex += this.ids.nextUint32().toString(16).padStart(8, '0');
+    return `${ID_PREFIX[this.vendor] ?? `${this.vendor}-`}${hex}`;
   }
 
   private publishState(
@@ -688,6 +918,25 @@ function zoneNames(vendor: string, region: string, settings: VendorSettings): st
     if (vendor === 'azure') return `${region}-${i + 1}`;
     return `${region}-${letter}`;
   });
+}
+
+function savedInstance(i: SimInstance, listed: boolean): SavedInstance {
+  return {
+    id: i.id,
+    offeringId: i.pool.offering.id,
+    zone: i.pool.zone,
+    tags: i.tags,
+    idempotencyKey: i.idempotencyKey,
+    microsPerHour: i.microsPerHour,
+    launchedAtMs: i.launchedAtMs,
+    state: i.state,
+    ...(i.runningAtMs === undefined ? {} : { runningAtMs: i.runningAtMs }),
+    ...(i.terminatedAtMs === undefined ? {} : { terminatedAtMs: i.terminatedAtMs }),
+    ...(i.terminationReason === undefined ? {} : { terminationReason: i.terminationReason }),
+    ...(i.interruptAtMs === undefined ? {} : { interruptAtMs: i.interruptAtMs }),
+    listed,
+    ...(i.next ? { next: i.next } : {}),
+  };
 }
 
 function snapshot(i: SimInstance): Instance {

@@ -25,4 +25,14 @@ export class TokenBucket {
     }
     return Math.max(1, Math.ceil(((1 - this.tokens) * 1000) / this.perSecond));
   }
+
+  /** Its tokens and when they were counted, to save and restore (see sim-state.ts). */
+  get state(): { tokens: number; updatedAtMs: number } {
+    return { tokens: this.tokens, updatedAtMs: this.updatedAt };
+  }
+
+  set state(saved: { tokens: number; updatedAtMs: number }) {
+    this.tokens = saved.tokens;
+    this.updatedAt = saved.updatedAtMs;
+  }
 }
