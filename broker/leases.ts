@@ -1,17 +1,21 @@
 /**
  * Leases: N GPUs of a type for a tenant until released. A lease is served at once from free GPUs of running
  * instances (the warm buffer) when they fit; otherwise it waits `pending` (and wakes the control loop) until
- * capacity arrives; it `failed` with a reason when no offering could ever serve it. Every change is written to the
- * database before it is applied in memory, and allocation runs one lease at a time.
+ * capacity arrives; it `failed` with a reason when no offering could ever serve it. A ready lease whose instance
+ * goes away (reclaimed spot, failure) moves to free GPUs; when none fit it goes back to `pending` without GPUs (and
+ * unbilled) until replacement capacity serves it, for at most the policy's `leaseReplaceTimeoutMs`, then fails with
+ * the reason. Every change is written to the database before it is applied in memory, and allocation runs one lease
+ * at a time.
  */
 import { and, asc, eq, inArray } from 'drizzle-orm';
 import type { Clock } from '../lib/clock.ts';
 import { NotFoundError, ValidationError } from '../lib/errors.ts';
 import type { IdGenerator } from '../lib/ids.ts';
+import { jsonEqual } from '../lib/json-equal.ts';
 import type { Offering } from '../providers/catalog/offering.ts';
 import { regionGroupOf } from '../providers/catalog/region-groups.ts';
 import { type Allocation, findAllocation, type LeaseWants, serves, shareOf, total } from './allocate.ts';
-import type { Lease, LeaseRequest } from './api/schemas.ts';
+import { type Lease, type LeaseRequest, leaseRequestSchema } from './api/schemas.ts';
 import type { Database } from './db/open-database.ts';
 import { leaseAllocations, leases } from './db/schema.ts';
 import type { Fleet } from './fleet.ts';
@@ -49,21 +53,45 @@ export interface LeaseServiceOptions {
 
 export type { LeaseRow };
 
+/** The reason a lease that lost its GPUs carries while it waits for replacement capacity. */
+const WAITING = 'waiting for replacement capacity: ';
+
+/** A lease that lost its GPUs and waits for replacement capacity: since when, and why. */
+interface Replacing {
+  readonly sinceMs: number;
+  readonly cause: string;
+}
+
 export class LeaseService {
   private readonly open = new Map<string, LeaseRow>();
+  /** Pending leases that were ready and lost their GPUs, by lease id. */
+  private readonly replacing = new Map<string, Replacing>();
   private readonly queue = new SerialQueue();
 
   constructor(private readonly o: LeaseServiceOptions) {}
 
-  /** Loads pending and ready leases (after the fleet has loaded its allocations). */
+  /**
+   * Loads pending and ready leases (after the fleet has loaded its allocations). A pending lease that was ready
+   * before waits for replacement capacity: the time it lost its GPUs is not stored, so its `leaseReplaceTimeoutMs`
+   * counts again from now.
+   */
   async load(): Promise<void> {
     this.open.clear();
+    this.replacing.clear();
+    const now = this.o.clock.now();
     const rows = await this.o.db
       .select()
       .from(leases)
       .where(inArray(leases.status, ['pending', 'ready']))
       .orderBy(asc(leases.createdAt), asc(leases.id));
-    for (const row of rows) this.open.set(row.id, row);
+    for (const row of rows) {
+      this.open.set(row.id, row);
+      if (row.status === 'pending' && row.readyAt !== null) {
+        const reason = row.reason ?? '';
+        const cause = reason.startsWith(WAITING) ? reason.slice(WAITING.length) : reason;
+        this.replacing.set(row.id, { sinceMs: now, cause });
+      }
+    }
   }
 
   /** Creates a lease (or returns the one made earlier with the same idempotency key) and tries to serve it. */
@@ -77,7 +105,7 @@ export class LeaseService {
             and(eq(leases.tenantId, principal.tenantId), eq(leases.idempotencyKey, request.idempotencyKey)),
           );
         if (existing) {
-          if (JSON.stringify(existing.request) !== JSON.stringify(request))
+          if (!sameRequest(existing.request, request))
             throw new ValidationError('idempotencyKey', 'was used before for a different lease request');
           return { lease: await this.view(existing), created: false };
         }
@@ -148,19 +176,31 @@ export class LeaseService {
     });
   }
 
-  /** Ends leases whose TTL has passed. */
+  /**
+   * Ends leases whose TTL has passed, and fails those that waited for replacement capacity longer than the policy's
+   * `leaseReplaceTimeoutMs`; returns how many ended.
+   */
   async expire(): Promise<number> {
     return this.queue.run(async () => {
       const now = this.o.clock.now();
       const due = [...this.open.values()].filter((row) => row.expiresAt !== null && row.expiresAt <= now);
       for (const row of due) await this.end(row, 'expired', 'its ttlSeconds passed');
-      return due.length;
+      const timeoutMs = this.o.policy().leaseReplaceTimeoutMs;
+      let failed = 0;
+      for (const [id, { sinceMs, cause }] of [...this.replacing]) {
+        const row = this.open.get(id);
+        if (row?.status !== 'pending' || sinceMs + timeoutMs > now) continue;
+        await this.end(row, 'failed', `${cause}; no replacement capacity within ${timeoutMs} ms`);
+        failed++;
+      }
+      return due.length + failed;
     });
   }
 
   /**
-   * An instance is going away (reclaimed spot, failure): its leases move to free GPUs when they fit, otherwise they
-   * fail with the reason.
+   * An instance is going away (reclaimed spot, failure): its leases move to free GPUs when they fit; otherwise they
+   * give up their GPUs and wait `pending` for replacement capacity (the control loop is woken to buy it), or fail
+   * with the reason at once when the policy's `leaseReplaceTimeoutMs` is 0.
    */
   async evacuate(instanceId: string, reason: string): Promise<void> {
     await this.queue.run(async () => {
@@ -184,7 +224,9 @@ export class LeaseService {
           : findAllocation({ ...wants, maxMicrosPerHour: undefined }, candidates);
         const next = moved ? [...stays, ...moved] : whole;
         if (!next) {
-          await this.end(row, 'failed', `${reason}; no free capacity to move the lease to`);
+          if (this.o.policy().leaseReplaceTimeoutMs === 0)
+            await this.end(row, 'failed', `${reason}; no free capacity to move the lease to`);
+          else await this.waitForReplacement(row, reason);
           continue;
         }
         await this.o.db.transaction(async (tx) => {
@@ -301,10 +343,36 @@ export class LeaseService {
     };
   }
 
+  /**
+   * A ready lease lost (part of) its GPUs and none can take it now: it gives up all of them and waits `pending`,
+   * unbilled, for replacement capacity. It keeps its `readyAt` (it was ready then), which marks it as replacing
+   * after a restart too.
+   */
+  private async waitForReplacement(row: LeaseRow, cause: string): Promise<void> {
+    const now = this.o.clock.now();
+    const reason = `${WAITING}${cause}`;
+    await this.o.db.transaction(async (tx) => {
+      await tx.delete(leaseAllocations).where(eq(leaseAllocations.leaseId, row.id));
+      await tx
+        .update(leases)
+        .set({ status: 'pending', reason, microsPerHour: null })
+        .where(eq(leases.id, row.id));
+    });
+    this.o.fleet.free(row.id);
+    row.status = 'pending';
+    row.reason = reason;
+    row.microsPerHour = null;
+    this.replacing.set(row.id, { sinceMs: now, cause });
+    this.o.onAllocations?.(row, [], now);
+    this.o.onShortfall();
+  }
+
   private async tryServe(row: LeaseRow): Promise<boolean> {
     const allocation = findAllocation(this.wants(row.request as LeaseRequest), this.o.fleet.freeGpus());
     if (!allocation) return false;
     const now = this.o.clock.now();
+    const replaced = this.replacing.get(row.id);
+    const reason = replaced ? `moved: ${replaced.cause}` : row.reason;
     await this.o.db.transaction(async (tx) => {
       await tx
         .insert(leaseAllocations)
@@ -313,14 +381,17 @@ export class LeaseService {
         );
       await tx
         .update(leases)
-        .set({ status: 'ready', readyAt: now, microsPerHour: total(allocation) })
+        .set({ status: 'ready', reason, readyAt: now, microsPerHour: total(allocation) })
         .where(eq(leases.id, row.id));
     });
     for (const a of allocation) this.o.fleet.allocate(row.id, a.instanceId, a.gpuIndices);
     row.status = 'ready';
+    row.reason = reason;
     row.readyAt = now;
     row.microsPerHour = total(allocation);
-    this.o.onReady?.(now - row.createdAt);
+    // The wait for the first GPUs is the lease's wait; a wait for replacement capacity is not counted again.
+    if (replaced) this.replacing.delete(row.id);
+    else this.o.onReady?.(now - row.createdAt);
     this.o.onAllocations?.(row, allocation, now);
     return true;
   }
@@ -334,6 +405,7 @@ export class LeaseService {
     await this.o.db.update(leases).set({ status, reason, endedAt: now }).where(eq(leases.id, row.id));
     this.o.fleet.free(row.id);
     this.open.delete(row.id);
+    this.replacing.delete(row.id);
     const wasReady = row.status === 'ready';
     row.status = status;
     row.reason = reason;
@@ -402,4 +474,16 @@ export class LeaseService {
       expiresAtMs: row.expiresAt,
     };
   }
+}
+
+/**
+ * Whether a stored request (read back from jsonb, which reorders keys; perhaps stored before a default was added)
+ * means the same as a new one: both validated with defaults applied, then compared by meaning.
+ */
+function sameRequest(stored: unknown, request: LeaseRequest): boolean {
+  const normalized = (value: unknown) => {
+    const parsed = leaseRequestSchema.safeParse(value);
+    return parsed.success ? parsed.data : value;
+  };
+  return jsonEqual(normalized(stored), normalized(request));
 }

@@ -33,6 +33,16 @@ export const brokerPolicySchema = planningPolicySchema
       .min(0)
       .max(24 * 3_600_000)
       .default(10 * 60_000),
+    /**
+     * How long a lease whose instance was reclaimed (or lost) waits `pending` for replacement capacity when no free
+     * GPUs can take it at once; after that it fails with the reason. 0: it fails at once.
+     */
+    leaseReplaceTimeoutMs: z
+      .number()
+      .int()
+      .min(0)
+      .max(24 * 3_600_000)
+      .default(10 * 60_000),
     /** Region groups where the warm buffer of each GPU type is held even without demand there. */
     warmRegionGroups: z.array(z.string().min(1)).default(['us']),
     /** Region group of a lease that names no region. */
