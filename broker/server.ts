@@ -15,7 +15,7 @@ import { LocalProvider } from '../providers/local/local-provider.ts';
 import type { Provider } from '../providers/provider.ts';
 import { connectRemoteProviders } from '../providers/remote/remote-provider.ts';
 import type { SimScenario } from '../providers/sim/scenario.ts';
-import { createSimClouds } from '../providers/sim/sim-clouds.ts';
+import { createSimClouds, SIM_CLOUDS_FILE } from '../providers/sim/sim-clouds.ts';
 import { createApp } from './api/app.ts';
 import { answerMalformedRequests } from './api/malformed-requests.ts';
 import { HttpProblem, problemFor } from './api/problem.ts';
@@ -58,15 +58,27 @@ export interface RunningServer {
 
 export const PROVIDER_NAMES = ['sim', 'local', 'aws', 'gcp', 'azure'] as const;
 
+/**
+ * The providers `names` asks for. With a data directory, the simulated clouds keep their state in
+ * `<dataDir>/sim-clouds.json`, so that they outlive a crash of this process as real clouds would.
+ */
 export async function makeProviders(
   names: readonly string[],
   clock: Clock,
   scenario?: SimScenario,
+  dataDir?: string,
 ): Promise<Provider[]> {
   const providers: Provider[] = [];
   for (const name of names) {
     providerKind(name);
-    if (name === 'sim') providers.push(...createSimClouds({ clock, ...(scenario ? { scenario } : {}) }));
+    if (name === 'sim')
+      providers.push(
+        ...createSimClouds({
+          clock,
+          ...(scenario ? { scenario } : {}),
+          ...(dataDir ? { stateFile: join(dataDir, SIM_CLOUDS_FILE) } : {}),
+        }),
+      );
     else if (name === 'local') providers.push(await LocalProvider.create({ clock }));
     // The cloud SDKs load only when a cloud is asked for; options come from the environment (see each README).
     else if (name === 'aws') {
@@ -141,7 +153,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     answerMalformedRequests(server);
 
     const providers = await withDeadline(
-      makeProviders(options.providers ?? ['sim'], clock, options.scenario),
+      makeProviders(options.providers ?? ['sim'], clock, options.scenario, options.dataDir),
       stepMs,
       () => new StartupError('--providers', `no answer within ${stepMs / 1000} s`),
     ).catch((error: unknown) => {

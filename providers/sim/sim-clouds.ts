@@ -21,6 +21,9 @@ import {
 import { SimTimers } from './sim-timers.ts';
 import { SpotReplay } from './spot-replay.ts';
 
+/** The simulated clouds' state file in a broker's data directory. */
+export const SIM_CLOUDS_FILE = 'sim-clouds.json';
+
 export interface SimCloudsOptions {
   readonly clock: Clock;
   /** A validated scenario or its input (validated here); default `{}`. */
