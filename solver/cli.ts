@@ -3,6 +3,7 @@ import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { parseDurationMs, parseFraction, parseIntegerIn, parsePositive } from '../lib/cli-args.ts';
 import { ValidationError, validationErrorFromIssues } from '../lib/errors.ts';
+import { parseJsonInput } from '../lib/json-input.ts';
 import { BUNDLED_CATALOG_PATH, loadCatalog } from '../providers/catalog/load-catalog.ts';
 import { parseDemandSpec } from './demand-spec.ts';
 import { toLpFormat } from './lp-format.ts';
@@ -16,7 +17,7 @@ interface PlanFlags {
   budget?: string;
   spotMax?: string;
   horizon: string;
-  backend: string;
+  backend?: string;
   timeLimit?: string;
   gap?: string;
   export?: string;
@@ -38,7 +39,7 @@ export function registerPlanCommand(program: Command): void {
     .option('--budget <usd-per-hour>', 'spend ceiling in USD per hour')
     .option('--spot-max <percent>', 'largest share of each GPU type on spot, e.g. 40%')
     .option('--horizon <periods>', 'planning periods (the same demand in each)', '1')
-    .option('--backend <name>', 'highs | glpk | greedy', 'highs')
+    .option('--backend <name>', 'highs | glpk | greedy (default: the policy file’s, else highs)')
     .option('--time-limit <duration>', 'solver time limit, e.g. 10s')
     .option('--gap <percent>', 'relative MIP gap at which to stop, e.g. 1%')
     .option('--export <file>', 'write the model in CPLEX LP format')
@@ -64,9 +65,12 @@ async function runPlan(flags: PlanFlags): Promise<Plan & { usdPerHour: number }>
   if (flags.budget !== undefined)
     policyInput.budgetUsdPerHour = parsePositive('--budget', flags.budget, 10_000_000);
   if (flags.spotMax !== undefined) policyInput.spotMaxShare = parseFraction('--spot-max', flags.spotMax);
-  if (!['highs', 'glpk', 'greedy'].includes(flags.backend))
+  if (flags.backend !== undefined && !['highs', 'glpk', 'greedy'].includes(flags.backend))
     throw new ValidationError('--backend', `"${flags.backend}" is not one of highs, glpk, greedy`);
-  const solver = { ...(policyInput.solver ?? {}), backend: flags.backend as 'highs' | 'glpk' | 'greedy' };
+  const solver = {
+    ...(policyInput.solver ?? {}),
+    ...(flags.backend !== undefined ? { backend: flags.backend as 'highs' | 'glpk' | 'greedy' } : {}),
+  };
   if (flags.timeLimit !== undefined) solver.timeLimitMs = parseDurationMs('--time-limit', flags.timeLimit);
   if (flags.gap !== undefined) solver.relativeGap = parseFraction('--gap', flags.gap);
   policyInput.solver = solver;
@@ -86,12 +90,21 @@ async function runPlan(flags: PlanFlags): Promise<Plan & { usdPerHour: number }>
   return { ...plan, usdPerHour: plan.cost.usdPerHour };
 }
 
+/**
+ * The policy file, validated on its own before any flag overrides a field, with the schema and messages of
+ * `policy set` (`policy.solver.backend: …`): a flag must not hide a mistake in the file.
+ */
 function readPolicyFile(path: string): PlanningPolicyInput {
+  let text: string;
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as PlanningPolicyInput;
+    text = readFileSync(path, 'utf8');
   } catch (error) {
     throw new ValidationError('--policy', `cannot read ${path}: ${(error as Error).message}`);
   }
+  const input = parseJsonInput(text, 'policy');
+  const parsed = planningPolicySchema.safeParse(input);
+  if (!parsed.success) throw validationErrorFromIssues('policy', parsed.error.issues);
+  return input as PlanningPolicyInput;
 }
 
 const usd = (v: number) =>

@@ -12,6 +12,7 @@ import { renderMetrics } from '../metrics.ts';
 import { registerBillingRoutes } from './billing-routes.ts';
 import { forwardToLeader } from './forward.ts';
 import { registerFunctionRoutes } from './function-routes.ts';
+import { inputGuard } from './input-guard.ts';
 import { HttpProblem, problemFor } from './problem.ts';
 import {
   BEARER,
@@ -76,6 +77,11 @@ export function createApp(broker: Broker): OpenAPIHono<Env> {
       );
     return forwardToLeader(c.req.raw, leader);
   });
+  // After forwarding (it reads the body; a follower passes the raw request on), before anything else reads input.
+  app.use(
+    '/v1/*',
+    inputGuard(() => app.routes),
+  );
   app.use('/v1/*', async (c, next) => {
     const header = c.req.header('authorization') ?? '';
     const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ValidationError } from '../../lib/errors.ts';
+import { parseJsonInput } from '../../lib/json-input.ts';
 import { plainTable } from './billing-format.ts';
 
 /** What every stored version carries (policy versions, price book versions). */
@@ -19,12 +20,14 @@ export interface StoredVersion {
  * `what` names the document (`the policy`, `the price book`), `example` shows an object of it.
  */
 export function readJsonObjectFile(file: string, what: string, example: string): Record<string, unknown> {
-  let input: unknown;
+  let text: string;
   try {
-    input = JSON.parse(readFileSync(file, 'utf8'));
+    text = readFileSync(file, 'utf8');
   } catch (error) {
     throw new ValidationError(file, `cannot read ${what}: ${(error as Error).message}`);
   }
+  // Reserved keys (`__proto__`) and unstorable text are refused here as the API refuses them.
+  const input = parseJsonInput(text, file);
   if (typeof input !== 'object' || input === null || Array.isArray(input))
     throw new ValidationError(file, `${what.replace(/^the /, 'a ')} is a JSON object, e.g. ${example}`);
   return input as Record<string, unknown>;

@@ -8,6 +8,7 @@ import { extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { DataFileError, validationErrorFromIssues } from '../../lib/errors.ts';
+import { parseJsonInput } from '../../lib/json-input.ts';
 import { CAPACITY_TYPES } from '../catalog/offering.ts';
 
 const ms = z
@@ -269,7 +270,7 @@ export async function loadSimScenario(file: string): Promise<SimScenario> {
   const path = resolve(file);
   let input: unknown;
   try {
-    if (extname(path) === '.json') input = JSON.parse(readFileSync(path, 'utf8'));
+    if (extname(path) === '.json') input = parseJsonInput(readFileSync(path, 'utf8'), path);
     else input = ((await import(pathToFileURL(path).href)) as { default?: unknown }).default;
   } catch (error) {
     throw new DataFileError(

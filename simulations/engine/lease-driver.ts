@@ -2,8 +2,9 @@
  * Replays lease requests through the broker's LeaseService, as a tenant would over the API: request at arrival,
  * hold for the task's duration once ready, release. A lease that is not ready at once waits `pending` while the
  * control loop buys capacity; `check()` (run after moments when that can change: a provider event, a tick, a
- * lease call) notices it became ready and starts its clock. A lease the broker ends early (its instance reclaimed
- * and no free GPUs to move it to) is requested again for the time it still had to run.
+ * lease call) notices it became ready and starts its clock. A lease that loses its GPUs (its instance reclaimed and
+ * no free GPUs to move it to) waits `pending` again for replacement capacity: its clock stops until it is served
+ * again, for the time it still had to run. A lease the broker ends early is requested again for that time.
  */
 import { leaseRequestSchema } from '../../broker/api/schemas.ts';
 import type { Broker } from '../../broker/broker.ts';
@@ -14,10 +15,10 @@ import type { LeaseGpus } from './metrics.ts';
 interface TrackedLease {
   readonly arrivalMs: number;
   readonly gpus: number;
-  /** How long it must run once ready. */
-  readonly durationMs: number;
-  /** False for a lease requested again after the broker ended it early: its wait was counted already. */
-  readonly first: boolean;
+  /** How long it must still run once ready. */
+  durationMs: number;
+  /** False for a lease requested again after the broker ended it early, or waiting again: its wait was counted. */
+  first: boolean;
   readyAtMs: number | undefined;
   release: TimerHandle | undefined;
 }
@@ -111,6 +112,9 @@ export class LeaseDriver {
           this.request(tracked.gpus, tracked.durationMs, tracked.arrivalMs, tracked.first);
           started = true;
         }
+      } else if (row?.status === 'pending') {
+        // Lost its GPUs: not held until replacement capacity serves it, then held for the time it still has.
+        this.lostGpus(tracked);
       } else if (!row) {
         // Ended by the broker before its time: run the rest elsewhere.
         const now = this.o.clock.now();
@@ -157,6 +161,20 @@ export class LeaseDriver {
           this.inFlight--;
         });
     });
+  }
+
+  private lostGpus(tracked: TrackedLease): void {
+    this.o.beforeChange();
+    const now = this.o.clock.now();
+    const readyAtMs = tracked.readyAtMs as number;
+    tracked.release?.cancel();
+    tracked.release = undefined;
+    this.heldGpuMs += (now - readyAtMs) * tracked.gpus;
+    tracked.durationMs -= now - readyAtMs;
+    tracked.readyAtMs = undefined;
+    tracked.first = false;
+    this.readyGpus -= tracked.gpus;
+    this.pendingGpus += tracked.gpus;
   }
 
   private forget(id: string, tracked: TrackedLease): void {
