@@ -7,10 +7,11 @@ import { lookup } from 'node:dns/promises';
 import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, isIP } from 'node:net';
 import { join } from 'node:path';
-import { type ServerType, serve } from '@hono/node-server';
+import { serve } from '@hono/node-server';
 import { type Clock, RealClock } from '../lib/clock.ts';
 import { withDeadline } from '../lib/deadline.ts';
 import { GpubrokerError, StartupError, ValidationError } from '../lib/errors.ts';
+import { listening } from '../lib/listen.ts';
 import { LocalProvider } from '../providers/local/local-provider.ts';
 import type { Provider } from '../providers/provider.ts';
 import { connectRemoteProviders } from '../providers/remote/remote-provider.ts';
@@ -241,28 +242,6 @@ async function resolveHost(host: string, stepMs: number): Promise<void> {
     throw new StartupError('--host', `"${host}" does not resolve to an address of this machine`, {
       cause: error,
     });
-  });
-}
-
-async function listening(server: ServerType, host: string, port: number): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  }).catch((error: NodeJS.ErrnoException) => {
-    server.close();
-    if (error.code === 'EADDRINUSE')
-      throw new StartupError(
-        '--port',
-        `${host}:${port} is already in use; stop what listens there or pick another --port`,
-      );
-    if (error.code === 'EACCES')
-      throw new StartupError(
-        '--port',
-        `not allowed to listen on ${host}:${port} (ports below 1024 need privileges)`,
-      );
-    if (error.code === 'EADDRNOTAVAIL')
-      throw new StartupError('--host', `${host} is not an address of this machine`);
-    throw new StartupError('--port', `cannot listen on ${host}:${port}: ${error.message}`, { cause: error });
   });
 }
 

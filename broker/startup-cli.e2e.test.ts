@@ -57,3 +57,19 @@ describe('gpubroker serve and db check, as a user runs them', () => {
     expect(fine.stdout).toContain('sound');
   });
 });
+
+describe('gpubroker clouds serve', () => {
+  it('on a port in use prints one line naming --port and exits 1', async () => {
+    const running = await startCli(['clouds', 'serve', '--port', '0']);
+    try {
+      const port = /:(\d+)$/.exec(running.url)?.[1] as string;
+      const busy = await runCli(['clouds', 'serve', '--port', port]);
+      expect(busy.code).toBe(1);
+      expect(busy.stderr).toBe(
+        `gpubroker: --port: 127.0.0.1:${port} is already in use; stop what listens there or pick another --port\n`,
+      );
+    } finally {
+      await stopCli(running);
+    }
+  });
+});

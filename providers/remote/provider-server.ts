@@ -22,6 +22,7 @@ import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { stream } from 'hono/streaming';
 import type { z } from 'zod';
+import { listening } from '../../lib/listen.ts';
 import type { Provider, ProviderEvent } from '../provider.ts';
 import { InvalidRequestError, ProviderError, ProviderUnavailableError } from '../provider-errors.ts';
 import { errorToWire, listFilterSchema, provisionRequestSchema, terminateRequestSchema } from './wire.ts';
@@ -169,10 +170,7 @@ export async function serveProviders(
   const app = createProviderApp(providers, stop.signal);
   const host = options.host ?? '127.0.0.1';
   const server = serve({ fetch: app.fetch, port: options.port ?? 0, hostname: host });
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
+  await listening(server, host, options.port ?? 0);
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://${host}:${port}`,
