@@ -17,6 +17,7 @@ import { StartupError } from '../../lib/errors.ts';
 import * as meterSchema from '../../runtime/meter/schema.ts';
 import { checkDataDir, INIT_MARKER } from './data-dir-check.ts';
 import { DrizzlePGlite } from './drizzle-pglite.ts';
+import { discardTemplate, migratedTemplate } from './pglite-template.ts';
 import * as brokerSchema from './schema.ts';
 
 const schema = { ...brokerSchema, ...meterSchema };
@@ -45,7 +46,7 @@ export interface OpenDatabaseOptions {
 
 export async function openDatabase(options: OpenDatabaseOptions): Promise<OpenedDatabase> {
   if (options.url) return openPostgres(options.url);
-  const client = options.dataDir ? await openPgliteDir(options.dataDir) : new DrizzlePGlite();
+  const client = options.dataDir ? await openPgliteDir(options.dataDir) : await openPgliteInMemory();
   const db = drizzlePglite({ client, schema });
   try {
     await migratePglite(db, { migrationsFolder: MIGRATIONS });
@@ -62,6 +63,21 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Opened
     tryLeadership: async () => true,
     close: () => client.close(),
   };
+}
+
+/** An in-memory PGlite restored from the migrated template (see pglite-template.ts), else created from scratch. */
+async function openPgliteInMemory(): Promise<PGlite> {
+  const template = await migratedTemplate(MIGRATIONS);
+  if (template) {
+    const client = new DrizzlePGlite(undefined, { loadDataDir: template });
+    try {
+      await client.waitReady;
+      return client;
+    } catch {
+      discardTemplate(MIGRATIONS);
+    }
+  }
+  return new DrizzlePGlite();
 }
 
 /**
@@ -82,7 +98,8 @@ async function openPgliteDir(dataDir: string): Promise<PGlite> {
     rmSync(pgdata, { recursive: true, force: true });
     mkdirSync(pgdata);
   }
-  const client = new DrizzlePGlite(pgdata);
+  const template = report.verdict === 'fresh' ? await migratedTemplate(MIGRATIONS) : undefined;
+  const client = new DrizzlePGlite(pgdata, template ? { loadDataDir: template } : {});
   try {
     await client.waitReady;
   } catch (error) {
