@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['**/*.e2e.test.ts'],
-    exclude: ['node_modules/**'],
+    exclude: ['node_modules/**', 'tmp/**'],
     testTimeout: 180_000,
     hookTimeout: 120_000,
     pool: 'forks',
