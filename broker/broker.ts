@@ -14,7 +14,7 @@ import pino, { type Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import { IdGenerator } from '../lib/ids.ts';
 import { Random } from '../lib/random.ts';
-import type { Provider, ProviderEvent } from '../providers/provider.ts';
+import type { Instance, Provider, ProviderEvent } from '../providers/provider.ts';
 import type { Executor } from '../runtime/executor/executor.ts';
 import { LocalExecutor } from '../runtime/executor/local-executor.ts';
 import { parseFunctionOptions } from '../runtime/function-spec.ts';
@@ -191,14 +191,28 @@ export class Broker {
   async start(options: { schedule?: boolean } = {}): Promise<void> {
     this.fleetId = await this.ensureFleetId();
     this.currentPolicy = (await this.policies.current()).policy;
-    await this.loop.refreshOfferings();
-    if (!(await this.loop.claimLeadership())) {
-      await this.fleet.load();
-      await this.leases.load();
-    }
+    // Listen before catching up: an event of the moments the inventory is being read waits its turn instead of
+    // being lost (a boot that finished after the list and before the subscription would never be heard of).
     for (const provider of this.providers.values()) this.readers.push(this.follow(provider));
+    try {
+      if (!(await this.loop.claimLeadership())) {
+        await this.loop.refreshOfferings();
+        await this.fleet.load();
+        await this.leases.load();
+      }
+    } finally {
+      this.eventsOpen = true;
+      this.openEvents();
+    }
     if (options.schedule !== false) this.loop.start();
   }
+
+  /** Provider events wait until `start` has caught up with the inventory. */
+  private eventsOpen = false;
+  private openEvents: () => void = () => undefined;
+  private readonly eventsOpened = new Promise<void>((resolve) => {
+    this.openEvents = resolve;
+  });
 
   /** The URL this replica serves the API on; the leader's is stored so that followers can pass requests on. */
   advertisedUrl: string | undefined;
@@ -214,13 +228,18 @@ export class Broker {
     return row?.value;
   }
 
-  /** The leadership was just won: what the previous leader (or this process before a crash) left is the truth. */
+  /**
+   * The leadership was just won: what the previous leader (or this process before a crash) left is the truth.
+   * Ready leases are metered again first of all, before the providers are asked anything: time until then goes
+   * unbilled.
+   */
   private async catchUp(): Promise<void> {
     this.policies.forget();
     this.currentPolicy = (await this.policies.current()).policy;
     await this.fleet.load();
     await this.leases.load();
     await this.leaseMetering.resume(await this.leases.readyWithAllocations(), this.o.clock.now());
+    await this.loop.refreshOfferings();
     await this.reconcile();
     await this.redeployApps();
     this.runtime.start();
@@ -298,13 +317,19 @@ export class Broker {
     return stored?.value ?? value;
   }
 
+  /**
+   * Brings the fleet in line with the providers' inventories: what changed while nobody listened (a boot finished,
+   * a spot instance was reclaimed or is being reclaimed, an instance ended) is applied as its event would have
+   * been; instances the provider no longer lists at all are lost; fleet-tagged instances of no recorded action are
+   * orphans and are terminated.
+   */
   private async reconcile(): Promise<void> {
     const { db } = this.o.database;
     const known = new Set((await db.select({ id: actions.id }).from(actions)).map((a) => a.id));
     for (const provider of this.providers.values()) {
       let listed: Awaited<ReturnType<Provider['list']>>;
       try {
-        listed = await provider.list({ tags: { [FLEET_TAG]: this.fleetId } });
+        listed = await provider.list({ tags: { [FLEET_TAG]: this.fleetId }, includeTerminated: true });
       } catch (error) {
         this.logger.warn(
           { vendor: provider.vendor, err: error },
@@ -313,13 +338,36 @@ export class Broker {
         continue;
       }
       const orphans: string[] = [];
+      const ended: Instance[] = [];
+      const reclaimed: Instance[] = [];
+      const adopted: Instance[] = [];
       for (const instance of listed) {
-        if (known.has(instance.tags[ACTION_TAG] ?? '')) await this.fleet.record(instance);
-        else orphans.push(instance.id);
+        if (!known.has(instance.tags[ACTION_TAG] ?? '')) {
+          if (instance.state !== 'terminated' && instance.state !== 'terminating') orphans.push(instance.id);
+        } else if (instance.state === 'terminated') {
+          if (this.fleet.get(instance.id)) ended.push(instance);
+        } else {
+          adopted.push(instance);
+          if (instance.interruptAtMs !== undefined && this.fleet.get(instance.id)?.interruptAt == null)
+            reclaimed.push(instance);
+        }
       }
+      await this.fleet.recordAll(adopted);
       if (orphans.length > 0) {
         this.logger.warn({ vendor: provider.vendor, orphans }, 'terminating orphans');
         await provider.terminate(orphans);
+      }
+      for (const instance of reclaimed)
+        await this.leases.evacuate(
+          instance.id,
+          `instance ${instance.id} is being reclaimed by ${provider.vendor}`,
+        );
+      this.runtime.drainInstances(reclaimed.map((i) => i.id));
+      for (const instance of ended) {
+        const reason = instance.terminationReason ?? 'failed';
+        this.runtime.drainInstances([instance.id]);
+        await this.leases.evacuate(instance.id, `instance ${instance.id} ended (${reason})`);
+        await this.fleet.setState(instance.id, 'terminated', { reason });
       }
       const present = new Set(listed.map((i) => i.id));
       for (const instance of this.fleet.all())
@@ -333,6 +381,7 @@ export class Broker {
 
   private async follow(provider: Provider): Promise<void> {
     for await (const event of provider.events({ signal: this.stopEvents.signal })) {
+      if (!this.eventsOpen) await this.eventsOpened;
       try {
         await this.onEvent(event);
       } catch (error) {
