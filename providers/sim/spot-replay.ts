@@ -115,31 +115,52 @@ export class SpotReplay {
   private resolve(offering: Offering, zone: string): SpotPoolTraces {
     if (!this.scenario.spot.replay) return { availability: undefined, preemption: undefined };
     const rule = this.scenario.spot.pools.find((r) => matches(r.match, offering, zone));
-    const pick = (kind: SpotTraceKind): ReplayedTrace | undefined => {
-      const random = new Random(hashString(`${this.scenario.seed}|${kind}|${offering.id}|${zone}`));
-      const named = rule?.[kind];
-      if (named === null) return undefined;
-      const trace =
-        named !== undefined ? spotTraceByName(named) : this.bestTrace(kind, offering, zone, random);
-      if (!trace) return undefined;
-      const duration = trace.data.length * trace.gapMs;
-      return { trace, shiftMs: rule?.shiftMs ?? random.int(0, duration - 1) };
+    return {
+      availability: this.pick('availability', offering, zone, rule),
+      preemption: this.pick('preemption', offering, zone, rule),
     };
-    return { availability: pick('availability'), preemption: pick('preemption') };
   }
 
-  private bestTrace(kind: SpotTraceKind, o: Offering, zone: string, random: Random): SpotTrace | undefined {
-    const candidates = this.traces.filter((t) => t.kind === kind);
-    if (candidates.length === 0) return undefined;
-    const vendorHasOwn = candidates.some((t) => t.vendor === o.vendor);
+  private pick(
+    kind: SpotTraceKind,
+    offering: Offering,
+    zone: string,
+    rule: SimScenario['spot']['pools'][number] | undefined,
+  ): ReplayedTrace | undefined {
+    const random = new Random(hashString(`${this.scenario.seed}|${kind}|${offering.id}|${zone}`));
+    const named = rule?.[kind];
+    if (named === null) return undefined;
+    let trace: SpotTrace | undefined;
+    if (named !== undefined) trace = spotTraceByName(named);
+    else {
+      const best = this.bestTraces(kind, offering, zone);
+      trace = best.length === 0 ? undefined : random.pick(best);
+    }
+    if (!trace) return undefined;
+    const duration = trace.data.length * trace.gapMs;
+    return { trace, shiftMs: rule?.shiftMs ?? random.int(0, duration - 1) };
+  }
+
+  /** The best-scored traces for an offering in a zone, by name (the same for every pool that scores alike). */
+  private readonly best = new Map<string, readonly SpotTrace[]>();
+
+  private bestTraces(kind: SpotTraceKind, o: Offering, zone: string): readonly SpotTrace[] {
     const multi = o.gpusPerInstance > 1;
+    // Everything the score reads: pools alike in these share one list (thousands of pools, a few dozen lists).
+    const key = `${kind}|${o.vendor}|${zone}|${o.gpu}|${multi}`;
+    let best = this.best.get(key);
+    if (best) return best;
+    const candidates = this.traces.filter((t) => t.kind === kind);
+    const vendorHasOwn = candidates.some((t) => t.vendor === o.vendor);
     const score = (t: SpotTrace) =>
       (t.vendor === o.vendor && t.zone === zone && t.gpu === o.gpu ? 8 : 0) +
       (t.vendor === o.vendor || (!vendorHasOwn && t.vendor === 'aws') ? 4 : 0) +
       (t.gpu === o.gpu ? 2 : 0) +
       ((t.gpusPerInstance ?? 1) > 1 === multi ? 1 : 0);
-    const best = Math.max(...candidates.map(score));
-    return random.pick(candidates.filter((t) => score(t) === best));
+    const top = Math.max(...candidates.map(score));
+    best = candidates.filter((t) => score(t) === top);
+    this.best.set(key, best);
+    return best;
   }
 }
 
