@@ -2,7 +2,7 @@
  * Apps and functions: write a function, say which GPU it needs, and call it from anywhere; it runs in containers on
  * the broker's capacity.
  *
- *   import { App } from 'gpubroker';
+ *   import { App } from '@gpubroker/sdk';
  *   export const app = new App('demo');
  *   export const square = app.function({ gpu: 'H100' }, async (x: number) => x * x);
  *   export async function main() { for await (const y of square.map([1, 2, 3])) console.log(y); }
@@ -11,6 +11,7 @@
  * runs remotely. A handle is also a plain function: called directly (and inside its container) it runs locally.
  */
 import { Broker } from './broker-client.ts';
+import type { Schemas } from './wire.ts';
 import { assertWireSafe } from './wire-value.ts';
 
 /** Options of a function (validated by the broker on deploy; see the README for each). */
@@ -47,12 +48,8 @@ export class RemoteFunctionError extends Error {
   }
 }
 
-export interface CallView {
-  readonly id: string;
-  readonly status: 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
-  readonly value?: unknown;
-  readonly error?: { readonly message: string; readonly stack?: string; readonly name?: string };
-}
+/** A call as the broker answers it: status, value or error, attempts, times. */
+export type CallView = Schemas['Call'];
 
 /** A call started with `spawn`. */
 export class FunctionCall<R> {
@@ -67,10 +64,10 @@ export class FunctionCall<R> {
       options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
     for (;;) {
       const waitMs = Math.max(0, Math.min(20_000, deadline - Date.now()));
-      const view = await this.broker.call<CallView>(
-        'GET',
-        `/v1/calls/${encodeURIComponent(this.id)}?waitMs=${Math.floor(waitMs)}`,
-      );
+      const view = await this.broker.api('get', '/v1/calls/{id}', {
+        params: { id: this.id },
+        query: { waitMs: Math.floor(waitMs) },
+      });
       if (view.status === 'succeeded') return view.value as R;
       if (view.status === 'failed' || view.status === 'cancelled') throw failure(view);
       if (Date.now() >= deadline)
@@ -79,7 +76,7 @@ export class FunctionCall<R> {
   }
 
   async cancel(): Promise<void> {
-    await this.broker.call('DELETE', `/v1/calls/${encodeURIComponent(this.id)}`);
+    await this.broker.api('delete', '/v1/calls/{id}', { params: { id: this.id } });
   }
 }
 
@@ -210,11 +207,10 @@ export class App {
       throw new TypeError(`this function of app "${this.name}" has no name yet: export it, or pass { name }`);
     for (const [i, args] of inputs.entries())
       assertWireSafe(args, inputs.length === 1 ? 'arguments' : `inputs[${i}]`);
-    const answer = await this.client().call<{ callIds: string[] }>(
-      'POST',
-      `/v1/apps/${encodeURIComponent(this.name)}/functions/${encodeURIComponent(name)}/calls`,
-      { inputs },
-    );
+    const answer = await this.client().api('post', '/v1/apps/{name}/functions/{fn}/calls', {
+      params: { name: this.name, fn: name },
+      body: { inputs: inputs as unknown[][] },
+    });
     return answer.callIds;
   }
 
@@ -259,9 +255,8 @@ export class App {
         }
         if (waiting.size === 0 && done.size === 0) return;
         if (waiting.size > 0) {
-          const answer = await this.client().call<{ calls: CallView[] }>('POST', '/v1/calls/wait', {
-            callIds: [...waiting.keys()],
-            waitMs: 10_000,
+          const answer = await this.client().api('post', '/v1/calls/wait', {
+            body: { callIds: [...waiting.keys()], waitMs: 10_000 },
           });
           for (const view of answer.calls) {
             const index = waiting.get(view.id);
@@ -289,7 +284,7 @@ export class App {
       await Promise.all(
         [...waiting.keys()].map((id) =>
           this.client()
-            .call('DELETE', `/v1/calls/${encodeURIComponent(id)}`)
+            .api('delete', '/v1/calls/{id}', { params: { id } })
             .catch(() => {}),
         ),
       );

@@ -1,58 +1,57 @@
 /**
- * The TypeScript client of the broker's HTTP API. Types come from the API's own zod schemas (type-only imports),
- * so the SDK and the server agree by construction.
+ * The TypeScript client of the broker's HTTP API. Its types are the wire contract's: wire.gen.ts is generated from
+ * the broker's OpenAPI document (see wire.ts), so the SDK and the server agree, and the SDK depends on nothing.
  *
- *   import { Broker } from 'gpubroker';
+ *   import { Broker } from '@gpubroker/sdk';
  *   const broker = new Broker();                      // GPUBROKER_URL, GPUBROKER_TOKEN, or the local operator token
  *   await using lease = await broker.gpus.request({ gpu: 'H100', count: 8, placement: 'single-node' });
  *   console.log(lease.allocations);                    // released when the block ends
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { z } from '@hono/zod-openapi';
-import type {
-  costsSchema,
-  InvoiceView,
-  invoiceLineSchema,
-  Lease,
-  LeaseRequestInput,
-  Problem,
-  policyVersionSchema,
-  priceBookVersionSchema,
-  tenantLimitsSchema,
-  tokenSchema,
-  usageQuerySchema,
-  usageRowSchema,
-  usageSchema,
-} from '../broker/api/schemas.ts';
-import { type Clock, RealClock } from '../lib/clock.ts';
 import { App, type FunctionHandle } from './app.ts';
+import { type Clock, realClock } from './clock.ts';
+import { SDK_VERSION, SDK_VERSION_HEADER } from './version.ts';
+import {
+  type Answer,
+  type Method,
+  type PathOf,
+  type paths,
+  type RequestArgs,
+  requestPath,
+  type Schemas,
+} from './wire.ts';
 
-export type { Lease, LeaseRequestInput, Problem };
+/** A lease of GPUs: `pending` until its capacity is there, then `ready` with its allocations. */
+export type Lease = Schemas['Lease'];
+/** What to lease: `gpu` and `count`, and optionally placement, regions, vendors, capacity type, price cap, TTL. */
+export type LeaseRequestInput = Schemas['LeaseRequest'];
+/** An error answer of the API (RFC 9457 problem+json); `field` names the request field that was wrong. */
+export type Problem = Schemas['Problem'];
 
 /** One version of the broker policy: the whole policy, who set it and when, and what changed from the one before. */
-export type PolicyVersion = z.infer<typeof policyVersionSchema>;
+export type PolicyVersion = Schemas['PolicyVersion'];
 /** A new API token; `token` is shown only in this answer. */
-export type CreatedToken = z.infer<typeof tokenSchema>;
+export type CreatedToken = Schemas['Token'];
 
 /** Metered usage in a window, one row per tenant × key, with totals. */
-export type Usage = z.infer<typeof usageSchema>;
+export type Usage = Schemas['Usage'];
 /** One row of usage: seconds and GPU-seconds (each interval rounded up to whole seconds) and their price. */
-export type UsageRow = z.infer<typeof usageRowSchema>;
+export type UsageRow = Usage['rows'][number];
 /** A tenant's invoice for a month (`open`: computed now; `closed`: frozen); amounts in integer micro-USD. */
-export type Invoice = InvoiceView;
+export type Invoice = Schemas['Invoice'];
 /** One line of an invoice: a GPU type × lease or function × rate; `lateFrom` marks late usage of a closed month. */
-export type InvoiceLine = z.infer<typeof invoiceLineSchema>;
+export type InvoiceLine = Invoice['lines'][number];
 /** Fleet cost against billed usage per GPU type over a window (operator). */
-export type CostReport = z.infer<typeof costsSchema>;
+export type CostReport = Schemas['Costs'];
 /** One version of the price book, with the effective micro-USD per GPU-second of every GPU type. */
-export type PriceBookVersion = z.infer<typeof priceBookVersionSchema>;
+export type PriceBookVersion = Schemas['PriceBookVersion'];
 /**
  * Limits to change: `gpuQuota` (most GPUs held at once), `spendLimitUsdPerHour` (billed in the last hour),
  * `spendLimitUsdPerMonth` (billed this calendar month), `onSpendLimit` (`continue`: only new leases are refused;
  * `stop`: running leases are released too). A field left out stays as it is; null removes that limit.
  */
-export type TenantLimitsInput = z.input<typeof tenantLimitsSchema>;
+export type TenantLimitsInput = Schemas['TenantLimits'];
 /** A tenant's limits as the broker answers them: every field present, null where there is no limit. */
 export type TenantLimits = { [K in keyof TenantLimitsInput]-?: Exclude<TenantLimitsInput[K], undefined> };
 
@@ -65,7 +64,7 @@ export interface UsageQuery {
   /** End (exclusive); default: now. */
   readonly to?: TimeInput;
   /** What a row is: `gpu` type (the default), `lease`, `function` or `day` (UTC, of the usage's start). */
-  readonly groupBy?: z.infer<typeof usageQuerySchema>['groupBy'];
+  readonly groupBy?: NonNullable<paths['/v1/usage']['get']['parameters']['query']>['groupBy'];
   /** Operators: one tenant only (a tenant token may name only itself). */
   readonly tenant?: string;
 }
@@ -159,76 +158,69 @@ export class Broker {
 
   readonly leases = {
     /** Creates a lease and answers at once (ready, pending or failed with a reason); `gpus.request` waits. */
-    create: (request: LeaseRequestInput): Promise<Lease> => this.call<Lease>('POST', '/v1/leases', request),
-    list: async (): Promise<Lease[]> => (await this.call<{ leases: Lease[] }>('GET', '/v1/leases')).leases,
-    get: (id: string): Promise<Lease> => this.call<Lease>('GET', `/v1/leases/${encodeURIComponent(id)}`),
-    release: (id: string): Promise<Lease> =>
-      this.call<Lease>('DELETE', `/v1/leases/${encodeURIComponent(id)}`),
+    create: (request: LeaseRequestInput): Promise<Lease> => this.api('post', '/v1/leases', { body: request }),
+    list: async (): Promise<Lease[]> => (await this.api('get', '/v1/leases')).leases,
+    get: (id: string): Promise<Lease> => this.api('get', '/v1/leases/{id}', { params: { id } }),
+    release: (id: string): Promise<Lease> => this.api('delete', '/v1/leases/{id}', { params: { id } }),
   };
 
   readonly policy = {
     /** The policy in force (version 0 is the all-defaults policy). Any token may read it. */
-    get: (): Promise<PolicyVersion> => this.call<PolicyVersion>('GET', '/v1/policy'),
+    get: (): Promise<PolicyVersion> => this.api('get', '/v1/policy'),
     /**
      * Stores a new version (operator token); it takes effect at the next tick. Fields left out take their
      * defaults. An invalid policy is a BrokerApiError (400) whose `field` names what was wrong, e.g.
      * `policy.spotMaxShare`; nothing is stored then.
      */
     set: (policy: Record<string, unknown>): Promise<PolicyVersion> =>
-      this.call<PolicyVersion>('PUT', '/v1/policy', policy),
+      this.api('put', '/v1/policy', { body: policy }),
     /** Every stored version, newest first (operator token); empty while the defaults are in force. */
-    history: async (): Promise<PolicyVersion[]> =>
-      (await this.call<{ versions: PolicyVersion[] }>('GET', '/v1/policy/history')).versions,
+    history: async (): Promise<PolicyVersion[]> => (await this.api('get', '/v1/policy/history')).versions,
   };
 
   readonly tokens = {
     /** Creates a token for a tenant (operator token); the answer is the only time the token is visible. */
     create: (input: CreateTokenInput): Promise<CreatedToken> =>
-      this.call<CreatedToken>('POST', '/v1/tokens', {
-        tenant: input.tenant,
-        role: input.operator ? 'operator' : 'tenant',
-        ...(input.gpuQuota !== undefined ? { gpuQuota: input.gpuQuota } : {}),
+      this.api('post', '/v1/tokens', {
+        body: {
+          tenant: input.tenant,
+          role: input.operator ? 'operator' : 'tenant',
+          ...(input.gpuQuota !== undefined ? { gpuQuota: input.gpuQuota } : {}),
+        },
       }),
   };
 
   readonly invoices = {
     /** Invoices from each tenant's first usage to this month, newest first (a tenant token: its own only). */
     list: async (scope: TenantScope = {}): Promise<Invoice[]> =>
-      (await this.call<{ invoices: Invoice[] }>('GET', `/v1/invoices${query({ tenant: scope.tenant })}`))
-        .invoices,
+      (await this.api('get', '/v1/invoices', { query: { tenant: scope.tenant } })).invoices,
     /**
      * The invoices of one month (`YYYY-MM`, UTC), one per tenant in scope: a tenant token gets its own only. A
      * month not like 2026-11 is a BrokerApiError (400, field `month`).
      */
     get: async (month: string, scope: TenantScope = {}): Promise<Invoice[]> =>
-      (
-        await this.call<{ invoices: Invoice[] }>(
-          'GET',
-          `/v1/invoices/${encodeURIComponent(month)}${query({ tenant: scope.tenant })}`,
-        )
-      ).invoices,
+      (await this.api('get', '/v1/invoices/{month}', { params: { month }, query: { tenant: scope.tenant } }))
+        .invoices,
     /**
      * Closes a month that has ended (operator token): every tenant's invoice of it is frozen, and usage that
      * arrives later for it is billed on the next open month. A month not yet ended is a BrokerApiError (400,
      * field `month`); closing again changes nothing.
      */
     close: async (month: string): Promise<Invoice[]> =>
-      (await this.call<{ invoices: Invoice[] }>('POST', `/v1/invoices/${encodeURIComponent(month)}/close`))
-        .invoices,
+      (await this.api('post', '/v1/invoices/{month}/close', { params: { month } })).invoices,
   };
 
   readonly prices = {
     /** The price book in force (version 0: the defaults) with the effective rate per GPU type. Any token. */
-    get: (): Promise<PriceBookVersion> => this.call<PriceBookVersion>('GET', '/v1/prices'),
+    get: (): Promise<PriceBookVersion> => this.api('get', '/v1/prices'),
     /**
      * Stores a new price book version (operator token); fields left out take their defaults. An invalid book is
      * a BrokerApiError (400) whose `field` names what was wrong, e.g. `priceBook.markup`; nothing is stored then.
      */
     set: (book: Record<string, unknown>): Promise<PriceBookVersion> =>
-      this.call<PriceBookVersion>('PUT', '/v1/prices', book),
+      this.api('put', '/v1/prices', { body: book }),
     /** Every stored version, newest first (operator token); empty while the defaults are in force. */
-    history: async (): Promise<PriceBookVersion[]> =>
-      (await this.call<{ versions: PriceBookVersion[] }>('GET', '/v1/prices/history')).versions,
+    history: async (): Promise<PriceBookVersion[]> => (await this.api('get', '/v1/prices/history')).versions,
   };
 
   readonly tenants = {
@@ -236,14 +228,17 @@ export class Broker {
      * Changes a tenant's GPU quota and spend limits (operator token) and answers the limits in force; `{}` only
      * reads them. An unknown tenant is a BrokerApiError (404).
      */
-    setLimits: (name: string, limits: TenantLimitsInput): Promise<TenantLimits> =>
-      this.call<TenantLimits>('PUT', `/v1/tenants/${encodeURIComponent(name)}/limits`, limits),
+    setLimits: async (name: string, limits: TenantLimitsInput): Promise<TenantLimits> =>
+      (await this.api('put', '/v1/tenants/{name}/limits', {
+        params: { name },
+        body: limits,
+      })) as TenantLimits,
   };
 
   constructor(options: BrokerClientOptions = {}) {
     this.url = (options.url ?? process.env.GPUBROKER_URL ?? 'http://127.0.0.1:8787').replace(/\/+$/, '');
     this.token = options.token ?? process.env.GPUBROKER_TOKEN ?? localOperatorToken();
-    this.clock = options.clock ?? new RealClock();
+    this.clock = options.clock ?? realClock;
   }
 
   /**
@@ -251,10 +246,8 @@ export class Broker {
    * operator every tenant's (or `tenant`'s). A bad window or grouping is a BrokerApiError (400) naming the field.
    */
   usage(options: UsageQuery = {}): Promise<Usage> {
-    return this.call<Usage>(
-      'GET',
-      `/v1/usage${query({ from: options.from, to: options.to, groupBy: options.groupBy, tenant: options.tenant })}`,
-    );
+    const { from, to, groupBy, tenant } = options;
+    return this.api('get', '/v1/usage', { query: { from: iso(from), to: iso(to), groupBy, tenant } });
   }
 
   /**
@@ -262,14 +255,32 @@ export class Broker {
    * GPU-seconds) and margin (operator token). Default window: this month so far.
    */
   costs(options: { readonly from?: TimeInput; readonly to?: TimeInput } = {}): Promise<CostReport> {
-    return this.call<CostReport>('GET', `/v1/costs${query({ from: options.from, to: options.to })}`);
+    return this.api('get', '/v1/costs', { query: { from: iso(options.from), to: iso(options.to) } });
   }
 
-  /** One API call; problem+json answers become BrokerApiError. */
+  /**
+   * Any route of the API, typed by the wire contract: `params` fill the path, `query` and `body` are checked
+   * against the route, and the answer has the route's type. Error answers become BrokerApiError.
+   */
+  api<M extends Method, P extends PathOf<M>>(
+    method: M,
+    path: P,
+    ...[parts]: RequestArgs<M, P>
+  ): Promise<Answer<M, P>> {
+    const target = requestPath(
+      path,
+      parts?.params as Record<string, string> | undefined,
+      parts?.query as Record<string, unknown> | undefined,
+    );
+    return this.call<Answer<M, P>>(method.toUpperCase(), target, parts?.body);
+  }
+
+  /** One API call, untyped (see `api` for typed ones); problem+json answers become BrokerApiError. */
   async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const response = await fetch(`${this.url}${path}`, {
       method,
       headers: {
+        [SDK_VERSION_HEADER]: SDK_VERSION,
         ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
         ...(body === undefined ? {} : { 'content-type': 'application/json' }),
       },
@@ -312,13 +323,9 @@ export class Broker {
   }
 }
 
-/** `?a=1&b=2` of the defined parameters (Dates as ISO 8601), or nothing. */
-function query(params: Record<string, TimeInput | undefined>): string {
-  const search = new URLSearchParams();
-  for (const [name, value] of Object.entries(params))
-    if (value !== undefined) search.set(name, value instanceof Date ? value.toISOString() : value);
-  const text = search.toString();
-  return text ? `?${text}` : '';
+/** A query's time as ISO 8601 text (a Date converted; text passed as it is, for the broker to check). */
+function iso(time: TimeInput | undefined): string | undefined {
+  return time instanceof Date ? time.toISOString() : time;
 }
 
 function localOperatorToken(): string | undefined {

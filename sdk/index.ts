@@ -1,4 +1,7 @@
-/** The gpubroker SDK: `import { Broker } from 'gpubroker'` (leases, billing) and `import { App } from 'gpubroker'` (functions). */
+/**
+ * The gpubroker SDK, `@gpubroker/sdk`: `import { Broker } from '@gpubroker/sdk'` (leases, usage, invoices) and
+ * `import { App } from '@gpubroker/sdk'` (functions). The `gpubroker` package re-exports it.
+ */
 export {
   App,
   type CallView,
@@ -34,3 +37,15 @@ export {
   type UsageQuery,
   type UsageRow,
 } from './broker-client.ts';
+export type { Clock } from './clock.ts';
+export { SDK_VERSION, SDK_VERSION_HEADER } from './version.ts';
+export type {
+  Answer,
+  components,
+  Method,
+  PathOf,
+  paths,
+  RequestArgs,
+  RequestParts,
+  Schemas,
+} from './wire.ts';

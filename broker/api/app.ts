@@ -10,6 +10,7 @@ import { ValidationError } from '../../lib/errors.ts';
 import type { Broker } from '../broker.ts';
 import { renderMetrics } from '../metrics.ts';
 import { registerBillingRoutes } from './billing-routes.ts';
+import { clientVersion } from './client-version.ts';
 import { forwardToLeader } from './forward.ts';
 import { registerFunctionRoutes } from './function-routes.ts';
 import { inputGuard } from './input-guard.ts';
@@ -65,6 +66,7 @@ export function createApp(broker: Broker): OpenAPIHono<Env> {
     ),
   );
 
+  app.use('/v1/*', clientVersion()); // an SDK this broker cannot serve is told so, naming both versions
   // A follower passes every API call to the leader; a request passed on once is never passed on again.
   app.use('/v1/*', async (c, next) => {
     if (broker.loop.leader) return next();

@@ -19,7 +19,10 @@ import { brokerClient, type ClientFlags, talkTo, withClientOptions } from './cli
 
 const SDK_ENTRY = new URL('../../sdk/index.ts', import.meta.url).pathname;
 
-/** Bundles `file` into one ES module (the SDK included) and returns its bytes and content id. */
+/**
+ * Bundles `file` into one ES module (the SDK included) and returns its bytes and content id. An app imports the SDK
+ * as `gpubroker` or `@gpubroker/sdk`; either is this command's own SDK, so the bundle's SDK matches the CLI's.
+ */
 export async function bundleModule(file: string): Promise<{ code: Uint8Array; bundleId: string }> {
   const result = await build({
     entryPoints: [file],
@@ -29,7 +32,7 @@ export async function bundleModule(file: string): Promise<{ code: Uint8Array; bu
     target: 'node20',
     write: false,
     logLevel: 'silent',
-    alias: { gpubroker: SDK_ENTRY },
+    alias: { gpubroker: SDK_ENTRY, '@gpubroker/sdk': SDK_ENTRY },
     // Node's own modules stay imports; ESM bundles need a `require` for CommonJS dependencies that use it.
     banner: {
       js: "import { createRequire as __gpbRequire } from 'node:module'; const require = __gpbRequire(import.meta.url);",
