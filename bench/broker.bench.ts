@@ -1,25 +1,43 @@
 /**
- * `npm run bench:broker`: the broker's two speed figures.
+ * `npm run bench:broker`: the broker's speed figures.
  *
  * 1. Lease request to ready when the warm buffer has capacity: 1,000 `POST /v1/leases` over real HTTP on
  *    127.0.0.1, each answered `ready` at once (then released), on PGlite in a data directory (the embedded
  *    default) and on in-memory PGlite. Target: p99 ≤ 50 ms on PGlite.
  * 2. Tick time with the full catalog: every vendor, region and offering of the bundled catalog, a warm buffer on
  *    six GPU types and open leases, 20 ticks on a virtual clock (boots happen between ticks).
+ * 3. Crash and restart: a real `gpubroker serve` child process on a PGlite data directory with two ready leases,
+ *    killed with SIGKILL at seeded moments and started again on the same directory (`BENCH_RESTARTS` times, 7 by
+ *    default), with the simulated clouds in the broker's process (the embedded default) and in their own
+ *    (`clouds serve`). Figures: restart time (process start → first 2xx of `/healthz`; target ≤ 2 s), and the
+ *    billed time each ready lease lost per crash, against the time the broker was down (kill → first answer;
+ *    target: lost ≤ down + one meter heartbeat).
  *
- * Writes bench/results/broker-<timestamp>.json and prints a table.
+ * `BENCH_ONLY=latency|ticks|restart` runs one part; `BENCH_GPUBROKER_BIN` runs part 3 against another build's
+ * `bin/gpubroker.js` (for before/after figures). Writes bench/results/broker-<timestamp>.json and prints tables.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Table from 'cli-table3';
 import { type Lease, leaseRequestSchema } from '../broker/api/schemas.ts';
+import { openDatabase } from '../broker/db/open-database.ts';
 import { startServer } from '../broker/server.ts';
 import { VirtualClock } from '../lib/clock.ts';
+import { Random } from '../lib/random.ts';
 import { simScenario } from '../providers/sim/scenario.ts';
+import { gapsAfterCrashes, peakBilledGpus } from '../runtime/meter/interval-checks.ts';
+import { UsageStore } from '../runtime/meter/usage-store.ts';
+import { type AnsweringProcess, freePort, spawnUntilAnswer, stopCli } from '../test/cli-process.ts';
+import { FAST_AWS_SCENARIO, FAST_POLICY } from '../test/fast-aws.ts';
 
 const REQUESTS = Number(process.env.BENCH_LEASES ?? 1_000);
 const TICKS = Number(process.env.BENCH_TICKS ?? 20);
+const RESTARTS = Number(process.env.BENCH_RESTARTS ?? 7);
+const ONLY = process.env.BENCH_ONLY;
+const BIN = process.env.BENCH_GPUBROKER_BIN;
+/** The default meter heartbeat, so that the lost time is the embedded default's. */
+const HEARTBEAT_MS = 5_000;
 const START = Date.UTC(2026, 10, 23);
 
 const quantile = (sorted: number[], q: number) =>
@@ -158,19 +176,172 @@ async function fullCatalogTicks(): Promise<TickSummary> {
   }
 }
 
-const latency: LatencyRow[] = [];
-for (const storage of ['pglite-dir', 'pglite-memory'] as const) {
-  latency.push(await leaseLatency(storage));
-  process.stderr.write(`lease latency on ${storage}: done\n`);
+interface RestartRow {
+  clouds: 'embedded' | 'remote';
+  restarts: number;
+  restartMsMedian: number;
+  restartMsMin: number;
+  restartMsMax: number;
+  /** Kill → first answer of the new process. */
+  downMsMedian: number;
+  heartbeatMs: number;
+  /** Billed time a ready lease lost per crash (from its last checkpoint to its metering again). */
+  lostMsPerCrashMedian: number;
+  lostMsPerCrashMax: number;
+  /** The most any crash lost beyond the time the broker was down (target: ≤ one heartbeat). */
+  lostBeyondDownMsMax: number;
+  /** Whether both leases were ready after every restart. */
+  leasesKept: boolean;
+  /** The most GPUs a lease of 8 was billed for at one moment (8: nothing billed twice). */
+  peakBilledGpus: number;
 }
-const ticks = await fullCatalogTicks();
+
+const median = (values: number[]) =>
+  quantile(
+    [...values].sort((a, b) => a - b),
+    0.5,
+  );
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A broker with two ready leases, killed with SIGKILL and started again `RESTARTS` times; the restart time of each
+ * start, and the billed time the leases lost per crash, read from its database at the end.
+ */
+async function crashRestarts(clouds: 'embedded' | 'remote'): Promise<RestartRow> {
+  const dir = mkdtempSync(join(tmpdir(), 'gpubroker-bench-restart-'));
+  const scenarioFile = join(dir, 'scenario.json');
+  writeFileSync(scenarioFile, JSON.stringify(FAST_AWS_SCENARIO));
+  const dataDir = join(dir, 'data');
+  const bin = BIN ? { bin: BIN } : {};
+  let cloudsProcess: AnsweringProcess | undefined;
+  let broker: AnsweringProcess | undefined;
+  try {
+    let providers = ['--scenario', scenarioFile];
+    if (clouds === 'remote') {
+      const cloudsUrl = `http://127.0.0.1:${await freePort()}`;
+      cloudsProcess = await spawnUntilAnswer(
+        ['clouds', 'serve', '--port', cloudsUrl.split(':')[2] as string, '--scenario', scenarioFile],
+        { url: cloudsUrl, probe: '/v1/vendors', ...bin },
+      );
+      providers = ['--providers', cloudsUrl];
+    }
+    const url = `http://127.0.0.1:${await freePort()}`;
+    const args = [
+      'serve',
+      ...['--port', url.split(':')[2] as string, '--data-dir', dataDir],
+      ...['--meter-heartbeat', `${HEARTBEAT_MS}ms`, ...providers],
+    ];
+    broker = await spawnUntilAnswer(args, { url, ...bin });
+    const token = readFileSync(join(dataDir, 'operator-token'), 'utf8').trim();
+    const api = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+      const response = await fetch(`${url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      if (!response.ok)
+        throw new Error(`${method} ${path}: HTTP ${response.status} ${await response.text()}`);
+      return (await response.json()) as T;
+    };
+    await api('PUT', '/v1/policy', FAST_POLICY);
+    const leases: Lease[] = [];
+    for (let i = 0; i < 2; i++)
+      leases.push(
+        await api<Lease>('POST', '/v1/leases', { gpu: 'H100', count: 8, placement: 'single-node' }),
+      );
+    const statuses = async () =>
+      Promise.all(leases.map(async (l) => (await api<Lease>('GET', `/v1/leases/${l.id}`)).status));
+    for (let waited = 0; !(await statuses()).every((s) => s === 'ready'); waited += 200) {
+      if (waited > 60_000) throw new Error(`the leases did not get ready: ${await statuses()}`);
+      await sleep(200);
+    }
+
+    const random = new Random(7);
+    const crashes: { killedAtMs: number; deadMs: number; restartMs: number; downMs: number }[] = [];
+    let leasesKept = true;
+    for (let n = 0; n < RESTARTS; n++) {
+      await sleep(random.int(2_000, 6_000));
+      const killedAtMs = Date.now();
+      await stopCli(broker, 'SIGKILL');
+      broker = await spawnUntilAnswer(args, { url, ...bin });
+      crashes.push({
+        killedAtMs,
+        deadMs: broker.spawnedAtMs - killedAtMs,
+        restartMs: broker.answeredAtMs - broker.spawnedAtMs,
+        downMs: broker.answeredAtMs - killedAtMs,
+      });
+      leasesKept &&= (await statuses()).every((s) => s === 'ready');
+      process.stderr.write(
+        `restart ${n + 1}/${RESTARTS} (${clouds} clouds): ${crashes.at(-1)?.restartMs} ms\n`,
+      );
+    }
+    await sleep(1_000);
+    await stopCli(broker);
+    broker = undefined;
+
+    const database = await openDatabase({ dataDir });
+    const lost: number[] = [];
+    const beyond: number[] = [];
+    let peak = 0;
+    try {
+      const intervals = await new UsageStore(database.db).intervals();
+      for (const lease of leases) {
+        const spans = intervals
+          .filter((u) => u.subject === lease.id)
+          .map((u) => ({ startMs: u.startMs, endMs: u.observedEndMs, gpus: u.gpus, endedBy: u.endedBy }));
+        peak = Math.max(peak, peakBilledGpus(spans));
+        for (const gap of gapsAfterCrashes(spans)) {
+          const crash = crashes.find((c) => gap.fromMs <= c.killedAtMs && c.killedAtMs <= gap.toMs);
+          if (!crash) continue;
+          lost.push(gap.toMs - gap.fromMs);
+          beyond.push(gap.toMs - gap.fromMs - crash.downMs);
+        }
+      }
+    } finally {
+      await database.close();
+    }
+    const restartMs = crashes.map((c) => c.restartMs);
+    return {
+      clouds,
+      restarts: crashes.length,
+      restartMsMedian: median(restartMs),
+      restartMsMin: Math.min(...restartMs),
+      restartMsMax: Math.max(...restartMs),
+      downMsMedian: median(crashes.map((c) => c.downMs)),
+      heartbeatMs: HEARTBEAT_MS,
+      lostMsPerCrashMedian: lost.length > 0 ? median(lost) : Number.NaN,
+      lostMsPerCrashMax: lost.length > 0 ? Math.max(...lost) : Number.NaN,
+      lostBeyondDownMsMax: beyond.length > 0 ? Math.max(...beyond) : Number.NaN,
+      leasesKept,
+      peakBilledGpus: peak,
+    };
+  } finally {
+    if (broker) await stopCli(broker, 'SIGKILL');
+    if (cloudsProcess) await stopCli(cloudsProcess, 'SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const latency: LatencyRow[] = [];
+if (!ONLY || ONLY === 'latency')
+  for (const storage of ['pglite-dir', 'pglite-memory'] as const) {
+    latency.push(await leaseLatency(storage));
+    process.stderr.write(`lease latency on ${storage}: done\n`);
+  }
+const ticks = !ONLY || ONLY === 'ticks' ? await fullCatalogTicks() : undefined;
+const restart: RestartRow[] = [];
+if (!ONLY || ONLY === 'restart')
+  for (const clouds of ['embedded', 'remote'] as const) restart.push(await crashRestarts(clouds));
 
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 const file = new URL(
   `./results/broker-${new Date().toISOString().replace(/[:.]/g, '-')}.json`,
   import.meta.url,
 );
-writeFileSync(file, `${JSON.stringify({ node: process.version, latency, ticks }, null, 2)}\n`);
+writeFileSync(
+  file,
+  `${JSON.stringify({ node: process.version, ...(BIN ? { bin: BIN } : {}), latency, ticks, restart }, null, 2)}\n`,
+);
 
 const latencyTable = new Table({
   head: ['storage', 'requests', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'leases/s (with release)'],
@@ -178,21 +349,61 @@ const latencyTable = new Table({
 });
 for (const r of latency)
   latencyTable.push([r.storage, r.requests, r.p50Ms, r.p90Ms, r.p99Ms, r.maxMs, r.requestsPerSecond]);
-console.log('Lease request → ready from the warm buffer (HTTP on 127.0.0.1, sequential)');
-console.log(latencyTable.toString());
-const tickTable = new Table({
-  head: ['offerings', 'ticks', 'tick p50 ms', 'tick p95 ms', 'solve p50 ms', 'solve p95 ms', 'instances'],
-  style: { head: [], border: [] },
-});
-tickTable.push([
-  ticks.offerings,
-  ticks.ticks,
-  ticks.tickMsMedian,
-  ticks.tickMsP95,
-  ticks.solveMsMedian,
-  ticks.solveMsP95,
-  ticks.instancesHeld,
-]);
-console.log('Control-loop tick with the full catalog');
-console.log(tickTable.toString());
+if (latency.length > 0) {
+  console.log('Lease request → ready from the warm buffer (HTTP on 127.0.0.1, sequential)');
+  console.log(latencyTable.toString());
+}
+if (ticks) {
+  const tickTable = new Table({
+    head: ['offerings', 'ticks', 'tick p50 ms', 'tick p95 ms', 'solve p50 ms', 'solve p95 ms', 'instances'],
+    style: { head: [], border: [] },
+  });
+  tickTable.push([
+    ticks.offerings,
+    ticks.ticks,
+    ticks.tickMsMedian,
+    ticks.tickMsP95,
+    ticks.solveMsMedian,
+    ticks.solveMsP95,
+    ticks.instancesHeld,
+  ]);
+  console.log('Control-loop tick with the full catalog');
+  console.log(tickTable.toString());
+}
+if (restart.length > 0) {
+  const restartTable = new Table({
+    head: [
+      'clouds',
+      'restarts',
+      'restart p50 ms',
+      'min',
+      'max',
+      'down p50 ms',
+      'lost/crash p50 ms',
+      'lost max',
+      'lost − down max',
+      'leases kept',
+      'peak GPUs',
+    ],
+    style: { head: [], border: [] },
+  });
+  for (const r of restart)
+    restartTable.push([
+      r.clouds,
+      r.restarts,
+      r.restartMsMedian,
+      r.restartMsMin,
+      r.restartMsMax,
+      r.downMsMedian,
+      r.lostMsPerCrashMedian,
+      r.lostMsPerCrashMax,
+      r.lostBeyondDownMsMax,
+      r.leasesKept ? 'yes' : 'no',
+      r.peakBilledGpus,
+    ]);
+  console.log(
+    `SIGKILL and restart of gpubroker serve on PGlite (process start → first 2xx; heartbeat ${HEARTBEAT_MS} ms)`,
+  );
+  console.log(restartTable.toString());
+}
 console.log(`written ${file.pathname}`);

@@ -1,8 +1,10 @@
 /**
  * Test helpers: the real `gpubroker` CLI as a child process, either run to its end (`runCli`) or, for servers,
- * waited on until it prints the URL it listens on (`startCli`, `stopCli`).
+ * waited on until it prints the URL it listens on (`startCli`, `stopCli`) or until it first answers
+ * (`spawnUntilAnswer`, for restart times).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 
 const BIN = new URL('../bin/gpubroker.js', import.meta.url).pathname;
 
@@ -72,4 +74,74 @@ export function runCli(
   });
   // 'close', not 'exit': both pipes are drained by then.
   return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (bound, then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface AnsweringProcess extends CliProcess {
+  /** `Date.now()` when the process was spawned and when `probe` first answered 2xx. */
+  readonly spawnedAtMs: number;
+  readonly answeredAtMs: number;
+}
+
+/**
+ * Spawns `gpubroker ARGS…` (or `bin`, another build of it) and resolves once `url + probe` answers 2xx: a server
+ * that answers 503 while it starts is not up yet. Rejects if the process exits first or `timeoutMs` passes.
+ */
+export async function spawnUntilAnswer(
+  args: readonly string[],
+  options: {
+    readonly url: string;
+    readonly probe?: string;
+    readonly bin?: string;
+    readonly env?: NodeJS.ProcessEnv;
+    readonly timeoutMs?: number;
+  },
+): Promise<AnsweringProcess> {
+  const spawnedAtMs = Date.now();
+  const child = spawn(process.execPath, [options.bin ?? BIN, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...options.env },
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk) => {
+    output += chunk;
+  });
+  child.stderr?.on('data', (chunk) => {
+    output += chunk;
+  });
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+  });
+  const deadline = spawnedAtMs + (options.timeoutMs ?? 60_000);
+  for (;;) {
+    if (exited) throw new Error(`gpubroker ${args[0]} exited before answering: ${output}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(
+        `gpubroker ${args[0]} did not answer within ${options.timeoutMs ?? 60_000} ms: ${output}`,
+      );
+    }
+    try {
+      const response = await fetch(`${options.url}${options.probe ?? '/healthz'}`);
+      await response.arrayBuffer();
+      if (response.ok)
+        return { child, url: options.url, output: () => output, spawnedAtMs, answeredAtMs: Date.now() };
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
