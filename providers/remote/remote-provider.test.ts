@@ -1,4 +1,7 @@
 /** A simulated cloud served over real HTTP on 127.0.0.1 passes the Provider contract through RemoteProvider. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../lib/clock.ts';
 import { loadCatalog } from '../catalog/load-catalog.ts';
@@ -11,6 +14,7 @@ import {
   QuotaExceededError,
 } from '../provider-errors.ts';
 import { simScenario } from '../sim/scenario.ts';
+import { createSimClouds } from '../sim/sim-clouds.ts';
 import { SimProvider } from '../sim/sim-provider.ts';
 import { serveProviders } from './provider-server.ts';
 import { connectRemoteProviders, type RemoteProvider } from './remote-provider.ts';
@@ -152,6 +156,84 @@ describe('remote provider', () => {
       stop.abort();
       await reading;
       await h.dispose();
+    }
+  });
+
+  it('tells what happened while the clouds’ process was down, once they are back from their state file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gpubroker-remote-restart-'));
+    const clock = new VirtualClock(Date.UTC(2026, 10, 23));
+    const open = () =>
+      createSimClouds({
+        clock,
+        offerings: catalog,
+        stateFile: join(dir, 'clouds.json'),
+        scenario: {
+          seed: 5,
+          vendors: ['aws'],
+          spot: { replay: false },
+          settings: {
+            aws: {
+              throttle: null,
+              bootFailureRate: 0,
+              provisioningDelay: { 'on-demand': { kind: 'fixed', ms: 60_000 } },
+              terminationDelay: { kind: 'fixed', ms: 30_000 },
+            },
+          },
+        },
+      });
+    let clouds = open();
+    let server = await serveProviders(clouds);
+    const [remote] = (await connectRemoteProviders(server.url)) as RemoteProvider[];
+    const seen: ProviderEvent[] = [];
+    const stop = new AbortController();
+    const reading = (async () => {
+      for await (const e of remote?.events({ signal: stop.signal }) ?? []) seen.push(e);
+    })();
+    try {
+      const launched = (await remote?.provision({ offeringId: A10G, count: 3, idempotencyKey: 'k' })) ?? [];
+      const [a, b, c] = launched.map((i) => i.id);
+      await remote?.terminate([c ?? '']);
+      await remote?.sync();
+      // The clouds' process dies; while it is down, the boots finish and the terminated instance ends.
+      clouds.writer?.abandon();
+      await server.close();
+      for (const cloud of clouds) await cloud.close();
+      await clock.advanceBy(5 * 60_000);
+      clouds = open();
+      server = await serveProviders(clouds, { port: Number(new URL(server.url).port) });
+      for (let waited = 0; seen.length < 7 && waited < 10_000; waited += 50)
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      const told = seen.map((e) =>
+        e.kind === 'state-changed' ? `${e.instanceId} ${e.from}>${e.to}` : e.kind,
+      );
+      expect(told.slice(0, 4)).toEqual([
+        `${a} null>pending`,
+        `${b} null>pending`,
+        `${c} null>pending`,
+        `${c} pending>terminating`,
+      ]);
+      expect(told.slice(4).sort()).toEqual(
+        [`${a} pending>running`, `${b} pending>running`, `${c} terminating>terminated`].sort(),
+      );
+      const boot = launched[0]?.launchedAtMs ?? 0;
+      expect(seen.slice(4).find((e) => e.kind === 'state-changed' && e.to === 'running')?.atMs).toBe(
+        boot + 60_000,
+      );
+      expect(seen.slice(4).find((e) => e.kind === 'state-changed' && e.to === 'terminated')).toMatchObject({
+        atMs: boot + 30_000,
+        reason: 'requested',
+      });
+      // Events of the restarted clouds follow as usual.
+      await remote?.terminate([a ?? '']);
+      await remote?.sync();
+      expect(seen.at(-1)).toMatchObject({ kind: 'state-changed', instanceId: a, to: 'terminating' });
+    } finally {
+      stop.abort();
+      await reading;
+      await remote?.close();
+      await server.close();
+      for (const cloud of clouds) await cloud.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

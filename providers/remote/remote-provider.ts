@@ -5,12 +5,18 @@
  * Events: one upstream NDJSON stream per client, opened by `connect()` before it resolves, feeds a local hub, so
  * `events()` sees everything from the moment of its call on, as the contract says. When the stream drops, the
  * client reconnects with the last sequence number it saw and the server replays what it missed.
+ *
+ * A server that restarted (another epoch: the clouds' process crashed and came back from its state file) cannot
+ * replay what happened while it was down. The client then reads the inventory and publishes, for every instance
+ * whose state its events last told differently, the change as an event (a boot that finished, an instance that
+ * ended, a reclaim notice), so that whoever follows the events is not left behind.
  */
 import { type Clock, RealClock } from '../../lib/clock.ts';
 import { EventHub } from '../event-hub.ts';
 import type {
   EventsOptions,
   Instance,
+  InstanceState,
   ListFilter,
   OfferingQuote,
   Provider,
@@ -38,6 +44,8 @@ export class RemoteProvider implements Provider {
   private seq = 0;
   private readonly seqWaiters = new Set<{ seq: number; resolve: () => void }>();
   private reader: Promise<void> = Promise.resolve();
+  /** What the events published so far told of each instance not yet ended (to catch up after a server restart). */
+  private readonly told = new Map<string, Told>();
 
   private constructor(options: RemoteProviderOptions) {
     this.vendor = options.vendor;
@@ -149,15 +157,83 @@ export class RemoteProvider implements Provider {
     // The opening line fixes where this stream starts, so `connect()` resolves only once it is known.
     const { line, rest } = await readLine(reader, '');
     const hello = JSON.parse(line ?? '{}') as { seq?: number; epoch?: string };
-    // A new server (another epoch) numbers from its own start: what happened in between is lost to replay.
-    if (after === undefined || hello.epoch !== this.epoch) this.seq = hello.seq ?? 0;
+    // A new server (another epoch) numbers from its own start: what happened in between is lost to replay, so
+    // the inventory tells it instead (before any event of the new stream is read).
+    const restarted = after !== undefined && hello.epoch !== this.epoch;
+    if (restarted)
+      try {
+        await this.catchUp();
+      } catch (error) {
+        // Tried again with the next connection: the epoch stays the old one until the inventory was read.
+        await reader.cancel().catch(() => undefined);
+        throw error;
+      }
+    if (after === undefined || restarted) this.seq = hello.seq ?? 0;
     this.epoch = hello.epoch ?? '';
     this.pending = rest;
     return reader;
   }
 
+  /** Publishes what changed, by the inventory, since the events last told (after the server restarted). */
+  private async catchUp(): Promise<void> {
+    if (this.told.size === 0) return;
+    const listed = new Map((await this.list({ includeTerminated: true })).map((i) => [i.id, i]));
+    const now = this.clock.now();
+    for (const [id, told] of [...this.told]) {
+      const instance = listed.get(id);
+      const base = { vendor: this.vendor, instanceId: id, offeringId: told.offeringId, zone: told.zone };
+      if (
+        instance?.interruptAtMs !== undefined &&
+        told.interruptAtMs === undefined &&
+        instance.state !== 'terminated'
+      )
+        this.publish({
+          kind: 'interruption-notice',
+          atMs: now,
+          ...base,
+          terminateAtMs: instance.interruptAtMs,
+        });
+      if (instance?.state === told.state) continue;
+      const to: InstanceState = instance?.state ?? 'terminated';
+      const atMs =
+        to === 'running'
+          ? (instance?.runningAtMs ?? now)
+          : to === 'terminated'
+            ? (instance?.terminatedAtMs ?? now)
+            : now;
+      this.publish({
+        kind: 'state-changed',
+        atMs,
+        ...base,
+        from: told.state,
+        to,
+        ...(to === 'terminated' ? { reason: instance?.terminationReason ?? 'failed' } : {}),
+      });
+    }
+  }
+
   private pending = '';
   private epoch = '';
+
+  /** Publishes an event and remembers what it told of its instance. */
+  private publish(event: ProviderEvent): void {
+    if (event.kind === 'state-changed') {
+      if (event.to === 'terminated') this.told.delete(event.instanceId);
+      else {
+        const before = this.told.get(event.instanceId);
+        this.told.set(event.instanceId, {
+          offeringId: event.offeringId,
+          zone: event.zone,
+          state: event.to,
+          ...(before?.interruptAtMs === undefined ? {} : { interruptAtMs: before.interruptAtMs }),
+        });
+      }
+    } else if (event.kind === 'interruption-notice') {
+      const before = this.told.get(event.instanceId);
+      if (before) this.told.set(event.instanceId, { ...before, interruptAtMs: event.terminateAtMs });
+    }
+    this.hub.publish(event);
+  }
 
   /** Reads events until closed, reconnecting (with backoff) from the last sequence number seen. */
   private async follow(first: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
@@ -188,7 +264,7 @@ export class RemoteProvider implements Provider {
   private deliver(line: EventLine): void {
     if (!('event' in line) || line.seq <= this.seq) return;
     this.seq = line.seq;
-    this.hub.publish(line.event as ProviderEvent);
+    this.publish(line.event as ProviderEvent);
     for (const waiter of this.seqWaiters)
       if (waiter.seq <= this.seq) {
         this.seqWaiters.delete(waiter);
@@ -198,6 +274,13 @@ export class RemoteProvider implements Provider {
 }
 
 const decoder = new TextDecoder();
+
+interface Told {
+  readonly offeringId: string;
+  readonly zone: string;
+  readonly state: InstanceState;
+  readonly interruptAtMs?: number;
+}
 
 /** The next newline-terminated line (undefined at the end of the stream) and what was read past it. */
 async function readLine(
