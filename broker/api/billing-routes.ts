@@ -4,7 +4,7 @@
  */
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import { eq } from 'drizzle-orm';
-import type { Context } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { usdToMicros } from '../../lib/money.ts';
 import { costReport } from '../billing/costs.ts';
 import { priceLines } from '../billing/invoices.ts';
@@ -27,6 +27,16 @@ import {
   usageQuerySchema,
   usageSchema,
 } from './schemas.ts';
+
+/**
+ * A required JSON body must come as JSON: with no Content-Type and no body the validator would take `{}`, and
+ * `PUT /v1/prices` would write a price book of defaults (found by the API fuzz).
+ */
+const jsonBodyRequired: MiddlewareHandler<Env> = async (c, next) => {
+  if (!c.req.header('content-type'))
+    throw new HttpProblem(415, 'Invalid request', 'body: send it as application/json', 'body');
+  await next();
+};
 
 export function registerBillingRoutes(
   app: OpenAPIHono<Env>,
@@ -223,6 +233,7 @@ export function registerBillingRoutes(
       path: '/v1/prices',
       operationId: 'setPriceBook',
       summary: 'Set a new price book version (operator)',
+      middleware: [jsonBodyRequired] as const,
       request: {
         body: {
           content: { 'application/json': { schema: z.record(z.string(), z.unknown()) } },
@@ -261,6 +272,7 @@ export function registerBillingRoutes(
       path: '/v1/tenants/{name}/limits',
       operationId: 'setTenantLimits',
       summary: "Set a tenant's GPU quota and spend limits (operator); null removes a limit",
+      middleware: [jsonBodyRequired] as const,
       request: {
         params: z.object({ name: z.string().min(1).max(63) }),
         body: { content: { 'application/json': { schema: tenantLimitsSchema } }, required: true },

@@ -219,11 +219,14 @@ export const priceBookVersionSchema = z
   })
   .openapi('PriceBookVersion');
 
+/** A spend limit in USD: limits are kept in whole micro-USD, so a smaller one would be stored as 0 (spend nothing). */
+const usdLimit = z.number().min(0.000001, 'must be at least 0.000001 (one micro-USD)').max(1e9);
+
 export const tenantLimitsSchema = z
   .object({
     gpuQuota: z.number().int().min(0).max(1_000_000).nullable().optional(),
-    spendLimitUsdPerHour: z.number().positive().max(1e9).nullable().optional(),
-    spendLimitUsdPerMonth: z.number().positive().max(1e9).nullable().optional(),
+    spendLimitUsdPerHour: usdLimit.nullable().optional(),
+    spendLimitUsdPerMonth: usdLimit.nullable().optional(),
     onSpendLimit: z.enum(['continue', 'stop']).optional(),
   })
   .strict()

@@ -293,6 +293,8 @@ describe('billing API', () => {
       ['PUT', '/v1/prices', 'priceBook.gpuMicrosPerSecond.H100', { gpuMicrosPerSecond: { H100: 0.5 } }],
       ['PUT', '/v1/prices', 'priceBook', { rate: 3 }],
       ['PUT', '/v1/tenants/alice/limits', 'spendLimitUsdPerHour', { spendLimitUsdPerHour: -1 }],
+      // Below one micro-USD a limit would be stored as 0 (found by the API fuzz).
+      ['PUT', '/v1/tenants/alice/limits', 'spendLimitUsdPerMonth', { spendLimitUsdPerMonth: 1e-7 }],
       ['PUT', '/v1/tenants/alice/limits', 'onSpendLimit', { onSpendLimit: 'pause' }],
     ];
     for (const [method, path, field, body] of cases) {
@@ -300,6 +302,16 @@ describe('billing API', () => {
       expect(answer.status, path).toBe(400);
       expect(answer.type, path).toContain('application/problem+json');
       expect(answer.body.field, `${path} ${JSON.stringify(body)}`).toBe(field);
+    }
+    // No Content-Type and no body is not `{}`: it would have reset the price book (found by the API fuzz).
+    for (const path of ['/v1/prices', '/v1/tenants/alice/limits']) {
+      const response = await fetch(`${server?.url}${path}`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${operator}` },
+      });
+      expect(response.status, path).toBe(415);
+      expect(response.headers.get('content-type'), path).toContain('application/problem+json');
+      expect(((await response.json()) as { field?: string }).field, path).toBe('body');
     }
     expect((await call('GET', '/v1/prices/history', operator)).body.versions).toHaveLength(1);
     expect((await call('PUT', '/v1/tenants/alice/limits', operator, {})).body).toEqual({

@@ -9,7 +9,7 @@
  * freezes every tenant's invoice for it. Usage that arrives later for a closed month is billed once, on the first
  * open month after it, as lines marked `lateFrom`.
  */
-import { and, asc, eq } from 'drizzle-orm';
+import { and, asc, eq, gte } from 'drizzle-orm';
 import type { Clock } from '../../lib/clock.ts';
 import { NotFoundError, ValidationError } from '../../lib/errors.ts';
 import type { Offering } from '../../providers/catalog/offering.ts';
@@ -125,13 +125,18 @@ export class InvoiceService {
     };
   }
 
-  /** Every month from the tenant's first usage (or closed invoice) to now, newest first. */
+  /**
+   * Every month from the tenant's first usage (or first invoice closed since it was created) to now, newest first.
+   * A month closed before the tenant existed holds nothing of it and does not stretch the list back: closing, say,
+   * 1901-01 would otherwise make every listing compute some 1,500 empty invoices per tenant.
+   */
   async invoices(tenantId: string): Promise<Invoice[]> {
     const now = monthOf(this.o.clock.now());
+    const created = monthOf(await this.tenantCreatedAt(tenantId));
     const [first] = await this.o.db
       .select({ month: invoices.month })
       .from(invoices)
-      .where(eq(invoices.tenantId, tenantId))
+      .where(and(eq(invoices.tenantId, tenantId), gte(invoices.month, created)))
       .orderBy(asc(invoices.month))
       .limit(1);
     const firstUsage = await this.firstUsageMonth(tenantId);
@@ -246,6 +251,15 @@ export class InvoiceService {
       .where(eq(tenants.id, tenantId));
     if (!row) throw new NotFoundError(`no tenant ${tenantId}`);
     return row.name;
+  }
+
+  private async tenantCreatedAt(tenantId: string): Promise<number> {
+    const [row] = await this.o.db
+      .select({ createdAt: tenants.createdAt })
+      .from(tenants)
+      .where(eq(tenants.id, tenantId));
+    if (!row) throw new NotFoundError(`no tenant ${tenantId}`);
+    return row.createdAt;
   }
 
   private async firstUsageMonth(tenantId: string): Promise<string | undefined> {
