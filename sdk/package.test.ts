@@ -4,21 +4,21 @@
  * plain Node with no loader, sends its version, takes and releases a lease, and weighs well under 5 MB.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bundleModule } from '../broker/cli/run.ts';
+import { bytesUnder, MAX_INSTALLED_BYTES } from './testing/installed-size.ts';
 import { SDK_VERSION, SDK_VERSION_HEADER } from './version.ts';
 
 const run = promisify(execFile);
 const SDK = new URL('.', import.meta.url).pathname;
 const TSC = new URL('../node_modules/.bin/tsc', import.meta.url).pathname;
-/** The most the SDK may weigh installed, with its dependencies (it has none). */
-export const MAX_INSTALLED_BYTES = 5 * 1024 * 1024;
-
 const manifest = JSON.parse(readFileSync(join(SDK, 'package.json'), 'utf8')) as {
   name: string;
   version: string;
@@ -29,16 +29,6 @@ const manifest = JSON.parse(readFileSync(join(SDK, 'package.json'), 'utf8')) as 
   dependencies?: Record<string, string>;
   peerDependencies?: Record<string, string>;
 };
-
-/** Bytes of every file under `dir`. */
-export function bytesUnder(dir: string): number {
-  let total = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    total += entry.isDirectory() ? bytesUnder(path) : statSync(path).size;
-  }
-  return total;
-}
 
 let out: string;
 beforeAll(async () => {
@@ -60,10 +50,7 @@ describe('the @gpubroker/sdk package', () => {
   });
 
   it("imports nothing but its own files and Node's modules (no broker/, runtime/, lib/, zod or hono)", () => {
-    // What the build compiles (gpubroker-entry.d.ts belongs to the `gpubroker` package).
-    const sources = readdirSync(SDK).filter(
-      (f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.d.ts'),
-    );
+    const sources = readdirSync(SDK).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'));
     expect(sources).toContain('index.ts');
     for (const file of sources) {
       const text = readFileSync(join(SDK, file), 'utf8');
@@ -147,5 +134,30 @@ describe('the @gpubroker/sdk package', () => {
         { method: 'DELETE', url: '/v1/leases/l-1', sdk: SDK_VERSION },
       ]);
     });
+  });
+
+  it('is what an app in this repository imports as gpubroker or @gpubroker/sdk, also in a gpubroker run bundle', async () => {
+    mkdirSync(new URL('../tmp', import.meta.url), { recursive: true });
+    const dir = mkdtempSync(new URL('../tmp/sdk-app-', import.meta.url).pathname);
+    try {
+      const file = join(dir, 'app.mjs');
+      writeFileSync(
+        file,
+        [
+          "import { App } from 'gpubroker';",
+          "import { App as SdkApp } from '@gpubroker/sdk';",
+          "export const app = new App('demo');",
+          'export const same = App === SdkApp;',
+        ].join('\n'),
+      );
+      const script = `const m = await import(${JSON.stringify(pathToFileURL(file).href)}); console.log(m.same);`;
+      const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script]);
+      expect(stdout.trim()).toBe('true');
+      const bundle = new TextDecoder().decode((await bundleModule(file)).code);
+      expect(bundle).not.toMatch(/from\s*["'](gpubroker|@gpubroker\/sdk)["']/);
+      expect(bundle).toContain(SDK_VERSION_HEADER);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
