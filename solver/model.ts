@@ -38,6 +38,9 @@
  *   allow/deny       bounds: x_o_t ≤ y_ot for denied offerings; x_o_t ≤ n_o for unavailable ones
  * The gang rows are nested thresholds: exact when gang sizes and GPUs per instance are powers of two (every real
  * GPU instance is), a relaxation otherwise.
+ * Structure (what solve.ts exploits; decompose.ts finds it from the rows, nothing is assumed): every column belongs
+ * to one period. Only start, stopDef, churn and lifetime rows from the second period on join periods; quota rows
+ * join GPU types only within one vendor × region; spread and budget rows join region groups.
  */
 import type { Offering } from '../providers/catalog/offering.ts';
 import { type LinearModel, LinearModelBuilder } from './linear-model.ts';
@@ -76,6 +79,8 @@ export interface PlanningModel {
   readonly bufferShort: { gpu: string; regionGroup: string; cols: number[]; gpus: number[] }[];
   /** Hours per period. */
   readonly periodHours: number;
+  /** The period (0-based) each column belongs to: decompose.ts splits the model by it. */
+  readonly colPeriod: Int32Array;
 }
 
 const period = (t: number) => `t${t + 1}`;
@@ -241,7 +246,12 @@ export function buildModel(input: ModelInput): PlanningModel {
   if (policy.maxTerminateFraction < 1) addChurnRows(b, input, x, stop);
   addLifetimeRows(b, input, x, add);
 
-  return { lp: b.model, input, x, add, stop, unmet, bufferShort, periodHours: L };
+  const colPeriod = new Int32Array(b.model.colNames.length);
+  for (const cols of [...x, ...add, ...stop, ...unmet, ...bufferShort.map((s) => s.cols)])
+    cols.forEach((j, t) => {
+      if (j >= 0) colPeriod[j] = t;
+    });
+  return { lp: b.model, input, x, add, stop, unmet, bufferShort, periodHours: L, colPeriod };
 }
 
 function addQuotaRows(b: LinearModelBuilder, input: ModelInput, x: number[][]): void {

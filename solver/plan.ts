@@ -1,6 +1,6 @@
 import { stopwatch } from '../lib/clock.ts';
 import { ValidationError } from '../lib/errors.ts';
-import type { MipBackend, MipResult } from './backends/backend.ts';
+import type { LpRelaxation, MipResult } from './backends/backend.ts';
 import { glpkBackend } from './backends/glpk.ts';
 import { greedyCounts } from './backends/greedy.ts';
 import { highsBackend } from './backends/highs.ts';
@@ -9,49 +9,63 @@ import { integralPoint, objectiveAt } from './linear-model.ts';
 import { buildModel, type PlanningModel } from './model.ts';
 import { reduceInput } from './reduce.ts';
 import { completeSolution, readCounts } from './solution.ts';
+import { solvePlanningModel } from './solve.ts';
 import type { BackendName, Plan, PlanInput, PlanStatus } from './types.ts';
 
-const BACKENDS: Record<'highs' | 'glpk', MipBackend> = { highs: highsBackend, glpk: glpkBackend };
-
 /**
- * One capacity plan: reduce the input, build the model, solve it with the policy's backend, fall back to the
- * greedy plan when the solve fails or finds nothing in time, and explain the result.
+ * One capacity plan: reduce the input, build the model, solve it with the policy's backend (HiGHS: by
+ * decomposition, solve.ts), fall back to the greedy plan when the solve fails or finds nothing in time, and explain
+ * the result.
  */
 export async function planCapacity(input: PlanInput): Promise<Plan> {
   const elapsed = stopwatch();
   const pm = planningModel(input);
   const { solver } = input.policy;
 
-  const greedyValues = completeSolution(pm, greedyCounts(pm.input));
-  const greedyObjective = objectiveAt(pm.lp, greedyValues);
-  boundByCost(pm, greedyObjective);
+  // The greedy plan is the fallback and the source of cost bounds; it is computed only when one of them is needed.
+  let greedy: { values: Float64Array; objective: number } | undefined;
+  const greedyPlan = () => {
+    if (!greedy) {
+      const greedyValues = completeSolution(pm, greedyCounts(pm.input));
+      greedy = { values: greedyValues, objective: objectiveAt(pm.lp, greedyValues) };
+    }
+    return greedy;
+  };
+  if (pm.x.some((cols) => cols.some((j) => !Number.isFinite(pm.lp.colUpper[j] as number))))
+    boundByCost(pm, greedyPlan().objective);
   let backend: BackendName = solver.backend;
   let status: PlanStatus = 'feasible';
-  let values = greedyValues;
+  let values: Float64Array | undefined;
   let fallbackReason: string | undefined;
   let mipBound: number | undefined;
 
-  // The relaxation gives the bound and the marginal costs; when its optimum is already integral, it is the MIP's
-  // optimum too, and the branch and bound (milliseconds of set-up even on a dozen columns) is not needed.
-  const relaxation = await (solver.backend === 'glpk' ? glpkBackend : highsBackend)
-    .solveRelaxation(pm.lp)
-    .catch(() => undefined);
+  let relaxation: LpRelaxation | undefined;
   if (solver.backend !== 'greedy') {
     let result: MipResult;
-    const integral = relaxation && integralPoint(pm.lp, relaxation.values);
     try {
-      result = integral
-        ? { status: 'optimal', values: integral, bound: relaxation.objective }
-        : await BACKENDS[solver.backend].solveMip(pm.lp, {
-            timeLimitMs: solver.timeLimitMs,
-            relativeGap: solver.relativeGap,
-            // No MIP start: measured on the real catalog, handing HiGHS the greedy plan made solves 1.7-2.8× slower.
-          });
+      if (solver.backend === 'highs') {
+        const solved = await solvePlanningModel(pm, {
+          timeLimitMs: solver.timeLimitMs,
+          relativeGap: solver.relativeGap,
+        });
+        relaxation = solved.relaxation;
+        result = solved;
+      } else {
+        // GLPK solves the model whole: the independent check on the decomposition.
+        relaxation = await glpkBackend.solveRelaxation(pm.lp).catch(() => undefined);
+        const integral = relaxation && integralPoint(pm.lp, relaxation.values);
+        result = integral
+          ? { status: 'optimal', values: integral, bound: relaxation?.objective as number }
+          : await glpkBackend.solveMip(pm.lp, {
+              timeLimitMs: solver.timeLimitMs,
+              relativeGap: solver.relativeGap,
+            });
+      }
     } catch (error) {
       result = { status: 'none', message: (error as Error).message };
     }
     const incumbent = result.values ? completeSolution(pm, readCounts(pm, result.values)) : undefined;
-    if (incumbent && result.status !== 'optimal' && objectiveAt(pm.lp, incumbent) > greedyObjective) {
+    if (incumbent && result.status !== 'optimal' && objectiveAt(pm.lp, incumbent) > greedyPlan().objective) {
       // Stopped by the time limit with an incumbent worse than the greedy plan: the greedy plan is the better answer.
       backend = 'greedy';
       status = 'fallback';
@@ -66,7 +80,10 @@ export async function planCapacity(input: PlanInput): Promise<Plan> {
       status = result.status === 'infeasible' ? 'infeasible' : 'fallback';
       fallbackReason = `${solver.backend}: ${result.status === 'infeasible' ? 'the model is infeasible (hard rules conflict: minimum lifetime, quotas, budget or shares against the fleet held)' : (result.message ?? 'no solution within the time limit')}`;
     }
+  } else {
+    relaxation = await highsBackend.solveRelaxation(pm.lp).catch(() => undefined);
   }
+  values ??= greedyPlan().values;
 
   const objective = objectiveAt(pm.lp, values);
   const bound = Math.min(

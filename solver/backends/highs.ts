@@ -46,9 +46,20 @@ export const highsBackend: MipBackend = {
         time_limit: options.timeLimitMs / 1000,
         mip_rel_gap: options.relativeGap,
         random_seed: 0,
+        ...(options.small ? { mip_heuristic_run_feasibility_jump: false } : {}),
       });
       if (options.start) m.setSolution({ colValue: options.start });
-      m.run();
+      if (options.small) m.run();
+      else {
+        // HiGHS checks its time limit between phases only; on large models (root cut loops, symmetry detection) it
+        // overran it by seconds. The interrupt callbacks stop it at the deadline.
+        const deadline = performance.now() + options.timeLimitMs;
+        const stop = (event: { interrupt(): void }): undefined => {
+          if (performance.now() > deadline) event.interrupt();
+        };
+        const channel = highs.constants.callbackType;
+        m.run({ [channel.simplexInterrupt]: stop, [channel.mipInterrupt]: stop });
+      }
       const status = m.getModelStatus();
       const codes = highs.constants.modelStatus;
       const bound = Number(m.info.get('mip_dual_bound'));

@@ -1,0 +1,103 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { loadCatalog } from '../providers/catalog/load-catalog.ts';
+import type { Offering } from '../providers/catalog/offering.ts';
+import { glpkBackend } from './backends/glpk.ts';
+import { checkPlan } from './check-plan.ts';
+import { objectiveAt } from './linear-model.ts';
+import { planCapacity, planningModel } from './plan.ts';
+import { planningPolicy } from './policy.ts';
+import { solvePlanningModel } from './solve.ts';
+import type { DemandClass, PlanInput } from './types.ts';
+
+const catalog = loadCatalog();
+const GPUS = ['H100', 'A100-80GB', 'A100-40GB', 'L4', 'T4'];
+const GROUPS = ['us', 'eu'];
+
+/**
+ * Multi-period problems with quotas on several vendor × regions, gangs, spot caps and a held fleet: the shape of
+ * the benchmark's scenario (b), small enough for GLPK to solve whole and exactly.
+ */
+const multiPeriod = fc
+  .record({
+    gpus: fc.subarray(GPUS, { minLength: 1, maxLength: 3 }),
+    groups: fc.subarray(GROUPS, { minLength: 1, maxLength: 2 }),
+    periods: fc.integer({ min: 2, max: 6 }),
+    pick: fc.array(fc.nat(), { minLength: 14, maxLength: 14 }),
+    level: fc.array(fc.integer({ min: 0, max: 20 }), { minLength: 6, maxLength: 6 }),
+    wiggle: fc.array(fc.integer({ min: -4, max: 4 }), { minLength: 36, maxLength: 36 }),
+    gang: fc.array(fc.boolean(), { minLength: 6, maxLength: 6 }),
+    spot: fc.constantFrom(1, 0.5, 0.3),
+    quotas: fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 3, maxLength: 3 }),
+    buffer: fc.constantFrom(0, 0.1, 0.25),
+    fleet: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 2, maxLength: 2 }),
+    provisioning: fc.constantFrom(3, 30),
+  })
+  .map((r): PlanInput => {
+    const pool = catalog.filter((o) => r.gpus.includes(o.gpu) && r.groups.includes(o.regionGroup));
+    const offerings = [...new Set(r.pick.map((n) => pool[n % pool.length] as Offering))];
+    const demand: DemandClass[] = [];
+    let k = 0;
+    for (const gpu of r.gpus) {
+      for (const regionGroup of r.groups) {
+        const level = r.level[k % 6] as number;
+        const gpus = Array.from({ length: r.periods }, (_, t) =>
+          Math.max(0, level + (r.wiggle[(k * 6 + t) % 36] as number)),
+        );
+        demand.push({ gpu, regionGroup, gangSize: 1, gpus });
+        const eight = offerings.some(
+          (o) => o.gpu === gpu && o.regionGroup === regionGroup && o.gpusPerInstance >= 8,
+        );
+        if (r.gang[k % 6] && eight)
+          demand.push({ gpu, regionGroup, gangSize: 8, gpus: gpus.map((g) => 8 * Math.floor(g / 6)) });
+        k++;
+      }
+    }
+    const regions = [...new Set(offerings.map((o) => `${o.vendor}/${o.region}`))];
+    return {
+      offerings,
+      demand,
+      policy: planningPolicy({
+        spotMaxShare: r.spot,
+        provisioningMinutes: r.provisioning,
+        buffer: { default: { gpus: 0, fraction: r.buffer } },
+        solver: { backend: 'highs', relativeGap: 0.01, timeLimitMs: 30_000 },
+      }),
+      fleet: offerings.slice(0, 2).map((o, i) => ({ offeringId: o.id, count: r.fleet[i] as number })),
+      quotas: regions.slice(0, 3).map((vr, i) => {
+        const [vendor = '', region = ''] = vr.split('/');
+        return { vendor, region, maxGpus: r.quotas[i] as number };
+      }),
+    };
+  });
+
+describe('the decomposed solve', () => {
+  it('finds plans within the gap of the whole model’s optimum (GLPK), with bounds that never pass it', async () => {
+    let byBlocks = 0;
+    await fc.assert(
+      fc.asyncProperty(multiPeriod, async (input) => {
+        const pm = planningModel(input);
+        const exact = await glpkBackend.solveMip(pm.lp, { timeLimitMs: 30_000, relativeGap: 0 });
+        const plan = await planCapacity(input);
+        if (exact.status === 'infeasible') {
+          expect(plan.status).toBe('infeasible');
+          return;
+        }
+        expect(exact.status).toBe('optimal');
+        const optimum = objectiveAt(pm.lp, exact.values as Float64Array);
+        const tolerance = 1e-6 * Math.max(1, Math.abs(optimum));
+        expect(checkPlan(input, plan)).toEqual([]);
+        expect(plan.status).toBe('optimal');
+        // The bound is a proof: never above the true optimum.
+        expect(plan.bound).toBeLessThanOrEqual(optimum + tolerance);
+        expect(plan.objective).toBeGreaterThanOrEqual(optimum - tolerance);
+        expect(plan.objective - plan.bound).toBeLessThanOrEqual(0.01 * plan.objective + tolerance);
+        // Count the cases the blocks alone proved (block MIPs solved, no whole-component branch and bound).
+        const solved = await solvePlanningModel(pm, { timeLimitMs: 30_000, relativeGap: 0.01 });
+        if (solved.profile.blockMips > 0 && solved.profile.polished === 0) byBlocks++;
+      }),
+      { numRuns: 60, seed: 20261207 },
+    );
+    expect(byBlocks).toBeGreaterThan(30);
+  });
+});
