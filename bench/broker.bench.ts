@@ -163,7 +163,7 @@ async function fullCatalogTicks(): Promise<TickSummary> {
     tickMs.sort((a, b) => a - b);
     solveMs.sort((a, b) => a - b);
     return {
-      offerings: broker.loop.offerings().length,
+      offerings: broker.offerings.all().length,
       ticks: TICKS,
       tickMsMedian: quantile(tickMs, 0.5),
       tickMsP95: quantile(tickMs, 0.95),

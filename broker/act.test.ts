@@ -4,6 +4,7 @@
  * actions another process wrote are seen once the leadership is won again (`forgetPending`).
  */
 import { eq } from 'drizzle-orm';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { VirtualClock } from '../lib/clock.ts';
 import { loadCatalog } from '../providers/catalog/load-catalog.ts';
@@ -43,7 +44,15 @@ async function setup() {
   await clock.advanceBy(1); // the outage begins
   const fleet = new Fleet(database.db, clock);
   await fleet.load();
-  const actuator = () => new Actuator(database.db, clock, new Map([['aws', aws]]), fleet, () => 'fleet-1');
+  const actuator = () =>
+    new Actuator({
+      db: database.db,
+      clock,
+      providers: new Map([['aws', aws]]),
+      fleet,
+      fleetId: () => 'fleet-1',
+      logger: pino({ level: 'silent' }),
+    });
   const pendingInTable = async () =>
     (await database.db.select().from(actions).where(eq(actions.status, 'pending'))).map((r) => r.id).sort();
   const ids = (rows: readonly ActionRow[]) => rows.map((r) => r.id).sort();

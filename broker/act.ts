@@ -1,15 +1,19 @@
 /**
  * Carrying out a plan on the providers. Every call is first written as an action row whose id is the idempotency
  * key sent to the provider, so a crash between the call and its record never provisions twice: the next tick (or
- * the next start) repeats the pending action with the same key and gets the same instances back.
+ * the next start) repeats the pending action with the same key and gets the same instances back. Launches go out
+ * in batches (`launch`); scale-down terminates idle instances and drains busy ones (`scaleDown`).
  */
 import { eq, sql } from 'drizzle-orm';
+import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
+import type { Offering } from '../providers/catalog/offering.ts';
 import type { Provider } from '../providers/provider.ts';
 import {
   InsufficientCapacityError,
   ProviderError,
   ProviderUnavailableError,
+  QuotaExceededError,
   ThrottledError,
 } from '../providers/provider-errors.ts';
 import type { Database } from './db/open-database.ts';
@@ -19,6 +23,30 @@ import type { Fleet, LiveInstance } from './fleet.ts';
 export const FLEET_TAG = 'gpubroker-fleet';
 export const ACTION_TAG = 'gpubroker-action';
 const MAX_THROTTLE_RETRIES = 3;
+/**
+ * Most instances one launch call asks for. A provider launches all or nothing in one zone, so a plan's 300
+ * instances of one offering go out as batches: a stock-out then costs one batch, and what was had is kept.
+ */
+export const LAUNCH_BATCH = 16;
+
+export interface ActuatorOptions {
+  readonly db: Database;
+  readonly clock: Clock;
+  readonly providers: ReadonlyMap<string, Provider>;
+  readonly fleet: Fleet;
+  /** The id our instances are tagged with (read when a call is made: it is loaded on start). */
+  readonly fleetId: () => string;
+  readonly logger: Logger;
+}
+
+/** What a `launch` did: how many instances came, and why it stopped short if it did. */
+export interface LaunchOutcome {
+  readonly launched: number;
+  /** The provider had no capacity for a batch (the caller blocks the offering and re-plans). */
+  readonly stockedOut: boolean;
+  /** The provider refused a batch for quota (the caller learns the limit and re-plans). */
+  readonly quotaRefusal: QuotaExceededError | undefined;
+}
 
 export type ActionRow = typeof actions.$inferSelect;
 
@@ -31,14 +59,81 @@ export class Actuator {
   /** The two statements every action runs, built once. */
   private statements: ReturnType<typeof prepareActionStatements> | undefined;
 
-  constructor(
-    private readonly db: Database,
-    private readonly clock: Clock,
-    private readonly providers: ReadonlyMap<string, Provider>,
-    private readonly fleet: Fleet,
-    /** The id our instances are tagged with (read when a call is made: it is loaded on start). */
-    private readonly fleetId: () => string,
-  ) {}
+  private readonly db: Database;
+  private readonly clock: Clock;
+  private readonly providers: ReadonlyMap<string, Provider>;
+  private readonly fleet: Fleet;
+  private readonly fleetId: () => string;
+  private readonly logger: Logger;
+
+  constructor(o: ActuatorOptions) {
+    this.db = o.db;
+    this.clock = o.clock;
+    this.providers = o.providers;
+    this.fleet = o.fleet;
+    this.fleetId = o.fleetId;
+    this.logger = o.logger;
+  }
+
+  /**
+   * Launches `count` instances of an offering in batches of at most `LAUNCH_BATCH` (each its own action and key),
+   * until all are launched or the provider refuses one.
+   */
+  async launch(planId: string, key: string, offering: Offering, count: number): Promise<LaunchOutcome> {
+    let launched = 0;
+    for (let batch = 0; launched < count; batch++) {
+      const size = Math.min(LAUNCH_BATCH, count - launched);
+      const row = await this.provision(
+        planId,
+        batch === 0 ? key : `${key}-b${batch}`,
+        offering.vendor,
+        offering.id,
+        size,
+      );
+      if (row.status === 'done') {
+        launched += size;
+        continue;
+      }
+      const stockedOut = row.refusedBy instanceof InsufficientCapacityError;
+      // Stock-outs are routine (the offering is blocked and the plan moves on); other refusals deserve a look.
+      if (row.status === 'failed')
+        this.logger[stockedOut ? 'info' : 'warn'](
+          { offeringId: offering.id, count: size, error: row.error },
+          'launch refused',
+        );
+      const quotaRefusal = row.refusedBy instanceof QuotaExceededError ? row.refusedBy : undefined;
+      return { launched, stockedOut, quotaRefusal };
+    }
+    return { launched, stockedOut: false, quotaRefusal: undefined };
+  }
+
+  /**
+   * Takes `count` instances of an offering out of the fleet: idle ones are terminated (pending before running,
+   * youngest first); ones serving leases are drained, never killed under their leases.
+   */
+  async scaleDown(
+    planId: string,
+    key: string,
+    offering: Offering,
+    count: number,
+  ): Promise<{ terminated: number; drained: number }> {
+    const candidates = this.fleet
+      .capacity()
+      .filter((i) => i.offeringId === offering.id)
+      .sort(
+        (a, b) =>
+          a.allocated.size - b.allocated.size ||
+          Number(a.state === 'running') - Number(b.state === 'running') ||
+          b.launchedAt - a.launchedAt ||
+          (a.id < b.id ? -1 : 1),
+      )
+      .slice(0, count);
+    const idle = candidates.filter((i) => i.allocated.size === 0);
+    const busy = candidates.filter((i) => i.allocated.size > 0);
+    if (idle.length > 0) await this.terminate(planId, `${key}-terminate`, offering.vendor, idle);
+    await this.fleet.markDraining(busy.map((i) => i.id));
+    return { terminated: idle.length, drained: busy.length };
+  }
 
   /** Provisions `count` instances of an offering under a new action. */
   async provision(
@@ -221,8 +316,3 @@ function prepareActionStatements(db: Database) {
 
 /** A provision action as it ended, with the provider's error when it refused (not stored: the row has its text). */
 export type ProvisionOutcome = ActionRow & { readonly refusedBy?: ProviderError };
-
-/** Whether a failed action failed for lack of capacity (the loop blocks the offering and re-plans). */
-export function stockedOut(row: ActionRow): boolean {
-  return row.status === 'failed' && (row.error ?? '').startsWith(`${InsufficientCapacityError.name}:`);
-}

@@ -27,11 +27,13 @@ import { PriceBookStore } from './billing/price-book.ts';
 import { SpendLimitService } from './billing/spend-limits.ts';
 import type { OpenedDatabase } from './db/open-database.ts';
 import { actions, apps, settings } from './db/schema.ts';
+import { type Demand, sumDemand } from './demand.ts';
 import { Fleet } from './fleet.ts';
 import { PeakAndLevelForecaster } from './forecast.ts';
 import { BundleStore } from './functions/bundle-store.ts';
 import { LeaseMetering } from './lease-metering.ts';
 import { LeaseService } from './leases.ts';
+import { LiveOfferings } from './live-offerings.ts';
 import { ControlLoop } from './loop.ts';
 import { type BrokerPolicy, brokerPolicy } from './policy.ts';
 import { PolicyStore } from './policy-store.ts';
@@ -69,6 +71,8 @@ export class Broker {
   readonly fleet: Fleet;
   readonly leases: LeaseService;
   readonly loop: ControlLoop;
+  /** The offerings the providers sell now (the loop refreshes them; leases and invoices read them). */
+  readonly offerings: LiveOfferings;
   readonly logger: Logger;
   readonly leaseWaits: LeaseWaitStats = { count: 0, sumMs: 0, recent: [] };
   readonly usage: UsageStore;
@@ -111,12 +115,13 @@ export class Broker {
     });
     this.leaseMetering = new LeaseMetering(this.meter, this.usage, this.fleet);
     this.priceBooks = new PriceBookStore(db, o.clock);
-    let loop: ControlLoop | undefined;
+    const quotas = new QuotaBook(o.clock);
+    this.offerings = new LiveOfferings({ providers: this.providers, quotas, logger: this.logger });
     this.invoices = new InvoiceService({
       db,
       clock: o.clock,
       priceBooks: this.priceBooks,
-      offerings: () => loop?.offerings() ?? [],
+      offerings: () => this.offerings.all(),
     });
     this.spend = new SpendLimitService(db, o.clock, this.invoices, () => this.meter.flush());
     this.temporaryStateDir = o.stateDir ? undefined : mkdtempSync(join(tmpdir(), 'gpubroker-state-'));
@@ -134,7 +139,7 @@ export class Broker {
         const [tenantId = '', bundleId = ''] = ref.split('/');
         return this.bundles.pathOf(tenantId, bundleId);
       },
-      onShortfall: () => loop?.trigger(),
+      onShortfall: () => this.loop.trigger(),
       logger: this.logger,
       ids,
     });
@@ -143,9 +148,9 @@ export class Broker {
       clock: o.clock,
       ids,
       fleet: this.fleet,
-      offerings: () => loop?.offerings() ?? [],
+      offerings: () => this.offerings.all(),
       policy: () => this.currentPolicy,
-      onShortfall: () => loop?.trigger(),
+      onShortfall: () => this.loop.trigger(),
       onReady: (waitedMs) => {
         this.leaseWaits.count++;
         this.leaseWaits.sumMs += waitedMs;
@@ -155,30 +160,45 @@ export class Broker {
       onAllocations: (lease, allocations, atMs) =>
         this.leaseMetering.allocationsChanged(lease, allocations, atMs),
     });
-    this.loop = loop = new ControlLoop({
+    this.loop = new ControlLoop({
       db,
       clock: o.clock,
       ids,
-      providers: this.providers,
+      offerings: this.offerings,
       fleet: this.fleet,
       leases: this.leases,
       policies: this.policies,
       forecaster: new PeakAndLevelForecaster(),
       unavailable: new UnavailableCache(o.clock),
-      quotas: new QuotaBook(o.clock),
-      actuator: new Actuator(db, o.clock, this.providers, this.fleet, () => this.fleetId),
+      quotas,
+      actuator: new Actuator({
+        db,
+        clock: o.clock,
+        providers: this.providers,
+        fleet: this.fleet,
+        fleetId: () => this.fleetId,
+        logger: this.logger,
+      }),
       logger: this.logger,
       tryLeadership: () => o.database.tryLeadership(),
       onLeadership: () => this.catchUp(),
       observe: () => this.stopOverSpendLimits(),
-      extraDemand: () =>
-        this.runtime.demand().map((d) => ({
-          gpu: d.gpu,
-          regionGroup: d.regionGroup ?? this.currentPolicy.defaultRegionGroup,
-          gangSize: d.gangSize,
-          gpus: d.gpus,
-        })),
+      demand: () => this.demand(),
     });
+  }
+
+  /** What is asked for now: open leases and the runtime's containers (running, and wanted but not placed). */
+  demand(): Demand[] {
+    const { defaultRegionGroup } = this.currentPolicy;
+    return sumDemand([
+      ...this.leases.openDemand(),
+      ...this.runtime.demand().map((d) => ({
+        gpu: d.gpu,
+        regionGroup: d.regionGroup ?? defaultRegionGroup,
+        gangSize: d.gangSize,
+        gpus: d.gpus,
+      })),
+    ]);
   }
 
   /** The policy in force: the stored one after `start()`, kept fresh by `setPolicy`. */
@@ -196,7 +216,7 @@ export class Broker {
     for (const provider of this.providers.values()) this.readers.push(this.follow(provider));
     try {
       if (!(await this.loop.claimLeadership())) {
-        await this.loop.refreshOfferings();
+        await this.offerings.refresh();
         await this.fleet.load();
         await this.leases.load();
       }
@@ -239,7 +259,7 @@ export class Broker {
     await this.fleet.load();
     await this.leases.load();
     await this.leaseMetering.resume(await this.leases.readyWithAllocations(), this.o.clock.now());
-    await this.loop.refreshOfferings();
+    await this.offerings.refresh();
     await this.reconcile();
     await this.redeployApps();
     this.runtime.start();

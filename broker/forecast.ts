@@ -3,12 +3,12 @@
  * smoothed level, plus a safety margin, held flat over the horizon. Pluggable: the loop takes any `Forecaster`.
  */
 import type { DemandClass } from '../solver/types.ts';
-import type { OpenDemand } from './leases.ts';
+import { type Demand, demandKey } from './demand.ts';
 import type { BrokerPolicy } from './policy.ts';
 
 export interface Forecaster {
   /** Records the demand seen now. */
-  observe(atMs: number, demand: readonly OpenDemand[], policy: BrokerPolicy): void;
+  observe(atMs: number, demand: readonly Demand[], policy: BrokerPolicy): void;
   /** Demand classes for the next `policy.horizonPeriods` periods. */
   forecast(atMs: number, policy: BrokerPolicy, gpuTypes: readonly string[]): DemandClass[];
 }
@@ -24,11 +24,11 @@ interface Series {
 export class PeakAndLevelForecaster implements Forecaster {
   private readonly series = new Map<string, Series>();
 
-  observe(atMs: number, demand: readonly OpenDemand[], policy: BrokerPolicy): void {
+  observe(atMs: number, demand: readonly Demand[], policy: BrokerPolicy): void {
     const seen = new Set<string>();
     const alpha = policy.forecast.smoothing;
     for (const d of demand) {
-      const key = `${d.gpu}|${d.regionGroup}|${d.gangSize}`;
+      const key = demandKey(d);
       seen.add(key);
       this.sample(key, d, atMs, d.gpus, alpha);
     }
@@ -63,7 +63,7 @@ export class PeakAndLevelForecaster implements Forecaster {
     return classes.sort((a, b) => key(a).localeCompare(key(b)));
   }
 
-  private sample(key: string, d: Omit<OpenDemand, 'gpus'>, atMs: number, gpus: number, alpha: number): void {
+  private sample(key: string, d: Omit<Demand, 'gpus'>, atMs: number, gpus: number, alpha: number): void {
     let s = this.series.get(key);
     if (!s) {
       s = { gpu: d.gpu, regionGroup: d.regionGroup, gangSize: d.gangSize, samples: [], level: gpus };

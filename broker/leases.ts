@@ -18,19 +18,13 @@ import { type Allocation, findAllocation, type LeaseWants, serves, shareOf, tota
 import { type Lease, type LeaseRequest, leaseRequestSchema } from './api/schemas.ts';
 import type { Database } from './db/open-database.ts';
 import { leaseAllocations, leases } from './db/schema.ts';
+import { type Demand, sumDemand } from './demand.ts';
 import type { Fleet } from './fleet.ts';
 import type { BrokerPolicy } from './policy.ts';
 import { SerialQueue } from './serial-queue.ts';
 import type { Principal } from './tokens.ts';
 
 type LeaseRow = typeof leases.$inferSelect;
-
-export interface OpenDemand {
-  readonly gpu: string;
-  readonly regionGroup: string;
-  readonly gangSize: number;
-  readonly gpus: number;
-}
 
 export interface LeaseServiceOptions {
   readonly db: Database;
@@ -251,22 +245,20 @@ export class LeaseService {
   }
 
   /** Demand of open leases, for the forecast: GPUs per (type, region group, gang size). */
-  openDemand(): OpenDemand[] {
+  openDemand(): Demand[] {
     const policy = this.o.policy();
-    const cells = new Map<string, OpenDemand>();
-    for (const row of this.open.values()) {
-      const request = row.request as LeaseRequest;
-      const region = request.regions?.[0];
-      const vendor = request.vendors?.[0] ?? '';
-      const regionGroup =
-        (region ? regionGroupOf(vendor, region, policy.regionGroups) : undefined) ??
-        policy.defaultRegionGroup;
-      const gangSize = request.placement === 'single-node' ? request.count : 1;
-      const key = `${request.gpu}|${regionGroup}|${gangSize}`;
-      const cell = cells.get(key);
-      cells.set(key, { gpu: request.gpu, regionGroup, gangSize, gpus: (cell?.gpus ?? 0) + request.count });
-    }
-    return [...cells.values()];
+    return sumDemand(
+      [...this.open.values()].map((row) => {
+        const request = row.request as LeaseRequest;
+        const region = request.regions?.[0];
+        const vendor = request.vendors?.[0] ?? '';
+        const regionGroup =
+          (region ? regionGroupOf(vendor, region, policy.regionGroups) : undefined) ??
+          policy.defaultRegionGroup;
+        const gangSize = request.placement === 'single-node' ? request.count : 1;
+        return { gpu: request.gpu, regionGroup, gangSize, gpus: request.count };
+      }),
+    );
   }
 
   /** Ready leases with their allocations (for the meter to resume them after a restart). */

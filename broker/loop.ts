@@ -1,8 +1,10 @@
 /**
  * The control loop. A tick: observe (offerings, pending actions, expired leases, idle draining instances) →
- * forecast → solve → act → record. Acting is a failover loop as in SkyPilot: solve, try, block what stocked out,
- * solve again (at most three rounds). Ticks never overlap; a tick asked for while one runs is coalesced into one
- * more tick after it. The schedule comes from croner's pattern, driven by the broker's Clock.
+ * forecast → plan and act → record, one method each. Planning and acting is a failover loop as in SkyPilot:
+ * solve, try, block what stocked out, solve again: at most `LAUNCH_ROUNDS` (3) rounds that may launch, and when
+ * every one of them was refused, one last round that plans with what is held only (so at most four solves). Ticks
+ * never overlap; a tick asked for while one runs is coalesced into one more tick after it. The schedule comes from
+ * croner's pattern, driven by the broker's Clock.
  */
 import { Cron } from 'croner';
 import { sql } from 'drizzle-orm';
@@ -11,26 +13,23 @@ import { type Clock, stopwatch, type TimerHandle } from '../lib/clock.ts';
 import type { IdGenerator } from '../lib/ids.ts';
 import { usdToMicros } from '../lib/money.ts';
 import type { Offering } from '../providers/catalog/offering.ts';
-import type { OfferingQuote, Provider } from '../providers/provider.ts';
-import { QuotaExceededError } from '../providers/provider-errors.ts';
 import { planCapacity } from '../solver/plan.ts';
-import type { Plan } from '../solver/types.ts';
-import { type Actuator, stockedOut } from './act.ts';
+import type { DemandClass, Plan } from '../solver/types.ts';
+import type { Actuator } from './act.ts';
 import type { Database } from './db/open-database.ts';
 import { plans } from './db/schema.ts';
-import type { Fleet, LiveInstance } from './fleet.ts';
+import { coveredBy, type Demand } from './demand.ts';
+import type { Fleet } from './fleet.ts';
 import type { Forecaster } from './forecast.ts';
-import type { LeaseService, OpenDemand } from './leases.ts';
+import type { LeaseService } from './leases.ts';
+import type { LiveOfferings } from './live-offerings.ts';
+import type { BrokerPolicy } from './policy.ts';
 import type { PolicyStore } from './policy-store.ts';
 import type { QuotaBook } from './quota-book.ts';
 import type { UnavailableCache } from './unavailable-cache.ts';
 
-const MAX_ROUNDS = 3;
-/**
- * Most instances one launch call asks for. A provider launches all or nothing in one zone, so a plan's 300
- * instances of one offering go out as batches: a stock-out then costs one batch, and what was had is kept.
- */
-export const LAUNCH_BATCH = 16;
+/** Rounds of a tick that may launch; a last hold-only round follows when all of them were refused. */
+const LAUNCH_ROUNDS = 3;
 /** How long a shortfall trigger waits, so a burst of lease requests leads to one tick. */
 const TRIGGER_DEBOUNCE_MS = 250;
 
@@ -38,7 +37,8 @@ export interface TickReport {
   readonly planId: string;
   readonly atMs: number;
   readonly policyVersion: number;
-  readonly status: Plan['status'];
+  /** `idle`: no demand and no fleet, so nothing was solved and no plan recorded. */
+  readonly status: Plan['status'] | 'idle';
   readonly usdPerHour: number;
   readonly solveMs: number;
   readonly tickMs: number;
@@ -56,7 +56,7 @@ export interface ControlLoopOptions {
   readonly db: Database;
   readonly clock: Clock;
   readonly ids: IdGenerator;
-  readonly providers: ReadonlyMap<string, Provider>;
+  readonly offerings: LiveOfferings;
   readonly fleet: Fleet;
   readonly leases: LeaseService;
   readonly policies: PolicyStore;
@@ -67,8 +67,8 @@ export interface ControlLoopOptions {
   readonly logger: Logger;
   /** Whether this replica may run the loop (PostgreSQL advisory lock). */
   readonly tryLeadership: () => Promise<boolean>;
-  /** Demand beyond open leases: the runtime's containers, running and queued. */
-  readonly extraDemand?: () => OpenDemand[];
+  /** What is asked for now: open leases and the runtime's containers, running and queued. */
+  readonly demand: () => Demand[];
   /** Runs first in every tick (spend limits). */
   readonly observe?: () => Promise<void>;
   /** Called when this replica becomes the leader, before its first tick: catch up with the previous leader. */
@@ -76,7 +76,6 @@ export interface ControlLoopOptions {
 }
 
 export class ControlLoop {
-  private quotes: OfferingQuote[] = [];
   private running: Promise<TickReport> | undefined;
   private queued: Promise<TickReport> | undefined;
   private scheduled: TimerHandle | undefined;
@@ -88,39 +87,6 @@ export class ControlLoop {
   leader = false;
 
   constructor(private readonly o: ControlLoopOptions) {}
-
-  /** Offerings as last seen from the providers (the catalog the plan and the lease checks use). */
-  offerings(): readonly Offering[] {
-    return this.quotes;
-  }
-
-  /** Reads every provider's offerings (and quotas, where it publishes them); one that does not answer keeps its last. */
-  async refreshOfferings(): Promise<void> {
-    await Promise.all(
-      [...this.o.providers.values()].map(async (p) => {
-        if (!p.quotas) return;
-        try {
-          this.o.quotas.publish(p.vendor, await p.quotas());
-        } catch (error) {
-          this.o.logger.warn({ vendor: p.vendor, err: error }, 'quotas unavailable; keeping the last list');
-        }
-      }),
-    );
-    const lists = await Promise.all(
-      [...this.o.providers.values()].map(async (p) => {
-        try {
-          return await p.offerings();
-        } catch (error) {
-          this.o.logger.warn(
-            { vendor: p.vendor, err: error },
-            'offerings unavailable; keeping the last list',
-          );
-          return this.quotes.filter((q) => q.vendor === p.vendor);
-        }
-      }),
-    );
-    this.quotes = lists.flat();
-  }
 
   /** Writes a plan's row (the statement is built once: there is one per tick). */
   private recordPlan(row: typeof plans.$inferInsert): Promise<unknown> {
@@ -185,29 +151,15 @@ export class ControlLoop {
    * demand: per GPU type and region group in total, and per gang size in instances big enough for whole gangs.
    */
   coveredByFleet(): boolean {
-    const demand = [...this.o.leases.openDemand(), ...(this.o.extraDemand?.() ?? [])];
-    if (demand.length === 0) return true;
-    const groupOf = new Map(this.quotes.map((q) => [q.id, q.regionGroup]));
-    const held = this.o.fleet.capacity();
-    const asked = new Map<string, number>();
-    for (const d of demand) {
-      const key = `${d.gpu}|${d.regionGroup}`;
-      asked.set(key, (asked.get(key) ?? 0) + d.gpus);
-      if (d.gangSize > 1) {
-        let whole = 0;
-        for (const i of held)
-          if (i.gpu === d.gpu && groupOf.get(i.offeringId) === d.regionGroup)
-            whole += Math.floor(i.gpusPerInstance / d.gangSize) * d.gangSize;
-        if (whole < d.gpus) return false;
-      }
-    }
-    const have = new Map<string, number>();
-    for (const i of held) {
-      const key = `${i.gpu}|${groupOf.get(i.offeringId)}`;
-      have.set(key, (have.get(key) ?? 0) + i.gpusPerInstance);
-    }
-    for (const [key, gpus] of asked) if ((have.get(key) ?? 0) < gpus) return false;
-    return true;
+    const { offerings } = this.o;
+    return coveredBy(
+      this.o.demand(),
+      this.o.fleet.capacity().map((i) => ({
+        gpu: i.gpu,
+        regionGroup: offerings.regionGroupOf(i.offeringId),
+        gpusPerInstance: i.gpusPerInstance,
+      })),
+    );
   }
 
   /**
@@ -260,144 +212,27 @@ export class ControlLoop {
 
   private async runTick(): Promise<TickReport> {
     const elapsed = stopwatch();
-    const { clock, fleet, leases, actuator } = this.o;
     const { policy, version } = await this.o.policies.current();
     const planId = this.o.ids.next('plan');
-    await this.refreshOfferings();
-
-    // Observe: finish what a crash or an outage left pending, end expired leases, let idle drained instances go.
-    for (const action of await actuator.pending())
-      await (action.kind === 'provision' ? actuator.runProvision(action) : actuator.runTerminate(action));
-    await leases.expire();
-    await this.o.observe?.();
-    let terminated = 0;
-    const idle = fleet.idleDraining();
-    for (const [vendor, group] of groupBy(idle, (i) => i.vendor)) {
-      await actuator.terminate(planId, `${planId}-drained-${vendor}`, vendor, group);
-      terminated += group.length;
-    }
-    let leasesServed = await leases.servePending();
-
-    // Forecast and solve; act; block stock-outs and solve again.
-    const gpuTypes = [...new Set(this.quotes.map((q) => q.gpu))];
-    this.o.forecaster.observe(
-      clock.now(),
-      [...leases.openDemand(), ...(this.o.extraDemand?.() ?? [])],
-      policy,
-    );
-    const demand = this.o.forecaster.forecast(clock.now(), policy, gpuTypes);
-    // Nothing asked for: the instances still held are planned against zero demand, so they scale down by policy.
-    for (const i of fleet.all()) {
-      const group = this.quotes.find((q) => q.id === i.offeringId)?.regionGroup ?? policy.defaultRegionGroup;
-      if (!demand.some((d) => d.gpu === i.gpu && d.regionGroup === group))
-        demand.push({
-          gpu: i.gpu,
-          regionGroup: group,
-          gangSize: 1,
-          gpus: Array(policy.horizonPeriods).fill(0),
-        });
-    }
-    let plan: Plan | undefined;
-    let provisioned = 0;
-    let drained = 0;
-    let rounds = 0;
-    const stockOuts: string[] = [];
-    for (; demand.length > 0 && rounds <= MAX_ROUNDS; ) {
-      rounds++;
-      // Every round refused a launch: a last round plans with what is held only (no offering can grow), so the
-      // capacity the fleet no longer needs still goes, while the moves that found no stock wait for the next tick.
-      const holdOnly = rounds > MAX_ROUNDS;
-      const unavailable = holdOnly
-        ? this.quotes.map((q) => q.id)
-        : [
-            ...new Set([
-              ...this.o.unavailable.blocked(),
-              ...this.quotes.filter((q) => !q.available).map((q) => q.id),
-            ]),
-          ];
-      const pools = fleet.pools();
-      plan = await planCapacity({
-        offerings: this.quotes,
-        demand,
-        policy,
-        fleet: pools,
-        unavailable,
-        quotas: this.o.quotas.forPlan(demand, policy, heldByOffering(this.quotes, pools)),
-      });
-      const roundStockOuts: string[] = [];
-      let quotaRefused = false;
-      const offeringOf = (offeringId: string) => this.quotes.find((q) => q.id === offeringId);
-      for (const [n, action] of plan.actions.entries()) {
-        const offering = offeringOf(action.offeringId);
-        if (!offering || action.provision <= 0) continue;
-        const launch = await this.launch(planId, `${planId}-r${rounds}-${n}`, offering, action.provision);
-        provisioned += launch.launched;
-        if (launch.stockedOut) roundStockOuts.push(offering.id);
-        quotaRefused ||= launch.quotaRefused;
-      }
-      // Make before break: a plan's terminations may be half of a move to cheaper capacity, so they run only
-      // once every launch of the round went through. Otherwise the next round re-plans with the whole fleet
-      // still there.
-      if (roundStockOuts.length === 0 && !quotaRefused) {
-        for (const [n, action] of plan.actions.entries()) {
-          const offering = offeringOf(action.offeringId);
-          if (!offering || action.terminate <= 0) continue;
-          const result = await this.scaleDown(
-            planId,
-            `${planId}-r${rounds}-${n}`,
-            offering,
-            action.terminate,
-          );
-          terminated += result.terminated;
-          drained += result.drained;
-        }
-        break;
-      }
-      for (const id of roundStockOuts) this.o.unavailable.block(id, policy.unavailableTtlMs);
-      stockOuts.push(...roundStockOuts);
-    }
-    leasesServed += await leases.servePending();
-
-    // No demand and no fleet: nothing was solved, so there is no plan to record.
-    if (plan)
-      await this.recordPlan({
-        id: planId,
-        createdAt: clock.now(),
-        policyVersion: version,
-        status: plan.status,
-        backend: plan.backend,
-        objective: { objective: plan.objective, bound: plan.bound, gap: plan.gap, cost: plan.cost },
-        microsPerHour: usdToMicros(plan.cost.usdPerHour),
-        solveMs: plan.solveMs,
-        inputs: {
-          demand,
-          fleet: fleet.pools().map(({ offeringId, count }) => ({ offeringId, count })),
-          unavailable: this.o.unavailable.blocked(),
-          offerings: this.quotes.length,
-        },
-        result: {
-          targets: plan.targets,
-          actions: plan.actions,
-          pools: plan.pools,
-          unmet: plan.unmet,
-          rounds,
-          stockOuts,
-        },
-        explanation: plan.explanation,
-      });
+    const observed = await this.observe(planId);
+    const demand = this.forecast(policy);
+    const acted = await this.planAndAct(planId, policy, demand);
+    const leasesServed = observed.leasesServed + (await this.o.leases.servePending());
+    if (acted.plan) await this.record(planId, version, demand, acted);
+    const plan = acted.plan;
     this.last = {
       planId,
-      atMs: clock.now(),
+      atMs: this.o.clock.now(),
       policyVersion: version,
-      status: plan?.status ?? 'optimal',
+      status: plan?.status ?? 'idle',
       usdPerHour: plan?.cost.usdPerHour ?? 0,
       solveMs: plan?.solveMs ?? 0,
       tickMs: elapsed(),
-      rounds,
-      provisioned,
-      terminated,
-      drained,
-      stockedOut: stockOuts,
+      rounds: acted.rounds,
+      provisioned: acted.provisioned,
+      terminated: observed.terminated + acted.terminated,
+      drained: acted.drained,
+      stockedOut: acted.stockOuts,
       unmetGpus: plan?.unmetGpus ?? 0,
       bufferShortfallGpus: plan?.bufferShortfallGpus ?? 0,
       leasesServed,
@@ -407,80 +242,170 @@ export class ControlLoop {
   }
 
   /**
-   * Launches `count` instances of an offering in batches of at most `LAUNCH_BATCH` (each its own action and key),
-   * until all are launched or the provider refuses one: a stock-out (the offering is then blocked by the caller)
-   * or a quota (learned here, so that the next round's plan respects it).
+   * Observe: read the offerings, finish what a crash or an outage left pending, end expired leases, let idle
+   * drained instances go, serve what waits.
    */
-  private async launch(
-    planId: string,
-    key: string,
-    offering: Offering,
-    count: number,
-  ): Promise<{ launched: number; stockedOut: boolean; quotaRefused: boolean }> {
-    let launched = 0;
-    for (let batch = 0; launched < count; batch++) {
-      const size = Math.min(LAUNCH_BATCH, count - launched);
-      const row = await this.o.actuator.provision(
-        planId,
-        batch === 0 ? key : `${key}-b${batch}`,
-        offering.vendor,
-        offering.id,
-        size,
-      );
-      if (row.status === 'done') {
-        launched += size;
-        continue;
-      }
-      // Stock-outs are routine (the offering is blocked and the plan moves on); other refusals deserve a look.
-      if (row.status === 'failed')
-        this.o.logger[stockedOut(row) ? 'info' : 'warn'](
-          { offeringId: offering.id, count: size, error: row.error },
-          'launch refused',
-        );
-      const quotaRefusal = row.refusedBy instanceof QuotaExceededError ? row.refusedBy : undefined;
-      if (quotaRefusal) this.o.quotas.learn(offering, quotaRefusal);
-      return { launched, stockedOut: stockedOut(row), quotaRefused: quotaRefusal !== undefined };
+  private async observe(planId: string): Promise<{ terminated: number; leasesServed: number }> {
+    const { fleet, leases, actuator } = this.o;
+    await this.o.offerings.refresh();
+    for (const action of await actuator.pending())
+      await (action.kind === 'provision' ? actuator.runProvision(action) : actuator.runTerminate(action));
+    await leases.expire();
+    await this.o.observe?.();
+    let terminated = 0;
+    for (const [vendor, group] of groupBy(fleet.idleDraining(), (i) => i.vendor)) {
+      await actuator.terminate(planId, `${planId}-drained-${vendor}`, vendor, group);
+      terminated += group.length;
     }
-    return { launched, stockedOut: false, quotaRefused: false };
+    return { terminated, leasesServed: await leases.servePending() };
   }
 
   /**
-   * Takes `count` instances of an offering out of the fleet: idle ones are terminated (pending before running,
-   * youngest first); ones serving leases are drained, never killed under their leases.
+   * Forecast: demand classes over the horizon. Instances held for a GPU type and region group that nothing asks
+   * for are planned against zero demand, so that they scale down by policy.
    */
-  private async scaleDown(
-    planId: string,
-    key: string,
-    offering: Offering,
-    count: number,
-  ): Promise<{ terminated: number; drained: number }> {
-    const candidates = this.o.fleet
-      .capacity()
-      .filter((i) => i.offeringId === offering.id)
-      .sort(
-        (a, b) =>
-          a.allocated.size - b.allocated.size ||
-          Number(a.state === 'running') - Number(b.state === 'running') ||
-          b.launchedAt - a.launchedAt ||
-          (a.id < b.id ? -1 : 1),
-      )
-      .slice(0, count);
-    const idle = candidates.filter((i) => i.allocated.size === 0);
-    const busy = candidates.filter((i) => i.allocated.size > 0);
-    if (idle.length > 0) await this.o.actuator.terminate(planId, `${key}-terminate`, offering.vendor, idle);
-    await this.o.fleet.markDraining(busy.map((i) => i.id));
-    return { terminated: idle.length, drained: busy.length };
+  private forecast(policy: BrokerPolicy): DemandClass[] {
+    const { clock, fleet, offerings } = this.o;
+    this.o.forecaster.observe(clock.now(), this.o.demand(), policy);
+    const demand = this.o.forecaster.forecast(clock.now(), policy, offerings.gpuTypes());
+    for (const i of fleet.all()) {
+      const group = offerings.regionGroupOf(i.offeringId) ?? policy.defaultRegionGroup;
+      if (!demand.some((d) => d.gpu === i.gpu && d.regionGroup === group))
+        demand.push({
+          gpu: i.gpu,
+          regionGroup: group,
+          gangSize: 1,
+          gpus: Array(policy.horizonPeriods).fill(0),
+        });
+    }
+    return demand;
   }
+
+  /** Plan and act: the failover rounds (see the header). */
+  private async planAndAct(planId: string, policy: BrokerPolicy, demand: DemandClass[]): Promise<Acted> {
+    const { fleet, offerings, actuator } = this.o;
+    const acted: Acted = {
+      plan: undefined,
+      rounds: 0,
+      provisioned: 0,
+      terminated: 0,
+      drained: 0,
+      stockOuts: [],
+    };
+    if (demand.length === 0) return acted;
+    for (;;) {
+      acted.rounds++;
+      const holdOnly = acted.rounds > LAUNCH_ROUNDS;
+      const quotes = offerings.all();
+      const unavailable = holdOnly
+        ? quotes.map((q) => q.id)
+        : [
+            ...new Set([
+              ...this.o.unavailable.blocked(),
+              ...quotes.filter((q) => !q.available).map((q) => q.id),
+            ]),
+          ];
+      const pools = fleet.pools();
+      const plan = await planCapacity({
+        offerings: quotes,
+        demand,
+        policy,
+        fleet: pools,
+        unavailable,
+        quotas: this.o.quotas.forPlan(demand, policy, heldByOffering(offerings, pools)),
+      });
+      acted.plan = plan;
+      const roundStockOuts: string[] = [];
+      let quotaRefused = false;
+      for (const [n, action] of plan.actions.entries()) {
+        const offering = offerings.get(action.offeringId);
+        if (!offering || action.provision <= 0) continue;
+        const launch = await actuator.launch(
+          planId,
+          `${planId}-r${acted.rounds}-${n}`,
+          offering,
+          action.provision,
+        );
+        acted.provisioned += launch.launched;
+        if (launch.stockedOut) roundStockOuts.push(offering.id);
+        if (launch.quotaRefusal) {
+          this.o.quotas.learn(offering, launch.quotaRefusal);
+          quotaRefused = true;
+        }
+      }
+      // Make before break: a plan's terminations may be half of a move to cheaper capacity, so they run only
+      // once every launch of the round went through. Otherwise the next round re-plans with the whole fleet
+      // still there.
+      if (roundStockOuts.length === 0 && !quotaRefused) {
+        for (const [n, action] of plan.actions.entries()) {
+          const offering = offerings.get(action.offeringId);
+          if (!offering || action.terminate <= 0) continue;
+          const result = await actuator.scaleDown(
+            planId,
+            `${planId}-r${acted.rounds}-${n}`,
+            offering,
+            action.terminate,
+          );
+          acted.terminated += result.terminated;
+          acted.drained += result.drained;
+        }
+        return acted;
+      }
+      for (const id of roundStockOuts) this.o.unavailable.block(id, policy.unavailableTtlMs);
+      acted.stockOuts.push(...roundStockOuts);
+      if (holdOnly) return acted;
+    }
+  }
+
+  /** Record: the plan with its inputs, result and explanation, for "why did we buy this?". */
+  private async record(planId: string, version: number, demand: DemandClass[], acted: Acted): Promise<void> {
+    const plan = acted.plan as Plan;
+    await this.recordPlan({
+      id: planId,
+      createdAt: this.o.clock.now(),
+      policyVersion: version,
+      status: plan.status,
+      backend: plan.backend,
+      objective: { objective: plan.objective, bound: plan.bound, gap: plan.gap, cost: plan.cost },
+      microsPerHour: usdToMicros(plan.cost.usdPerHour),
+      solveMs: plan.solveMs,
+      inputs: {
+        demand,
+        fleet: this.o.fleet.pools().map(({ offeringId, count }) => ({ offeringId, count })),
+        unavailable: this.o.unavailable.blocked(),
+        offerings: this.o.offerings.all().length,
+      },
+      result: {
+        targets: plan.targets,
+        actions: plan.actions,
+        pools: plan.pools,
+        unmet: plan.unmet,
+        rounds: acted.rounds,
+        stockOuts: acted.stockOuts,
+      },
+      explanation: plan.explanation,
+    });
+  }
+}
+
+/** What a tick's plan-and-act did. */
+interface Acted {
+  /** The last round's plan; undefined when there was nothing to plan. */
+  plan: Plan | undefined;
+  rounds: number;
+  provisioned: number;
+  terminated: number;
+  drained: number;
+  stockOuts: string[];
 }
 
 /** Instances held per offering, for the quotas' reach. */
 function heldByOffering(
-  quotes: readonly OfferingQuote[],
+  offerings: LiveOfferings,
   pools: readonly { offeringId: string; count: number }[],
 ): { offering: Offering; count: number }[] {
-  const byId = new Map(quotes.map((q) => [q.id, q]));
   return pools.flatMap((p) => {
-    const offering = byId.get(p.offeringId);
+    const offering = offerings.get(p.offeringId);
     return offering ? [{ offering, count: p.count }] : [];
   });
 }
@@ -490,8 +415,6 @@ function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, 
   for (const item of items) groups.set(key(item), [...(groups.get(key(item)) ?? []), item]);
   return groups;
 }
-
-export type { LiveInstance };
 
 function prepareInsertPlan(db: Database) {
   const p = (name: keyof typeof plans.$inferInsert) => sql.placeholder(name);

@@ -19,11 +19,10 @@ import { type PlanningPolicyInput, planningPolicy } from '../solver/policy.ts';
 import type { Plan, PlanInput, Quota } from '../solver/types.ts';
 import { quietAwsScenario } from '../test/fast-aws.ts';
 import { offering } from '../test/offerings.ts';
-import { ACTION_TAG } from './act.ts';
+import { ACTION_TAG, LAUNCH_BATCH } from './act.ts';
 import { Broker } from './broker.ts';
 import { openDatabase } from './db/open-database.ts';
 import { actions, plans } from './db/schema.ts';
-import { LAUNCH_BATCH } from './loop.ts';
 import { type BrokerPolicyInput, brokerPolicy } from './policy.ts';
 import { LEARNED_QUOTA_MS, QuotaBook } from './quota-book.ts';
 

@@ -205,7 +205,7 @@ export function registerBillingRoutes(
   const priceView = async (v: PriceBookVersion) => {
     const rates = await broker.invoices.ratesAt(clock.now());
     const gpus = new Set([
-      ...broker.loop.offerings().map((o) => o.gpu),
+      ...broker.offerings.all().map((o) => o.gpu),
       ...Object.keys(v.book.gpuMicrosPerSecond),
     ]);
     return {

@@ -150,40 +150,6 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
   );
   timeMethods(broker.meter, ['openInterval', 'closeInterval', 'heartbeat', 'flush'], meterWall);
   timeMethods(broker.usage, ['ingest'], meterWall);
-  const DBG: [string, WallAccount][] = [];
-  const SQLC = new Map<string, number>();
-  const SQLN = new Map<string, number>();
-  if (process.env.SIM_PROFILE) {
-    const loopAny = broker.loop as unknown as Record<string, unknown>;
-    const o = loopAny.o as Record<string, object>;
-    const add = (label: string, target: object, names: string[]) => {
-      for (const n of names) {
-        const a = new WallAccount();
-        DBG.push([`${label}.${n}`, a]);
-        timeMethods(target, [n], a);
-      }
-    };
-    add('loop', broker.loop, ['refreshOfferings', 'launch', 'scaleDown']);
-    add('actuator', o.actuator as object, ['pending', 'provision', 'terminate']);
-    add('leases', broker.leases, ['expire', 'servePending']);
-    add('fleet', broker.fleet, ['record', 'setState', 'markDraining', 'pools']);
-    add('forecaster', o.forecaster as object, ['observe', 'forecast']);
-    const client = (
-      database.db as unknown as { $client: Record<string, (...a: unknown[]) => Promise<unknown>> }
-    ).$client;
-    for (const m of ['query', 'exec', 'execProtocol'] as const) {
-      const orig = client[m]?.bind(client);
-      if (!orig) continue;
-      client[m] = (...a: unknown[]) => {
-        const key = `${m}: ${String(typeof a[0] === 'string' ? a[0] : 'bin').slice(0, 90)}`;
-        const t0 = performance.now();
-        return orig(...a).finally(() => {
-          SQLC.set(key, (SQLC.get(key) ?? 0) + performance.now() - t0);
-          SQLN.set(key, (SQLN.get(key) ?? 0) + 1);
-        });
-      };
-    }
-  }
   let closed: Promise<void> | undefined;
   const closeBroker = () => {
     closed ??= broker.close();
@@ -335,9 +301,6 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
       steps,
       wallMs,
     });
-    for (const [label, a] of DBG) console.error(label, Math.round(a.ms));
-    for (const [k, n] of [...SQLC].sort((a, b) => b[1] - a[1]).slice(0, 25))
-      console.error(Math.round(n), SQLN.get(k), k);
     const provisionedHours = costs.total.provisionedGpuSeconds / 3600;
     const usedHours = costs.total.billedGpuSeconds / 3600;
     return {
