@@ -30,6 +30,9 @@ export interface LinearModel {
 export class LinearModelBuilder {
   readonly model: LinearModel;
   private readonly names = new Set<string>();
+  /** Per column, the position of its term in the row being added (valid while `rowStamp` matches). */
+  private slot = new Int32Array(1024);
+  private slotRow = new Int32Array(1024).fill(-1);
 
   constructor(name: string) {
     this.model = {
@@ -71,27 +74,53 @@ export class LinearModelBuilder {
     label = '',
   ): number {
     const m = this.model;
-    const merged = new Map<number, number>();
+    const row = m.rowNames.length;
+    if (this.slot.length < m.colNames.length) {
+      const size = Math.max(m.colNames.length, 2 * this.slot.length);
+      this.slot = new Int32Array(size);
+      const stamps = new Int32Array(size).fill(-1);
+      stamps.set(this.slotRow);
+      this.slotRow = stamps;
+    }
+    const start = m.rowIndices.length;
     for (let k = 0; k < indices.length; k++) {
       const j = indices[k] as number;
-      merged.set(j, (merged.get(j) ?? 0) + (values[k] as number));
+      const v = values[k] as number;
+      if (this.slotRow[j] === row) {
+        const at = this.slot[j] as number;
+        m.rowValues[at] = (m.rowValues[at] as number) + v;
+      } else {
+        this.slotRow[j] = row;
+        this.slot[j] = m.rowIndices.length;
+        m.rowIndices.push(j);
+        m.rowValues.push(v);
+      }
     }
-    for (const [j, v] of merged) {
-      if (v === 0) continue;
-      m.rowIndices.push(j);
-      m.rowValues.push(v);
+    // Drop terms that are (or summed to) zero.
+    let end = start;
+    for (let k = start; k < m.rowIndices.length; k++) {
+      if (m.rowValues[k] === 0) continue;
+      m.rowIndices[end] = m.rowIndices[k] as number;
+      m.rowValues[end] = m.rowValues[k] as number;
+      end++;
     }
-    m.rowStarts.push(m.rowIndices.length);
+    m.rowIndices.length = end;
+    m.rowValues.length = end;
+    m.rowStarts.push(end);
     m.rowNames.push(this.uniqueName(name));
     m.rowKinds.push(kind);
     m.rowLabels.push(label);
     m.rowLower.push(lower);
     m.rowUpper.push(upper);
-    return m.rowNames.length - 1;
+    return row;
   }
 
   private uniqueName(raw: string): string {
     const base = lpName(raw);
+    if (!this.names.has(base)) {
+      this.names.add(base);
+      return base;
+    }
     let name = base;
     for (let i = 2; this.names.has(name); i++) name = `${base}_${i}`;
     this.names.add(name);
@@ -101,8 +130,31 @@ export class LinearModelBuilder {
 
 /** CPLEX LP identifiers: letters, digits and `_`, not starting with a digit or `e`/`E` followed by a digit. */
 export function lpName(raw: string): string {
+  if (isLpName(raw)) return raw;
   const cleaned = raw.replace(/[^A-Za-z0-9_]+/g, '_').replace(/_+$/, '');
   return /^[A-Za-z_]/.test(cleaned) && !/^[eE][0-9]/.test(cleaned) ? cleaned : `n_${cleaned}`;
+}
+
+/** Replaces every run of characters an LP identifier cannot hold by `_`, for parts of names built once. */
+export function lpPart(raw: string): string {
+  return raw.replace(/[^A-Za-z0-9_]+/g, '_');
+}
+
+/** Whether lpName would return the name unchanged (checked by character codes: names are built by the 10,000). */
+function isLpName(raw: string): boolean {
+  const n = raw.length;
+  if (n === 0) return false;
+  for (let k = 0; k < n; k++) {
+    const c = raw.charCodeAt(k);
+    const letter = (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+    const digit = c >= 48 && c <= 57;
+    if (k === 0 && !letter && c !== 95) return false;
+    if (!letter && !digit && c !== 95) return false;
+  }
+  if (raw.charCodeAt(n - 1) === 95) return false;
+  const first = raw.charCodeAt(0);
+  const second = n > 1 ? raw.charCodeAt(1) : 0;
+  return !((first === 69 || first === 101) && second >= 48 && second <= 57);
 }
 
 /** Objective value Σ cost·x at a column vector. */

@@ -43,7 +43,7 @@
  * join GPU types only within one vendor × region; spread and budget rows join region groups.
  */
 import type { Offering } from '../providers/catalog/offering.ts';
-import { type LinearModel, LinearModelBuilder } from './linear-model.ts';
+import { type LinearModel, LinearModelBuilder, lpPart } from './linear-model.ts';
 import { bufferFor, bufferGpus, interruptionsPerHour, type PlanningPolicy } from './policy.ts';
 import { type DemandClass, type Quota, quotaCovers, quotaLabel } from './types.ts';
 
@@ -85,6 +85,17 @@ export interface PlanningModel {
 
 const period = (t: number) => `t${t + 1}`;
 
+/** An offering's id as a part of LP names, cleaned once rather than in each of its thousands of names. */
+const safeIds = new WeakMap<Offering, string>();
+function safeId(o: Offering): string {
+  let id = safeIds.get(o);
+  if (id === undefined) {
+    id = lpPart(o.id);
+    safeIds.set(o, id);
+  }
+  return id;
+}
+
 export function buildModel(input: ModelInput): PlanningModel {
   const { offerings, demand, policy, periods } = input;
   const L = policy.periodMinutes / 60;
@@ -103,10 +114,10 @@ export function buildModel(input: ModelInput): PlanningModel {
     for (let t = 0; t < periods; t++) {
       const lower = input.protectedCounts[i]?.[t] ?? 0;
       const upper = Math.max(lower, input.maxCount[i]?.[t] ?? Number.POSITIVE_INFINITY);
-      xs.push(b.addColumn(`x_${o.id}_${period(t)}`, lower, upper, hourly, true));
+      xs.push(b.addColumn(`x_${safeId(o)}_${period(t)}`, lower, upper, hourly, true));
     }
     for (let t = 0; t < periods; t++)
-      adds.push(b.addColumn(`add_${o.id}_${period(t)}`, 0, Number.POSITIVE_INFINITY, P * price, false));
+      adds.push(b.addColumn(`add_${safeId(o)}_${period(t)}`, 0, Number.POSITIVE_INFINITY, P * price, false));
     x.push(xs);
     add.push(adds);
   });
@@ -214,7 +225,7 @@ export function buildModel(input: ModelInput): PlanningModel {
         coefs.push(1);
       }
       b.addRow(
-        `start_${offerings[i]?.id}_${period(t)}`,
+        `start_${safeId(offerings[i] as Offering)}_${period(t)}`,
         'link',
         t === 0 ? -(input.current[i] ?? 0) : 0,
         Number.POSITIVE_INFINITY,
@@ -352,7 +363,7 @@ function addChurnRows(b: LinearModelBuilder, input: ModelInput, x: number[][], s
     const stops: number[] = [];
     offerings.forEach((o, i) => {
       if (input.churnExempt[i]) return;
-      const stop = b.addColumn(`stop_${o.id}_${period(t)}`, 0, Number.POSITIVE_INFINITY, 0, false);
+      const stop = b.addColumn(`stop_${safeId(o)}_${period(t)}`, 0, Number.POSITIVE_INFINITY, 0, false);
       stops.push(stop);
       (stopCols[i] as number[])[t] = stop;
       const cols = [stop, x[i]?.[t] as number];
@@ -362,7 +373,7 @@ function addChurnRows(b: LinearModelBuilder, input: ModelInput, x: number[][], s
         coefs.push(-1);
       }
       b.addRow(
-        `stopDef_${o.id}_${period(t)}`,
+        `stopDef_${safeId(o)}_${period(t)}`,
         'link',
         t === 0 ? (input.current[i] ?? 0) : 0,
         Number.POSITIVE_INFINITY,
@@ -407,7 +418,7 @@ function addLifetimeRows(b: LinearModelBuilder, input: ModelInput, x: number[][]
       const recent: number[] = [];
       for (let tau = Math.max(0, t - m + 1); tau < t; tau++) recent.push(add[i]?.[tau] as number);
       b.addRow(
-        `lifetime_${o.id}_${period(t)}`,
+        `lifetime_${safeId(o)}_${period(t)}`,
         'lifetime',
         input.protectedCounts[i]?.[t] ?? 0,
         Number.POSITIVE_INFINITY,

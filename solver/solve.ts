@@ -1,4 +1,5 @@
 import type { LpRelaxation, MipResult } from './backends/backend.ts';
+import { glpkBackend } from './backends/glpk.ts';
 import { highsBackend } from './backends/highs.ts';
 import { analyse, lagrangianCosts, looseValue, type Part, type Structure, subModel } from './decompose.ts';
 import { integralPoint, type LinearModel, objectiveAt } from './linear-model.ts';
@@ -192,11 +193,7 @@ async function lagrangianBlocks(
     }
     mips++;
     const sub = subModel(lp, block, cost);
-    const result = await highsBackend.solveMip(sub, {
-      timeLimitMs: Math.max(1, remaining()),
-      relativeGap: relativeGap / 10,
-      small: true,
-    });
+    const result = await solveBlock(sub, relativeGap, remaining);
     const blockBound =
       result.bound ??
       (result.status === 'optimal' && result.values
@@ -365,17 +362,43 @@ async function plainBlocks(
   for (const block of structure.blocks) {
     if (remaining() <= 0) break;
     mips++;
-    const result = await highsBackend.solveMip(subModel(lp, block, lp.colCost), {
-      timeLimitMs: Math.max(1, remaining()),
-      relativeGap: relativeGap / 10,
-      small: true,
-    });
+    const result = await solveBlock(subModel(lp, block, lp.colCost), relativeGap, remaining);
     if (result.values)
       block.cols.forEach((j, k) => {
         values[j] = result.values?.[k] as number;
       });
   }
   return { values, mips };
+}
+
+/** Blocks with at most this many integer columns go to GLPK first: 0.1 ms a call against HiGHS's 2 ms. */
+const SMALL_BLOCK = 60;
+
+/**
+ * One block's MIP, to a tenth of the plan's gap. Small blocks (scenario (a) has 288 of 3–10 columns) go to GLPK,
+ * whose per-call cost is a twentieth of HiGHS's, exactly (gap 0) and briefly; HiGHS takes whatever it does not
+ * close. GLPK reports no bound: at gap 0 its optimum is the bound.
+ */
+async function solveBlock(
+  sub: LinearModel,
+  relativeGap: number,
+  remaining: () => number,
+): Promise<MipResult> {
+  let integers = 0;
+  for (const isInteger of sub.colInteger) if (isInteger) integers++;
+  if (integers <= SMALL_BLOCK) {
+    const quick = await glpkBackend.solveMip(sub, {
+      timeLimitMs: Math.min(50, Math.max(1, remaining())),
+      relativeGap: 0,
+    });
+    if (quick.status === 'optimal' && quick.values)
+      return { ...quick, bound: objectiveOf(sub, quick.values) };
+  }
+  return highsBackend.solveMip(sub, {
+    timeLimitMs: Math.max(1, remaining()),
+    relativeGap: relativeGap / 10,
+    small: true,
+  });
 }
 
 function blockIntegral(lp: LinearModel, block: Part, x: ArrayLike<number>): boolean {

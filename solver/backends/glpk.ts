@@ -58,7 +58,7 @@ export const glpkBackend: MipBackend = {
     const result = glpk.solve(toLp(glpk, model, true), {
       msglev: glpk.GLP_MSG_OFF,
       presol: true,
-      tmlim: Math.max(1, Math.ceil(options.timeLimitMs / 1000)),
+      tmlim: Math.max(0.001, options.timeLimitMs / 1000),
       mipgap: options.relativeGap,
     }).result;
     if (result.status === glpk.GLP_NOFEAS) return { status: 'infeasible' };
