@@ -14,8 +14,8 @@ import type { IdGenerator } from '../lib/ids.ts';
 import { usdToMicros } from '../lib/money.ts';
 import type { Offering } from '../providers/catalog/offering.ts';
 import { planCapacity } from '../solver/plan.ts';
-import type { DemandClass, Plan } from '../solver/types.ts';
-import type { Actuator } from './act.ts';
+import type { DemandClass, FleetPool, Plan } from '../solver/types.ts';
+import type { ActionRow, Actuator } from './act.ts';
 import type { Database } from './db/open-database.ts';
 import { plans } from './db/schema.ts';
 import { coveredBy, type Demand } from './demand.ts';
@@ -305,7 +305,10 @@ export class ControlLoop {
               ...quotes.filter((q) => !q.available).map((q) => q.id),
             ]),
           ];
-      const pools = fleet.pools();
+      // Launches whose outcome is unknown (the provider did not answer; repeated with their key at each tick)
+      // count as capacity on its way: planning around them would launch the same capacity again, once per tick
+      // of an outage.
+      const pools = withLaunchesInFlight(fleet.pools(), await actuator.pending());
       const plan = await planCapacity({
         offerings: quotes,
         demand,
@@ -397,6 +400,26 @@ interface Acted {
   terminated: number;
   drained: number;
   stockOuts: string[];
+}
+
+/** The fleet's pools with the instances of provision actions still pending added (young: not to stop yet). */
+function withLaunchesInFlight(pools: FleetPool[], pending: readonly ActionRow[]): FleetPool[] {
+  const launches = pending.filter((a) => a.kind === 'provision' && a.status === 'pending');
+  if (launches.length === 0) return pools;
+  const byOffering = new Map(
+    pools.map((p) => [p.offeringId, { ...p, instanceAgesMs: [...(p.instanceAgesMs ?? [])] }]),
+  );
+  for (const action of launches) {
+    const pool = byOffering.get(action.offeringId) ?? {
+      offeringId: action.offeringId,
+      count: 0,
+      instanceAgesMs: [],
+    };
+    pool.count += action.count;
+    pool.instanceAgesMs.push(...Array(action.count).fill(0));
+    byOffering.set(action.offeringId, pool);
+  }
+  return [...byOffering.values()];
 }
 
 /** Instances held per offering, for the quotas' reach. */

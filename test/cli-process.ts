@@ -95,53 +95,84 @@ export interface AnsweringProcess extends CliProcess {
   readonly answeredAtMs: number;
 }
 
+export interface StartingProcess extends CliProcess {
+  readonly spawnedAtMs: number;
+  /** Set once `probe` answered 2xx. */
+  readonly answeredAtMs: number | undefined;
+  /** Resolves once `probe` answers 2xx; rejects if the process exits first or the time runs out. */
+  readonly answered: Promise<AnsweringProcess>;
+}
+
+export interface SpawnOptions {
+  /** Where the server will listen (its port is in ARGS). */
+  readonly url: string;
+  /** Default `/healthz`. */
+  readonly probe?: string;
+  /** Another build's `bin/gpubroker.js`. */
+  readonly bin?: string;
+  readonly env?: NodeJS.ProcessEnv;
+  /** Default 60 s. */
+  readonly timeoutMs?: number;
+}
+
 /**
- * Spawns `gpubroker ARGS…` (or `bin`, another build of it) and resolves once `url + probe` answers 2xx: a server
- * that answers 503 while it starts is not up yet. Rejects if the process exits first or `timeoutMs` passes.
+ * Spawns `gpubroker ARGS…` (a server) and polls `url + probe` until it answers 2xx: a server that answers 503
+ * while it starts is not up yet. The process is at hand at once, to kill it while it starts.
  */
-export async function spawnUntilAnswer(
-  args: readonly string[],
-  options: {
-    readonly url: string;
-    readonly probe?: string;
-    readonly bin?: string;
-    readonly env?: NodeJS.ProcessEnv;
-    readonly timeoutMs?: number;
-  },
-): Promise<AnsweringProcess> {
+export function spawnServer(args: readonly string[], options: SpawnOptions): StartingProcess {
   const spawnedAtMs = Date.now();
   const child = spawn(process.execPath, [options.bin ?? BIN, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },
   });
   let output = '';
-  child.stdout?.on('data', (chunk) => {
+  const onData = (chunk: Buffer) => {
     output += chunk;
-  });
-  child.stderr?.on('data', (chunk) => {
-    output += chunk;
-  });
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
   let exited = false;
   child.once('exit', () => {
     exited = true;
   });
-  const deadline = spawnedAtMs + (options.timeoutMs ?? 60_000);
-  for (;;) {
-    if (exited) throw new Error(`gpubroker ${args[0]} exited before answering: ${output}`);
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(
-        `gpubroker ${args[0]} did not answer within ${options.timeoutMs ?? 60_000} ms: ${output}`,
-      );
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  let answeredAtMs: number | undefined;
+  const answered = (async (): Promise<AnsweringProcess> => {
+    for (;;) {
+      if (exited) throw new Error(`gpubroker ${args[0]} exited before answering: ${output}`);
+      if (Date.now() > spawnedAtMs + timeoutMs) {
+        child.kill('SIGKILL');
+        throw new Error(`gpubroker ${args[0]} did not answer within ${timeoutMs} ms: ${output}`);
+      }
+      try {
+        const response = await fetch(`${options.url}${options.probe ?? '/healthz'}`);
+        await response.arrayBuffer();
+        if (response.ok && !exited) {
+          answeredAtMs = Date.now();
+          return { child, url: options.url, output: () => output, spawnedAtMs, answeredAtMs };
+        }
+      } catch {
+        // Not listening yet.
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    try {
-      const response = await fetch(`${options.url}${options.probe ?? '/healthz'}`);
-      await response.arrayBuffer();
-      if (response.ok)
-        return { child, url: options.url, output: () => output, spawnedAtMs, answeredAtMs: Date.now() };
-    } catch {
-      // Not listening yet.
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  })();
+  const starting: StartingProcess = {
+    child,
+    url: options.url,
+    output: () => output,
+    spawnedAtMs,
+    get answeredAtMs() {
+      return answeredAtMs;
+    },
+    answered,
+  };
+  // Whoever kills it while it starts need not hear that it did not answer.
+  starting.answered.catch(() => undefined);
+  return starting;
+}
+
+/** `spawnServer`, resolved once the server answers. */
+export function spawnUntilAnswer(args: readonly string[], options: SpawnOptions): Promise<AnsweringProcess> {
+  return spawnServer(args, options).answered;
 }
