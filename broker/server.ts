@@ -5,9 +5,10 @@
  */
 import { lookup } from 'node:dns/promises';
 import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { type AddressInfo, isIP } from 'node:net';
 import { join } from 'node:path';
-import { serve } from '@hono/node-server';
+import { getRequestListener } from '@hono/node-server';
 import { type Clock, RealClock } from '../lib/clock.ts';
 import { withDeadline } from '../lib/deadline.ts';
 import { GpubrokerError, StartupError, ValidationError } from '../lib/errors.ts';
@@ -143,11 +144,24 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     }
 
     let ready: ((request: Request) => Response | Promise<Response>) | undefined;
-    const server = serve({
-      fetch: (request) => (ready ? ready(request) : starting()),
-      port: options.port ?? 8787,
-      hostname: host,
-    });
+    // Node's server, not `serve`: so that a request Hono's adapter cannot turn into a Request (a bad Host header)
+    // is answered with problem+json too, and a request without Host (HTTP/1.0 style) is served, not refused bare.
+    const server = createServer(
+      { requireHostHeader: false },
+      getRequestListener((request) => (ready ? ready(request) : starting()), {
+        hostname: host,
+        errorHandler: (error) =>
+          problemResponse(
+            new HttpProblem(
+              400,
+              'Bad Request',
+              `the request cannot be read: ${(error as Error).message}`,
+              'request',
+            ),
+          ),
+      }),
+    );
+    server.listen(options.port ?? 8787, host);
     await listening(server, host, options.port ?? 8787);
     const closeServer = () => new Promise<void>((resolve) => server.close(() => resolve()));
     undo.push(closeServer);
@@ -271,8 +285,16 @@ function statOrUndefined(path: string) {
 }
 
 function starting(): Response {
-  return new Response(
-    JSON.stringify(problemFor(new HttpProblem(503, 'Starting', 'the broker is starting; retry in a moment'))),
-    { status: 503, headers: { 'content-type': 'application/problem+json', 'retry-after': '1' } },
+  const response = problemResponse(
+    new HttpProblem(503, 'Starting', 'the broker is starting; retry in a moment'),
   );
+  response.headers.set('retry-after', '1');
+  return response;
+}
+
+function problemResponse(problem: HttpProblem): Response {
+  return new Response(JSON.stringify(problemFor(problem)), {
+    status: problem.status,
+    headers: { 'content-type': 'application/problem+json' },
+  });
 }

@@ -13,7 +13,7 @@ import { registerBillingRoutes } from './billing-routes.ts';
 import { clientVersion } from './client-version.ts';
 import { forwardToLeader } from './forward.ts';
 import { registerFunctionRoutes } from './function-routes.ts';
-import { inputGuard } from './input-guard.ts';
+import { type GuardedRoute, inputGuard } from './input-guard.ts';
 import { HttpProblem, problemFor } from './problem.ts';
 import {
   BEARER,
@@ -37,7 +37,25 @@ import {
 
 const idParam = z.object({ id: z.string().min(1).max(64) });
 
+/** The app's routes with what the OpenAPI registry says of their bodies (read once, after every route is added). */
+function guardedRoutes(app: OpenAPIHono<Env>): GuardedRoute[] {
+  const required = new Set<string>();
+  for (const definition of app.openAPIRegistry.definitions) {
+    if (definition.type !== 'route') continue;
+    const { method, path, request } = definition.route;
+    const body = request?.body;
+    if (body?.required && Object.keys(body.content).some((type) => type.includes('json')))
+      required.add(`${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`);
+  }
+  return app.routes.map((r) => ({
+    method: r.method,
+    path: r.path,
+    jsonBodyRequired: required.has(`${r.method} ${r.path}`),
+  }));
+}
+
 export function createApp(broker: Broker): OpenAPIHono<Env> {
+  let guarded: GuardedRoute[] | undefined;
   const app = new OpenAPIHono<Env>({
     defaultHook: (result) => {
       if (!result.success) {
@@ -82,7 +100,7 @@ export function createApp(broker: Broker): OpenAPIHono<Env> {
   // After forwarding (it reads the body; a follower passes the raw request on), before anything else reads input.
   app.use(
     '/v1/*',
-    inputGuard(() => app.routes),
+    inputGuard(() => (guarded ??= guardedRoutes(app))),
   );
   app.use('/v1/*', async (c, next) => {
     const header = c.req.header('authorization') ?? '';

@@ -5,6 +5,7 @@
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -179,5 +180,42 @@ describe('JSON files given to the CLI', () => {
     expect(api.status).toBe(400);
     expect(api.body?.field).toBe('policy.solver.backend');
     expect(api.body?.detail).toBe((error as ValidationError).message);
+  });
+});
+
+describe('a required JSON body', () => {
+  it('sent without a JSON content type is a 415, and the policy is not reset to its defaults', async () => {
+    const before = await call('GET', '/v1/policy');
+    const response = await fetch(`${server.url}/v1/policy`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${operator}` },
+    });
+    expect(response.status).toBe(415);
+    expect(response.headers.get('content-type')).toBe('application/problem+json');
+    expect(((await response.json()) as { field?: string }).field).toBe('body');
+    expect((await call('GET', '/v1/policy')).body?.version).toBe(before.body?.version);
+  });
+});
+
+describe('requests Node or the adapter cannot read', () => {
+  it('a request without Host is served; a malformed one is a 400 problem naming the request', async () => {
+    const { port } = new URL(server.url);
+    const raw = (text: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), '127.0.0.1', () => socket.end(text));
+        let answer = '';
+        socket.on('data', (chunk) => {
+          answer += chunk;
+        });
+        socket.on('end', () => resolve(answer));
+        socket.on('error', reject);
+      });
+    expect(await raw('GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1.1 200/);
+    const garbage = await raw('NOT A REQUEST\r\n\r\n');
+    expect(garbage).toMatch(/^HTTP\/1.1 400/);
+    expect(JSON.parse(garbage.slice(garbage.indexOf('\r\n\r\n') + 4))).toMatchObject({
+      status: 400,
+      field: 'request',
+    });
   });
 });

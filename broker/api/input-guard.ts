@@ -11,13 +11,30 @@ import { HttpProblem } from './problem.ts';
 /** The largest JSON body any route takes (a policy or price book is a few KB; a lease request far less). */
 export const MAX_JSON_BODY_BYTES = 1_048_576;
 
-/** `routes`: the app's route patterns (`/v1/leases/:id`), to name a bad path segment by its parameter. */
-export function inputGuard(routes: () => readonly { readonly path: string }[]): MiddlewareHandler {
+/** A route as the guard needs it: its pattern (`/v1/leases/:id`) and whether it takes a required JSON body. */
+export interface GuardedRoute {
+  readonly method: string;
+  readonly path: string;
+  readonly jsonBodyRequired?: boolean;
+}
+
+/** `routes`: the app's routes, to name a bad path segment by its parameter and to know which need a body. */
+export function inputGuard(routes: () => readonly GuardedRoute[]): MiddlewareHandler {
   return async (c, next) => {
     const url = new URL(c.req.url);
     checkPath(url.pathname, routes());
     checkQuery(url.search);
-    if (isJson(c.req.header('content-type')) && c.req.method !== 'GET' && c.req.method !== 'HEAD') {
+    const json = isJson(c.req.header('content-type'));
+    // Without a JSON content type a validator sees no body and would validate `{}`: a PUT of nothing would write
+    // every default.
+    if (!json && needsJsonBody(c.req.method, url.pathname, routes()))
+      throw new HttpProblem(
+        415,
+        'Unsupported media type',
+        'body: this route takes a JSON body; send it with Content-Type: application/json',
+        'body',
+      );
+    if (json && c.req.method !== 'GET' && c.req.method !== 'HEAD') {
       const length = Number(c.req.header('content-length') ?? 0);
       if (length > MAX_JSON_BODY_BYTES) throw tooLarge();
       const text = await c.req.text();
@@ -97,6 +114,18 @@ function parameterAt(
     if (matches && name?.startsWith(':')) return name.slice(1).replace(/\{.*$/, '');
   }
   return 'path';
+}
+
+function needsJsonBody(method: string, pathname: string, routes: readonly GuardedRoute[]): boolean {
+  const segments = pathname.split('/');
+  return routes.some((route) => {
+    if (!route.jsonBodyRequired || route.method !== method) return false;
+    const pattern = route.path.split('/');
+    return (
+      pattern.length === segments.length &&
+      pattern.every((part, i) => part.startsWith(':') || part === segments[i])
+    );
+  });
 }
 
 function isJson(contentType: string | undefined): boolean {

@@ -2,8 +2,9 @@
  * Requests that Node's HTTP parser rejects before Hono sees them (a URL or headers over 16 KB, a malformed request
  * line) get a problem+json answer like every other error, instead of Node's bare status line.
  */
+
+import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
-import type { ServerType } from '@hono/node-server';
 import { HttpProblem, problemFor } from './problem.ts';
 
 const REASONS: Record<number, string> = {
@@ -12,7 +13,7 @@ const REASONS: Record<number, string> = {
   431: 'Request Header Fields Too Large',
 };
 
-export function answerMalformedRequests(server: ServerType): void {
+export function answerMalformedRequests(server: Server): void {
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
       socket.destroy();
@@ -25,7 +26,9 @@ export function answerMalformedRequests(server: ServerType): void {
           ? [408, 'the request was not received in time']
           : [400, 'the request is not valid HTTP/1.1'];
     const body = JSON.stringify(
-      problemFor(new HttpProblem(status, REASONS[status] ?? 'Bad Request', detail)),
+      problemFor(
+        new HttpProblem(status, REASONS[status] ?? 'Bad Request', detail, status === 431 ? 'url' : 'request'),
+      ),
     );
     socket.end(
       `HTTP/1.1 ${status} ${REASONS[status]}\r\nContent-Type: application/problem+json\r\n` +

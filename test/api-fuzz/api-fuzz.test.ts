@@ -15,17 +15,6 @@ const REQUESTS = 300;
  * Defects outside this suite's files, reported to their owners and tolerated here until fixed (`npm run fuzz` still
  * counts them): the answers Node's HTTP parser gives before the app runs.
  */
-const KNOWN: { readonly what: string; readonly matches: (f: Failure) => boolean }[] = [
-  {
-    what: 'a request Node cannot parse gets a 400 problem without "field" (broker/api/malformed-requests.ts)',
-    matches: (f) =>
-      f.kind === 'problem-shape' && f.request.op.startsWith('raw:') && f.detail === 'a 400 without "field"',
-  },
-  {
-    what: "an HTTP/1.1 request without Host gets Node's bare 400 (requireHostHeader, broker/server.ts)",
-    matches: (f) => f.kind === 'problem-shape' && f.request.op === 'raw:no Host',
-  },
-];
 
 let server: RunningServer;
 let report: FuzzReport;
@@ -53,8 +42,7 @@ describe(`the API fuzz (seed ${SEED}, ${REQUESTS} requests)`, () => {
   });
 
   it('finds no 5xx, no invalid write, no state change on an error, no isolation breach and no silence', () => {
-    const unknown = report.failures.filter((f) => !KNOWN.some((k) => k.matches(f)));
-    expect(unknown.map(show)).toEqual([]);
+    expect(report.failures.map(show)).toEqual([]);
     expect(report.serverErrors).toBe(0);
     expect(report.acceptedInvalidWrites).toBe(0);
     expect(report.stateChangesOnError).toBe(0);
