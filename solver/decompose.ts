@@ -87,8 +87,8 @@ function groups(
 
 /** Finds the components, blocks, linking rows and loose columns of a model whose columns carry a period. */
 export function analyse(lp: LinearModel, colPeriod: Int32Array): Structure {
-  const nCols = lp.colNames.length;
-  const nRows = lp.rowNames.length;
+  const nCols = lp.colCost.length;
+  const nRows = lp.rowLower.length;
   const all = new UnionFind(nCols);
   const within = new UnionFind(nCols);
   const linking: number[] = [];
@@ -151,7 +151,8 @@ export function analyse(lp: LinearModel, colPeriod: Int32Array): Structure {
 
 /**
  * The part of the model on `part`'s columns and rows, with the given column costs. Columns outside the part that
- * its rows touch are fixed at `fixed` and moved into the row bounds.
+ * its rows touch are fixed at `fixed` and moved into the row bounds. Its names are short placeholders (c0, r0, …):
+ * a part is solved, never exported.
  */
 export function subModel(
   lp: LinearModel,
@@ -159,27 +160,26 @@ export function subModel(
   cost: ArrayLike<number>,
   fixed?: ArrayLike<number>,
 ): LinearModel {
+  const nCols = part.cols.length;
   const local = new Map<number, number>();
-  part.cols.forEach((j, k) => {
+  const colLower = new Array<number>(nCols);
+  const colUpper = new Array<number>(nCols);
+  const colCost = new Array<number>(nCols);
+  const colInteger = new Array<boolean>(nCols);
+  for (let k = 0; k < nCols; k++) {
+    const j = part.cols[k] as number;
     local.set(j, k);
-  });
-  const cols = [...part.cols];
-  const sub: LinearModel = {
-    name: lp.name,
-    colNames: cols.map((j) => lp.colNames[j] as string),
-    colLower: cols.map((j) => lp.colLower[j] as number),
-    colUpper: cols.map((j) => lp.colUpper[j] as number),
-    colCost: cols.map((j) => cost[j] as number),
-    colInteger: cols.map((j) => lp.colInteger[j] as boolean),
-    rowNames: [],
-    rowKinds: [],
-    rowLabels: [],
-    rowLower: [],
-    rowUpper: [],
-    rowStarts: [0],
-    rowIndices: [],
-    rowValues: [],
-  };
+    colLower[k] = lp.colLower[j] as number;
+    colUpper[k] = lp.colUpper[j] as number;
+    colCost[k] = cost[j] as number;
+    colInteger[k] = lp.colInteger[j] as boolean;
+  }
+  const rowKinds: LinearModel['rowKinds'] = [];
+  const rowLower: number[] = [];
+  const rowUpper: number[] = [];
+  const rowStarts = [0];
+  const rowIndices: number[] = [];
+  const rowValues: number[] = [];
   for (const i of part.rows) {
     let shift = 0;
     for (let k = lp.rowStarts[i] as number; k < (lp.rowStarts[i + 1] as number); k++) {
@@ -190,17 +190,31 @@ export function subModel(
         shift += (lp.rowValues[k] as number) * (fixed[j] as number);
         continue;
       }
-      sub.rowIndices.push(c);
-      sub.rowValues.push(lp.rowValues[k] as number);
+      rowIndices.push(c);
+      rowValues.push(lp.rowValues[k] as number);
     }
-    sub.rowStarts.push(sub.rowIndices.length);
-    sub.rowNames.push(lp.rowNames[i] as string);
-    sub.rowKinds.push(lp.rowKinds[i] as LinearModel['rowKinds'][number]);
-    sub.rowLabels.push('');
-    sub.rowLower.push((lp.rowLower[i] as number) - shift);
-    sub.rowUpper.push((lp.rowUpper[i] as number) - shift);
+    rowStarts.push(rowIndices.length);
+    rowKinds.push(lp.rowKinds[i] as LinearModel['rowKinds'][number]);
+    rowLower.push((lp.rowLower[i] as number) - shift);
+    rowUpper.push((lp.rowUpper[i] as number) - shift);
   }
-  return sub;
+  const nRows = rowLower.length;
+  return {
+    name: lp.name,
+    colNames: Array.from({ length: nCols }, (_, k) => `c${k}`),
+    colLower,
+    colUpper,
+    colCost,
+    colInteger,
+    rowNames: Array.from({ length: nRows }, (_, k) => `r${k}`),
+    rowKinds,
+    rowLabels: new Array<string>(nRows).fill(''),
+    rowLower,
+    rowUpper,
+    rowStarts,
+    rowIndices,
+    rowValues,
+  };
 }
 
 /**
@@ -215,7 +229,7 @@ export function lagrangianCosts(
   y: ArrayLike<number>,
 ): { cost: Float64Array; constant: number; rowConstant: Float64Array } {
   const cost = Float64Array.from(lp.colCost);
-  const rowConstant = new Float64Array(lp.rowNames.length);
+  const rowConstant = new Float64Array(lp.rowLower.length);
   let constant = 0;
   for (const i of linking) {
     const yi = y[i] as number;

@@ -18,10 +18,10 @@ export function explainPlan(
   const { lp, periodHours } = pm;
   const activity = rowActivities(lp, values);
   const lines: ExplanationLine[] = [];
-  for (let i = 0; i < lp.rowNames.length; i++) {
+  for (let i = 0; i < lp.rowLower.length; i++) {
     const kind = lp.rowKinds[i];
+    if (!kind || kind === 'link' || !firstPeriod(pm, i)) continue;
     const name = lp.rowNames[i] as string;
-    if (!kind || kind === 'link' || !name.endsWith('_t1')) continue;
     const dual = relaxation?.rowDuals[i] ?? 0;
     const lower = lp.rowLower[i] as number;
     const upper = lp.rowUpper[i] as number;
@@ -46,6 +46,14 @@ export function explainPlan(
         a.constraint.localeCompare(b.constraint),
     )
     .slice(0, MAX_LINES);
+}
+
+/** Whether row i is a first-period row: its columns lie in period 0 (an empty row: its name says so). */
+function firstPeriod(pm: PlanningModel, i: number): boolean {
+  const { lp } = pm;
+  const start = lp.rowStarts[i] as number;
+  if (start === lp.rowStarts[i + 1]) return (lp.rowNames[i] as string).endsWith('_t1');
+  return pm.colPeriod[lp.rowIndices[start] as number] === 0;
 }
 
 function describe(label: string, kind: ExplanationLine['kind'], marginal: number, binding: boolean): string {

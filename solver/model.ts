@@ -257,7 +257,7 @@ export function buildModel(input: ModelInput): PlanningModel {
   if (policy.maxTerminateFraction < 1) addChurnRows(b, input, x, stop);
   addLifetimeRows(b, input, x, add);
 
-  const colPeriod = new Int32Array(b.model.colNames.length);
+  const colPeriod = new Int32Array(b.model.colCost.length);
   for (const cols of [...x, ...add, ...stop, ...unmet, ...bufferShort.map((s) => s.cols)])
     cols.forEach((j, t) => {
       if (j >= 0) colPeriod[j] = t;

@@ -225,9 +225,9 @@ function assemblePlan(pm: PlanningModel, values: Float64Array, catalogSize: numb
     model: {
       offerings: catalogSize,
       offeringsAfterReduction: offerings.length,
-      variables: lp.colNames.length,
+      variables: lp.colCost.length,
       integers: lp.colInteger.filter(Boolean).length,
-      constraints: lp.rowNames.length,
+      constraints: lp.rowLower.length,
     },
   };
 }

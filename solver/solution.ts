@@ -7,7 +7,7 @@ import type { PlanningModel } from './model.ts';
  */
 export function completeSolution(pm: PlanningModel, counts: readonly (readonly number[])[]): Float64Array {
   const { input, lp } = pm;
-  const values = new Float64Array(lp.colNames.length);
+  const values = new Float64Array(lp.colCost.length);
   input.offerings.forEach((_, i) => {
     let previous = input.current[i] ?? 0;
     for (let t = 0; t < input.periods; t++) {

@@ -1,6 +1,6 @@
 import type { LpRelaxation, MipResult } from './backends/backend.ts';
 import { glpkBackend } from './backends/glpk.ts';
-import { highsBackend } from './backends/highs.ts';
+import { highsBackend, solveMipOnWorker } from './backends/highs.ts';
 import { analyse, lagrangianCosts, looseValue, type Part, type Structure, subModel } from './decompose.ts';
 import { integralPoint, type LinearModel, objectiveAt } from './linear-model.ts';
 import type { PlanningModel } from './model.ts';
@@ -92,7 +92,7 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
     if (smoothed && objectiveAt(lp, smoothed) < objectiveAt(lp, candidate)) candidate = smoothed;
   }
   const feasible = integralPoint(lp, candidate) !== undefined;
-  const values = feasible ? candidate : new Float64Array(lp.colNames.length);
+  const values = feasible ? candidate : new Float64Array(lp.colCost.length);
   const hasPlan = new Array<boolean>(nComp).fill(feasible);
   const primal = new Float64Array(nComp);
   const lpPart = new Float64Array(nComp);
@@ -171,7 +171,7 @@ async function lagrangianBlocks(
     const ci = structure.rowComponent[i] as number;
     bound[ci] = (bound[ci] as number) + (rowConstant[i] as number);
   }
-  const values = new Float64Array(lp.colNames.length);
+  const values = new Float64Array(lp.colCost.length);
   for (const j of structure.loose) {
     const { value, contribution } = looseValue(lp, j, cost[j] as number);
     values[j] = value;
@@ -179,33 +179,39 @@ async function lagrangianBlocks(
     bound[ci] = (bound[ci] as number) + contribution;
   }
   let mips = 0;
-  for (const block of structure.blocks) {
-    const ci = block.component;
-    if (blockIntegral(lp, block, relaxation.values)) {
-      // With the LP's own duals as multipliers, the LP optimum restricted to the block is the block's LP optimum;
-      // integral, it is the block's MIP optimum too.
-      for (const j of block.cols) {
-        const v = relaxation.values[j] as number;
-        values[j] = lp.colInteger[j] ? Math.round(v) : v;
-        bound[ci] = (bound[ci] as number) + (cost[j] as number) * (values[j] as number);
+  // Blocks run side by side (HiGHS on worker threads, GLPK here); their bounds are summed in block order.
+  const blockBounds = await Promise.all(
+    structure.blocks.map(async (block) => {
+      if (blockIntegral(lp, block, relaxation.values)) {
+        // With the LP's own duals as multipliers, the LP optimum restricted to the block is the block's LP
+        // optimum; integral, it is the block's MIP optimum too.
+        let sum = 0;
+        for (const j of block.cols) {
+          const v = relaxation.values[j] as number;
+          values[j] = lp.colInteger[j] ? Math.round(v) : v;
+          sum += (cost[j] as number) * (values[j] as number);
+        }
+        return sum;
       }
-      continue;
-    }
-    mips++;
-    const sub = subModel(lp, block, cost);
-    const result = await solveBlock(sub, relativeGap, remaining);
-    const blockBound =
-      result.bound ??
-      (result.status === 'optimal' && result.values
-        ? objectiveOf(sub, result.values)
-        : Number.NEGATIVE_INFINITY);
-    bound[ci] = (bound[ci] as number) + blockBound;
-    if (result.values) {
-      block.cols.forEach((j, k) => {
-        values[j] = result.values?.[k] as number;
-      });
-    }
-  }
+      mips++;
+      const sub = subModel(lp, block, cost);
+      const result = await solveBlock(sub, relativeGap, remaining);
+      if (result.values) {
+        block.cols.forEach((j, k) => {
+          values[j] = result.values?.[k] as number;
+        });
+      }
+      return (
+        result.bound ??
+        (result.status === 'optimal' && result.values
+          ? objectiveOf(sub, result.values)
+          : Number.NEGATIVE_INFINITY)
+      );
+    }),
+  );
+  structure.blocks.forEach((block, b) => {
+    bound[block.component] = (bound[block.component] as number) + (blockBounds[b] as number);
+  });
   return { values, bound, mips };
 }
 
@@ -357,17 +363,19 @@ async function plainBlocks(
   remaining: () => number,
 ): Promise<{ values: Float64Array; mips: number }> {
   const { lp } = pm;
-  const values = new Float64Array(lp.colNames.length);
+  const values = new Float64Array(lp.colCost.length);
   let mips = 0;
-  for (const block of structure.blocks) {
-    if (remaining() <= 0) break;
-    mips++;
-    const result = await solveBlock(subModel(lp, block, lp.colCost), relativeGap, remaining);
-    if (result.values)
-      block.cols.forEach((j, k) => {
-        values[j] = result.values?.[k] as number;
-      });
-  }
+  await Promise.all(
+    structure.blocks.map(async (block) => {
+      if (remaining() <= 0) return;
+      mips++;
+      const result = await solveBlock(subModel(lp, block, lp.colCost), relativeGap, remaining);
+      if (result.values)
+        block.cols.forEach((j, k) => {
+          values[j] = result.values?.[k] as number;
+        });
+    }),
+  );
   return { values, mips };
 }
 
@@ -394,7 +402,7 @@ async function solveBlock(
     if (quick.status === 'optimal' && quick.values)
       return { ...quick, bound: objectiveOf(sub, quick.values) };
   }
-  return highsBackend.solveMip(sub, {
+  return solveMipOnWorker(sub, {
     timeLimitMs: Math.max(1, remaining()),
     relativeGap: relativeGap / 10,
     small: true,

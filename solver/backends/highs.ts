@@ -1,3 +1,5 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import loadHighs, { type Highs, type ModelData } from 'highs';
 import type { LinearModel } from '../linear-model.ts';
 import type { LpRelaxation, MipBackend, MipOptions, MipResult } from './backend.ts';
@@ -10,28 +12,63 @@ function highsRuntime(): Promise<Highs> {
 }
 
 function toModelData(highs: Highs, model: LinearModel, integer: boolean): ModelData {
-  const inf = (v: number) =>
-    v === Number.POSITIVE_INFINITY ? highs.infinity : v === Number.NEGATIVE_INFINITY ? -highs.infinity : v;
+  const numCols = model.colCost.length;
+  const numRows = model.rowLower.length;
+  const finite = (from: readonly number[]) => {
+    const out = new Float64Array(from.length);
+    for (let k = 0; k < from.length; k++) {
+      const v = from[k] as number;
+      out[k] =
+        v === Number.POSITIVE_INFINITY
+          ? highs.infinity
+          : v === Number.NEGATIVE_INFINITY
+            ? -highs.infinity
+            : v;
+    }
+    return out;
+  };
   const vt = highs.constants.variableType;
   return {
-    numCols: model.colNames.length,
-    numRows: model.rowNames.length,
+    numCols,
+    numRows,
     colCost: Float64Array.from(model.colCost),
-    colLower: Float64Array.from(model.colLower, inf),
-    colUpper: Float64Array.from(model.colUpper, inf),
-    rowLower: Float64Array.from(model.rowLower, inf),
-    rowUpper: Float64Array.from(model.rowUpper, inf),
+    colLower: finite(model.colLower),
+    colUpper: finite(model.colUpper),
+    rowLower: finite(model.rowLower),
+    rowUpper: finite(model.rowUpper),
     matrix: {
       format: 'csr',
-      numRows: model.rowNames.length,
-      numCols: model.colNames.length,
+      numRows,
+      numCols,
       starts: Int32Array.from(model.rowStarts),
       indices: Int32Array.from(model.rowIndices),
       values: Float64Array.from(model.rowValues),
     },
     ...(integer
-      ? { integrality: model.colInteger.map((isInt) => (isInt ? vt.integer : vt.continuous)) }
+      ? { integrality: Int32Array.from(model.colInteger, (isInt) => (isInt ? vt.integer : vt.continuous)) }
       : {}),
+  };
+}
+
+function mipOptions(options: MipOptions): Record<string, number | boolean> {
+  return {
+    output_flag: false,
+    time_limit: options.timeLimitMs / 1000,
+    mip_rel_gap: options.relativeGap,
+    random_seed: 0,
+    ...(options.small ? { mip_heuristic_run_feasibility_jump: false } : {}),
+  };
+}
+
+/** HiGHS's answer, wherever it ran, read the same way. */
+function mipResult(highs: Highs, status: number, values: Float64Array | undefined, bound: number): MipResult {
+  const codes = highs.constants.modelStatus;
+  if (status === codes.infeasible) return { status: 'infeasible' };
+  if (!values) return { status: 'none', message: `HiGHS status ${status}` };
+  return {
+    status: status === codes.optimal ? 'optimal' : 'feasible',
+    values,
+    ...(Number.isFinite(bound) ? { bound } : {}),
   };
 }
 
@@ -40,14 +77,11 @@ export const highsBackend: MipBackend = {
 
   async solveMip(model: LinearModel, options: MipOptions): Promise<MipResult> {
     const highs = await highsRuntime();
-    return highs.withModel(toModelData(highs, model, true), (m): MipResult => {
-      m.options.set({
-        output_flag: false,
-        time_limit: options.timeLimitMs / 1000,
-        mip_rel_gap: options.relativeGap,
-        random_seed: 0,
-        ...(options.small ? { mip_heuristic_run_feasibility_jump: false } : {}),
-      });
+    // Options before the model: HiGHS prints its banner on the first model passed unless told not to.
+    const m = highs.createModel();
+    try {
+      m.options.set(mipOptions(options));
+      m.passModel(toModelData(highs, model, true));
       if (options.start) m.setSolution({ colValue: options.start });
       if (options.small) m.run();
       else {
@@ -60,24 +94,24 @@ export const highsBackend: MipBackend = {
         const channel = highs.constants.callbackType;
         m.run({ [channel.simplexInterrupt]: stop, [channel.mipInterrupt]: stop });
       }
-      const status = m.getModelStatus();
-      const codes = highs.constants.modelStatus;
-      const bound = Number(m.info.get('mip_dual_bound'));
       const hasSolution = Number(m.info.get('primal_solution_status')) === 2;
-      if (status === codes.infeasible) return { status: 'infeasible' };
-      if (!hasSolution) return { status: 'none', message: `HiGHS status ${status}` };
-      return {
-        status: status === codes.optimal ? 'optimal' : 'feasible',
-        values: Float64Array.from(m.getSolution().colValue),
-        ...(Number.isFinite(bound) ? { bound } : {}),
-      };
-    });
+      return mipResult(
+        highs,
+        m.getModelStatus(),
+        hasSolution ? Float64Array.from(m.getSolution().colValue) : undefined,
+        Number(m.info.get('mip_dual_bound')),
+      );
+    } finally {
+      m.dispose();
+    }
   },
 
   async solveRelaxation(model: LinearModel): Promise<LpRelaxation | undefined> {
     const highs = await highsRuntime();
-    return highs.withModel(toModelData(highs, model, false), (m) => {
+    const m = highs.createModel();
+    try {
       m.options.set({ output_flag: false, time_limit: 10 });
+      m.passModel(toModelData(highs, model, false));
       m.run();
       if (m.getModelStatus() !== highs.constants.modelStatus.optimal) return undefined;
       const solution = m.getSolution();
@@ -86,6 +120,113 @@ export const highsBackend: MipBackend = {
         values: Float64Array.from(solution.colValue),
         rowDuals: Float64Array.from(solution.rowDual),
       };
-    });
+    } finally {
+      m.dispose();
+    }
   },
 };
+
+interface Task {
+  id: number;
+  /** Date.now() by which the task must end. */
+  deadline: number;
+  data: ModelData;
+  options: Record<string, number | boolean>;
+  resolve: (result: { status: number; values?: Float64Array; bound: number }) => void;
+  reject: (error: Error) => void;
+}
+
+/**
+ * Worker threads with a HiGHS each, for many independent MIPs at once (the blocks of a decomposed solve). As many
+ * as the machine has cores, at most 4; none on a single core. Workers start on first use, stay for the process,
+ * and do not keep it alive while idle.
+ */
+class HighsPool {
+  private readonly workers: { worker: Worker; task: Task | undefined; ready: boolean }[] = [];
+  private readonly queue: Task[] = [];
+  private nextId = 0;
+
+  constructor(size: number) {
+    for (let k = 0; k < size; k++) {
+      const worker = new Worker(new URL('./highs-worker.mjs', import.meta.url));
+      const slot: { worker: Worker; task: Task | undefined; ready: boolean } = {
+        worker,
+        task: undefined,
+        ready: false,
+      };
+      worker.on('message', (message: { ready?: boolean; id?: number; error?: string; status: number }) => {
+        if (message.ready) slot.ready = true;
+        else {
+          const task = slot.task;
+          slot.task = undefined;
+          if (message.error) task?.reject(new Error(message.error));
+          else task?.resolve(message as { status: number; values?: Float64Array; bound: number });
+        }
+        this.pump();
+      });
+      worker.on('error', (error) => {
+        slot.task?.reject(error);
+        slot.task = undefined;
+      });
+      worker.unref();
+      this.workers.push(slot);
+    }
+  }
+
+  solve(
+    data: ModelData,
+    options: Record<string, number | boolean>,
+    deadline: number,
+  ): Promise<{ status: number; values?: Float64Array; bound: number }> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ id: this.nextId++, deadline, data, options, resolve, reject });
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    for (const slot of this.workers) {
+      if (!slot.ready || slot.task) continue;
+      const task = this.queue.shift();
+      if (!task) break;
+      slot.task = task;
+      slot.worker.ref();
+      slot.worker.postMessage({
+        id: task.id,
+        data: task.data,
+        options: task.options,
+        deadline: task.deadline,
+      });
+    }
+    // Idle workers must not keep the process alive; while work waits, every worker does (one may still load).
+    for (const slot of this.workers) {
+      if (slot.task || this.queue.length > 0) slot.worker.ref();
+      else slot.worker.unref();
+    }
+  }
+}
+
+let pool: HighsPool | null | undefined;
+function highsPool(): HighsPool | null {
+  if (pool === undefined) {
+    const size = Math.min(4, availableParallelism());
+    pool = size >= 2 ? new HighsPool(size) : null;
+  }
+  return pool;
+}
+
+/**
+ * solveMip on a worker thread when the machine has more than one core, so that independent MIPs run side by side;
+ * in this thread otherwise. No MIP start and no deadline callbacks: for the small block MIPs of a decomposition.
+ */
+export async function solveMipOnWorker(model: LinearModel, options: MipOptions): Promise<MipResult> {
+  const workers = highsPool();
+  if (!workers) return highsBackend.solveMip(model, options);
+  const highs = await highsRuntime();
+  const answer = await workers.solve(
+    toModelData(highs, model, true),
+    mipOptions(options),
+    Date.now() + options.timeLimitMs,
+  );
+  return mipResult(highs, answer.status, answer.values, answer.bound);
+}
