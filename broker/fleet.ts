@@ -41,6 +41,7 @@ export class Fleet {
    * than instances, states or holdings change.
    */
   private freeSnapshot: readonly FreeGpus[] | undefined;
+  private readonly freedListeners = new Set<() => void>();
 
   constructor(
     private readonly db: Database,
@@ -50,7 +51,7 @@ export class Fleet {
   /** Loads instances not yet terminated and the allocations of ready leases. */
   async load(): Promise<void> {
     this.live.clear();
-    this.freeSnapshot = undefined;
+    this.freeGpusChanged();
     const rows = await this.db.select().from(instances).where(ne(instances.state, 'terminated'));
     for (const row of rows) this.live.set(row.id, fromRow(row));
     const allocations = await this.db
@@ -102,7 +103,7 @@ export class Fleet {
   }
 
   private remember(instance: Instance, row: InstanceInsert): LiveInstance {
-    this.freeSnapshot = undefined;
+    this.freeGpusChanged();
     const known = this.live.get(instance.id);
     if (instance.state === 'terminated') {
       this.live.delete(instance.id);
@@ -139,7 +140,7 @@ export class Fleet {
       reason: terminated ? (fields.reason ?? null) : null,
     });
     if (!instance) return undefined;
-    this.freeSnapshot = undefined;
+    this.freeGpusChanged();
     instance.state = state;
     if (fields.runningAt !== undefined) instance.runningAt = fields.runningAt;
     if (fields.interruptAt !== undefined) instance.interruptAt = fields.interruptAt;
@@ -153,7 +154,7 @@ export class Fleet {
       .update(instances)
       .set({ draining: true })
       .where(inArray(instances.id, [...ids]));
-    this.freeSnapshot = undefined;
+    this.freeGpusChanged();
     for (const id of ids) {
       const instance = this.live.get(id);
       if (instance) instance.draining = true;
@@ -187,6 +188,17 @@ export class Fleet {
     return result;
   }
 
+  /** See GpuCapacity.onFreed: called after any change but an allocation (which frees nothing). */
+  onFreed(listener: () => void): () => void {
+    this.freedListeners.add(listener);
+    return () => this.freedListeners.delete(listener);
+  }
+
+  private freeGpusChanged(): void {
+    this.freeSnapshot = undefined;
+    for (const listener of this.freedListeners) listener();
+  }
+
   allocate(leaseId: string, instanceId: string, gpuIndices: readonly number[]): void {
     const instance = this.live.get(instanceId);
     if (!instance) return;
@@ -201,7 +213,7 @@ export class Fleet {
   }
 
   free(leaseId: string): void {
-    this.freeSnapshot = undefined;
+    this.freeGpusChanged();
     for (const instance of this.live.values())
       for (const [g, holder] of instance.allocated) if (holder === leaseId) instance.allocated.delete(g);
   }

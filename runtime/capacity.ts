@@ -21,4 +21,9 @@ export interface GpuCapacity {
   freeGpus(): readonly FreeGpuSlot[];
   allocate(ownerId: string, instanceId: string, gpuIndices: readonly number[]): void;
   free(ownerId: string): void;
+  /**
+   * Calls `listener` whenever free GPUs may have appeared (an instance became ready, GPUs were freed), so that work
+   * waiting for GPUs is placed then instead of polled for. Returns the unsubscribe.
+   */
+  onFreed(listener: () => void): () => void;
 }

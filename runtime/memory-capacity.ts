@@ -16,6 +16,7 @@ export class MemoryCapacity implements GpuCapacity {
   /** Cached slots, rebuilt only for instances whose allocation changed. */
   private readonly slots = new Map<string, FreeGpuSlot>();
   private readonly draining = new Set<string>();
+  private readonly freedListeners = new Set<() => void>();
 
   constructor(instances: readonly MemoryInstance[] = []) {
     for (const instance of instances) this.add(instance);
@@ -26,6 +27,16 @@ export class MemoryCapacity implements GpuCapacity {
     this.instances.set(instance.instanceId, instance);
     this.held.set(instance.instanceId, new Map());
     this.slots.delete(instance.instanceId);
+    this.freed();
+  }
+
+  onFreed(listener: () => void): () => void {
+    this.freedListeners.add(listener);
+    return () => this.freedListeners.delete(listener);
+  }
+
+  private freed(): void {
+    for (const listener of this.freedListeners) listener();
   }
 
   /** Removes an instance (terminated); what was held on it is forgotten. */
@@ -94,6 +105,7 @@ export class MemoryCapacity implements GpuCapacity {
       this.slots.delete(instanceId);
     }
     this.byOwner.delete(ownerId);
+    this.freed();
   }
 
   /** GPUs held, per owner: `instanceId:index` strings. */

@@ -6,9 +6,10 @@
  * - on a `tickMs` (1 s) grid each function is reconciled: idle containers past the scale-down window stop, missing
  *   ones are placed (best fit, `placement.ts`, on one indexed snapshot of `capacity.freeGpus()`, held with
  *   `capacity.allocate`) and started, queued inputs are dispatched to ready containers up to `concurrency`. The tick
- *   sleeps through grid points where nothing can be due (no container may stop yet, no placement waits for GPUs,
- *   no start backoff ends, no orphaned input is to be settled) and wakes at the first one where something is, or
- *   when an event makes something due; it still runs at least every minute (`MAX_TICK_GAP_MS`);
+ *   sleeps through grid points where nothing can be due (no container may stop yet, no start backoff ends, no
+ *   orphaned input is to be settled) and wakes at the first one where something is, or when an event makes
+ *   something due: containers waiting for GPUs wake it when the capacity says GPUs were freed (`onFreed`), never by
+ *   polling; it still runs at least every minute (`MAX_TICK_GAP_MS`);
  * - a call, a deploy or a failed container asks for a reconcile of its function at the current time (one timer for
  *   a whole burst), so that work starts without waiting for the next tick;
  * - an executor promise (ready, result, exit) moves that container and its inputs on at once.
@@ -274,6 +275,7 @@ export class Runtime {
   /** Containers that could not be placed at the last reconcile; onShortfall fires when this grows. */
   private unplaced = 0;
   private closed = false;
+  private readonly stopListening: () => void;
 
   constructor(private readonly o: RuntimeOptions) {
     this.clock = o.clock;
@@ -281,6 +283,10 @@ export class Runtime {
     this.ids = o.ids ?? new IdGenerator(o.clock, new Random(randomBytes(4).readUInt32LE(0)));
     this.tickMs = o.tickMs ?? DEFAULT_TICK_MS;
     this.retainCallsMs = o.retainCallsMs ?? DEFAULT_RETAIN_CALLS_MS;
+    // Containers waiting for GPUs are placed at the first grid point after GPUs free up, not polled for.
+    this.stopListening = o.capacity.onFreed(() => {
+      if (this.unplaced > 0) this.wakeAt(this.clock.now());
+    });
   }
 
   /** Starts the reconcile tick (on a `tickMs` grid from now on the Clock, at grid points where work is due). */
@@ -589,6 +595,7 @@ export class Runtime {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.stopListening();
     this.tickTimer?.cancel();
     this.kickTimer?.cancel();
     this.tickTimer = this.kickTimer = undefined;
@@ -626,12 +633,10 @@ export class Runtime {
 
   /**
    * The first moment at which a tick would change something if no event came first (events that make work due
-   * earlier call `wakeAt` themselves): a placement waits for GPUs, an orphaned input is to be settled, a start
-   * backoff ends, an idle container passes its scale-down window while its function holds more than it wants.
+   * earlier call `wakeAt` themselves, freed GPUs among them): an orphaned input is to be settled, a start backoff ends, an idle container passes its scale-down window while its function holds more than it wants.
    */
   private nextDueAt(): number {
     const now = this.clock.now();
-    if (this.unplaced > 0) return now;
     let at = now + MAX_TICK_GAP_MS;
     for (const c of this.orphans) at = Math.min(at, (c.exitedAtMs as number) + this.tickMs);
     for (const state of this.apps.values())
@@ -689,7 +694,6 @@ export class Runtime {
     // Every function is counted at each tick; a kick sees only some, so it can only raise the count.
     const grew = unplaced > this.unplaced;
     if (grew || fns.length === this.countFunctions()) this.unplaced = unplaced;
-    if (this.unplaced > 0) this.wakeAt(this.clock.now());
     if (grew) {
       this.logger.info({ unplaced }, 'containers wait for GPUs');
       this.o.onShortfall?.();
