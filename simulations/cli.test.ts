@@ -2,14 +2,15 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runCliInProcess } from '../test/cli-in-process.ts';
 import { runCli } from '../test/cli-process.ts';
 import type { SimulationResults } from './results.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'gpubroker-simulate-cli-'));
 
-const gpubroker = (...args: string[]) => runCli(args);
+const gpubroker = (...args: string[]) => runCliInProcess(args);
 
-describe('gpubroker simulate (child process)', () => {
+describe('gpubroker simulate', () => {
   it('prints one JSON object per policy and writes the report with --out', async () => {
     const workload = join(dir, 'calls.csv');
     writeFileSync(
@@ -93,5 +94,15 @@ describe('gpubroker simulate (child process)', () => {
     );
     expect(code).toBe(2);
     expect(stderr).toMatch(/bad\.json, field policy\.spotMaxShare/);
+  });
+});
+
+describe('gpubroker simulate (child process)', () => {
+  it('exits 2 on an unknown workload with one line on stderr naming the flag, as a real process', async () => {
+    const { code, stdout, stderr } = await runCli(['simulate', '--workload', 'alibaba-xx']);
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toMatch(/--workload: "alibaba-xx" is neither a workload/);
   });
 });

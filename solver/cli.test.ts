@@ -3,11 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import loadHighs from 'highs';
 import { describe, expect, it } from 'vitest';
+import { runCliInProcess } from '../test/cli-in-process.ts';
 import { runCli } from '../test/cli-process.ts';
 
-const gpubroker = (...args: string[]) => runCli(args);
+const gpubroker = (...args: string[]) => runCliInProcess(args);
 
-describe('gpubroker plan (child process)', () => {
+describe('gpubroker plan', () => {
   it('prints a JSON plan whose objective is the exported LP model optimum', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gpubroker-'));
     const lpFile = join(dir, 'model.lp');
@@ -94,5 +95,15 @@ describe('gpubroker plan (child process)', () => {
     expect(stdout).toBe('');
     expect(stderr.trim().split('\n')).toHaveLength(1);
     expect(stderr).toMatch(message);
+  });
+});
+
+describe('gpubroker plan (child process)', () => {
+  it('exits with status 2 and one line on stderr for bad input, as a real process', async () => {
+    const { code, stderr, stdout } = await runCli(['plan', '--demand', 'H10:8@us']);
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toMatch(/unknown GPU type "H10"; did you mean .*H100/);
   });
 });

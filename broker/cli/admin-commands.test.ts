@@ -1,7 +1,8 @@
 /**
- * `gpubroker token | policy | lease` as real child processes against a real broker started in this process:
- * PGlite in a temporary directory, simulated AWS with a 300 ms boot, a loop ticking every second. The children run
- * in that directory, so they find the operator token in `.gpubroker/` as the SDK does by default.
+ * `gpubroker token | policy | lease`, run in this process (test/cli-in-process.ts) against a real broker started
+ * here: PGlite in a temporary directory, simulated AWS with a 300 ms boot, a loop ticking every second. The
+ * commands run in that directory, so they find the operator token in `.gpubroker/` as the SDK does by default. One
+ * command runs as a real child process.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
@@ -11,7 +12,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { simScenario } from '../../providers/sim/scenario.ts';
 import { Broker, type Lease } from '../../sdk/index.ts';
-import { type CliRun, runCli } from '../../test/cli-process.ts';
+import { runCliInProcess } from '../../test/cli-in-process.ts';
+import { type CliRun, freePort, runCli } from '../../test/cli-process.ts';
 import { quietAwsScenario } from '../../test/fast-aws.ts';
 import { type RunningServer, startServer } from '../server.ts';
 
@@ -53,6 +55,11 @@ afterAll(async () => {
 
 /** The CLI in the test directory, pointed at the broker by GPUBROKER_URL, with no GPUBROKER_TOKEN set. */
 function cli(...args: string[]): Promise<CliRun> {
+  return runCliInProcess(args, { cwd: dir, env: { GPUBROKER_URL: server.url, GPUBROKER_TOKEN: undefined } });
+}
+
+/** The same, as a real child process. */
+function cliProcess(...args: string[]): Promise<CliRun> {
   const { GPUBROKER_TOKEN: _token, ...env } = process.env;
   return runCli(args, { cwd: dir, env: { ...env, GPUBROKER_URL: server.url } });
 }
@@ -196,5 +203,16 @@ describe('errors', () => {
       `gpubroker: cannot reach the broker at http://127.0.0.1:${closedPort} (ECONNREFUSED); is \`gpubroker serve\` running there?\n`,
     );
     expect(badGateway).toMatchObject({ code: 1, stderr: 'gpubroker: Bad Gateway: <h1>upstream down</h1>\n' });
+  });
+});
+
+describe('gpubroker lease (child process)', () => {
+  it('an unreachable broker is exit status 1 and one line on stderr, as a real process', async () => {
+    const closedPort = await freePort();
+    const unreachable = await cliProcess('lease', 'list', '--url', `http://127.0.0.1:${closedPort}`);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toBe(
+      `gpubroker: cannot reach the broker at http://127.0.0.1:${closedPort} (ECONNREFUSED); is \`gpubroker serve\` running there?\n`,
+    );
   });
 });

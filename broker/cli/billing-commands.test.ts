@@ -1,8 +1,9 @@
 /**
- * `gpubroker usage | invoice | costs | prices | tenant limits` as real child processes against a real broker
- * started in this process: PGlite in a temporary directory, simulated AWS with a 300 ms boot, a loop ticking every
- * second, the meter checkpointing every 200 ms. Alice holds 8 × H100 for a moment before the commands run; the
- * children run in the test directory, so they find the operator token in `.gpubroker/` as the SDK does.
+ * `gpubroker usage | invoice | costs | prices | tenant limits`, run in this process (test/cli-in-process.ts)
+ * against a real broker started here: PGlite in a temporary directory, simulated AWS with a 300 ms boot, a loop
+ * ticking every second, the meter checkpointing every 200 ms. Alice holds 8 × H100 for a moment before the
+ * commands run; they run in the test directory, so they find the operator token in `.gpubroker/` as the SDK does.
+ * One command runs as a real child process.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { simScenario } from '../../providers/sim/scenario.ts';
 import { Broker, type Invoice, type Lease } from '../../sdk/index.ts';
+import { runCliInProcess } from '../../test/cli-in-process.ts';
 import { type CliRun, runCli } from '../../test/cli-process.ts';
 import { quietAwsScenario } from '../../test/fast-aws.ts';
 import { monthOf } from '../billing/months.ts';
@@ -69,8 +71,7 @@ afterAll(async () => {
 
 /** The CLI in the test directory, pointed at the broker by GPUBROKER_URL, with no GPUBROKER_TOKEN set. */
 function cli(...args: string[]): Promise<CliRun> {
-  const { GPUBROKER_TOKEN: _token, ...env } = process.env;
-  return runCli(args, { cwd: dir, env: { ...env, GPUBROKER_URL: server.url } });
+  return runCliInProcess(args, { cwd: dir, env: { GPUBROKER_URL: server.url, GPUBROKER_TOKEN: undefined } });
 }
 
 const month = () => monthOf(Date.now());
@@ -248,5 +249,20 @@ describe('gpubroker billing commands', () => {
     });
     expect(cleared.code).toBe(0);
     expect(cleared.stdout).toContain('  spend per month  $5000.000000\n');
+  });
+});
+
+describe('gpubroker billing commands (child process)', () => {
+  it('refuse a bad flag with exit status 2 and one line on stderr, as a real process', async () => {
+    const { GPUBROKER_TOKEN: _token, ...env } = process.env;
+    const badMonth = await runCli(['invoice', '--month', '2026-13'], {
+      cwd: dir,
+      env: { ...env, GPUBROKER_URL: server.url },
+    });
+    expect(badMonth).toMatchObject({
+      code: 2,
+      stdout: '',
+      stderr: 'gpubroker: --month: "2026-13" is not a month like 2026-11\n',
+    });
   });
 });

@@ -1,9 +1,13 @@
-/** `gpubroker serve` as a real child process: it prints its URL, writes the operator token (mode 600), answers. */
+/**
+ * `gpubroker serve` as a real child process: it prints its URL, writes the operator token (mode 600), answers, and
+ * stops on SIGTERM. The refusals run in this process (test/cli-in-process.ts).
+ */
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli, startCli, stopCli } from '../../test/cli-process.ts';
+import { runCliInProcess } from '../../test/cli-in-process.ts';
+import { startCli, stopCli } from '../../test/cli-process.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'gpubroker-serve-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,15 +34,29 @@ describe('gpubroker serve', () => {
   });
 
   it('refuses an unknown provider with a message and exit status 2', async () => {
-    const { code, stderr } = await runCli(['serve', '--port', '0', '--data-dir', dir, '--providers', 'moon']);
+    const { code, stderr } = await runCliInProcess([
+      'serve',
+      '--port',
+      '0',
+      '--data-dir',
+      dir,
+      '--providers',
+      'moon',
+    ]);
     expect(code).toBe(2);
     expect(stderr).toContain('--providers: "moon" is not one of sim, local');
   });
 
   it('names the missing setting when a real cloud is asked for without configuration', async () => {
-    const { code, stderr } = await runCli(['serve', '--port', '0', '--data-dir', dir, '--providers', 'aws'], {
-      env: { ...process.env, GPUBROKER_AWS_REGIONS: '' },
-    });
+    // Loaded before the command runs: under load, loading the AWS SDK alone can outlast serve's 8 s step deadline.
+    await Promise.all([
+      import('../../providers/aws/aws-provider.ts'),
+      import('../../providers/aws/aws-env.ts'),
+    ]);
+    const { code, stderr } = await runCliInProcess(
+      ['serve', '--port', '0', '--data-dir', dir, '--providers', 'aws'],
+      { env: { GPUBROKER_AWS_REGIONS: '' } },
+    );
     expect(code).toBe(2);
     expect(stderr).toMatch(/^gpubroker: GPUBROKER_AWS_REGIONS: name the regions/);
     expect(stderr).not.toContain('    at ');
