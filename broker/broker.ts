@@ -1,9 +1,7 @@
 /**
- * The broker assembled: storage, policies, tokens, fleet, leases and the control loop over a set of providers,
- * plus the handling of provider events (boots serve waiting leases; reclaims move leases away). `start()`
- * reconciles with every provider's inventory before the loop runs: what carries our fleet tag and an action we
- * recorded is adopted, what carries the tag without one is an orphan and is terminated, and instances we recorded
- * that the provider no longer has are marked lost.
+ * The broker assembled (its composition root): storage, policies, tokens, offerings, fleet, leases, the runtime,
+ * the meter and the control loop over a set of providers, whose events and inventories go through
+ * `ProviderEvents`. `start()` catches up (reconciles with every provider's inventory) before the loop runs.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,19 +12,19 @@ import pino, { type Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import { IdGenerator } from '../lib/ids.ts';
 import { Random } from '../lib/random.ts';
-import type { Instance, Provider, ProviderEvent } from '../providers/provider.ts';
+import type { Provider } from '../providers/provider.ts';
 import type { Executor } from '../runtime/executor/executor.ts';
 import { LocalExecutor } from '../runtime/executor/local-executor.ts';
 import { parseFunctionOptions } from '../runtime/function-spec.ts';
 import { Meter } from '../runtime/meter/meter.ts';
 import { UsageStore } from '../runtime/meter/usage-store.ts';
 import { Runtime } from '../runtime/runtime.ts';
-import { ACTION_TAG, Actuator, FLEET_TAG } from './act.ts';
+import { Actuator } from './act.ts';
 import { InvoiceService } from './billing/invoices.ts';
 import { PriceBookStore } from './billing/price-book.ts';
 import { SpendLimitService } from './billing/spend-limits.ts';
 import type { OpenedDatabase } from './db/open-database.ts';
-import { actions, apps, settings } from './db/schema.ts';
+import { apps, settings } from './db/schema.ts';
 import { type Demand, sumDemand } from './demand.ts';
 import { Fleet } from './fleet.ts';
 import { PeakAndLevelForecaster } from './forecast.ts';
@@ -37,6 +35,7 @@ import { LiveOfferings } from './live-offerings.ts';
 import { ControlLoop } from './loop.ts';
 import { type BrokerPolicy, brokerPolicy } from './policy.ts';
 import { PolicyStore } from './policy-store.ts';
+import { ProviderEvents } from './provider-events.ts';
 import { QuotaBook } from './quota-book.ts';
 import { TokenStore } from './tokens.ts';
 import { UnavailableCache } from './unavailable-cache.ts';
@@ -86,8 +85,7 @@ export class Broker {
   private readonly executor: Executor;
   private readonly temporaryStateDir: string | undefined;
   private readonly providers: Map<string, Provider>;
-  private readonly stopEvents = new AbortController();
-  private readonly readers: Promise<void>[] = [];
+  private readonly events: ProviderEvents;
   fleetId = '';
 
   get database(): OpenedDatabase {
@@ -185,6 +183,16 @@ export class Broker {
       observe: () => this.stopOverSpendLimits(),
       demand: () => this.demand(),
     });
+    this.events = new ProviderEvents({
+      db,
+      providers: this.providers,
+      fleet: this.fleet,
+      leases: this.leases,
+      runtime: this.runtime,
+      loop: this.loop,
+      fleetId: () => this.fleetId,
+      logger: this.logger,
+    });
   }
 
   /** What is asked for now: open leases and the runtime's containers (running, and wanted but not placed). */
@@ -213,7 +221,7 @@ export class Broker {
     this.currentPolicy = (await this.policies.current()).policy;
     // Listen before catching up: an event of the moments the inventory is being read waits its turn instead of
     // being lost (a boot that finished after the list and before the subscription would never be heard of).
-    for (const provider of this.providers.values()) this.readers.push(this.follow(provider));
+    this.events.listen();
     try {
       if (!(await this.loop.claimLeadership())) {
         await this.offerings.refresh();
@@ -221,18 +229,10 @@ export class Broker {
         await this.leases.load();
       }
     } finally {
-      this.eventsOpen = true;
-      this.openEvents();
+      this.events.open();
     }
     if (options.schedule !== false) this.loop.start();
   }
-
-  /** Provider events wait until `start` has caught up with the inventory. */
-  private eventsOpen = false;
-  private openEvents: () => void = () => undefined;
-  private readonly eventsOpened = new Promise<void>((resolve) => {
-    this.openEvents = resolve;
-  });
 
   /** The URL this replica serves the API on; the leader's is stored so that followers can pass requests on. */
   advertisedUrl: string | undefined;
@@ -260,7 +260,7 @@ export class Broker {
     await this.leases.load();
     await this.leaseMetering.resume(await this.leases.readyWithAllocations(), this.o.clock.now());
     await this.offerings.refresh();
-    await this.reconcile();
+    await this.events.reconcile();
     await this.redeployApps();
     this.runtime.start();
     if (this.advertisedUrl) await this.writeSetting('leader-url', this.advertisedUrl);
@@ -323,8 +323,7 @@ export class Broker {
     // A clean stop ends the usage it metered now; a crash leaves it at the last checkpoint.
     if (this.loop.leader) await this.meter.shutdown();
     if (this.temporaryStateDir) rmSync(this.temporaryStateDir, { recursive: true, force: true });
-    this.stopEvents.abort();
-    await Promise.all(this.readers);
+    await this.events.close();
   }
 
   private async ensureFleetId(): Promise<string> {
@@ -335,112 +334,5 @@ export class Broker {
     await db.insert(settings).values({ key: 'fleet-id', value }).onConflictDoNothing();
     const [stored] = await db.select().from(settings).where(eq(settings.key, 'fleet-id'));
     return stored?.value ?? value;
-  }
-
-  /**
-   * Brings the fleet in line with the providers' inventories: what changed while nobody listened (a boot finished,
-   * a spot instance was reclaimed or is being reclaimed, an instance ended) is applied as its event would have
-   * been; instances the provider no longer lists at all are lost; fleet-tagged instances of no recorded action are
-   * orphans and are terminated.
-   */
-  private async reconcile(): Promise<void> {
-    const { db } = this.o.database;
-    const known = new Set((await db.select({ id: actions.id }).from(actions)).map((a) => a.id));
-    for (const provider of this.providers.values()) {
-      let listed: Awaited<ReturnType<Provider['list']>>;
-      try {
-        listed = await provider.list({ tags: { [FLEET_TAG]: this.fleetId }, includeTerminated: true });
-      } catch (error) {
-        this.logger.warn(
-          { vendor: provider.vendor, err: error },
-          'cannot list the inventory; reconciling later',
-        );
-        continue;
-      }
-      const orphans: string[] = [];
-      const ended: Instance[] = [];
-      const reclaimed: Instance[] = [];
-      const adopted: Instance[] = [];
-      for (const instance of listed) {
-        if (!known.has(instance.tags[ACTION_TAG] ?? '')) {
-          if (instance.state !== 'terminated' && instance.state !== 'terminating') orphans.push(instance.id);
-        } else if (instance.state === 'terminated') {
-          if (this.fleet.get(instance.id)) ended.push(instance);
-        } else {
-          adopted.push(instance);
-          if (instance.interruptAtMs !== undefined && this.fleet.get(instance.id)?.interruptAt == null)
-            reclaimed.push(instance);
-        }
-      }
-      await this.fleet.recordAll(adopted);
-      if (orphans.length > 0) {
-        this.logger.warn({ vendor: provider.vendor, orphans }, 'terminating orphans');
-        await provider.terminate(orphans);
-      }
-      for (const instance of reclaimed)
-        await this.leases.evacuate(
-          instance.id,
-          `instance ${instance.id} is being reclaimed by ${provider.vendor}`,
-        );
-      this.runtime.drainInstances(reclaimed.map((i) => i.id));
-      for (const instance of ended) {
-        const reason = instance.terminationReason ?? 'failed';
-        this.runtime.drainInstances([instance.id]);
-        await this.leases.evacuate(instance.id, `instance ${instance.id} ended (${reason})`);
-        await this.fleet.setState(instance.id, 'terminated', { reason });
-      }
-      const present = new Set(listed.map((i) => i.id));
-      for (const instance of this.fleet.all())
-        if (instance.vendor === provider.vendor && !present.has(instance.id)) {
-          await this.leases.evacuate(instance.id, `instance ${instance.id} is gone from ${provider.vendor}`);
-          await this.fleet.setState(instance.id, 'terminated', { reason: 'failed' });
-        }
-    }
-    await this.leases.servePending();
-  }
-
-  private async follow(provider: Provider): Promise<void> {
-    for await (const event of provider.events({ signal: this.stopEvents.signal })) {
-      if (!this.eventsOpen) await this.eventsOpened;
-      try {
-        await this.onEvent(event);
-      } catch (error) {
-        this.logger.error({ err: error, event }, 'provider event not handled');
-      }
-    }
-  }
-
-  private async onEvent(event: ProviderEvent): Promise<void> {
-    // Followers leave the fleet to the leader; when one takes over, it reconciles with the inventory instead.
-    if (!this.loop.leader) return;
-    if (event.kind === 'interruption-notice') {
-      const instance = this.fleet.get(event.instanceId);
-      if (!instance) return;
-      await this.fleet.setState(event.instanceId, instance.state, {
-        interruptAt: event.terminateAtMs,
-      });
-      await this.leases.evacuate(
-        event.instanceId,
-        `instance ${event.instanceId} is being reclaimed by ${event.vendor}`,
-      );
-      this.runtime.drainInstances([event.instanceId]);
-      this.loop.trigger();
-      return;
-    }
-    if (event.kind !== 'state-changed' || !this.fleet.get(event.instanceId)) return;
-    if (event.to === 'running') {
-      await this.fleet.setState(event.instanceId, 'running', { runningAt: event.atMs });
-      await this.leases.servePending();
-    } else if (event.to === 'terminating') {
-      await this.fleet.setState(event.instanceId, 'terminating');
-    } else if (event.to === 'terminated') {
-      this.runtime.drainInstances([event.instanceId]);
-      await this.leases.evacuate(
-        event.instanceId,
-        `instance ${event.instanceId} ended (${event.reason ?? 'unknown'})`,
-      );
-      await this.fleet.setState(event.instanceId, 'terminated', { reason: event.reason ?? 'failed' });
-      if (event.reason !== 'requested') this.loop.trigger();
-    }
   }
 }
