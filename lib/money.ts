@@ -42,12 +42,6 @@ export function costOf(microsPerHour: Micros, durationMs: number): Micros {
   return micros(Number((product + MS_PER_HOUR / 2n) / MS_PER_HOUR));
 }
 
-export function sumMicros(amounts: Iterable<Micros>): Micros {
-  let total = 0;
-  for (const a of amounts) total += a;
-  return micros(total);
-}
-
 /** "$1,234.56" with cents; sub-cent amounts keep up to 4 decimals so that small prices stay readable. */
 export function formatUsd(amount: Micros): string {
   const usd = microsToUsd(amount);

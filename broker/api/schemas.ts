@@ -31,7 +31,6 @@ export type LeaseRequest = z.infer<typeof leaseRequestSchema>;
 export type LeaseRequestInput = z.input<typeof leaseRequestSchema>;
 
 export const leaseStatusSchema = z.enum(['pending', 'ready', 'failed', 'released', 'expired']);
-export type LeaseStatus = z.infer<typeof leaseStatusSchema>;
 
 export const allocationSchema = z
   .object({

@@ -3,10 +3,6 @@ import { ValidationError } from '../../lib/errors.ts';
 
 const MONTH = /^(\d{4})-(0[1-9]|1[0-2])$/;
 
-export function isMonth(text: string): boolean {
-  return MONTH.test(text);
-}
-
 /** `[startMs, endMs)` of a `YYYY-MM` month; ValidationError naming `field` otherwise. */
 export function monthBounds(month: string, field = 'month'): { startMs: number; endMs: number } {
   const match = MONTH.exec(month);
@@ -26,12 +22,4 @@ function monthStart(year: number, monthIndex: number): number {
 export function monthOf(ms: number): string {
   const date = new Date(ms);
   return `${String(date.getUTCFullYear()).padStart(4, '0')}-${String(date.getUTCMonth() + 1).padStart(2, '0')}`;
-}
-
-/** The months from `first` to `last` inclusive, in order. */
-export function monthsBetween(first: string, last: string): string[] {
-  const months: string[] = [];
-  for (let at = monthBounds(first).startMs; monthOf(at) <= last; at = monthBounds(monthOf(at)).endMs)
-    months.push(monthOf(at));
-  return months;
 }
