@@ -255,6 +255,7 @@ export class Broker {
    */
   private async catchUp(): Promise<void> {
     this.policies.forget();
+    this.priceBooks.forget();
     this.currentPolicy = (await this.policies.current()).policy;
     await this.fleet.load();
     await this.leases.load();

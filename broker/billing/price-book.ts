@@ -4,14 +4,13 @@
  * may set any rate, region multipliers and a multiplier for non-preemptible (on-demand or reserved) capacity.
  * Versioned like policies: each change is a new version with who, when and the diff.
  */
-import { desc } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Clock } from '../../lib/clock.ts';
 import { validationErrorFromIssues } from '../../lib/errors.ts';
 import type { Offering } from '../../providers/catalog/offering.ts';
 import type { Database } from '../db/open-database.ts';
 import { priceBooks } from '../db/schema.ts';
-import { type JsonChange, jsonDiff } from '../json-diff.ts';
+import { type Version, VersionedStore } from '../versioned-store.ts';
 
 const multiplier = z.number().min(0).max(100);
 
@@ -39,13 +38,7 @@ export function priceBook(input: unknown = {}): PriceBook {
   return parsed.data;
 }
 
-export interface PriceBookVersion {
-  readonly version: number;
-  readonly book: PriceBook;
-  readonly createdAt: number;
-  readonly createdBy: string;
-  readonly diff: readonly JsonChange[];
-}
+export type PriceBookVersion = Version<'book', PriceBook>;
 
 /** What an interval's attributes price at. */
 export interface RateKey {
@@ -98,55 +91,9 @@ export class Rates {
   }
 }
 
-export class PriceBookStore {
-  constructor(
-    private readonly db: Database,
-    private readonly clock: Clock,
-  ) {}
-
-  async current(): Promise<PriceBookVersion> {
-    const [row] = await this.db.select().from(priceBooks).orderBy(desc(priceBooks.version)).limit(1);
-    return row
-      ? toVersion(row)
-      : { version: 0, book: priceBook(), createdAt: 0, createdBy: 'defaults', diff: [] };
+/** The price book's versions (see broker/versioned-store.ts). */
+export class PriceBookStore extends VersionedStore<'book', PriceBook> {
+  constructor(db: Database, clock: Clock) {
+    super(db, clock, { table: priceBooks, field: 'book', parse: priceBook });
   }
-
-  /** The version in force at `atMs` (version 0, the defaults, before any was set). */
-  async at(atMs: number): Promise<PriceBookVersion> {
-    const rows = await this.db.select().from(priceBooks).orderBy(desc(priceBooks.version));
-    const row = rows.find((r) => r.createdAt <= atMs);
-    return row
-      ? toVersion(row)
-      : { version: 0, book: priceBook(), createdAt: 0, createdBy: 'defaults', diff: [] };
-  }
-
-  async set(input: unknown, actor: string): Promise<PriceBookVersion> {
-    const book = priceBook(input);
-    return this.db.transaction(async (tx) => {
-      const [latest] = await tx.select().from(priceBooks).orderBy(desc(priceBooks.version)).limit(1);
-      const row = {
-        version: (latest?.version ?? 0) + 1,
-        book,
-        createdAt: this.clock.now(),
-        createdBy: actor,
-        diff: jsonDiff(latest ? latest.book : priceBook(), book),
-      };
-      await tx.insert(priceBooks).values(row);
-      return toVersion(row);
-    });
-  }
-
-  async history(): Promise<PriceBookVersion[]> {
-    return (await this.db.select().from(priceBooks).orderBy(desc(priceBooks.version))).map(toVersion);
-  }
-}
-
-function toVersion(row: typeof priceBooks.$inferSelect): PriceBookVersion {
-  return {
-    version: row.version,
-    book: priceBook(row.book),
-    createdAt: row.createdAt,
-    createdBy: row.createdBy,
-    diff: row.diff as JsonChange[],
-  };
 }
