@@ -9,6 +9,7 @@
  * writes where it always did while a command runs.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { format } from 'node:util';
 import { runGpubroker } from '../bin/cli.ts';
 import type { CliRun } from './cli-process.ts';
 
@@ -33,6 +34,19 @@ function divert(stream: NodeJS.WriteStream, key: keyof Capture): void {
   }) as typeof stream.write;
 }
 
+/** The same for `console` (a module that `gpubroker run` loads prints with it), which the test runner replaces. */
+function divertConsole(): void {
+  const methods = { log: 'stdout', info: 'stdout', debug: 'stdout', error: 'stderr', warn: 'stderr' } as const;
+  for (const [method, key] of Object.entries(methods) as [keyof typeof methods, keyof Capture][]) {
+    const original = console[method].bind(console);
+    console[method] = (...args: unknown[]) => {
+      const into = capture.getStore();
+      if (into) into[key] += `${format(...args)}\n`;
+      else original(...args);
+    };
+  }
+}
+
 let queue: Promise<unknown> = Promise.resolve();
 
 export interface InProcessOptions {
@@ -47,6 +61,7 @@ export function runCliInProcess(args: readonly string[], options: InProcessOptio
   if (!installed) {
     divert(process.stdout, 'stdout');
     divert(process.stderr, 'stderr');
+    divertConsole();
     installed = true;
   }
   const run = queue.then(() => runAlone(args, options));

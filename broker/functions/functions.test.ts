@@ -2,7 +2,7 @@
  * Functions end to end: a real broker on HTTP (PGlite, simulated AWS with fast boots), a module bundled with esbuild
  * and deployed through the API, containers as real child processes, and the SDK's remote / map / spawn.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -77,7 +77,12 @@ describe('functions', () => {
   });
 
   it('retries an input whose container crashed', async () => {
-    expect(await fn<[string], string>('crashOnce').remote(join(dir, 'crash-marker'))).toBe('survived');
+    const marker = join(dir, 'crash-marker');
+    const call = await fn<[string], string>('crashOnce').spawn(marker);
+    expect(await call.get({ timeoutMs: 30_000 })).toBe('survived');
+    // The first attempt crashed its container (after leaving the marker); the second one answered.
+    expect(readFileSync(marker, 'utf8')).toBe('crashed once');
+    expect(server.broker.runtime.get(call.id)).toMatchObject({ status: 'succeeded', attempts: 2 });
   });
 
   it('falls back along a GPU preference list, with CUDA_VISIBLE_DEVICES set and the host environment kept out', async () => {
@@ -116,10 +121,10 @@ describe('functions', () => {
     expect(apps.apps).toEqual([]);
   });
 
-  it('runs examples/square.ts with gpubroker run: 333283335000, and a second run uploads nothing', async () => {
+  it('runs an app with gpubroker run (a child process), and a second run uploads nothing', async () => {
     const args = [
       'run',
-      'examples/square.ts',
+      'test/fixtures/run-app.ts',
       '--url',
       server.url,
       '--token',
@@ -127,12 +132,12 @@ describe('functions', () => {
     ];
     const first = await runCli(args);
     expect(first.code).toBe(0);
-    expect(first.stdout).toContain('333283335000');
-    expect(first.stderr).toMatch(/\[ctr_[^\]]+\] squaring \d+/);
-    expect(first.stderr).toContain('app demo: square');
+    expect(first.stdout).toBe('672400\n');
+    expect(first.stderr).toMatch(/\[ctr_[^\]]+\] cubing \d+/);
+    expect(first.stderr).toContain('app runner: cube');
     const second = await runCli(args);
     expect(second.code).toBe(0);
-    expect(second.stdout).toContain('333283335000');
+    expect(second.stdout).toBe('672400\n');
     expect(second.stderr).toContain('unchanged');
   }, 120_000);
 });

@@ -198,14 +198,14 @@ describe('AWS adapter', () => {
 
   it('publishes price changes seen between two offerings calls', async () => {
     const { provider, fake, events } = await setup();
-    await provider.offerings();
+    const spotPrice = async () => (await provider.offerings()).find((q) => q.id === A10G_SPOT)?.microsPerHour;
+    const before = await spotPrice();
+    expect(before).toBeGreaterThan(111_111);
     fake.setSpotPrice('g5.xlarge', 'us-east-1a', '0.111111');
-    await provider.offerings();
-    await waitUntil(() =>
-      events.some(
-        (e) => e.kind === 'price-changed' && e.offeringId === A10G_SPOT && e.microsPerHour === 111_111,
-      ),
-    );
+    expect(await spotPrice()).toBe(111_111);
+    const changes = () => events.filter((e) => e.kind === 'price-changed' && e.offeringId === A10G_SPOT);
+    await waitUntil(() => changes().length > 0);
+    expect(changes()).toEqual([expect.objectContaining({ microsPerHour: 111_111 })]);
   });
 
   it('launches with the configured image, subnets and tags, MinCount = MaxCount, and spot market options', async () => {
