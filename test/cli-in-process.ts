@@ -36,7 +36,13 @@ function divert(stream: NodeJS.WriteStream, key: keyof Capture): void {
 
 /** The same for `console` (a module that `gpubroker run` loads prints with it), which the test runner replaces. */
 function divertConsole(): void {
-  const methods = { log: 'stdout', info: 'stdout', debug: 'stdout', error: 'stderr', warn: 'stderr' } as const;
+  const methods = {
+    log: 'stdout',
+    info: 'stdout',
+    debug: 'stdout',
+    error: 'stderr',
+    warn: 'stderr',
+  } as const;
   for (const [method, key] of Object.entries(methods) as [keyof typeof methods, keyof Capture][]) {
     const original = console[method].bind(console);
     console[method] = (...args: unknown[]) => {
