@@ -12,6 +12,7 @@ import type { Clock } from '../lib/clock.ts';
 import { NotFoundError, ValidationError } from '../lib/errors.ts';
 import type { IdGenerator } from '../lib/ids.ts';
 import { jsonEqual } from '../lib/json-equal.ts';
+import { microsToUsd, usdToMicros } from '../lib/money.ts';
 import type { Offering } from '../providers/catalog/offering.ts';
 import { regionGroupOf } from '../providers/catalog/region-groups.ts';
 import { type Allocation, findAllocation, type LeaseWants, serves, shareOf, total } from './allocate.ts';
@@ -317,7 +318,7 @@ export class LeaseService {
       const cheapestPerGpu = Math.min(...matching.map((o) => o.microsPerHour / o.gpusPerInstance));
       const cheapest = Math.round(cheapestPerGpu * request.count);
       if (cheapest > wants.maxMicrosPerHour)
-        return `above maxUsdPerHour: the cheapest ${request.count} × ${request.gpu} cost $${(cheapest / 1e6).toFixed(2)}/h`;
+        return `above maxUsdPerHour: the cheapest ${request.count} × ${request.gpu} cost $${microsToUsd(cheapest).toFixed(2)}/h`;
     }
     return undefined;
   }
@@ -330,8 +331,7 @@ export class LeaseService {
       regions: request.regions,
       vendors: request.vendors,
       capacityType: request.capacityType,
-      maxMicrosPerHour:
-        request.maxUsdPerHour === undefined ? undefined : Math.round(request.maxUsdPerHour * 1e6),
+      maxMicrosPerHour: request.maxUsdPerHour === undefined ? undefined : usdToMicros(request.maxUsdPerHour),
     };
   }
 
@@ -459,7 +459,7 @@ export class LeaseService {
       count: row.count,
       placement: request.placement,
       allocations,
-      usdPerHour: row.microsPerHour === null ? null : row.microsPerHour / 1e6,
+      usdPerHour: row.microsPerHour === null ? null : microsToUsd(row.microsPerHour),
       createdAtMs: row.createdAt,
       readyAtMs: row.readyAt,
       endedAtMs: row.endedAt,

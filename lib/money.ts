@@ -22,7 +22,8 @@ export function usdToMicros(usd: number): Micros {
   return micros(Math.round(usd * MICROS_PER_USD));
 }
 
-export function microsToUsd(amount: Micros): number {
+/** USD as a float, for display and for the API's `usd` fields (never for arithmetic that is billed). */
+export function microsToUsd(amount: number): number {
   return amount / MICROS_PER_USD;
 }
 

@@ -5,7 +5,7 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import { eq } from 'drizzle-orm';
 import type { Context, MiddlewareHandler } from 'hono';
-import { usdToMicros } from '../../lib/money.ts';
+import { microsToUsd, usdToMicros } from '../../lib/money.ts';
 import { costReport } from '../billing/costs.ts';
 import { priceLines } from '../billing/invoices.ts';
 import { monthBounds, monthOf } from '../billing/months.ts';
@@ -300,8 +300,10 @@ export function registerBillingRoutes(
       return c.json(
         {
           gpuQuota: row?.gpuQuota ?? null,
-          spendLimitUsdPerHour: row?.spendLimitHourMicros == null ? null : row.spendLimitHourMicros / 1e6,
-          spendLimitUsdPerMonth: row?.spendLimitMonthMicros == null ? null : row.spendLimitMonthMicros / 1e6,
+          spendLimitUsdPerHour:
+            row?.spendLimitHourMicros == null ? null : microsToUsd(row.spendLimitHourMicros),
+          spendLimitUsdPerMonth:
+            row?.spendLimitMonthMicros == null ? null : microsToUsd(row.spendLimitMonthMicros),
           onSpendLimit: row?.onSpendLimit ?? 'continue',
         },
         200,

@@ -5,6 +5,7 @@
 import { eq } from 'drizzle-orm';
 import type { Clock } from '../../lib/clock.ts';
 import { GpubrokerError } from '../../lib/errors.ts';
+import { microsToUsd } from '../../lib/money.ts';
 import type { Database } from '../db/open-database.ts';
 import { tenants } from '../db/schema.ts';
 import type { InvoiceService } from './invoices.ts';
@@ -93,4 +94,4 @@ export class SpendLimitService {
   }
 }
 
-const usd = (micros: number) => (micros / 1e6).toFixed(2);
+const usd = (amount: number) => microsToUsd(amount).toFixed(2);

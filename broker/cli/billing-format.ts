@@ -4,6 +4,7 @@
  */
 import Table from 'cli-table3';
 import { ValidationError } from '../../lib/errors.ts';
+import { MICROS_PER_USD } from '../../lib/money.ts';
 import { monthBounds } from '../billing/months.ts';
 
 /** An ISO 8601 date or time as the API takes it; anything else is a ValidationError naming the flag. */
@@ -26,7 +27,7 @@ export function parseMonthFlag(flag: string, text: string): string {
 export function formatMicroUsd(micros: number): string {
   const sign = micros < 0 ? '-' : '';
   const abs = Math.abs(micros);
-  return `${sign}$${Math.floor(abs / 1_000_000)}.${String(abs % 1_000_000).padStart(6, '0')}`;
+  return `${sign}$${Math.floor(abs / MICROS_PER_USD)}.${String(abs % MICROS_PER_USD).padStart(6, '0')}`;
 }
 
 /** Seconds as hours with three decimals. */

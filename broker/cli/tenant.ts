@@ -5,6 +5,7 @@
  */
 import type { Command } from 'commander';
 import { parseIntegerIn, parsePositive } from '../../lib/cli-args.ts';
+import { usdToMicros } from '../../lib/money.ts';
 import type { TenantLimits, TenantLimitsInput } from '../../sdk/index.ts';
 import { formatMicroUsd } from './billing-format.ts';
 import {
@@ -73,7 +74,7 @@ function limitsFromFlags(flags: LimitsFlags): TenantLimitsInput {
 }
 
 function renderLimits(name: string, limits: TenantLimits): string {
-  const usd = (value: number | null) => (value === null ? 'none' : formatMicroUsd(Math.round(value * 1e6)));
+  const usd = (value: number | null) => (value === null ? 'none' : formatMicroUsd(usdToMicros(value)));
   const atLimit =
     limits.onSpendLimit === 'stop'
       ? 'stop (new leases refused, running ones released)'

@@ -3,6 +3,7 @@
  * a sweep over launches and ends, integrating the hourly rate between them. The headline cost comes from the
  * billing code's `costReport`, which rounds each instance up to whole seconds; this series does not round.
  */
+import { microsToUsd } from '../../lib/money.ts';
 
 export interface InstanceSpan {
   readonly launchedAt: number;
@@ -34,7 +35,7 @@ export function cumulativeCostUsd(instances: readonly InstanceSpan[], timesMs: r
       micros += (rate * (t - last)) / 3_600_000;
       last = t;
     }
-    result.push(Math.round(micros) / 1e6);
+    result.push(microsToUsd(Math.round(micros)));
   }
   return result;
 }

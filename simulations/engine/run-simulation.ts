@@ -17,6 +17,7 @@ import type { BrokerPolicy } from '../../broker/policy.ts';
 import type { Principal } from '../../broker/tokens.ts';
 import { VirtualClock } from '../../lib/clock.ts';
 import { ValidationError } from '../../lib/errors.ts';
+import { microsToUsd, usdToMicros } from '../../lib/money.ts';
 import { Random } from '../../lib/random.ts';
 import { loadCatalog } from '../../providers/catalog/load-catalog.ts';
 import type { Offering } from '../../providers/catalog/offering.ts';
@@ -307,7 +308,7 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
       seed,
       workload: workload.name,
       policy: policy.name,
-      costUsd: costs.total.costMicroUsd / 1e6,
+      costUsd: microsToUsd(costs.total.costMicroUsd),
       gpuHoursProvisioned: round(provisionedHours, 4),
       gpuHoursUsed: round(usedHours, 4),
       utilization: provisionedHours > 0 ? round(usedHours / provisionedHours, 4) : 0,
@@ -405,11 +406,11 @@ function checkWhileRunning(
   if (policy.budgetUsdPerHour !== null) {
     let micros = 0;
     for (const i of broker.fleet.capacity()) if (i.capacityType !== 'reserved') micros += i.microsPerHour;
-    const budgetMicros = Math.round(policy.budgetUsdPerHour * 1e6);
+    const budgetMicros = usdToMicros(policy.budgetUsdPerHour);
     invariants.record(
       'spendWithinBudget',
       micros > budgetMicros
-        ? `the fleet costs $${micros / 1e6}/h, above the budget $${budgetMicros / 1e6}/h`
+        ? `the fleet costs $${microsToUsd(micros)}/h, above the budget $${microsToUsd(budgetMicros)}/h`
         : undefined,
     );
   }
