@@ -1,22 +1,12 @@
 /**
  * Where a lease's GPUs go, among the free GPUs of running instances. Pure: the lease service persists the answer.
  * Cheapest GPUs first; among equals, the fullest instance that fits (best fit keeps whole nodes free for gangs).
+ * Free GPUs are described as the runtime's placement sees them (`FreeGpuSlot`): one type for both.
  */
+import type { FreeGpuSlot } from '../runtime/capacity.ts';
 
 export type Placement = 'single-node' | 'same-region' | 'any';
 export type LeaseCapacityType = 'on-demand' | 'spot' | 'any';
-
-export interface FreeGpus {
-  readonly instanceId: string;
-  readonly vendor: string;
-  readonly region: string;
-  readonly capacityType: 'on-demand' | 'spot' | 'reserved';
-  readonly gpu: string;
-  readonly gpusPerInstance: number;
-  readonly microsPerHour: number;
-  /** Free GPU indices, ascending. */
-  readonly free: readonly number[];
-}
 
 export interface LeaseWants {
   readonly gpu: string;
@@ -38,7 +28,7 @@ export interface Allocation {
 /** Whether an instance (or offering) of this kind may serve the lease, ignoring free GPUs. */
 export function serves(
   wants: LeaseWants,
-  o: Omit<FreeGpus, 'free' | 'instanceId' | 'microsPerHour'>,
+  o: Omit<FreeGpuSlot, 'free' | 'instanceId' | 'microsPerHour'>,
 ): boolean {
   if (o.gpu !== wants.gpu) return false;
   if (wants.regions && !wants.regions.includes(o.region)) return false;
@@ -53,9 +43,12 @@ export function shareOf(microsPerHour: number, gpus: number, gpusPerInstance: nu
   return Math.round((microsPerHour * gpus) / gpusPerInstance);
 }
 
-export function findAllocation(wants: LeaseWants, candidates: readonly FreeGpus[]): Allocation[] | undefined {
+export function findAllocation(
+  wants: LeaseWants,
+  candidates: readonly FreeGpuSlot[],
+): Allocation[] | undefined {
   const usable = candidates.filter((c) => c.free.length > 0 && serves(wants, c));
-  const perGpu = (c: FreeGpus) => c.microsPerHour / c.gpusPerInstance;
+  const perGpu = (c: FreeGpuSlot) => c.microsPerHour / c.gpusPerInstance;
   let best: Allocation[] | undefined;
   if (wants.placement === 'single-node') {
     const fits = usable
@@ -86,7 +79,7 @@ export function total(allocations: readonly Allocation[]): number {
 }
 
 /** Cheapest GPUs first, taking from instances with more free GPUs first so a lease spans few instances. */
-function greedy(candidates: readonly FreeGpus[], count: number): Allocation[] | undefined {
+function greedy(candidates: readonly FreeGpuSlot[], count: number): Allocation[] | undefined {
   const sorted = [...candidates].sort(
     (a, b) =>
       a.microsPerHour / a.gpusPerInstance - b.microsPerHour / b.gpusPerInstance ||
@@ -104,7 +97,7 @@ function greedy(candidates: readonly FreeGpus[], count: number): Allocation[] | 
   return left === 0 ? result : undefined;
 }
 
-function take(c: FreeGpus, n: number): Allocation {
+function take(c: FreeGpuSlot, n: number): Allocation {
   return {
     instanceId: c.instanceId,
     gpuIndices: c.free.slice(0, n),

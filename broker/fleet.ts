@@ -7,8 +7,8 @@ import { eq, inArray, ne, sql } from 'drizzle-orm';
 import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { Clock } from '../lib/clock.ts';
 import type { Instance, InstanceState, TerminationReason } from '../providers/provider.ts';
+import type { FreeGpuSlot } from '../runtime/capacity.ts';
 import type { FleetPool } from '../solver/types.ts';
-import type { FreeGpus } from './allocate.ts';
 import type { Database } from './db/open-database.ts';
 import { instances, leaseAllocations, leases } from './db/schema.ts';
 
@@ -40,7 +40,7 @@ export class Fleet {
    * `freeGpus()` as last computed, until something changes it: the runtime asks at every placement, far more often
    * than instances, states or holdings change.
    */
-  private freeSnapshot: readonly FreeGpus[] | undefined;
+  private freeSnapshot: readonly FreeGpuSlot[] | undefined;
   private readonly freedListeners = new Set<() => void>();
 
   constructor(
@@ -165,9 +165,9 @@ export class Fleet {
    * Free GPUs of running instances that take new work (not draining, not warned of a reclaim), one entry per
    * instance with any. The same array comes back until the fleet changes; callers must not modify it.
    */
-  freeGpus(): readonly FreeGpus[] {
+  freeGpus(): readonly FreeGpuSlot[] {
     if (this.freeSnapshot) return this.freeSnapshot;
-    const result: FreeGpus[] = [];
+    const result: FreeGpuSlot[] = [];
     for (const i of this.live.values()) {
       if (i.state !== 'running' || i.draining || i.interruptAt !== null) continue;
       const free: number[] = [];
