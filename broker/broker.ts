@@ -40,7 +40,7 @@ import { QuotaBook } from './quota-book.ts';
 import { TokenStore } from './tokens.ts';
 import { UnavailableCache } from './unavailable-cache.ts';
 
-export interface BrokerOptions {
+export interface BrokerCoreOptions {
   readonly database: OpenedDatabase;
   readonly clock: Clock;
   readonly providers: readonly Provider[];
@@ -64,7 +64,7 @@ export interface LeaseWaitStats {
   recent: number[];
 }
 
-export class Broker {
+export class BrokerCore {
   readonly policies: PolicyStore;
   readonly tokens: TokenStore;
   readonly fleet: Fleet;
@@ -96,7 +96,7 @@ export class Broker {
     return this.o.clock;
   }
 
-  constructor(private readonly o: BrokerOptions) {
+  constructor(private readonly o: BrokerCoreOptions) {
     const { db } = o.database;
     this.logger = o.logger ?? pino({ level: process.env.GPUBROKER_LOG ?? 'silent' });
     const ids = new IdGenerator(o.clock, new Random(o.seed ?? randomBytes(4).readUInt32LE(0)));

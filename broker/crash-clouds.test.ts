@@ -13,7 +13,7 @@ import { createSimClouds } from '../providers/sim/sim-clouds.ts';
 import type { SimProvider } from '../providers/sim/sim-provider.ts';
 import { FAST_AWS_SCENARIO } from '../test/fast-aws.ts';
 import { leaseRequestSchema } from './api/schemas.ts';
-import { Broker } from './broker.ts';
+import { BrokerCore } from './broker.ts';
 import { openDatabase } from './db/open-database.ts';
 import { actions } from './db/schema.ts';
 
@@ -68,7 +68,7 @@ describe('clouds that crash under a running broker', () => {
     const [sim] = createSimClouds({ clock, scenario: FAST_AWS_SCENARIO });
     const cloud = new CrashingCloud(sim as SimProvider);
     const database = await openDatabase({});
-    const broker = new Broker({ database, clock, providers: [cloud], seed: 1 });
+    const broker = new BrokerCore({ database, clock, providers: [cloud], seed: 1 });
     try {
       await broker.start({ schedule: false });
       await broker.setPolicy(

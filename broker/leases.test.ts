@@ -18,7 +18,7 @@ import { startTestPostgres, type TestPostgres } from '../test/embedded-postgres.
 import { quietAwsScenario } from '../test/fast-aws.ts';
 import { createApp } from './api/app.ts';
 import type { Lease, LeaseRequestInput } from './api/schemas.ts';
-import { Broker } from './broker.ts';
+import { BrokerCore } from './broker.ts';
 import { type OpenedDatabase, openDatabase } from './db/open-database.ts';
 import type { Principal } from './tokens.ts';
 
@@ -121,7 +121,7 @@ describe.each(['pglite', 'postgres'] as const)('leases on %s', (storage) => {
   let database: OpenedDatabase;
   let clock: VirtualClock;
   let cloud: ReclaimableCloud;
-  let broker: Broker;
+  let broker: BrokerCore;
   let tenant: Principal;
   let call: (method: string, path: string, body?: string) => Promise<{ status: number; body: unknown }>;
 
@@ -148,7 +148,7 @@ describe.each(['pglite', 'postgres'] as const)('leases on %s', (storage) => {
     });
     if (!aws) throw new Error('no simulated AWS');
     cloud = new ReclaimableCloud(aws, clock);
-    broker = new Broker({ database, clock, providers: [cloud], seed: 5 });
+    broker = new BrokerCore({ database, clock, providers: [cloud], seed: 5 });
     await broker.setPolicy(
       { vendors: { allow: ['aws'], deny: [] }, regions: { allow: ['us-east-1'], deny: [] } },
       'test',

@@ -1,7 +1,7 @@
 /** `/metrics` in the Prometheus text format: pool sizes, buffer, plan cost, solve time, lease waits. */
-import type { Broker } from './broker.ts';
+import type { BrokerCore } from './broker.ts';
 
-export function renderMetrics(broker: Broker): string {
+export function renderMetrics(broker: BrokerCore): string {
   const lines: string[] = [];
   const metric = (name: string, help: string, type: 'gauge' | 'counter', samples: [string, number][]) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);

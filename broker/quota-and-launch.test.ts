@@ -20,7 +20,7 @@ import type { Plan, PlanInput, Quota } from '../solver/types.ts';
 import { quietAwsScenario } from '../test/fast-aws.ts';
 import { offering } from '../test/offerings.ts';
 import { ACTION_TAG, LAUNCH_BATCH } from './act.ts';
-import { Broker } from './broker.ts';
+import { BrokerCore } from './broker.ts';
 import { openDatabase } from './db/open-database.ts';
 import { actions, plans } from './db/schema.ts';
 import { type BrokerPolicyInput, brokerPolicy } from './policy.ts';
@@ -192,7 +192,7 @@ async function brokerWith(setup: Setup) {
   const cloud = clouds[0];
   if (!cloud) throw new Error('no simulated AWS');
   const database = await openDatabase({});
-  const broker = new Broker({
+  const broker = new BrokerCore({
     database,
     clock,
     providers: clouds.map(setup.wrap ?? ((p) => p)),

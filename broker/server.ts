@@ -21,7 +21,7 @@ import { createSimClouds, SIM_CLOUDS_FILE } from '../providers/sim/sim-clouds.ts
 import { createApp } from './api/app.ts';
 import { answerMalformedRequests } from './api/malformed-requests.ts';
 import { HttpProblem, problemFor } from './api/problem.ts';
-import { Broker } from './broker.ts';
+import { BrokerCore } from './broker.ts';
 import { checkDataDir } from './db/data-dir-check.ts';
 import { type DataDirLock, lockDataDir } from './db/data-dir-lock.ts';
 import { openDatabase } from './db/open-database.ts';
@@ -50,7 +50,7 @@ export interface ServerOptions {
 
 export interface RunningServer {
   readonly url: string;
-  readonly broker: Broker;
+  readonly broker: BrokerCore;
   /** The operator token, when this server created or found one in the data directory. */
   readonly operatorToken: string | undefined;
   readonly operatorTokenFile: string | undefined;
@@ -189,7 +189,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       });
     });
     undo.push(() => database.close());
-    const broker = new Broker({
+    const broker = new BrokerCore({
       database,
       clock,
       providers,

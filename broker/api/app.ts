@@ -7,7 +7,7 @@ import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { ValidationError } from '../../lib/errors.ts';
-import type { Broker } from '../broker.ts';
+import type { BrokerCore } from '../broker.ts';
 import { renderMetrics } from '../metrics.ts';
 import { registerBillingRoutes } from './billing-routes.ts';
 import { clientVersion } from './client-version.ts';
@@ -54,7 +54,7 @@ function guardedRoutes(app: OpenAPIHono<Env>): GuardedRoute[] {
   }));
 }
 
-export function createApp(broker: Broker): OpenAPIHono<Env> {
+export function createApp(broker: BrokerCore): OpenAPIHono<Env> {
   let guarded: GuardedRoute[] | undefined;
   const app = new OpenAPIHono<Env>({
     defaultHook: (result) => {
@@ -199,7 +199,7 @@ export function createApp(broker: Broker): OpenAPIHono<Env> {
     async (c) => c.json(await broker.leases.release(c.get('principal'), c.req.valid('param').id), 200),
   );
 
-  const policyView = (v: Awaited<ReturnType<Broker['policies']['current']>>) => ({
+  const policyView = (v: Awaited<ReturnType<BrokerCore['policies']['current']>>) => ({
     version: v.version,
     policy: v.policy as unknown as Record<string, unknown>,
     createdAtMs: v.createdAt,

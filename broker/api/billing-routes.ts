@@ -11,7 +11,7 @@ import { priceLines } from '../billing/invoices.ts';
 import { monthBounds, monthOf } from '../billing/months.ts';
 import type { PriceBookVersion } from '../billing/price-book.ts';
 import { usageGroups } from '../billing/usage-groups.ts';
-import type { Broker } from '../broker.ts';
+import type { BrokerCore } from '../broker.ts';
 import { tenants } from '../db/schema.ts';
 import type { Principal } from '../tokens.ts';
 import { HttpProblem } from './problem.ts';
@@ -40,7 +40,7 @@ const jsonBodyRequired: MiddlewareHandler<Env> = async (c, next) => {
 
 export function registerBillingRoutes(
   app: OpenAPIHono<Env>,
-  broker: Broker,
+  broker: BrokerCore,
   operator: (c: Context<Env>) => void,
 ): void {
   const { db } = broker.database;

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { SDK_VERSION_HEADER as SDK_SENDS, SDK_VERSION } from '../../sdk/version.ts';
-import type { Broker } from '../broker.ts';
+import type { BrokerCore } from '../broker.ts';
 import { createApp } from './app.ts';
 import { SDK_VERSION_HEADER, unservedSdk } from './client-version.ts';
 import { documentConfig } from './route-docs.ts';
@@ -13,10 +13,10 @@ import { documentConfig } from './route-docs.ts';
  * Stands in for the broker: every property is another stand-in, callable and truthy (so it leads), and not a
  * promise. The requests here end at the version check or at the token check after it.
  */
-function standIn(): Broker {
+function standIn(): BrokerCore {
   const make = (): unknown =>
     new Proxy(() => make(), { get: (_target, key) => (key === 'then' ? undefined : make()) });
-  return make() as Broker;
+  return make() as BrokerCore;
 }
 const app = createApp(standIn());
 

@@ -18,7 +18,7 @@ import { and, eq } from 'drizzle-orm';
 import type { Context } from 'hono';
 import { stream } from 'hono/streaming';
 import { parseFunctionOptions } from '../../runtime/function-spec.ts';
-import type { Broker } from '../broker.ts';
+import type { BrokerCore } from '../broker.ts';
 import { apps } from '../db/schema.ts';
 import type { Principal } from '../tokens.ts';
 import { HttpProblem } from './problem.ts';
@@ -78,7 +78,7 @@ const logLineSchema = z
   })
   .openapi('LogLine');
 
-export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: Broker): void {
+export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): void {
   const { runtime, bundles } = broker;
   const { db } = broker.database;
 

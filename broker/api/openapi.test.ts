@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Broker } from '../broker.ts';
+import type { BrokerCore } from '../broker.ts';
 import { createApp } from './app.ts';
 import { BEARER } from './route-docs.ts';
 
@@ -27,12 +27,12 @@ interface Document {
  * Stands in for the broker: routes and the document are declared without calling it, and no request here reaches
  * a handler that does. Every property is another stand-in, callable, and not a promise.
  */
-function standIn(): Broker {
+function standIn(): BrokerCore {
   const make = (): unknown =>
     new Proxy(() => make(), {
       get: (_target, key) => (key === 'then' ? undefined : make()),
     });
-  return make() as Broker;
+  return make() as BrokerCore;
 }
 
 const app = createApp(standIn());

@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import openapiTS, { type OpenAPI3 } from 'openapi-typescript';
 import { createApp } from '../../broker/api/app.ts';
-import type { Broker } from '../../broker/broker.ts';
+import type { BrokerCore } from '../../broker/broker.ts';
 
 export const WIRE_FILE = fileURLToPath(new URL('../wire.gen.ts', import.meta.url));
 const BIOME = fileURLToPath(new URL('../../node_modules/.bin/biome', import.meta.url));
@@ -19,10 +19,10 @@ const BIOME = fileURLToPath(new URL('../../node_modules/.bin/biome', import.meta
  * Stands in for the broker: the app declares its routes and document without calling it. Every property is
  * another stand-in, callable, and not a promise.
  */
-function standIn(): Broker {
+function standIn(): BrokerCore {
   const make = (): unknown =>
     new Proxy(() => make(), { get: (_target, key) => (key === 'then' ? undefined : make()) });
-  return make() as Broker;
+  return make() as BrokerCore;
 }
 
 /** The broker's OpenAPI document, as `/openapi.json` answers it. */

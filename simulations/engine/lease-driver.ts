@@ -7,7 +7,7 @@
  * again, for the time it still had to run. A lease the broker ends early is requested again for that time.
  */
 import { leaseRequestSchema } from '../../broker/api/schemas.ts';
-import type { Broker } from '../../broker/broker.ts';
+import type { BrokerCore } from '../../broker/broker.ts';
 import type { Principal } from '../../broker/tokens.ts';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import type { LeaseGpus } from './metrics.ts';
@@ -24,7 +24,7 @@ interface TrackedLease {
 }
 
 export interface LeaseDriverOptions {
-  readonly broker: Broker;
+  readonly broker: BrokerCore;
   readonly clock: Clock;
   readonly principal: Principal;
   readonly gpu: string;

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { costReport } from '../../broker/billing/costs.ts';
 import { usageGroups } from '../../broker/billing/usage-groups.ts';
-import { Broker } from '../../broker/broker.ts';
+import { BrokerCore } from '../../broker/broker.ts';
 import { openDatabase } from '../../broker/db/open-database.ts';
 import { instances } from '../../broker/db/schema.ts';
 import type { BrokerPolicy } from '../../broker/policy.ts';
@@ -132,7 +132,7 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
     });
 
   const database = await openDatabase({});
-  const broker = new Broker({
+  const broker = new BrokerCore({
     database,
     clock,
     providers,
@@ -364,7 +364,7 @@ export function simulatedOfferings(gpu: string, policy: BrokerPolicy): Offering[
 }
 
 /** GPUs of a type the fleet holds (booting or running, not being stopped). */
-function gpusHeld(broker: Broker, gpu: string): number {
+function gpusHeld(broker: BrokerCore, gpu: string): number {
   let gpus = 0;
   for (const i of broker.fleet.all())
     if (i.gpu === gpu && i.state !== 'terminating') gpus += i.gpusPerInstance;
@@ -373,7 +373,7 @@ function gpusHeld(broker: Broker, gpu: string): number {
 
 /** The invariants checked at every sample. */
 function checkWhileRunning(
-  broker: Broker,
+  broker: BrokerCore,
   metrics: SimMetrics,
   policy: BrokerPolicy,
   invariants: InvariantLog,
@@ -433,7 +433,7 @@ function checkWhileRunning(
 
 /** At the end: the usage table against the executor's containers and the simulation's leases. */
 async function checkBilledUsage(
-  broker: Broker,
+  broker: BrokerCore,
   metrics: SimMetrics,
   leaseGpuMs: number,
   startMs: number,

@@ -7,7 +7,7 @@
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../broker/api/app.ts';
-import type { Broker } from '../../broker/broker.ts';
+import type { BrokerCore } from '../../broker/broker.ts';
 import { type GenContext, invalidValue, validValue } from './arbitraries.ts';
 import { CAPS, encode, jsonReasons } from './cases.ts';
 import { overlays } from './engine.ts';
@@ -15,12 +15,12 @@ import { type ApiModel, apiModel } from './model.ts';
 import { type JsonSchema, textRuleViolation, unstorable, violation } from './schema.ts';
 
 /** Routes and the document are declared without calling the broker (as in openapi.test.ts). */
-function standIn(): Broker {
+function standIn(): BrokerCore {
   const make = (): unknown =>
     new Proxy(() => make(), {
       get: (_target, key) => (key === 'then' ? undefined : make()),
     });
-  return make() as Broker;
+  return make() as BrokerCore;
 }
 
 let model: ApiModel;

@@ -7,7 +7,7 @@
  */
 import { readdirSync } from 'node:fs';
 import { sql } from 'drizzle-orm';
-import type { Broker } from '../../broker/broker.ts';
+import type { BrokerCore } from '../../broker/broker.ts';
 
 export type Snapshot = Readonly<Record<string, string | number>>;
 
@@ -30,7 +30,7 @@ export class StateProbe {
   private readonly appKeys = new Set<string>();
 
   constructor(
-    private readonly broker: Broker,
+    private readonly broker: BrokerCore,
     private readonly bundleRoot: string,
   ) {}
 
