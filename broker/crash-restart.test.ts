@@ -1,14 +1,18 @@
 /**
- * Crash and restart with real processes: simulated clouds in their own process (`gpubroker clouds serve`), a broker
- * (`gpubroker serve`) on PGlite killed with SIGKILL while it provisions, then restarted on the same data directory.
+ * Crash and restart with a real process: simulated clouds served over HTTP from this process (as `gpubroker clouds
+ * serve` serves them), a broker (`gpubroker serve`, a child process) on PGlite killed with SIGKILL while it
+ * provisions, then restarted on the same data directory.
  * Leases and instances come back from the database and the clouds' inventory; nothing is provisioned twice; an
  * instance carrying our fleet tag that no action of ours created is terminated as an orphan.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { RealClock } from '../lib/clock.ts';
 import type { Instance } from '../providers/provider.ts';
+import { type ProviderServer, serveProviders } from '../providers/remote/provider-server.ts';
+import { createSimClouds } from '../providers/sim/sim-clouds.ts';
 import { usageIntervals } from '../runtime/meter/schema.ts';
 import { Broker } from '../sdk/broker-client.ts';
 import { type CliProcess, startCli, stopCli } from '../test/cli-process.ts';
@@ -19,20 +23,44 @@ import { openDatabase } from './db/open-database.ts';
 import { instances as instancesTable } from './db/schema.ts';
 
 const HEARTBEAT_MS = 500;
+/**
+ * Bounds on each wait, generous: three processes start and provision side by side with whatever else the machine
+ * runs. Every wait ends on the event it waits for, not on the clock.
+ */
+const WAIT_MS = 90_000;
+
+/** Resolves once the broker at `url` has reported `ticks` new ticks (its /healthz `lastTickAtMs` moved). */
+async function ticksPassed(url: string, ticks: number): Promise<void> {
+  const seen = new Set<number>();
+  const lastTick = async () =>
+    ((await fetch(`${url}/healthz`).then((r) => r.json())) as { lastTickAtMs: number | null }).lastTickAtMs;
+  const first = await lastTick();
+  await until(
+    `${ticks} ticks`,
+    async () => {
+      const at = await lastTick();
+      if (at !== null && at !== first) seen.add(at);
+      return seen.size >= ticks ? true : undefined;
+    },
+    WAIT_MS,
+  );
+}
 
 const dir = mkdtempSync(join(tmpdir(), 'gpubroker-crash-'));
 const running: CliProcess[] = [];
+const cloudProviders = createSimClouds({ clock: new RealClock(), scenario: FAST_AWS_SCENARIO });
+let cloudsServer: ProviderServer | undefined;
 afterAll(async () => {
   for (const process of running) await stopCli(process, 'SIGKILL');
+  await cloudsServer?.close();
+  for (const provider of cloudProviders) await provider.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
 describe('crash and restart', () => {
   it('recovers leases and instances, provisions nothing twice and terminates orphans', async () => {
-    const scenarioFile = join(dir, 'scenario.json');
-    writeFileSync(scenarioFile, JSON.stringify(FAST_AWS_SCENARIO));
-    const clouds = await startCli(['clouds', 'serve', '--port', '0', '--scenario', scenarioFile]);
-    running.push(clouds);
+    cloudsServer = await serveProviders(cloudProviders);
+    const clouds = cloudsServer;
     const inventory = (includeTerminated = false) => cloudInventory<Instance>(clouds.url, includeTerminated);
     const dataDir = join(dir, 'data');
     const serveArgs = [
@@ -54,7 +82,7 @@ describe('crash and restart', () => {
     await sdk.call('PUT', '/v1/policy', FAST_POLICY);
     const ready = await sdk.gpus.request(
       { gpu: 'H100', count: 8, placement: 'single-node' },
-      { timeoutMs: 30_000, pollMs: 100 },
+      { timeoutMs: WAIT_MS, pollMs: 100 },
     );
     expect(ready.status).toBe('ready');
 
@@ -65,8 +93,10 @@ describe('crash and restart', () => {
       placement: 'single-node',
       idempotencyKey: 'second',
     });
-    const booting = await until('a new instance booting', async () =>
-      (await inventory()).some((i) => i.state === 'pending') ? true : undefined,
+    const booting = await until(
+      'a new instance booting',
+      async () => ((await inventory()).some((i) => i.state === 'pending') ? true : undefined),
+      WAIT_MS,
     );
     expect(booting).toBe(true);
     const killedAfter = Date.now();
@@ -94,10 +124,14 @@ describe('crash and restart', () => {
     const restartedBefore = Date.now();
     running.push(second);
     sdk = new Broker({ url: second.url, token });
-    const served = await until('the second lease to be ready', async () => {
-      const lease = await sdk.leases.get(waiting.id);
-      return lease.status === 'ready' ? lease : undefined;
-    });
+    const served = await until(
+      'the second lease to be ready',
+      async () => {
+        const lease = await sdk.leases.get(waiting.id);
+        return lease.status === 'ready' ? lease : undefined;
+      },
+      WAIT_MS,
+    );
     expect(served.allocations.map((a) => a.gpuIndices.length)).toEqual([8]);
     const recovered = await sdk.leases.get(ready.id);
     expect(recovered.status).toBe('ready');
@@ -105,11 +139,14 @@ describe('crash and restart', () => {
     // The restart does not put the same 8 GPUs under two leases.
     expect(served.allocations[0]?.instanceId).not.toBe(ready.allocations[0]?.instanceId);
 
-    // Let a few ticks pass, then compare the clouds with what the broker knows.
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    // Let a few ticks pass (counted, however long they take), then compare the clouds with what the broker knows.
+    await ticksPassed(second.url, 3);
+    const orphanEnded = (instances: Instance[]) => {
+      const state = instances.find((i) => i.id === orphan?.id)?.state;
+      return state === 'terminating' || state === 'terminated';
+    };
     const everything = await inventory(true);
-    const orphanNow = everything.find((i) => i.id === orphan?.id);
-    expect(orphanNow?.state === 'terminating' || orphanNow?.state === 'terminated').toBe(true);
+    expect(orphanEnded(everything)).toBe(true);
     const ours = everything.filter((i) => i.id !== orphan?.id);
     // Everything alive before the crash is still alive (adopted, not replaced) and nothing else was launched:
     // 2 leases × 8 GPUs + a buffer of 8 GPUs = 3 nodes of 8.
@@ -148,5 +185,5 @@ describe('crash and restart', () => {
     } finally {
       await database.close();
     }
-  });
+  }, 240_000);
 });
