@@ -60,17 +60,18 @@ export class FunctionCall<R> {
 
   /** Waits for the result (RemoteFunctionError when it failed); `timeoutMs` gives up waiting, not the call. */
   async get(options: { timeoutMs?: number } = {}): Promise<R> {
+    const { clock } = this.broker;
     const deadline =
-      options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
+      options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : clock.now() + options.timeoutMs;
     for (;;) {
-      const waitMs = Math.max(0, Math.min(20_000, deadline - Date.now()));
+      const waitMs = Math.max(0, Math.min(20_000, deadline - clock.now()));
       const view = await this.broker.api('get', '/v1/calls/{id}', {
         params: { id: this.id },
         query: { waitMs: Math.floor(waitMs) },
       });
       if (view.status === 'succeeded') return view.value as R;
       if (view.status === 'failed' || view.status === 'cancelled') throw failure(view);
-      if (Date.now() >= deadline)
+      if (clock.now() >= deadline)
         throw new Error(`call ${this.id} not finished within ${options.timeoutMs} ms`);
     }
   }

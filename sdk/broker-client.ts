@@ -137,7 +137,8 @@ export class Broker {
   readonly url: string;
   /** The bearer token sent with every call (for streaming and upload requests made outside `call`). */
   readonly token: string | undefined;
-  private readonly clock: Clock;
+  /** The clock this client waits on (lease waits, call results). */
+  readonly clock: Clock;
 
   readonly gpus = {
     /** Requests GPUs and resolves when the lease is ready; rejects with LeaseFailedError when it cannot be. */
