@@ -6,6 +6,7 @@ import { simScenario } from '../providers/sim/scenario.ts';
 import { peakGpus } from './engine/peak.ts';
 import type { PolicyResult } from './results.ts';
 import { simulate } from './simulate.ts';
+import { AZURE_CONV_PATH, loadAzureLlm } from './workloads/azure-llm.ts';
 import { scaledRequests } from './workloads/scale.ts';
 import { syntheticWorkload } from './workloads/synthetic.ts';
 
@@ -39,7 +40,7 @@ describe('simulations on the virtual clock', () => {
   it('gives identical results for the same seed and different ones for another seed', async () => {
     const run = async (seed: number) =>
       (
-        await simulate({ workload: 'alibaba-sd', scale: 10, hours: 0.5, seed, policies: ['buffer-10'] })
+        await simulate({ workload: 'alibaba-sd', scale: 10, hours: 0.25, seed, policies: ['buffer-10'] })
       ).results.map(reproducible);
     const first = await run(7);
     expect(JSON.stringify(await run(7))).toBe(JSON.stringify(first));
@@ -51,11 +52,11 @@ describe('simulations on the virtual clock', () => {
     const { results, hours, scale } = await simulate({
       workload: 'alibaba-sd',
       scale: 100,
-      hours: 2,
+      hours: 1,
       seed: 1,
       policies: ['buffer-0', 'buffer-20'],
     });
-    expect(hours).toBe(2);
+    expect(hours).toBe(1);
     expect(scale).toBe(100);
     const [none, twenty] = results as [PolicyResult, PolicyResult];
     for (const r of results) expectSane(r);
@@ -90,17 +91,38 @@ describe('simulations on the virtual clock', () => {
   });
 
   it('replays an Azure LLM trace with service times from its tokens at the given throughput', async () => {
+    const throughput = { tokensPerSecond: 100, prefillTokensPerSecond: 8_000 };
     const { results } = await simulate({
       workload: 'azure-conv',
       hours: 0.25,
       seed: 1,
       policies: ['buffer-10'],
-      throughput: { tokensPerSecond: 100, prefillTokensPerSecond: 8_000 },
+      throughput,
     });
     const r = results[0] as PolicyResult;
     expectSane(r);
     expect(r.requests).toBeGreaterThan(4_000);
     expect(r.series.byGpu.H100?.provisionedGpus.at(-1)).toBeGreaterThan(0);
+    // Every call of the trace's first quarter hour ran, each for 1000 × (context / 8,000 + generated / 100) ms: at
+    // each sample, the calls demanding a GPU include every call inside its service time (it cannot have ended)
+    // and none that could have ended (arrived before the sample by more than the longest wait plus its service).
+    const calls = loadAzureLlm(AZURE_CONV_PATH, 'azure-conv', throughput).requests.filter(
+      (q) => q.kind === 'call' && q.atMs < HOUR / 4,
+    ) as { atMs: number; serviceMs: number }[];
+    expect(r.requests).toBe(calls.length);
+    expect(r.preemptions).toBe(0);
+    const longestWaitMs = r.waitCdf.at(-1)?.ms ?? 0;
+    const demand = r.series.byGpu.H100?.demandGpus ?? [];
+    expect(demand).toHaveLength(r.series.tMs.length);
+    r.series.tMs.forEach((t, i) => {
+      const surelyRunning = calls.filter((c) => c.atMs < t && t < c.atMs + c.serviceMs).length;
+      const possiblyRunning = calls.filter(
+        (c) => c.atMs <= t && t <= c.atMs + longestWaitMs + c.serviceMs,
+      ).length;
+      expect(demand[i], `demand at ${t} ms`).toBeGreaterThanOrEqual(surelyRunning);
+      expect(demand[i], `demand at ${t} ms`).toBeLessThanOrEqual(possiblyRunning);
+    });
+    expect(Math.max(...demand)).toBeGreaterThan(0);
   });
 
   it('holds a static peak reservation from the start, and keeps a budget', async () => {
