@@ -2,10 +2,27 @@
  * A follower replica passes API requests on to the leader, so clients can talk to any replica: leases and the
  * fleet live in the leader's memory (backed by the database), and only the leader may change them.
  */
+import type { MiddlewareHandler } from 'hono';
+import type { BrokerCore } from '../broker.ts';
 import { HttpProblem } from './problem.ts';
 
 /** Request headers that describe one hop of the connection, not the request. */
 const HOP_BY_HOP = ['host', 'connection', 'keep-alive', 'content-length', 'transfer-encoding', 'upgrade'];
+
+/** A follower passes every API call to the leader; a request passed on once is never passed on again. */
+export function followersForward(broker: BrokerCore): MiddlewareHandler {
+  return async (c, next) => {
+    if (broker.loop.leader) return next();
+    const leader = await broker.leaderUrl();
+    if (!leader || leader === broker.advertisedUrl || c.req.header('x-forwarded-by'))
+      throw new HttpProblem(
+        503,
+        'No leader',
+        'this replica follows and no leader is known yet; retry shortly',
+      );
+    return forwardToLeader(c.req.raw, leader);
+  };
+}
 
 export async function forwardToLeader(request: Request, leaderUrl: string): Promise<Response> {
   const incoming = new URL(request.url);

@@ -1,0 +1,24 @@
+/** Bearer tokens: every `/v1` request names its principal (tenant or operator); some routes need an operator. */
+import type { Context, MiddlewareHandler } from 'hono';
+import type { BrokerCore } from '../broker.ts';
+import { HttpProblem } from './problem.ts';
+import type { Env } from './route-docs.ts';
+
+export function authenticate(broker: BrokerCore): MiddlewareHandler<Env> {
+  return async (c, next) => {
+    const header = c.req.header('authorization') ?? '';
+    const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
+    if (!token)
+      throw new HttpProblem(401, 'Unauthorized', 'send Authorization: Bearer <token>', 'authorization');
+    const principal = await broker.tokens.authenticate(token);
+    if (!principal) throw new HttpProblem(401, 'Unauthorized', 'unknown or revoked token', 'authorization');
+    c.set('principal', principal);
+    await next();
+  };
+}
+
+/** Throws a 403 problem unless the request's principal is an operator. */
+export function requireOperator(c: Context<Env>): void {
+  if (c.get('principal').role !== 'operator')
+    throw new HttpProblem(403, 'Forbidden', 'this needs an operator token', 'authorization');
+}

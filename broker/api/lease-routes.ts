@@ -1,0 +1,61 @@
+/** Leases: request GPUs, list and read your leases, release one. Tenants see only their own. */
+import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
+import type { BrokerCore } from '../broker.ts';
+import { type Env, json, problems } from './route-docs.ts';
+import { leaseListSchema, leaseRequestSchema, leaseSchema } from './schemas.ts';
+
+const idParam = z.object({ id: z.string().min(1).max(64) });
+
+export function registerLeaseRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): void {
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/leases',
+      operationId: 'requestLease',
+      summary: 'Request GPUs',
+      request: { body: { content: { 'application/json': { schema: leaseRequestSchema } }, required: true } },
+      responses: {
+        201: json(leaseSchema, 'The lease (ready, pending or failed with a reason)'),
+        200: json(leaseSchema, 'The lease made earlier with this idempotency key'),
+        ...problems,
+      },
+    }),
+    async (c) => {
+      await broker.spend.check(c.get('principal').tenantId);
+      const { lease, created } = await broker.leases.request(c.get('principal'), c.req.valid('json'));
+      return c.json(lease, created ? 201 : 200);
+    },
+  );
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/leases',
+      operationId: 'listLeases',
+      summary: 'Your leases',
+      responses: { 200: json(leaseListSchema, 'Leases, oldest first'), ...problems },
+    }),
+    async (c) => c.json({ leases: await broker.leases.list(c.get('principal')) }, 200),
+  );
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/leases/{id}',
+      operationId: 'getLease',
+      summary: 'One lease',
+      request: { params: idParam },
+      responses: { 200: json(leaseSchema, 'The lease'), ...problems },
+    }),
+    async (c) => c.json(await broker.leases.get(c.get('principal'), c.req.valid('param').id), 200),
+  );
+  app.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/v1/leases/{id}',
+      operationId: 'releaseLease',
+      summary: 'Release a lease (idempotent)',
+      request: { params: idParam },
+      responses: { 200: json(leaseSchema, 'The released lease'), ...problems },
+    }),
+    async (c) => c.json(await broker.leases.release(c.get('principal'), c.req.valid('param').id), 200),
+  );
+}
