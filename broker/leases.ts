@@ -61,6 +61,8 @@ export class LeaseService {
   private readonly open = new Map<string, LeaseRow>();
   /** Pending leases that were ready and lost their GPUs, by lease id. */
   private readonly replacing = new Map<string, Replacing>();
+  /** Long polls waiting for a lease to leave pending, by lease id (see waitWhilePending). */
+  private readonly waiters = new Map<string, Set<() => void>>();
   private readonly queue = new SerialQueue();
 
   constructor(private readonly o: LeaseServiceOptions) {}
@@ -141,6 +143,33 @@ export class LeaseService {
 
   async get(principal: Principal, id: string): Promise<Lease> {
     return this.view(await this.owned(principal, id));
+  }
+
+  /**
+   * The lease, once it is no longer pending or `waitMs` passed (a long poll: clients wait for a lease as they wait
+   * for a call, without asking every few hundred milliseconds).
+   */
+  async waitWhilePending(principal: Principal, id: string, waitMs: number): Promise<Lease> {
+    const lease = await this.get(principal, id);
+    if (lease.status !== 'pending' || waitMs <= 0) return lease;
+    await new Promise<void>((resolve) => {
+      const waiters = this.waiters.get(id) ?? new Set<() => void>();
+      this.waiters.set(id, waiters);
+      const done = () => {
+        timer.cancel();
+        waiters.delete(done);
+        if (waiters.size === 0 && this.waiters.get(id) === waiters) this.waiters.delete(id);
+        resolve();
+      };
+      const timer = this.o.clock.setTimer(this.o.clock.now() + waitMs, done);
+      waiters.add(done);
+    });
+    return this.get(principal, id);
+  }
+
+  /** Wakes the long polls of a lease whose status just changed. */
+  private statusChanged(id: string): void {
+    for (const wake of [...(this.waiters.get(id) ?? [])]) wake();
   }
 
   async list(principal: Principal): Promise<Lease[]> {
@@ -354,6 +383,7 @@ export class LeaseService {
     row.status = 'pending';
     row.reason = reason;
     row.microsPerHour = null;
+    this.statusChanged(row.id);
     this.replacing.set(row.id, { sinceMs: now, cause });
     this.o.onAllocations?.(row, [], now);
     this.o.onShortfall();
@@ -381,6 +411,7 @@ export class LeaseService {
     row.reason = reason;
     row.readyAt = now;
     row.microsPerHour = total(allocation);
+    this.statusChanged(row.id);
     // The wait for the first GPUs is the lease's wait; a wait for replacement capacity is not counted again.
     if (replaced) this.replacing.delete(row.id);
     else this.o.onReady?.(now - row.createdAt);
@@ -402,6 +433,7 @@ export class LeaseService {
     row.status = status;
     row.reason = reason;
     row.endedAt = now;
+    this.statusChanged(row.id);
     if (wasReady) this.o.onAllocations?.(row, [], now);
   }
 

@@ -96,10 +96,32 @@ export interface RequestGpusOptions {
   readonly signal?: AbortSignal;
   /** Gives up after this long (the lease is released); default: wait as long as it takes. */
   readonly timeoutMs?: number;
-  /** How often a pending lease is checked; default 500 ms. */
+  /** Longest a single wait for a pending lease lasts before it is asked again; default 20 s (a long poll). */
   readonly pollMs?: number;
   /** Called with the lease each time it is checked while pending. */
   readonly onProgress?: (lease: Lease) => void;
+}
+
+/** How long one long poll for a pending lease waits at most (the broker allows up to 60 s). */
+const LEASE_LONG_POLL_MS = 20_000;
+
+/** Rejects with the signal's reason when it aborts first. */
+function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 /** A ready lease that can release itself (also with `await using`). */
@@ -161,7 +183,12 @@ export class Broker {
     /** Creates a lease and answers at once (ready, pending or failed with a reason); `gpus.request` waits. */
     create: (request: LeaseRequestInput): Promise<Lease> => this.api('post', '/v1/leases', { body: request }),
     list: async (): Promise<Lease[]> => (await this.api('get', '/v1/leases')).leases,
-    get: (id: string): Promise<Lease> => this.api('get', '/v1/leases/{id}', { params: { id } }),
+    /** The lease; with `waitMs`, the broker answers once it is no longer pending or that long passed. */
+    get: (id: string, options: { waitMs?: number } = {}): Promise<Lease> =>
+      this.api('get', '/v1/leases/{id}', {
+        params: { id },
+        ...(options.waitMs === undefined ? {} : { query: { waitMs: Math.floor(options.waitMs) } }),
+      }),
     release: (id: string): Promise<Lease> => this.api('delete', '/v1/leases/{id}', { params: { id } }),
   };
 
@@ -298,10 +325,12 @@ export class Broker {
       options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : this.clock.now() + options.timeoutMs;
     while (lease.status === 'pending') {
       options.onProgress?.(lease);
-      const wait = Math.min(options.pollMs ?? 500, deadline - this.clock.now());
+      const wait = Math.min(options.pollMs ?? LEASE_LONG_POLL_MS, deadline - this.clock.now());
       try {
         if (wait <= 0) throw new Error(`not ready within ${options.timeoutMs} ms`);
-        await this.clock.sleep(wait, options.signal);
+        options.signal?.throwIfAborted();
+        // The broker answers as soon as the lease leaves pending (a long poll), or after `wait`.
+        lease = await abortable(this.leases.get(lease.id, { waitMs: wait }), options.signal);
       } catch (error) {
         const released = await this.leases.release(lease.id);
         throw new LeaseFailedError(
@@ -309,7 +338,6 @@ export class Broker {
           `gave up waiting for lease ${lease.id}: ${(error as Error).message}`,
         );
       }
-      lease = await this.leases.get(lease.id);
     }
     if (lease.status !== 'ready')
       throw new LeaseFailedError(lease, `lease ${lease.id} ${lease.status}: ${lease.reason}`);

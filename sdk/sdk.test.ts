@@ -77,6 +77,30 @@ describe('SDK', () => {
     expect((noToken as BrokerApiError).status).toBe(401);
   });
 
+  it('waits for a pending lease with one long poll that answers when it turns ready, not at the end of the wait', async () => {
+    const broker = new Broker({ url: server.url, token: server.operatorToken });
+    // The first takes what is free now, so the second waits for an instance to be bought and to boot.
+    const first = await broker.gpus.request(
+      { gpu: 'H100', count: 8, placement: 'single-node' },
+      { timeoutMs: 30_000 },
+    );
+    const lease = await broker.leases.create({ gpu: 'H100', count: 8, placement: 'single-node' });
+    expect(lease.status).toBe('pending');
+    const asked: number[] = [];
+    let answer = lease;
+    while (answer.status === 'pending') {
+      const started = performance.now();
+      answer = await broker.leases.get(lease.id, { waitMs: 60_000 });
+      asked.push(performance.now() - started);
+    }
+    expect(answer.status).toBe('ready');
+    // Each long poll ends when the lease changes (well before 60 s); a handful of asks, not one per 500 ms.
+    expect(asked.length).toBeLessThanOrEqual(2);
+    expect(Math.max(...asked)).toBeLessThan(30_000);
+    await broker.leases.release(lease.id);
+    await first.release();
+  });
+
   it('gives up when aborted, releasing the pending lease', async () => {
     const broker = new Broker({ url: server.url, token: server.operatorToken });
     const controller = new AbortController();

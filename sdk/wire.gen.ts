@@ -20,7 +20,7 @@ export interface paths {
     post: operations['requestLease'];
   };
   '/v1/leases/{id}': {
-    /** One lease */
+    /** One lease; with waitMs, waits up to that long while it is pending (a long poll) */
     get: operations['getLease'];
     /** Release a lease (idempotent) */
     delete: operations['releaseLease'];
@@ -473,9 +473,12 @@ export interface operations {
       };
     };
   };
-  /** One lease */
+  /** One lease; with waitMs, waits up to that long while it is pending (a long poll) */
   getLease: {
     parameters: {
+      query?: {
+        waitMs?: number | null;
+      };
       path: {
         id: string;
       };

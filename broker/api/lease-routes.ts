@@ -5,6 +5,10 @@ import { type Env, json, problems } from './route-docs.ts';
 import { leaseListSchema, leaseRequestSchema, leaseSchema } from './schemas.ts';
 
 const idParam = z.object({ id: z.string().min(1).max(64) });
+/** How long a read of a pending lease may wait for it to change (the calls' long poll has the same bound). */
+const leaseWaitQuery = z
+  .object({ waitMs: z.coerce.number().int().min(0).max(60_000).optional().openapi({ example: 20_000 }) })
+  .strict();
 
 export function registerLeaseRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): void {
   app.openapi(
@@ -41,11 +45,15 @@ export function registerLeaseRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): 
       method: 'get',
       path: '/v1/leases/{id}',
       operationId: 'getLease',
-      summary: 'One lease',
-      request: { params: idParam },
+      summary: 'One lease; with waitMs, waits up to that long while it is pending (a long poll)',
+      request: { params: idParam, query: leaseWaitQuery },
       responses: { 200: json(leaseSchema, 'The lease'), ...problems },
     }),
-    async (c) => c.json(await broker.leases.get(c.get('principal'), c.req.valid('param').id), 200),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const { waitMs } = c.req.valid('query');
+      return c.json(await broker.leases.waitWhilePending(c.get('principal'), id, waitMs ?? 0), 200);
+    },
   );
   app.openapi(
     createRoute({
