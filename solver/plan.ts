@@ -11,6 +11,7 @@ import { reduceInput } from './reduce.ts';
 import { completeSolution, readCounts } from './solution.ts';
 import { solvePlanningModel } from './solve.ts';
 import type { BackendName, Plan, PlanInput, PlanStatus } from './types.ts';
+import type { WarmState } from './warm.ts';
 
 /**
  * One capacity plan: reduce the input, build the model, solve it with the policy's backend (HiGHS: by
@@ -40,6 +41,7 @@ export async function planCapacity(input: PlanInput): Promise<Plan> {
   let mipBound: number | undefined;
 
   let relaxation: LpRelaxation | undefined;
+  let warmStart: WarmState | undefined;
   if (solver.backend !== 'greedy') {
     let result: MipResult;
     try {
@@ -47,8 +49,10 @@ export async function planCapacity(input: PlanInput): Promise<Plan> {
         const solved = await solvePlanningModel(pm, {
           timeLimitMs: solver.timeLimitMs,
           relativeGap: solver.relativeGap,
+          ...(input.previous?.warmStart ? { warm: input.previous.warmStart } : {}),
         });
         relaxation = solved.relaxation;
+        warmStart = solved.warm;
         result = solved;
       } else {
         // GLPK solves the model whole: the independent check on the decomposition.
@@ -90,16 +94,18 @@ export async function planCapacity(input: PlanInput): Promise<Plan> {
     objective,
     Math.max(mipBound ?? Number.NEGATIVE_INFINITY, relaxation?.objective ?? Number.NEGATIVE_INFINITY),
   );
-  const solveMs = elapsed();
-  return assemblePlan(pm, values, input.offerings.length, {
+  const plan = assemblePlan(pm, values, input.offerings.length, {
     status,
     backend,
     ...(fallbackReason ? { fallbackReason } : {}),
     objective,
     bound: Number.isFinite(bound) ? bound : objective,
-    solveMs,
+    solveMs: 0,
     explanation: explainPlan(pm, values, relaxation),
   });
+  plan.solveMs = elapsed();
+  if (warmStart) Object.defineProperty(plan, 'warmStart', { value: warmStart, enumerable: false });
+  return plan;
 }
 
 /**

@@ -5,6 +5,7 @@ import { analyse, lagrangianCosts, looseValue, type Part, type Structure, subMod
 import { integralPoint, type LinearModel, objectiveAt } from './linear-model.ts';
 import type { PlanningModel } from './model.ts';
 import { cellsOf, completeCell, completeSolution, readCounts } from './solution.ts';
+import { BlockCache, sameShape, shapeOf, type WarmState } from './warm.ts';
 
 /**
  * How planCapacity solves the model with HiGHS. The model in model.ts is the only formulation; this is a way to
@@ -28,12 +29,14 @@ import { cellsOf, completeCell, completeSolution, readCounts } from './solution.
 export interface SolveOptions {
   timeLimitMs: number;
   relativeGap: number;
-  /** The LP relaxation, when the caller already solved it. */
-  relaxation?: LpRelaxation;
+  /** What the previous plan's solve kept (warm.ts), when the broker passed it back. */
+  warm?: WarmState;
 }
 
 export interface SolveResult extends MipResult {
   relaxation?: LpRelaxation;
+  /** What this solve keeps for the next one. */
+  warm?: WarmState;
   /** How the time went, for the benchmark's profile. */
   profile: SolveProfile;
 }
@@ -43,6 +46,8 @@ export interface SolveProfile {
   blocksMs: number;
   blocks: number;
   blockMips: number;
+  /** Blocks taken from the previous plan's solve unchanged. */
+  blocksReused: number;
   polishMs: number;
   polished: number;
 }
@@ -51,9 +56,19 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
   const started = performance.now();
   const remaining = () => options.timeLimitMs - (performance.now() - started);
   const { lp } = pm;
-  const profile: SolveProfile = { lpMs: 0, blocksMs: 0, blocks: 0, blockMips: 0, polishMs: 0, polished: 0 };
+  const profile: SolveProfile = {
+    lpMs: 0,
+    blocksMs: 0,
+    blocks: 0,
+    blockMips: 0,
+    blocksReused: 0,
+    polishMs: 0,
+    polished: 0,
+  };
+  const shape = shapeOf(pm);
+  const previous = options.warm && sameShape(options.warm.shape, shape) ? options.warm : undefined;
 
-  const relaxation = options.relaxation ?? (await highsBackend.solveRelaxation(lp).catch(() => undefined));
+  const relaxation = await highsBackend.solveRelaxation(lp, previous?.basis).catch(() => undefined);
   profile.lpMs = performance.now() - started;
   if (!relaxation) {
     // No LP optimum (infeasible rules, or numerical trouble): the MIP solver says which.
@@ -63,54 +78,107 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
     });
     return { ...mip, profile };
   }
+  const keep = (multipliers: Float64Array, blocks: BlockCache): WarmState => ({
+    shape,
+    multipliers,
+    blocks,
+    ...(relaxation.basis ? { basis: relaxation.basis } : {}),
+  });
   const integral = integralPoint(lp, relaxation.values);
   if (integral)
-    return { status: 'optimal', values: integral, bound: relaxation.objective, relaxation, profile };
+    return {
+      status: 'optimal',
+      values: integral,
+      bound: relaxation.objective,
+      relaxation,
+      warm: keep(relaxation.rowDuals, new BlockCache()),
+      profile,
+    };
 
   const structure = analyse(lp, pm.colPeriod);
   const t0 = performance.now();
-  const lagrange = await lagrangianBlocks(pm, structure, relaxation, options.relativeGap, remaining);
-  profile.blocksMs = performance.now() - t0;
-  profile.blocks = structure.blocks.length;
-  profile.blockMips = lagrange.mips;
-
   const nComp = structure.components.length;
-  const joined = completeSolution(pm, readCounts(pm, lagrange.values));
-  let smoothed = smoothStartUps(pm, structure, [joined]);
-  let candidate = smoothed && objectiveAt(lp, smoothed) < objectiveAt(lp, joined) ? smoothed : joined;
-  if (
-    smoothed &&
-    objectiveAt(lp, candidate) - lagrange.bound.reduce((a, b) => a + b, 0) >
-      options.relativeGap * Math.abs(objectiveAt(lp, candidate))
-  ) {
+  const lpPart = new Float64Array(nComp);
+  for (let ci = 0; ci < nComp; ci++) {
+    for (const j of (structure.components[ci] as Part).cols)
+      lpPart[ci] = (lpPart[ci] as number) + (lp.colCost[j] as number) * (relaxation.values[j] as number);
+  }
+  const total = (a: Float64Array) => a.reduce((sum, v) => sum + v, 0);
+  const outside = (objective: number, lower: number) =>
+    objective - lower > options.relativeGap * Math.abs(objective) + 1e-9 * Math.max(1, Math.abs(objective));
+
+  // Step 2, warm: the previous multipliers, so that unchanged blocks are the same MIPs; cold, or when stale
+  // multipliers leave the plan outside the gap: the new LP's duals.
+  const cache = new BlockCache();
+  let multipliers = previous ? previous.multipliers : relaxation.rowDuals;
+  let lagrange = await lagrangianBlocks(
+    pm,
+    structure,
+    multipliers,
+    relaxation,
+    options.relativeGap,
+    remaining,
+    {
+      previous: previous?.blocks,
+      next: cache,
+    },
+  );
+  let joined = completeSolution(pm, readCounts(pm, lagrange.values));
+  let candidate = smoothStartUps(pm, structure, [joined]) ?? joined;
+  if (objectiveAt(lp, joined) < objectiveAt(lp, candidate)) candidate = joined;
+  const boundOf = (blocks: Float64Array) =>
+    total(Float64Array.from(blocks, (b, ci) => Math.max(b, lpPart[ci] as number)));
+  if (previous && outside(objectiveAt(lp, candidate), boundOf(lagrange.bound)) && remaining() > 0) {
+    multipliers = relaxation.rowDuals;
+    const fresh = await lagrangianBlocks(
+      pm,
+      structure,
+      multipliers,
+      relaxation,
+      options.relativeGap,
+      remaining,
+      {
+        next: cache,
+      },
+    );
+    profile.blockMips += lagrange.mips;
+    profile.blocksReused += lagrange.reused;
+    lagrange = fresh;
+    joined = completeSolution(pm, readCounts(pm, lagrange.values));
+    const smoothed = smoothStartUps(pm, structure, [candidate, joined]);
+    if (smoothed && objectiveAt(lp, smoothed) < objectiveAt(lp, candidate)) candidate = smoothed;
+    if (objectiveAt(lp, joined) < objectiveAt(lp, candidate)) candidate = joined;
+  }
+  profile.blocks = structure.blocks.length;
+  profile.blockMips += lagrange.mips;
+  profile.blocksReused += lagrange.reused;
+  if (outside(objectiveAt(lp, candidate), boundOf(lagrange.bound)) && remaining() > 0) {
     // The Lagrangian prices tilt the blocks' choices; blocks priced at the true costs give other candidates.
-    const t2 = performance.now();
-    const plain = await plainBlocks(pm, structure, options.relativeGap, remaining);
-    profile.blocksMs += performance.now() - t2;
+    const plain = await plainBlocks(pm, structure, options.relativeGap, remaining, {
+      previous: previous?.blocks,
+      next: cache,
+    });
     profile.blockMips += plain.mips;
-    smoothed = smoothStartUps(pm, structure, [candidate, completeSolution(pm, readCounts(pm, plain.values))]);
+    const smoothed = smoothStartUps(pm, structure, [
+      candidate,
+      completeSolution(pm, readCounts(pm, plain.values)),
+    ]);
     if (smoothed && objectiveAt(lp, smoothed) < objectiveAt(lp, candidate)) candidate = smoothed;
   }
+  profile.blocksMs = performance.now() - t0;
+
   const feasible = integralPoint(lp, candidate) !== undefined;
   const values = feasible ? candidate : new Float64Array(lp.colCost.length);
   const hasPlan = new Array<boolean>(nComp).fill(feasible);
   const primal = new Float64Array(nComp);
-  const lpPart = new Float64Array(nComp);
   for (let ci = 0; ci < nComp; ci++) {
-    const comp = structure.components[ci] as Part;
-    for (const j of comp.cols) {
+    for (const j of (structure.components[ci] as Part).cols)
       primal[ci] = (primal[ci] as number) + (lp.colCost[j] as number) * (values[j] as number);
-      lpPart[ci] = (lpPart[ci] as number) + (lp.colCost[j] as number) * (relaxation.values[j] as number);
-    }
   }
   const bound = Float64Array.from(lagrange.bound, (b, ci) => Math.max(b, lpPart[ci] as number));
-  const total = (a: Float64Array) => a.reduce((s, v) => s + v, 0);
-  const within = () =>
-    hasPlan.every(Boolean) &&
-    total(primal) - total(bound) <=
-      options.relativeGap * Math.abs(total(primal)) + 1e-9 * Math.max(1, total(primal));
+  const within = () => hasPlan.every(Boolean) && !outside(total(primal), total(bound));
 
-  // Polish the components whose gap is largest, while the whole is outside the gap and time is left.
+  // Step 3: polish the components whose gap is largest, while the whole is outside the gap and time is left.
   const t1 = performance.now();
   const order = [...Array(nComp).keys()].sort(
     (a, b) =>
@@ -119,8 +187,7 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
   );
   for (const ci of order) {
     if (within() || remaining() <= 0) break;
-    const gapHere = (primal[ci] as number) - (bound[ci] as number);
-    if (hasPlan[ci] && gapHere <= options.relativeGap * Math.abs(primal[ci] as number)) continue;
+    if (hasPlan[ci] && !outside(primal[ci] as number, bound[ci] as number)) continue;
     const comp = structure.components[ci] as Part;
     const sub = subModel(lp, comp, lp.colCost);
     const result = await highsBackend.solveMip(sub, {
@@ -133,7 +200,7 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
     if (result.bound !== undefined) bound[ci] = Math.max(bound[ci] as number, result.bound);
     if (!result.values) continue;
     const objective = comp.cols.reduce(
-      (s, j, k) => s + (lp.colCost[j] as number) * (result.values?.[k] as number),
+      (sum, j, k) => sum + (lp.colCost[j] as number) * (result.values?.[k] as number),
       0,
     );
     if (!hasPlan[ci] || objective < (primal[ci] as number)) {
@@ -146,11 +213,18 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
   }
   profile.polishMs = performance.now() - t1;
 
+  const warm = keep(multipliers, cache);
   if (!hasPlan.every(Boolean))
-    return { status: 'none', message: 'no plan within the time limit', relaxation, profile };
+    return { status: 'none', message: 'no plan within the time limit', relaxation, warm, profile };
   const plan = completeSolution(pm, readCounts(pm, values));
-  const lower = total(bound);
-  return { status: within() ? 'optimal' : 'feasible', values: plan, bound: lower, relaxation, profile };
+  return {
+    status: within() ? 'optimal' : 'feasible',
+    values: plan,
+    bound: total(bound),
+    relaxation,
+    warm,
+    profile,
+  };
 }
 
 /**
@@ -160,12 +234,16 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
 async function lagrangianBlocks(
   pm: PlanningModel,
   structure: Structure,
+  multipliers: ArrayLike<number>,
   relaxation: LpRelaxation,
   relativeGap: number,
   remaining: () => number,
-): Promise<{ values: Float64Array; bound: Float64Array; mips: number }> {
+  caches: { previous?: BlockCache | undefined; next: BlockCache },
+): Promise<{ values: Float64Array; bound: Float64Array; mips: number; reused: number }> {
   const { lp } = pm;
-  const { cost, rowConstant } = lagrangianCosts(lp, structure.linking, relaxation.rowDuals);
+  const { cost, rowConstant } = lagrangianCosts(lp, structure.linking, multipliers);
+  // The LP optimum solves a block when the multipliers are this LP's own duals (complementary slackness).
+  const ownDuals = multipliers === relaxation.rowDuals;
   const bound = new Float64Array(structure.components.length);
   for (const i of structure.linking) {
     const ci = structure.rowComponent[i] as number;
@@ -179,10 +257,11 @@ async function lagrangianBlocks(
     bound[ci] = (bound[ci] as number) + contribution;
   }
   let mips = 0;
+  let reused = 0;
   // Blocks run side by side (HiGHS on worker threads, GLPK here); their bounds are summed in block order.
   const blockBounds = await Promise.all(
     structure.blocks.map(async (block) => {
-      if (blockIntegral(lp, block, relaxation.values)) {
+      if (ownDuals && blockIntegral(lp, block, relaxation.values)) {
         // With the LP's own duals as multipliers, the LP optimum restricted to the block is the block's LP
         // optimum; integral, it is the block's MIP optimum too.
         let sum = 0;
@@ -193,26 +272,35 @@ async function lagrangianBlocks(
         }
         return sum;
       }
-      mips++;
       const sub = subModel(lp, block, cost);
-      const result = await solveBlock(sub, relativeGap, remaining);
-      if (result.values) {
+      let result = caches.previous?.get(sub);
+      if (result) reused++;
+      else {
+        mips++;
+        const solved = await solveBlock(sub, relativeGap, remaining);
+        result = {
+          values: solved.values,
+          bound:
+            solved.bound ??
+            (solved.status === 'optimal' && solved.values
+              ? objectiveOf(sub, solved.values)
+              : Number.NEGATIVE_INFINITY),
+        };
+      }
+      caches.next.set(sub, result);
+      const found = result.values;
+      if (found) {
         block.cols.forEach((j, k) => {
-          values[j] = result.values?.[k] as number;
+          values[j] = found[k] as number;
         });
       }
-      return (
-        result.bound ??
-        (result.status === 'optimal' && result.values
-          ? objectiveOf(sub, result.values)
-          : Number.NEGATIVE_INFINITY)
-      );
+      return result.bound;
     }),
   );
   structure.blocks.forEach((block, b) => {
     bound[block.component] = (bound[block.component] as number) + (blockBounds[b] as number);
   });
-  return { values, bound, mips };
+  return { values, bound, mips, reused };
 }
 
 /**
@@ -361,6 +449,7 @@ async function plainBlocks(
   structure: Structure,
   relativeGap: number,
   remaining: () => number,
+  caches: { previous?: BlockCache | undefined; next: BlockCache },
 ): Promise<{ values: Float64Array; mips: number }> {
   const { lp } = pm;
   const values = new Float64Array(lp.colCost.length);
@@ -368,11 +457,18 @@ async function plainBlocks(
   await Promise.all(
     structure.blocks.map(async (block) => {
       if (remaining() <= 0) return;
-      mips++;
-      const result = await solveBlock(subModel(lp, block, lp.colCost), relativeGap, remaining);
-      if (result.values)
+      const sub = subModel(lp, block, lp.colCost);
+      let result = caches.next.get(sub) ?? caches.previous?.get(sub);
+      if (!result) {
+        mips++;
+        const solved = await solveBlock(sub, relativeGap, remaining);
+        result = { values: solved.values, bound: solved.bound ?? Number.NEGATIVE_INFINITY };
+      }
+      caches.next.set(sub, result);
+      const found = result.values;
+      if (found)
         block.cols.forEach((j, k) => {
-          values[j] = result.values?.[k] as number;
+          values[j] = found[k] as number;
         });
     }),
   );

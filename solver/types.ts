@@ -1,5 +1,6 @@
 import type { Offering } from '../providers/catalog/offering.ts';
 import type { PlanningPolicy } from './policy.ts';
+import type { WarmState } from './warm.ts';
 
 /** GPUs needed for one (GPU type, region group, gang size), one number per planning period. */
 export interface DemandClass {
@@ -62,6 +63,12 @@ export interface PlanInput {
   unavailable?: readonly string[];
   quotas?: readonly Quota[];
   reservations?: readonly Reservation[];
+  /**
+   * The plan this planner returned at the previous tick, passed back as it was: its solve restarts from what that
+   * one kept (solver/warm.ts). Optional; a plan for a model of another shape (other offerings after reduction,
+   * demand classes, quotas, periods or rules) is ignored.
+   */
+  previous?: Plan;
 }
 
 export type PlanStatus = 'optimal' | 'feasible' | 'fallback' | 'infeasible';
@@ -148,6 +155,11 @@ export interface Plan {
     integers: number;
     constraints: number;
   };
+  /**
+   * What the solve keeps for the next plan (`PlanInput.previous`). Not enumerable: never serialised, stored or
+   * compared with the plan.
+   */
+  readonly warmStart?: WarmState;
 }
 
 export type { PlanningPolicy };

@@ -27,12 +27,23 @@ export interface LpRelaxation {
   values: Float64Array;
   /** ∂objective/∂(row bound), one per row. */
   rowDuals: Float64Array;
+  /** The optimal basis, to restart a model of the same shape from (HiGHS only). */
+  basis?: LpBasis;
+}
+
+/** Basis status per column and row, in HiGHS's codes. */
+export interface LpBasis {
+  colStatus: Int32Array;
+  rowStatus: Int32Array;
 }
 
 /** A MIP solver behind one interface. Backends are pure: same model, same options, same answer. */
 export interface MipBackend {
   readonly name: 'highs' | 'glpk';
   solveMip(model: LinearModel, options: MipOptions): Promise<MipResult>;
-  /** Solves the model with integrality dropped, for the bound and the marginal costs. */
-  solveRelaxation(model: LinearModel): Promise<LpRelaxation | undefined>;
+  /**
+   * Solves the model with integrality dropped, for the bound and the marginal costs; from `basis` when given (a
+   * model of the same shape solved before), where the backend can.
+   */
+  solveRelaxation(model: LinearModel, basis?: LpBasis): Promise<LpRelaxation | undefined>;
 }

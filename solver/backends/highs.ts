@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import loadHighs, { type Highs, type ModelData } from 'highs';
 import type { LinearModel } from '../linear-model.ts';
-import type { LpRelaxation, MipBackend, MipOptions, MipResult } from './backend.ts';
+import type { LpBasis, LpRelaxation, MipBackend, MipOptions, MipResult } from './backend.ts';
 
 let runtime: Promise<Highs> | undefined;
 /** The WASM runtime loads once per process (≈ 30 ms). */
@@ -106,19 +106,31 @@ export const highsBackend: MipBackend = {
     }
   },
 
-  async solveRelaxation(model: LinearModel): Promise<LpRelaxation | undefined> {
+  async solveRelaxation(model: LinearModel, basis?: LpBasis): Promise<LpRelaxation | undefined> {
     const highs = await highsRuntime();
     const m = highs.createModel();
     try {
       m.options.set({ output_flag: false, time_limit: 10 });
       m.passModel(toModelData(highs, model, false));
+      if (basis) {
+        try {
+          m.setBasis({ colStatus: basis.colStatus, rowStatus: basis.rowStatus });
+        } catch {
+          // A basis HiGHS rejects only costs the restart: the solve starts cold.
+        }
+      }
       m.run();
       if (m.getModelStatus() !== highs.constants.modelStatus.optimal) return undefined;
       const solution = m.getSolution();
+      const optimal = m.getBasis();
       return {
         objective: m.getObjectiveValue(),
         values: Float64Array.from(solution.colValue),
         rowDuals: Float64Array.from(solution.rowDual),
+        basis: {
+          colStatus: Int32Array.from(optimal.colStatus),
+          rowStatus: Int32Array.from(optimal.rowStatus),
+        },
       };
     } finally {
       m.dispose();
