@@ -4,7 +4,7 @@
  */
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import { eq } from 'drizzle-orm';
-import type { Context, MiddlewareHandler } from 'hono';
+import type { Context } from 'hono';
 import { microsToUsd, usdToMicros } from '../../lib/money.ts';
 import { costReport } from '../billing/costs.ts';
 import { priceLines } from '../billing/invoices.ts';
@@ -27,16 +27,7 @@ import {
   usageQuerySchema,
   usageSchema,
 } from './schemas.ts';
-
-/**
- * A required JSON body must come as JSON: with no Content-Type and no body the validator would take `{}`, and
- * `PUT /v1/prices` would write a price book of defaults (found by the API fuzz).
- */
-const jsonBodyRequired: MiddlewareHandler<Env> = async (c, next) => {
-  if (!c.req.header('content-type'))
-    throw new HttpProblem(415, 'Invalid request', 'body: send it as application/json', 'body');
-  await next();
-};
+import { registerVersionedRoutes } from './versioned-routes.ts';
 
 export function registerBillingRoutes(
   app: OpenAPIHono<Env>,
@@ -217,54 +208,17 @@ export function registerBillingRoutes(
       diff: [...v.diff],
     };
   };
-  app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/v1/prices',
-      operationId: 'getPriceBook',
-      summary: 'The price book in force, with the effective rate per GPU type',
-      responses: { 200: json(priceBookVersionSchema, 'Current version'), ...problems },
-    }),
-    async (c) => c.json(await priceView(await broker.priceBooks.current()), 200),
-  );
-  app.openapi(
-    createRoute({
-      method: 'put',
-      path: '/v1/prices',
-      operationId: 'setPriceBook',
-      summary: 'Set a new price book version (operator)',
-      middleware: [jsonBodyRequired] as const,
-      request: {
-        body: {
-          content: { 'application/json': { schema: z.record(z.string(), z.unknown()) } },
-          required: true,
-        },
-      },
-      responses: { 200: json(priceBookVersionSchema, 'The new version'), ...problems },
-    }),
-    async (c) => {
-      operator(c);
-      const version = await broker.priceBooks.set(c.req.valid('json'), c.get('principal').tenantName);
-      return c.json(await priceView(version), 200);
-    },
-  );
-  app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/v1/prices/history',
-      operationId: 'listPriceBookVersions',
-      summary: 'Every price book version, newest first (operator)',
-      responses: {
-        200: json(z.object({ versions: z.array(priceBookVersionSchema) }), 'History'),
-        ...problems,
-      },
-    }),
-    async (c) => {
-      operator(c);
-      const versions = await Promise.all((await broker.priceBooks.history()).map(priceView));
-      return c.json({ versions }, 200);
-    },
-  );
+  registerVersionedRoutes(app, {
+    path: '/v1/prices',
+    noun: 'price book',
+    operation: 'PriceBook',
+    schema: priceBookVersionSchema,
+    getSummary: 'The price book in force, with the effective rate per GPU type',
+    current: () => broker.priceBooks.current(),
+    set: (input, actor) => broker.priceBooks.set(input, actor),
+    history: () => broker.priceBooks.history(),
+    view: priceView,
+  });
 
   app.openapi(
     createRoute({
@@ -272,7 +226,6 @@ export function registerBillingRoutes(
       path: '/v1/tenants/{name}/limits',
       operationId: 'setTenantLimits',
       summary: "Set a tenant's GPU quota and spend limits (operator); null removes a limit",
-      middleware: [jsonBodyRequired] as const,
       request: {
         params: z.object({ name: z.string().min(1).max(63) }),
         body: { content: { 'application/json': { schema: tenantLimitsSchema } }, required: true },

@@ -187,7 +187,7 @@ describe('gpubroker billing commands', () => {
         cli('invoice', 'close', previousMonth(), '--csv'),
       ]);
     expect(badPrices.code).toBe(2);
-    expect(badPrices.stderr).toMatch(/^gpubroker: Invalid request: priceBook\.markup: .+\n$/);
+    expect(badPrices.stderr).toMatch(/^gpubroker: Invalid price book: priceBook\.markup: .+\n$/);
     expect(missingFile.code).toBe(2);
     expect(missingFile.stderr).toMatch(/^gpubroker: no-such\.json: cannot read the price book: /);
     expect(limits.code).toBe(0);
