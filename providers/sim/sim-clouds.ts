@@ -59,6 +59,10 @@ export function createSimClouds(options: SimCloudsOptions): SimClouds {
   const writer = stateFile
     ? new SimStateWriter(stateFile, () => snapshotOf(scenario, startMs, timers, clouds))
     : undefined;
+  // Restoring writes nothing: what the replay changes follows from the file and the clock, and a start that fails
+  // later (a damaged database) must leave the directory as it found it. Changes count once the clouds are up.
+  let recording = false;
+  const persistence = { changed: (now?: boolean) => (recording ? writer?.changed(now) : undefined) };
   if (saved) timers.beginReplay(saved.savedAtMs);
   const clouds: SimProvider[] = vendors.map(
     (vendor) =>
@@ -70,7 +74,7 @@ export function createSimClouds(options: SimCloudsOptions): SimClouds {
         spotReplay,
         startMs,
         timers,
-        ...(writer ? { persistence: writer } : {}),
+        ...(writer ? { persistence } : {}),
         restoring: saved !== undefined,
       }),
   );
@@ -93,6 +97,7 @@ export function createSimClouds(options: SimCloudsOptions): SimClouds {
     for (const timer of pending) timer.arm();
     timers.endReplay(options.clock.now());
   }
+  recording = true;
   return Object.assign(clouds, writer ? { writer } : {});
 }
 

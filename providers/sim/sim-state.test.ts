@@ -195,6 +195,19 @@ describe('durable simulated clouds', () => {
     await aws?.provision({ offeringId: offering?.id ?? '', count: 1, idempotencyKey: 'one' });
     expect(readSimState(file)?.vendors.aws?.instances).toHaveLength(1);
     await aws?.close();
+    // Restoring (the boot falls due meanwhile) writes nothing: a start that fails later leaves the file as it was.
+    const before = readFileSync(file, 'utf8');
+    await clock.advanceBy(10 * MINUTE);
+    const restored = createSimClouds({
+      clock,
+      offerings: catalog,
+      scenario: { seed: 3, vendors: ['aws'] },
+      stateFile: file,
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(readFileSync(file, 'utf8')).toBe(before);
+    expect((await restored[0]?.list({}))?.map((i) => i.state)).toEqual(['running']);
+    for (const c of restored) await c.close();
     expect(() =>
       createSimClouds({
         clock,
