@@ -154,8 +154,13 @@ function uniqueNames(
   for (const at of order) {
     const base = lpName((at >= 0 ? rawCols[at] : rawRows[-1 - at]) as string);
     let name = base;
-    for (let i = 2; seen.has(name); i++) name = `${base}_${i}`;
+    // One hash lookup for the usual case, a name not seen before.
+    const size = seen.size;
     seen.add(name);
+    if (seen.size === size) {
+      for (let i = 2; seen.has(name); i++) name = `${base}_${i}`;
+      seen.add(name);
+    }
     if (at >= 0) cols[at] = name;
     else rows[-1 - at] = name;
   }

@@ -330,6 +330,8 @@ function smoothStartUps(
     rowsOf.set(key, [...(rowsOf.get(key) ?? []), ...[...b.rows].filter((i) => lp.rowKinds[i] !== 'link')]);
   }
   const scratch = Float64Array.from(solutions[0] as Float64Array);
+  /** Instances per offering of the candidate being priced (only the component's offerings are read). */
+  const at = new Float64Array(input.offerings.length);
   for (let ci = 0; ci < structure.components.length; ci++) {
     const offs = input.offerings.flatMap((_, i) =>
       structure.colComponent[pm.x[i]?.[0] as number] === ci ? [i] : [],
@@ -365,9 +367,11 @@ function smoothStartUps(
           (cost[t] as Float64Array)[k] = Number.POSITIVE_INFINITY;
           continue;
         }
-        const at = new Map(offs.map((i, n) => [i, vector[n] as number]));
+        offs.forEach((i, n) => {
+          at[i] = vector[n] as number;
+        });
         for (const cell of compCells) {
-          const { unmet, short } = completeCell(pm, cell, t, (i) => at.get(i) ?? 0);
+          const { unmet, short } = completeCell(pm, cell, t, (i) => at[i] as number);
           for (const di of cell.classes) scratch[pm.unmet[di]?.[t] as number] = unmet.get(di) ?? 0;
           scratch[cell.short.cols[t] as number] = short;
           for (const [di, gpus] of unmet) c += (lp.colCost[pm.unmet[di]?.[t] as number] as number) * gpus;
@@ -377,12 +381,32 @@ function smoothStartUps(
         (cost[t] as Float64Array)[k] = c;
       }
     }
-    const startUp = (t: number, from: (n: number) => number, to: number[]) =>
-      offs.reduce(
-        (acc, i, n) =>
-          acc + (lp.colCost[pm.add[i]?.[t] as number] as number) * Math.max(0, (to[n] as number) - from(n)),
-        0,
-      );
+    const addCost = (n: number, t: number) => lp.colCost[pm.add[offs[n] as number]?.[t] as number] as number;
+    const startUp = (t: number, from: (n: number) => number, to: number[]) => {
+      let acc = 0;
+      for (let n = 0; n < offs.length; n++) acc += addCost(n, t) * Math.max(0, (to[n] as number) - from(n));
+      return acc;
+    };
+    // Start-up costs between candidates, once for all periods where they are priced alike (they are: P·price).
+    const alike = offs.every((_, n) => {
+      for (let t = 2; t < T; t++) if (addCost(n, t) !== addCost(n, 1)) return false;
+      return true;
+    });
+    const transitions = new Map<number, Float64Array>();
+    const transition = (t: number) => {
+      const key = alike ? 1 : t;
+      let matrix = transitions.get(key);
+      if (!matrix) {
+        matrix = new Float64Array(K * K);
+        for (let q = 0; q < K; q++) {
+          const from = candidates[q] as number[];
+          for (let k = 0; k < K; k++)
+            matrix[q * K + k] = startUp(key, (n) => from[n] as number, candidates[k] as number[]);
+        }
+        transitions.set(key, matrix);
+      }
+      return matrix;
+    };
     const best = Array.from({ length: T }, () => new Float64Array(K).fill(Number.POSITIVE_INFINITY));
     const back = Array.from({ length: T }, () => new Int32Array(K).fill(-1));
     for (let k = 0; k < K; k++) {
@@ -392,17 +416,20 @@ function smoothStartUps(
           c + startUp(0, (n) => input.current[offs[n] as number] ?? 0, candidates[k] as number[]);
     }
     for (let t = 1; t < T; t++) {
+      const matrix = transition(t);
+      const previous = best[t - 1] as Float64Array;
+      const here = best[t] as Float64Array;
+      const from = back[t] as Int32Array;
       for (let k = 0; k < K; k++) {
         const c = (cost[t] as Float64Array)[k] as number;
         if (!Number.isFinite(c)) continue;
         for (let q = 0; q < K; q++) {
-          const before = (best[t - 1] as Float64Array)[q] as number;
+          const before = previous[q] as number;
           if (!Number.isFinite(before)) continue;
-          const from = candidates[q] as number[];
-          const total = before + c + startUp(t, (n) => from[n] as number, candidates[k] as number[]);
-          if (total < ((best[t] as Float64Array)[k] as number)) {
-            (best[t] as Float64Array)[k] = total;
-            (back[t] as Int32Array)[k] = q;
+          const total = before + c + (matrix[q * K + k] as number);
+          if (total < (here[k] as number)) {
+            here[k] = total;
+            from[k] = q;
           }
         }
       }

@@ -6,8 +6,8 @@ export interface MipOptions {
   /** A feasible column vector to start from (MIP start); backends that cannot use one ignore it. */
   start?: Float64Array;
   /**
-   * Skip start-up heuristics whose fixed cost dominates small models (HiGHS's feasibility jump: ≈ 25 ms on a
-   * 3-column MIP against 2 ms without). For the many small block MIPs of a decomposed solve.
+   * Skip heuristics whose cost dominates small models (HiGHS's feasibility jump: ≈ 25 ms on a 3-column MIP against
+   * 2 ms without; RINS, RENS, root reduced-cost fixing). For the many small block MIPs of a decomposed solve.
    */
   small?: boolean;
 }
