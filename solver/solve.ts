@@ -107,29 +107,39 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
   const outside = (objective: number, lower: number) =>
     objective - lower > options.relativeGap * Math.abs(objective) + 1e-9 * Math.max(1, Math.abs(objective));
 
-  // Step 2, warm: the previous multipliers, so that unchanged blocks are the same MIPs; cold, or when stale
-  // multipliers leave the plan outside the gap: the new LP's duals.
+  // Step 2, warm: the previous multipliers, so that unchanged blocks are the same MIPs. Each component's linking
+  // rows are its own, so each component may be priced by other multipliers: where stale ones leave a component
+  // outside the gap, its rows take the new LP's duals and only its blocks are solved again.
   const cache = new BlockCache();
-  let multipliers = previous ? previous.multipliers : relaxation.rowDuals;
-  let lagrange = await lagrangianBlocks(
+  const caches = { previous: previous?.blocks, next: cache };
+  const multipliers = Float64Array.from(previous ? previous.multipliers : relaxation.rowDuals);
+  const lagrange = await lagrangianBlocks(
     pm,
     structure,
     multipliers,
     relaxation,
     options.relativeGap,
     remaining,
-    {
-      previous: previous?.blocks,
-      next: cache,
-    },
+    caches,
+    () => !previous,
   );
-  let joined = completeSolution(pm, readCounts(pm, lagrange.values));
+  profile.blocks = structure.blocks.length;
+  profile.blockMips += lagrange.mips;
+  profile.blocksReused += lagrange.reused;
+  const blockBound = Float64Array.from(lagrange.bound, (b, ci) => Math.max(b, lpPart[ci] as number));
+  const joined = completeSolution(pm, readCounts(pm, lagrange.values));
   let candidate = smoothStartUps(pm, structure, [joined]) ?? joined;
   if (objectiveAt(lp, joined) < objectiveAt(lp, candidate)) candidate = joined;
-  const boundOf = (blocks: Float64Array) =>
-    total(Float64Array.from(blocks, (b, ci) => Math.max(b, lpPart[ci] as number)));
-  if (previous && outside(objectiveAt(lp, candidate), boundOf(lagrange.bound)) && remaining() > 0) {
-    multipliers = relaxation.rowDuals;
+  const behind = () => {
+    const primal = componentCosts(lp, structure, candidate);
+    return new Set(
+      [...Array(nComp).keys()].filter((ci) => outside(primal[ci] as number, blockBound[ci] as number)),
+    );
+  };
+  let lagging = behind();
+  if (previous && lagging.size > 0 && remaining() > 0) {
+    for (const i of structure.linking)
+      if (lagging.has(structure.rowComponent[i] as number)) multipliers[i] = relaxation.rowDuals[i] as number;
     const fresh = await lagrangianBlocks(
       pm,
       structure,
@@ -137,27 +147,22 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
       relaxation,
       options.relativeGap,
       remaining,
-      {
-        next: cache,
-      },
+      caches,
+      (ci) => lagging.has(ci),
     );
-    profile.blockMips += lagrange.mips;
-    profile.blocksReused += lagrange.reused;
-    lagrange = fresh;
-    joined = completeSolution(pm, readCounts(pm, lagrange.values));
-    const smoothed = smoothStartUps(pm, structure, [candidate, joined]);
-    if (smoothed && objectiveAt(lp, smoothed) < objectiveAt(lp, candidate)) candidate = smoothed;
-    if (objectiveAt(lp, joined) < objectiveAt(lp, candidate)) candidate = joined;
-  }
-  profile.blocks = structure.blocks.length;
-  profile.blockMips += lagrange.mips;
-  profile.blocksReused += lagrange.reused;
-  if (outside(objectiveAt(lp, candidate), boundOf(lagrange.bound)) && remaining() > 0) {
-    // The Lagrangian prices tilt the blocks' choices; blocks priced at the true costs give other candidates.
-    const plain = await plainBlocks(pm, structure, options.relativeGap, remaining, {
-      previous: previous?.blocks,
-      next: cache,
+    profile.blockMips += fresh.mips;
+    profile.blocksReused += fresh.reused;
+    fresh.bound.forEach((b, ci) => {
+      blockBound[ci] = Math.max(blockBound[ci] as number, b);
     });
+    const rejoined = completeSolution(pm, readCounts(pm, fresh.values));
+    const smoothed = smoothStartUps(pm, structure, [candidate, rejoined]);
+    if (smoothed && objectiveAt(lp, smoothed) < objectiveAt(lp, candidate)) candidate = smoothed;
+    lagging = behind();
+  }
+  if (lagging.size > 0 && remaining() > 0) {
+    // The Lagrangian prices tilt the blocks' choices; blocks priced at the true costs give other candidates.
+    const plain = await plainBlocks(pm, structure, options.relativeGap, remaining, caches, lagging);
     profile.blockMips += plain.mips;
     const smoothed = smoothStartUps(pm, structure, [
       candidate,
@@ -170,12 +175,8 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
   const feasible = integralPoint(lp, candidate) !== undefined;
   const values = feasible ? candidate : new Float64Array(lp.colCost.length);
   const hasPlan = new Array<boolean>(nComp).fill(feasible);
-  const primal = new Float64Array(nComp);
-  for (let ci = 0; ci < nComp; ci++) {
-    for (const j of (structure.components[ci] as Part).cols)
-      primal[ci] = (primal[ci] as number) + (lp.colCost[j] as number) * (values[j] as number);
-  }
-  const bound = Float64Array.from(lagrange.bound, (b, ci) => Math.max(b, lpPart[ci] as number));
+  const primal = componentCosts(lp, structure, values);
+  const bound = blockBound;
   const within = () => hasPlan.every(Boolean) && !outside(total(primal), total(bound));
 
   // Step 3: polish the components whose gap is largest, while the whole is outside the gap and time is left.
@@ -239,11 +240,10 @@ async function lagrangianBlocks(
   relativeGap: number,
   remaining: () => number,
   caches: { previous?: BlockCache | undefined; next: BlockCache },
+  ownDuals: (component: number) => boolean,
 ): Promise<{ values: Float64Array; bound: Float64Array; mips: number; reused: number }> {
   const { lp } = pm;
   const { cost, rowConstant } = lagrangianCosts(lp, structure.linking, multipliers);
-  // The LP optimum solves a block when the multipliers are this LP's own duals (complementary slackness).
-  const ownDuals = multipliers === relaxation.rowDuals;
   const bound = new Float64Array(structure.components.length);
   for (const i of structure.linking) {
     const ci = structure.rowComponent[i] as number;
@@ -261,21 +261,18 @@ async function lagrangianBlocks(
   // Blocks run side by side (HiGHS on worker threads, GLPK here); their bounds are summed in block order.
   const blockBounds = await Promise.all(
     structure.blocks.map(async (block) => {
-      if (ownDuals && blockIntegral(lp, block, relaxation.values)) {
-        // With the LP's own duals as multipliers, the LP optimum restricted to the block is the block's LP
-        // optimum; integral, it is the block's MIP optimum too.
-        let sum = 0;
-        for (const j of block.cols) {
-          const v = relaxation.values[j] as number;
-          values[j] = lp.colInteger[j] ? Math.round(v) : v;
-          sum += (cost[j] as number) * (values[j] as number);
-        }
-        return sum;
-      }
       const sub = subModel(lp, block, cost);
-      let result = caches.previous?.get(sub);
+      let result = caches.next.get(sub) ?? caches.previous?.get(sub);
       if (result) reused++;
-      else {
+      else if (ownDuals(block.component) && blockIntegral(lp, block, relaxation.values)) {
+        // With the LP's own duals as the component's multipliers, the LP optimum restricted to the block is the
+        // block's LP optimum (complementary slackness); integral, it is the block's MIP optimum too.
+        const own = Float64Array.from(block.cols, (j) => {
+          const v = relaxation.values[j] as number;
+          return lp.colInteger[j] ? Math.round(v) : v;
+        });
+        result = { values: own, bound: objectiveOf(sub, own) };
+      } else {
         mips++;
         const solved = await solveBlock(sub, relativeGap, remaining);
         result = {
@@ -470,6 +467,15 @@ function rowsHold(
   return true;
 }
 
+/** The objective of each component's columns at `values`. */
+function componentCosts(lp: LinearModel, structure: Structure, values: ArrayLike<number>): Float64Array {
+  return Float64Array.from(structure.components, (comp) => {
+    let sum = 0;
+    for (const j of comp.cols) sum += (lp.colCost[j] as number) * (values[j] as number);
+    return sum;
+  });
+}
+
 /** Each block's MIP at the model's own costs (start-ups between periods left out), for more DP candidates. */
 async function plainBlocks(
   pm: PlanningModel,
@@ -477,13 +483,14 @@ async function plainBlocks(
   relativeGap: number,
   remaining: () => number,
   caches: { previous?: BlockCache | undefined; next: BlockCache },
+  components: ReadonlySet<number>,
 ): Promise<{ values: Float64Array; mips: number }> {
   const { lp } = pm;
   const values = new Float64Array(lp.colCost.length);
   let mips = 0;
   await Promise.all(
     structure.blocks.map(async (block) => {
-      if (remaining() <= 0) return;
+      if (remaining() <= 0 || !components.has(block.component)) return;
       const sub = subModel(lp, block, lp.colCost);
       let result = caches.next.get(sub) ?? caches.previous?.get(sub);
       if (!result) {
