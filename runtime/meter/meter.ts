@@ -39,11 +39,19 @@ export class Meter {
     this.meterId = o.meterId ?? randomUUID();
   }
 
-  /** Starts the heartbeat. */
+  /**
+   * Starts the heartbeat. Beats keep to a fixed grid (start + k × heartbeat): a beat that fires late does not push
+   * the next one later, so the last checkpoint is never much older than one heartbeat (what a crash leaves
+   * unbilled); a beat missed altogether (a long stall) is not made up, the next one is on the grid.
+   */
   start(): void {
     if (this.timer) return;
+    let due = this.o.clock.now();
     const beat = () => {
-      this.timer = this.o.clock.setTimer(this.o.clock.now() + this.heartbeatMs, () => {
+      const now = this.o.clock.now();
+      due += this.heartbeatMs;
+      if (due <= now) due += Math.ceil((now - due + 1) / this.heartbeatMs) * this.heartbeatMs;
+      this.timer = this.o.clock.setTimer(due, () => {
         this.heartbeat();
         beat();
       });
