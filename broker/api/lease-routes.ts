@@ -6,9 +6,7 @@ import { leaseListSchema, leaseRequestSchema, leaseSchema } from './schemas.ts';
 
 const idParam = z.object({ id: z.string().min(1).max(64) });
 /** How long a read of a pending lease may wait for it to change (the calls' long poll has the same bound). */
-const leaseWaitQuery = z
-  .object({ waitMs: z.coerce.number().int().min(0).max(60_000).optional() })
-  .strict();
+const leaseWaitQuery = z.object({ waitMs: z.coerce.number().int().min(0).max(60_000).optional() }).strict();
 
 export function registerLeaseRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): void {
   app.openapi(
