@@ -162,9 +162,9 @@ export function subModel(
 ): LinearModel {
   const nCols = part.cols.length;
   const local = new Map<number, number>();
-  const colLower = new Array<number>(nCols);
-  const colUpper = new Array<number>(nCols);
-  const colCost = new Array<number>(nCols);
+  const colLower = new Float64Array(nCols);
+  const colUpper = new Float64Array(nCols);
+  const colCost = new Float64Array(nCols);
   const colInteger = new Array<boolean>(nCols);
   for (let k = 0; k < nCols; k++) {
     const j = part.cols[k] as number;
@@ -209,11 +209,11 @@ export function subModel(
     rowNames: Array.from({ length: nRows }, (_, k) => `r${k}`),
     rowKinds,
     rowLabels: new Array<string>(nRows).fill(''),
-    rowLower,
-    rowUpper,
-    rowStarts,
-    rowIndices,
-    rowValues,
+    rowLower: Float64Array.from(rowLower),
+    rowUpper: Float64Array.from(rowUpper),
+    rowStarts: Int32Array.from(rowStarts),
+    rowIndices: Int32Array.from(rowIndices),
+    rowValues: Float64Array.from(rowValues),
   };
 }
 

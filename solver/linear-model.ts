@@ -10,75 +10,118 @@ export type RowKind = ExplanationLine['kind'];
 export interface LinearModel {
   readonly name: string;
   readonly colNames: string[];
-  readonly colLower: number[];
-  readonly colUpper: number[];
-  readonly colCost: number[];
+  readonly colLower: Float64Array;
+  readonly colUpper: Float64Array;
+  readonly colCost: Float64Array;
   readonly colInteger: boolean[];
   readonly rowNames: string[];
   readonly rowKinds: (RowKind | 'link')[];
   /** What a row means, in words an operator reads (empty for link rows). */
   readonly rowLabels: string[];
-  readonly rowLower: number[];
-  readonly rowUpper: number[];
+  readonly rowLower: Float64Array;
+  readonly rowUpper: Float64Array;
   /** CSR: row i's terms are at rowStarts[i] .. rowStarts[i + 1]. */
-  readonly rowStarts: number[];
-  readonly rowIndices: number[];
-  readonly rowValues: number[];
+  readonly rowStarts: Int32Array;
+  readonly rowIndices: Int32Array;
+  readonly rowValues: Float64Array;
 }
 
+/** A typed array that grows by doubling; `view()` is its filled part, without a copy. */
+class Grow<T extends Float64Array | Int32Array> {
+  length = 0;
+  constructor(
+    public data: T,
+    private readonly make: (n: number) => T,
+  ) {}
+  push(v: number): void {
+    if (this.length === this.data.length) {
+      const next = this.make(2 * this.data.length);
+      next.set(this.data);
+      this.data = next;
+    }
+    this.data[this.length++] = v;
+  }
+  view(): T {
+    return this.data.subarray(0, this.length) as T;
+  }
+}
+const floats = () => new Grow(new Float64Array(1024), (n) => new Float64Array(n));
+const ints = () => new Grow(new Int32Array(1024), (n) => new Int32Array(n));
+
 /**
- * Builds a LinearModel incrementally. Names are made LP-safe and unique when first read (the LP export, GLPK, the
- * explanation's few lines), not while building: on the benchmark's 24-period model, 68,000 names checked and
- * hashed cost more than the rest of the build, and most plans never read them.
+ * Builds a LinearModel incrementally, into typed arrays that grow (JavaScript arrays filled by push were the
+ * larger part of building the benchmark's 44,000-column model). Names are made LP-safe and unique when first read
+ * (the LP export, GLPK, the explanation), not while building.
  */
 export class LinearModelBuilder {
-  readonly model: LinearModel;
+  private readonly name: string;
+  private readonly colLower = floats();
+  private readonly colUpper = floats();
+  private readonly colCost = floats();
+  private readonly colInteger: boolean[] = [];
+  private readonly rowKinds: (RowKind | 'link')[] = [];
+  private readonly rowLabels: string[] = [];
+  private readonly rowLower = floats();
+  private readonly rowUpper = floats();
+  private readonly rowStarts = ints();
+  private readonly rowIndices = ints();
+  private readonly rowValues = floats();
   private readonly rawCols: string[] = [];
   private readonly rawRows: string[] = [];
   /** Insertion order of names across columns (j ≥ 0) and rows (−1 − i): the order uniqueness suffixes follow. */
   private readonly order: number[] = [];
   private names: { cols: string[]; rows: string[] } | undefined;
+  private built: LinearModel | undefined;
   /** Per column, the position of its term in the row being added (valid while `slotRow` holds that row). */
   private slot = new Int32Array(1024);
   private slotRow = new Int32Array(1024).fill(-1);
 
   constructor(name: string) {
-    const names = () => {
-      this.names ??= uniqueNames(this.rawCols, this.rawRows, this.order);
-      return this.names;
-    };
-    this.model = {
-      name,
-      get colNames() {
-        return names().cols;
-      },
-      colLower: [],
-      colUpper: [],
-      colCost: [],
-      colInteger: [],
-      get rowNames() {
-        return names().rows;
-      },
-      rowKinds: [],
-      rowLabels: [],
-      rowLower: [],
-      rowUpper: [],
-      rowStarts: [0],
-      rowIndices: [],
-      rowValues: [],
-    };
+    this.name = name;
+    this.rowStarts.push(0);
+  }
+
+  /** The model as built so far (views of the builder's arrays: adding more invalidates it). */
+  get model(): LinearModel {
+    if (!this.built) {
+      const names = () => {
+        this.names ??= uniqueNames(this.rawCols, this.rawRows, this.order);
+        return this.names;
+      };
+      this.built = {
+        name: this.name,
+        get colNames() {
+          return names().cols;
+        },
+        colLower: this.colLower.view(),
+        colUpper: this.colUpper.view(),
+        colCost: this.colCost.view(),
+        colInteger: this.colInteger,
+        get rowNames() {
+          return names().rows;
+        },
+        rowKinds: this.rowKinds,
+        rowLabels: this.rowLabels,
+        rowLower: this.rowLower.view(),
+        rowUpper: this.rowUpper.view(),
+        rowStarts: this.rowStarts.view(),
+        rowIndices: this.rowIndices.view(),
+        rowValues: this.rowValues.view(),
+      };
+    }
+    return this.built;
   }
 
   addColumn(name: string, lower: number, upper: number, cost: number, integer: boolean): number {
-    const m = this.model;
-    const j = m.colCost.length;
+    const j = this.colCost.length;
     this.rawCols.push(name);
     this.order.push(j);
     this.names = undefined;
-    m.colLower.push(lower);
-    m.colUpper.push(upper);
-    m.colCost.push(cost);
-    m.colInteger.push(integer);
+    this.built = undefined;
+    this.colLower.push(lower);
+    this.colUpper.push(upper);
+    this.colCost.push(cost);
+    this.colInteger.push(integer);
     return j;
   }
 
@@ -92,52 +135,55 @@ export class LinearModelBuilder {
     values: readonly number[],
     label = '',
   ): number {
-    const m = this.model;
-    const row = m.rowLower.length;
-    if (this.slot.length < m.colCost.length) {
-      const size = Math.max(m.colCost.length, 2 * this.slot.length);
+    const row = this.rowLower.length;
+    const nCols = this.colCost.length;
+    if (this.slot.length < nCols) {
+      const size = Math.max(nCols, 2 * this.slot.length);
       this.slot = new Int32Array(size);
       const stamps = new Int32Array(size).fill(-1);
       stamps.set(this.slotRow);
       this.slotRow = stamps;
     }
-    const start = m.rowIndices.length;
+    const idx = this.rowIndices;
+    const val = this.rowValues;
+    const start = idx.length;
     let zeros = false;
     for (let k = 0; k < indices.length; k++) {
       const j = indices[k] as number;
       const v = values[k] as number;
       if (this.slotRow[j] === row) {
         const at = this.slot[j] as number;
-        m.rowValues[at] = (m.rowValues[at] as number) + v;
+        val.data[at] = (val.data[at] as number) + v;
         zeros = true;
       } else {
         this.slotRow[j] = row;
-        this.slot[j] = m.rowIndices.length;
-        m.rowIndices.push(j);
-        m.rowValues.push(v);
+        this.slot[j] = idx.length;
+        idx.push(j);
+        val.push(v);
         if (v === 0) zeros = true;
       }
     }
     if (zeros) {
       // Drop terms that are (or summed to) zero.
       let end = start;
-      for (let k = start; k < m.rowIndices.length; k++) {
-        if (m.rowValues[k] === 0) continue;
-        m.rowIndices[end] = m.rowIndices[k] as number;
-        m.rowValues[end] = m.rowValues[k] as number;
+      for (let k = start; k < idx.length; k++) {
+        if (val.data[k] === 0) continue;
+        idx.data[end] = idx.data[k] as number;
+        val.data[end] = val.data[k] as number;
         end++;
       }
-      m.rowIndices.length = end;
-      m.rowValues.length = end;
+      idx.length = end;
+      val.length = end;
     }
-    m.rowStarts.push(m.rowIndices.length);
+    this.rowStarts.push(idx.length);
     this.rawRows.push(name);
     this.order.push(-1 - row);
     this.names = undefined;
-    m.rowKinds.push(kind);
-    m.rowLabels.push(label);
-    m.rowLower.push(lower);
-    m.rowUpper.push(upper);
+    this.built = undefined;
+    this.rowKinds.push(kind);
+    this.rowLabels.push(label);
+    this.rowLower.push(lower);
+    this.rowUpper.push(upper);
     return row;
   }
 }

@@ -8,7 +8,7 @@ export function toLpFormat(model: LinearModel, comment?: string): string {
   out.push(
     ...wrap(
       ' obj:',
-      model.colCost.flatMap((c, j) => (c === 0 ? [] : [term(c, model.colNames[j] as string)])),
+      [...model.colCost].flatMap((c, j) => (c === 0 ? [] : [term(c, model.colNames[j] as string)])),
     ),
   );
   out.push('Subject To');

@@ -14,7 +14,7 @@ function highsRuntime(): Promise<Highs> {
 function toModelData(highs: Highs, model: LinearModel, integer: boolean): ModelData {
   const numCols = model.colCost.length;
   const numRows = model.rowLower.length;
-  const finite = (from: readonly number[]) => {
+  const finite = (from: ArrayLike<number>) => {
     const out = new Float64Array(from.length);
     for (let k = 0; k < from.length; k++) {
       const v = from[k] as number;
