@@ -8,11 +8,13 @@
  *  (one settling tick, not counted), then BENCH_TICKS (default 3) ticks each make one small random change (one
  *  demand class ± 1–2 gangs over 1–3 periods, or one held pool ± 1 instance) and re-plan with the previous plan
  *  passed back (`previous`). Each tick is also planned cold, untimed, to compare the objectives.
+ * Block MIPs run on BENCH_THREADS worker threads (default: the machine's cores).
  * One plan is solved first and not counted: it loads the WebAssembly solvers (a long-lived broker does this once).
  * Writes bench/results/solver-<timestamp>.json and prints a table. Needs ../shared/data beside the repo.
  */
 import { randomInt } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import Table from 'cli-table3';
 import { Random } from '../lib/random.ts';
 import { loadCatalog } from '../providers/catalog/load-catalog.ts';
@@ -26,6 +28,8 @@ const FRESH = process.env.BENCH_FRESH_SEEDS
   ? process.env.BENCH_FRESH_SEEDS.split(',').map(Number)
   : Array.from({ length: Number(process.env.BENCH_FRESH ?? 5) }, () => randomInt(11, 2 ** 31 - 1));
 const TICKS = Number(process.env.BENCH_TICKS ?? 3);
+/** Worker threads for the block MIPs, as a broker on the real clock would give: the machine's cores. */
+const THREADS = Number(process.env.BENCH_THREADS ?? availableParallelism());
 const GROUPS = ['us', 'eu', 'asia'];
 const PREFERRED = ['H100', 'H200', 'A100-80GB', 'A100-40GB', 'L40S', 'L4', 'A10G', 'T4', 'V100'];
 const TOTAL_GPUS = 1_200; // scale of the whole demand, spread over the 24 cells
@@ -154,7 +158,7 @@ async function cold(c: Case, scenario: string, seeds: number[]): Promise<Row[]> 
   const rows: Row[] = [];
   for (const seed of seeds) {
     const base = inputFor(c, seed);
-    const mip = await planCapacity({ ...base, policy: mipPolicy });
+    const mip = await planCapacity({ ...base, policy: mipPolicy, threads: THREADS });
     const greedy = await planCapacity({ ...base, policy: greedyPolicy });
     const r = row(scenario, seed, mip, greedy.objective);
     log(r);
@@ -169,11 +173,11 @@ async function warm(c: Case, scenario: string, seeds: number[]): Promise<Row[]> 
     const random = new Random(seed * 104_729);
     const base = inputFor(c, seed);
     let demand = base.demand;
-    let plan = await planCapacity({ ...base, policy: mipPolicy });
+    let plan = await planCapacity({ ...base, policy: mipPolicy, threads: THREADS });
     const heldBy = (p: Plan): FleetPool[] =>
       p.pools.map((q) => ({ offeringId: q.offeringId, count: q.count }));
     let fleet = heldBy(plan);
-    plan = await planCapacity({ ...base, policy: mipPolicy, fleet, previous: plan });
+    plan = await planCapacity({ ...base, policy: mipPolicy, threads: THREADS, fleet, previous: plan });
     for (let tick = 1; tick <= TICKS; tick++) {
       fleet = heldBy(plan);
       let change: string;
@@ -198,7 +202,7 @@ async function warm(c: Case, scenario: string, seeds: number[]): Promise<Row[]> 
         fleet = fleet.map((f, i) => (i === k ? { ...f, count: Math.max(0, f.count + step) } : f));
         change = `fleet ${fleet[k]?.offeringId} ${step > 0 ? '+1' : '-1'}`;
       }
-      const input = { ...base, demand, fleet, policy: mipPolicy };
+      const input = { ...base, demand, fleet, policy: mipPolicy, threads: THREADS };
       const next = await planCapacity({ ...input, previous: plan });
       const coldPlan = await planCapacity(input);
       const r = { ...row(scenario, seed, next, coldPlan.objective), tick, change };
@@ -217,8 +221,8 @@ const quantile = (values: number[], q: number) => {
 const median = (values: number[]) => quantile(values, 0.5);
 
 // Load and compile the solvers (HiGHS and GLPK, WebAssembly) once, as a long-lived planner has.
-await planCapacity({ ...inputFor(A, 1_000_003), policy: mipPolicy });
-await planCapacity({ ...inputFor(B, 1_000_003), policy: mipPolicy });
+await planCapacity({ ...inputFor(A, 1_000_003), policy: mipPolicy, threads: THREADS });
+await planCapacity({ ...inputFor(B, 1_000_003), policy: mipPolicy, threads: THREADS });
 
 const fixed = Array.from({ length: SEEDS }, (_, k) => k + 1);
 process.stderr.write(`fresh seeds: ${FRESH.join(',')}\n`);
@@ -263,7 +267,7 @@ const file = new URL(
 );
 writeFileSync(
   file,
-  `${JSON.stringify({ node: process.version, gpus, groups: GROUPS, catalogOfferings: catalog.length, freshSeeds: FRESH, summary, results }, null, 2)}\n`,
+  `${JSON.stringify({ node: process.version, threads: THREADS, gpus, groups: GROUPS, catalogOfferings: catalog.length, freshSeeds: FRESH, summary, results }, null, 2)}\n`,
 );
 
 const table = new Table({

@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { parseDurationMs, parseFraction, parseIntegerIn, parsePositive } from '../lib/cli-args.ts';
@@ -86,7 +87,7 @@ async function runPlan(flags: PlanFlags): Promise<Plan & { usdPerHour: number }>
       flags.export,
       toLpFormat(planningModel(input).lp, `gpubroker plan --demand "${flags.demand}"`),
     );
-  const plan = await planCapacity(input);
+  const plan = await planCapacity({ ...input, threads: availableParallelism() });
   return { ...plan, usdPerHour: plan.cost.usdPerHour };
 }
 

@@ -50,6 +50,7 @@ export async function planCapacity(input: PlanInput): Promise<Plan> {
           timeLimitMs: solver.timeLimitMs,
           relativeGap: solver.relativeGap,
           ...(input.previous?.warmStart ? { warm: input.previous.warmStart } : {}),
+          threads: input.threads ?? 1,
         });
         relaxation = solved.relaxation;
         warmStart = solved.warm;

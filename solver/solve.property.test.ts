@@ -163,6 +163,16 @@ describe('the decomposed solve', () => {
     expect(reused).toBeGreaterThan(10);
   });
 
+  it('finds the same plans with its block MIPs on worker threads', async () => {
+    for (const input of fc.sample(multiPeriod, { numRuns: 12, seed: 17 })) {
+      const here = await planCapacity(input);
+      const threaded = await planCapacity({ ...input, threads: 2 });
+      expect(threaded.status).toBe(here.status);
+      expect(threaded.objective).toBeCloseTo(here.objective, 6);
+      expect(threaded.bound).toBeCloseTo(here.bound, 6);
+    }
+  });
+
   it('keeps the warm start out of the plan’s JSON and equality', async () => {
     const input = fc.sample(multiPeriod, { numRuns: 1, seed: 3 })[0] as PlanInput;
     const plan = await planCapacity(input);

@@ -31,6 +31,8 @@ export interface SolveOptions {
   relativeGap: number;
   /** What the previous plan's solve kept (warm.ts), when the broker passed it back. */
   warm?: WarmState;
+  /** Worker threads for the block MIPs (1: none, everything on this thread). */
+  threads?: number;
 }
 
 export interface SolveResult extends MipResult {
@@ -65,6 +67,7 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
     polishMs: 0,
     polished: 0,
   };
+  const threads = options.threads ?? 1;
   const shape = shapeOf(pm);
   const previous = options.warm && sameShape(options.warm.shape, shape) ? options.warm : undefined;
 
@@ -122,6 +125,7 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
     remaining,
     caches,
     () => !previous,
+    threads,
   );
   profile.blocks = structure.blocks.length;
   profile.blockMips += lagrange.mips;
@@ -149,6 +153,7 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
       remaining,
       caches,
       (ci) => lagging.has(ci),
+      threads,
     );
     profile.blockMips += fresh.mips;
     profile.blocksReused += fresh.reused;
@@ -162,7 +167,7 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
   }
   if (lagging.size > 0 && remaining() > 0) {
     // The Lagrangian prices tilt the blocks' choices; blocks priced at the true costs give other candidates.
-    const plain = await plainBlocks(pm, structure, options.relativeGap, remaining, caches, lagging);
+    const plain = await plainBlocks(pm, structure, options.relativeGap, remaining, caches, lagging, threads);
     profile.blockMips += plain.mips;
     const smoothed = smoothStartUps(pm, structure, [
       candidate,
@@ -241,6 +246,7 @@ async function lagrangianBlocks(
   remaining: () => number,
   caches: { previous?: BlockCache | undefined; next: BlockCache },
   ownDuals: (component: number) => boolean,
+  threads: number,
 ): Promise<{ values: Float64Array; bound: Float64Array; mips: number; reused: number }> {
   const { lp } = pm;
   const { cost, rowConstant } = lagrangianCosts(lp, structure.linking, multipliers);
@@ -274,7 +280,7 @@ async function lagrangianBlocks(
         result = { values: own, bound: objectiveOf(sub, own) };
       } else {
         mips++;
-        const solved = await solveBlock(sub, relativeGap, remaining);
+        const solved = await solveBlock(sub, relativeGap, remaining, threads);
         result = {
           values: solved.values,
           bound:
@@ -484,6 +490,7 @@ async function plainBlocks(
   remaining: () => number,
   caches: { previous?: BlockCache | undefined; next: BlockCache },
   components: ReadonlySet<number>,
+  threads: number,
 ): Promise<{ values: Float64Array; mips: number }> {
   const { lp } = pm;
   const values = new Float64Array(lp.colCost.length);
@@ -495,7 +502,7 @@ async function plainBlocks(
       let result = caches.next.get(sub) ?? caches.previous?.get(sub);
       if (!result) {
         mips++;
-        const solved = await solveBlock(sub, relativeGap, remaining);
+        const solved = await solveBlock(sub, relativeGap, remaining, threads);
         result = { values: solved.values, bound: solved.bound ?? Number.NEGATIVE_INFINITY };
       }
       caches.next.set(sub, result);
@@ -521,6 +528,7 @@ async function solveBlock(
   sub: LinearModel,
   relativeGap: number,
   remaining: () => number,
+  threads: number,
 ): Promise<MipResult> {
   let integers = 0;
   for (const isInteger of sub.colInteger) if (isInteger) integers++;
@@ -532,11 +540,8 @@ async function solveBlock(
     if (quick.status === 'optimal' && quick.values)
       return { ...quick, bound: objectiveOf(sub, quick.values) };
   }
-  return solveMipOnWorker(sub, {
-    timeLimitMs: Math.max(1, remaining()),
-    relativeGap: relativeGap / 10,
-    small: true,
-  });
+  const options = { timeLimitMs: Math.max(1, remaining()), relativeGap: relativeGap / 10, small: true };
+  return threads > 1 ? solveMipOnWorker(sub, options, threads) : highsBackend.solveMip(sub, options);
 }
 
 function blockIntegral(lp: LinearModel, block: Part, x: ArrayLike<number>): boolean {

@@ -69,6 +69,12 @@ export interface PlanInput {
    * demand classes, quotas, periods or rules) is ignored.
    */
   previous?: Plan;
+  /**
+   * Worker threads the solve may use for its block MIPs (capped at the cores, at most 4). Default 1: all on this
+   * thread, which a simulation on a virtual clock needs (its ticks must settle within macrotask turns); a broker on
+   * the real clock, the CLI and the benchmark pass more.
+   */
+  threads?: number;
 }
 
 export type PlanStatus = 'optimal' | 'feasible' | 'fallback' | 'infeasible';

@@ -160,9 +160,8 @@ interface Task {
 }
 
 /**
- * Worker threads with a HiGHS each, for many independent MIPs at once (the blocks of a decomposed solve). As many
- * as the machine has cores, at most 4; none on a single core. Workers start on first use, stay for the process,
- * and do not keep it alive while idle.
+ * Worker threads with a HiGHS each, for many independent MIPs at once (the blocks of a decomposed solve). Workers
+ * start on first use, stay for the process, and do not keep it alive while idle.
  */
 class HighsPool {
   private readonly workers: { worker: Worker; task: Task | undefined; ready: boolean }[] = [];
@@ -230,20 +229,25 @@ class HighsPool {
 }
 
 let pool: HighsPool | null | undefined;
-function highsPool(): HighsPool | null {
+function highsPool(threads: number): HighsPool | null {
   if (pool === undefined) {
-    const size = Math.min(4, availableParallelism());
+    const size = Math.min(4, threads, availableParallelism());
     pool = size >= 2 ? new HighsPool(size) : null;
   }
   return pool;
 }
 
 /**
- * solveMip on a worker thread when the machine has more than one core, so that independent MIPs run side by side;
- * in this thread otherwise. No MIP start and no deadline callbacks: for the small block MIPs of a decomposition.
+ * solveMip on one of up to `threads` worker threads (capped at the cores and at 4; the pool is sized by the first
+ * call and kept), so that independent MIPs run side by side; in this thread on a single core. No MIP start and no
+ * deadline callbacks: for the small block MIPs of a decomposition.
  */
-export async function solveMipOnWorker(model: LinearModel, options: MipOptions): Promise<MipResult> {
-  const workers = highsPool();
+export async function solveMipOnWorker(
+  model: LinearModel,
+  options: MipOptions,
+  threads: number,
+): Promise<MipResult> {
+  const workers = highsPool(threads);
   if (!workers) return highsBackend.solveMip(model, options);
   const highs = await highsRuntime();
   const answer = await workers.solve(
