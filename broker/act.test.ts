@@ -9,9 +9,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { VirtualClock } from '../lib/clock.ts';
 import { loadCatalog } from '../providers/catalog/load-catalog.ts';
 import { createSimClouds } from '../providers/sim/sim-clouds.ts';
+import { emptyDatabase } from '../test/empty-database.ts';
 import { quietAwsScenario } from '../test/fast-aws.ts';
 import { type ActionRow, Actuator } from './act.ts';
-import { type OpenedDatabase, openDatabase } from './db/open-database.ts';
+import type { OpenedDatabase } from './db/open-database.ts';
 import { actions } from './db/schema.ts';
 import { Fleet } from './fleet.ts';
 
@@ -39,7 +40,7 @@ async function setup() {
     },
   });
   if (!aws) throw new Error('no simulated aws');
-  const database = await openDatabase({});
+  const database = await emptyDatabase();
   opened.push(database);
   await clock.advanceBy(1); // the outage begins
   const fleet = new Fleet(database.db, clock);

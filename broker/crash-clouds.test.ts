@@ -11,10 +11,10 @@ import type { Provider } from '../providers/provider.ts';
 import { ProviderUnavailableError } from '../providers/provider-errors.ts';
 import { createSimClouds } from '../providers/sim/sim-clouds.ts';
 import type { SimProvider } from '../providers/sim/sim-provider.ts';
+import { emptyDatabase } from '../test/empty-database.ts';
 import { FAST_AWS_SCENARIO } from '../test/fast-aws.ts';
 import { leaseRequestSchema } from './api/schemas.ts';
 import { BrokerCore } from './broker.ts';
-import { openDatabase } from './db/open-database.ts';
 import { actions } from './db/schema.ts';
 
 const START = Date.UTC(2026, 10, 23);
@@ -67,7 +67,7 @@ describe('clouds that crash under a running broker', () => {
     const clock = new VirtualClock(START);
     const [sim] = createSimClouds({ clock, scenario: FAST_AWS_SCENARIO });
     const cloud = new CrashingCloud(sim as SimProvider);
-    const database = await openDatabase({});
+    const database = await emptyDatabase();
     const broker = new BrokerCore({ database, clock, providers: [cloud], seed: 1 });
     try {
       await broker.start({ schedule: false });

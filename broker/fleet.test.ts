@@ -7,13 +7,14 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VirtualClock } from '../lib/clock.ts';
 import type { Instance } from '../providers/provider.ts';
-import { type OpenedDatabase, openDatabase } from './db/open-database.ts';
+import { emptyDatabase } from '../test/empty-database.ts';
+import type { OpenedDatabase } from './db/open-database.ts';
 import { instances } from './db/schema.ts';
 import { Fleet } from './fleet.ts';
 
 let database: OpenedDatabase;
 beforeAll(async () => {
-  database = await openDatabase({});
+  database = await emptyDatabase();
 });
 afterAll(async () => {
   await database.close();

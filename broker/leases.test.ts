@@ -15,6 +15,7 @@ import type { Provider, ProviderEvent } from '../providers/provider.ts';
 import { createSimClouds } from '../providers/sim/sim-clouds.ts';
 import type { SimProvider } from '../providers/sim/sim-provider.ts';
 import { startTestPostgres, type TestPostgres } from '../test/embedded-postgres.ts';
+import { emptyDatabase } from '../test/empty-database.ts';
 import { quietAwsScenario } from '../test/fast-aws.ts';
 import { createApp } from './api/app.ts';
 import type { Lease, LeaseRequestInput } from './api/schemas.ts';
@@ -127,7 +128,9 @@ describe.each(['pglite', 'postgres'] as const)('leases on %s', (storage) => {
 
   beforeAll(async () => {
     if (storage === 'postgres') postgres = await startTestPostgres();
-    database = await openDatabase(postgres ? { url: await postgres.createDatabase('leases') } : {});
+    database = postgres
+      ? await openDatabase({ url: await postgres.createDatabase('leases') })
+      : await emptyDatabase();
     clock = new VirtualClock(START);
     const offerings = loadCatalog().filter(
       (o) => o.vendor === 'aws' && o.instanceType === 'g6.xlarge' && o.capacityType === 'spot',

@@ -17,11 +17,11 @@ import { checkPlan } from '../solver/check-plan.ts';
 import { planCapacity } from '../solver/plan.ts';
 import { type PlanningPolicyInput, planningPolicy } from '../solver/policy.ts';
 import type { Plan, PlanInput, Quota } from '../solver/types.ts';
+import { emptyDatabase } from '../test/empty-database.ts';
 import { quietAwsScenario } from '../test/fast-aws.ts';
 import { offering } from '../test/offerings.ts';
 import { ACTION_TAG, LAUNCH_BATCH } from './act.ts';
 import { BrokerCore } from './broker.ts';
-import { openDatabase } from './db/open-database.ts';
 import { actions, plans } from './db/schema.ts';
 import { type BrokerPolicyInput, brokerPolicy } from './policy.ts';
 import { LEARNED_QUOTA_MS, QuotaBook } from './quota-book.ts';
@@ -191,7 +191,7 @@ async function brokerWith(setup: Setup) {
   });
   const cloud = clouds[0];
   if (!cloud) throw new Error('no simulated AWS');
-  const database = await openDatabase({});
+  const database = await emptyDatabase();
   const broker = new BrokerCore({
     database,
     clock,

@@ -1,10 +1,10 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openDatabase } from '../broker/db/open-database.ts';
 import { VirtualClock } from '../lib/clock.ts';
 import { NotFoundError } from '../lib/errors.ts';
 import { IdGenerator } from '../lib/ids.ts';
 import { Random } from '../lib/random.ts';
+import { emptyDatabase } from '../test/empty-database.ts';
 import type { FreeGpuSlot } from './capacity.ts';
 import {
   type ContainerExit,
@@ -501,7 +501,7 @@ describe('Runtime', () => {
   });
 
   it('meters one usage interval per container, from placement to exit', async () => {
-    const database = await openDatabase({});
+    const database = await emptyDatabase();
     const store = new UsageStore(database.db);
     const t = setup({ double }, { meter: (clock) => new Meter({ clock, store }) });
     const meter = t.meter as Meter;

@@ -6,8 +6,9 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type OpenedDatabase, openDatabase } from '../../broker/db/open-database.ts';
+import type { OpenedDatabase } from '../../broker/db/open-database.ts';
 import { VirtualClock } from '../../lib/clock.ts';
+import { emptyDatabase } from '../../test/empty-database.ts';
 import { Meter } from './meter.ts';
 import { usageIntervals } from './schema.ts';
 import { type UsageEvent, usageEventId } from './usage-event.ts';
@@ -16,7 +17,7 @@ import { UsageStore } from './usage-store.ts';
 let database: OpenedDatabase;
 let store: UsageStore;
 beforeAll(async () => {
-  database = await openDatabase({});
+  database = await emptyDatabase();
   store = new UsageStore(database.db);
 });
 afterAll(async () => {
