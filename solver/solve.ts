@@ -134,8 +134,11 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
   const joined = completeSolution(pm, readCounts(pm, lagrange.values));
   let candidate = smoothStartUps(pm, structure, [joined]) ?? joined;
   if (objectiveAt(lp, joined) < objectiveAt(lp, candidate)) candidate = joined;
+  // The components to work on further: none while the whole plan is within the gap; else those outside it on
+  // their own (at least one is, when the whole is).
   const behind = () => {
     const primal = componentCosts(lp, structure, candidate);
+    if (!outside(total(primal), total(blockBound))) return new Set<number>();
     return new Set(
       [...Array(nComp).keys()].filter((ci) => outside(primal[ci] as number, blockBound[ci] as number)),
     );
