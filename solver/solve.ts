@@ -81,11 +81,12 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
     });
     return { ...mip, profile };
   }
-  const keep = (multipliers: Float64Array, blocks: BlockCache): WarmState => ({
+  const keep = (multipliers: Float64Array, blocks: BlockCache, plan?: Float64Array): WarmState => ({
     shape,
     multipliers,
     blocks,
     ...(relaxation.basis ? { basis: relaxation.basis } : {}),
+    ...(plan ? { plan } : {}),
   });
   const integral = integralPoint(lp, relaxation.values);
   if (integral)
@@ -94,7 +95,7 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
       values: integral,
       bound: relaxation.objective,
       relaxation,
-      warm: keep(relaxation.rowDuals, new BlockCache()),
+      warm: keep(relaxation.rowDuals, new BlockCache(), integral),
       profile,
     };
 
@@ -132,7 +133,9 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
   profile.blocksReused += lagrange.reused;
   const blockBound = Float64Array.from(lagrange.bound, (b, ci) => Math.max(b, lpPart[ci] as number));
   const joined = completeSolution(pm, readCounts(pm, lagrange.values));
-  let candidate = smoothStartUps(pm, structure, [joined]) ?? joined;
+  // The previous plan's pools per period are candidates too: after a small change most periods keep them.
+  let candidate =
+    smoothStartUps(pm, structure, previous?.plan ? [joined, previous.plan] : [joined]) ?? joined;
   if (objectiveAt(lp, joined) < objectiveAt(lp, candidate)) candidate = joined;
   // The components to work on further: none while the whole plan is within the gap; else those outside it on
   // their own (at least one is, when the whole is).
@@ -222,10 +225,16 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
   }
   profile.polishMs = performance.now() - t1;
 
-  const warm = keep(multipliers, cache);
   if (!hasPlan.every(Boolean))
-    return { status: 'none', message: 'no plan within the time limit', relaxation, warm, profile };
+    return {
+      status: 'none',
+      message: 'no plan within the time limit',
+      relaxation,
+      warm: keep(multipliers, cache),
+      profile,
+    };
   const plan = completeSolution(pm, readCounts(pm, values));
+  const warm = keep(multipliers, cache, plan);
   return {
     status: within() ? 'optimal' : 'feasible',
     values: plan,
@@ -331,9 +340,14 @@ function smoothStartUps(
   const cells = cellsOf(pm);
   const rowsOf = new Map<string, number[]>();
   for (const b of structure.blocks) {
-    // Start rows are the DP's own business (it prices start-ups), the rest must hold.
+    // Start rows are the DP's own business (it prices start-ups); coverage and gang rows hold by construction of
+    // the completion (shortfall and unmet take what capacity leaves); the rest (quota, spot, spread, budget) must
+    // be checked.
     const key = `${b.component}/${b.period}`;
-    rowsOf.set(key, [...(rowsOf.get(key) ?? []), ...[...b.rows].filter((i) => lp.rowKinds[i] !== 'link')]);
+    const checked = [...b.rows].filter(
+      (i) => !['link', 'coverage', 'gang'].includes(lp.rowKinds[i] as string),
+    );
+    rowsOf.set(key, [...(rowsOf.get(key) ?? []), ...checked]);
   }
   const scratch = Float64Array.from(solutions[0] as Float64Array);
   /** Instances per offering of the candidate being priced (only the component's offerings are read). */
@@ -356,26 +370,29 @@ function smoothStartUps(
     const K = candidates.length;
     // cost[t][k]: period t holding candidate k (Infinity where it breaks a bound or a row of period t).
     const cost = Array.from({ length: T }, () => new Float64Array(K));
+    const N = offs.length;
     for (let t = 0; t < T; t++) {
       const rows = rowsOf.get(`${ci}/${t}`) ?? [];
+      const xCols = Int32Array.from(offs, (i) => pm.x[i]?.[t] as number);
       for (let k = 0; k < K; k++) {
         const vector = candidates[k] as number[];
         let c = 0;
         let ok = true;
-        offs.forEach((i, n) => {
-          const j = pm.x[i]?.[t] as number;
+        for (let n = 0; n < N; n++) {
+          const j = xCols[n] as number;
           const v = vector[n] as number;
-          if (v < (lp.colLower[j] as number) - 1e-9 || v > (lp.colUpper[j] as number) + 1e-9) ok = false;
+          if (v < (lp.colLower[j] as number) - 1e-9 || v > (lp.colUpper[j] as number) + 1e-9) {
+            ok = false;
+            break;
+          }
           scratch[j] = v;
           c += (lp.colCost[j] as number) * v;
-        });
+          at[offs[n] as number] = v;
+        }
         if (!ok) {
           (cost[t] as Float64Array)[k] = Number.POSITIVE_INFINITY;
           continue;
         }
-        offs.forEach((i, n) => {
-          at[i] = vector[n] as number;
-        });
         for (const cell of compCells) {
           const { unmet, short } = completeCell(pm, cell, t, (i) => at[i] as number);
           for (const di of cell.classes) scratch[pm.unmet[di]?.[t] as number] = unmet.get(di) ?? 0;

@@ -8,7 +8,8 @@ import type { PlanningModel } from './model.ts';
  *  - the Lagrangian multipliers: the next solve prices its linking rows the same, so every block whose numbers
  *    did not change (all but the periods and region groups where demand or the fleet moved) is the same MIP, and
  *  - the block results: such a block's solution and bound are taken as they are;
- *  - the LP basis: the LP relaxation restarts from it.
+ *  - the LP basis: the LP relaxation restarts from it;
+ *  - the plan: what it holds in each period is a candidate for that period again.
  * Any multipliers give a valid bound; when stale ones leave the plan outside the gap, the solve prices the blocks
  * afresh with the new LP's duals.
  */
@@ -17,6 +18,8 @@ export interface WarmState {
   readonly multipliers: Float64Array;
   readonly blocks: BlockCache;
   readonly basis?: { colStatus: Int32Array; rowStatus: Int32Array };
+  /** The plan's columns: its instance counts per period are candidates for the next plan's periods. */
+  readonly plan?: Float64Array;
 }
 
 /** The model's shape: what must match for rows and columns to mean the same thing in the next model. */
