@@ -160,7 +160,7 @@ describe('simulations on the virtual clock', () => {
     const { results } = await simulate({
       workload: 'alibaba-sd',
       scale: 100,
-      hours: 1,
+      hours: 0.5,
       seed: 1,
       policies: ['buffer-10'],
       scenario: simScenario({ settings: { aws: { quotas: quota }, gcp: { quotas: quota } } }),
