@@ -10,6 +10,7 @@
  * - Money is integer micro-USD per instance-hour.
  */
 import type { Micros } from '../lib/money.ts';
+import type { AgentBootstrap } from './agent-bootstrap.ts';
 import type { CapacityType, Offering } from './catalog/offering.ts';
 
 /**
@@ -70,6 +71,11 @@ export interface ProvisionRequest {
   readonly tags?: Tags;
   /** A zone of the offering's region; the provider picks one with capacity when omitted. */
   readonly zone?: string;
+  /**
+   * Start `gpubroker agent` on each instance at boot (`agent-bootstrap.ts`): the cloud adapters pass it as the
+   * instance's start-up script; the simulated clouds leave it to the broker's local agent host.
+   */
+  readonly agent?: AgentBootstrap;
 }
 
 export interface ListFilter {
