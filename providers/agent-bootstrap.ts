@@ -10,6 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ValidationError } from '../lib/errors.ts';
+import { InvalidRequestError } from './provider-errors.ts';
 
 export interface AgentBootstrap {
   /** The broker's URL as the instance reaches it (`https://broker.example.com`). */
@@ -104,6 +105,23 @@ export function agentStartupScript(vendor: BootstrapVendor, bootstrap: AgentBoot
       `the start-up script is ${bytes} bytes, more than ${vendor} takes (${STARTUP_SCRIPT_LIMITS[vendor]})`,
     );
   return script;
+}
+
+/**
+ * For the cloud adapters: the script for a provision request's `agent`, undefined without one. A value the script
+ * cannot take is the contract's InvalidRequestError, naming the field (`agent.brokerUrl`, …).
+ */
+export function startupScriptFor(
+  vendor: BootstrapVendor,
+  agent: AgentBootstrap | undefined,
+): string | undefined {
+  if (agent === undefined) return undefined;
+  try {
+    return agentStartupScript(vendor, agent);
+  } catch (error) {
+    if (!(error instanceof ValidationError)) throw error;
+    throw new InvalidRequestError(vendor, error.field, error.message.slice(error.field.length + 2));
+  }
 }
 
 function checkBrokerUrl(value: unknown): string {

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RealClock } from '../../lib/clock.ts';
 import { ValidationError } from '../../lib/errors.ts';
 import { microsToUsd } from '../../lib/money.ts';
+import { type AgentBootstrap, agentStartupScript } from '../agent-bootstrap.ts';
 import { loadCatalog } from '../catalog/load-catalog.ts';
 import { type ContractHarness, describeProviderContract } from '../provider.contract.ts';
 import type { ProviderEvent } from '../provider.ts';
@@ -424,6 +425,71 @@ describe('AWS adapter', () => {
       const [instance] = await provider.provision({ offeringId: A10G, count: 1, idempotencyKey: key });
       expect(instance?.idempotencyKey).toBe(key);
       expect(fake.calls('RunInstances')[0]?.params.ClientToken).toHaveLength(64);
+    });
+  });
+
+  describe('agent bootstrap (request.agent)', () => {
+    const agent: AgentBootstrap = {
+      brokerUrl: 'https://broker.example.com',
+      joinToken: 'gbj_aws_0123456789abcdef',
+      version: '1.2.3',
+    };
+    const decode = (base64: string | undefined) => Buffer.from(base64 ?? '', 'base64').toString('utf8');
+
+    it('passes the start-up script as base64 UserData on RunInstances; the token is not on the agent command line', async () => {
+      const { provider, fake } = await setup();
+      const [instance] = await provider.provision({
+        offeringId: A10G,
+        count: 1,
+        idempotencyKey: 'agent-1',
+        agent,
+      });
+      const sent = fake.calls('RunInstances')[0]?.params.UserData;
+      expect(sent).toMatch(/^[A-Za-z0-9+/]+={0,2}$/);
+      const script = decode(sent);
+      expect(script).toBe(agentStartupScript('aws', agent));
+      expect(script.startsWith('#!/bin/bash\n')).toBe(true);
+      const execStart = script.split('\n').find((l) => l.startsWith('ExecStart=')) ?? '';
+      expect(execStart).toContain('gpubroker agent --broker https://broker.example.com ');
+      expect(execStart).toContain('--instance-id-from aws');
+      expect(execStart).toContain('--token-file /etc/gpubroker/join-token');
+      expect(execStart).not.toContain(agent.joinToken);
+      // What EC2 stored for the instance.
+      expect(decode(fake.list().find((i) => i.id === instance?.id)?.userData)).toBe(script);
+    });
+
+    it('passes no UserData without it', async () => {
+      const { provider, fake } = await setup();
+      await provider.provision({ offeringId: A10G, count: 1, idempotencyKey: 'no-agent' });
+      expect(fake.calls('RunInstances')[0]?.params).not.toHaveProperty('UserData');
+      expect(fake.list()[0]?.userData).toBeUndefined();
+    });
+
+    it('a repeated launch under the same key sends the same script, and EC2 answers with the first launch', async () => {
+      const { fake, another } = await setup({ describeLagMs: 10_000 });
+      const request = { offeringId: A10G, count: 1, idempotencyKey: 'agent-crash', agent };
+      const before = await (await another()).provision(request);
+      const after = await (await another()).provision({ ...request, agent: { ...agent } });
+      expect(after.map((i) => i.id)).toEqual(before.map((i) => i.id));
+      const runs = fake.calls('RunInstances');
+      expect(runs).toHaveLength(2);
+      expect(runs.map((r) => r.status)).toEqual([200, 200]);
+      expect(runs[1]?.params.UserData).toBe(runs[0]?.params.UserData);
+      expect(runs[1]?.params.ClientToken).toBe(runs[0]?.params.ClientToken);
+      expect(fake.list()).toHaveLength(1);
+    });
+
+    it('refuses a bootstrap it cannot pass safely, before calling EC2', async () => {
+      const { provider, fake } = await setup();
+      const bad = provider.provision({
+        offeringId: A10G,
+        count: 1,
+        idempotencyKey: 'bad-agent',
+        agent: { ...agent, brokerUrl: 'https://broker.example.com/$(reboot)' },
+      });
+      await expect(bad).rejects.toBeInstanceOf(InvalidRequestError);
+      await expect(bad).rejects.toMatchObject({ field: 'agent.brokerUrl' });
+      expect(fake.calls('RunInstances')).toHaveLength(0);
     });
   });
 

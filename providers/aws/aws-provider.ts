@@ -29,6 +29,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import { type Micros, micros, parseUsd, usdToMicros } from '../../lib/money.ts';
+import { startupScriptFor } from '../agent-bootstrap.ts';
 import { loadCatalog } from '../catalog/load-catalog.ts';
 import { type Offering, offeringId } from '../catalog/offering.ts';
 import { regionGroupOf } from '../catalog/region-groups.ts';
@@ -231,6 +232,8 @@ export class AwsProvider implements Provider {
   async provision(request: ProvisionRequest): Promise<Instance[]> {
     this.assertOpen();
     const offering = this.validate(request);
+    // A bad agent bootstrap fails here, before anything is asked of EC2.
+    const userData = this.userDataOf(request);
     const { region } = offering;
     const fingerprint = fingerprintOf(request);
     const earlier = this.keys.get(request.idempotencyKey);
@@ -251,7 +254,7 @@ export class AwsProvider implements Provider {
         const answer = await this.ec2(
           region,
           (c, abortSignal) =>
-            c.send(new RunInstancesCommand(this.launchInput(offering, request, zone, token)), {
+            c.send(new RunInstancesCommand(this.launchInput(offering, request, zone, token, userData)), {
               abortSignal,
             }),
           { offeringId: offering.id, requestedVcpus: request.count * offering.vcpus },
@@ -353,6 +356,16 @@ export class AwsProvider implements Provider {
 
   // ---- provision ----------------------------------------------------------------------------------------------
 
+  /**
+   * The agent's start-up script as RunInstances takes it: base64 (the SDK sends UserData as given; EC2 wants base64
+   * of at most 16 KB raw). Undefined without `request.agent`. The same request gives the same bytes, so a repeated
+   * RunInstances under the same ClientToken matches the first.
+   */
+  private userDataOf(request: ProvisionRequest): string | undefined {
+    const script = startupScriptFor(VENDOR, request.agent);
+    return script === undefined ? undefined : Buffer.from(script, 'utf8').toString('base64');
+  }
+
   private validate(request: ProvisionRequest): Offering {
     if (typeof request !== 'object' || request === null)
       throw new InvalidRequestError(VENDOR, 'request', 'must be an object');
@@ -445,6 +458,7 @@ export class AwsProvider implements Provider {
     request: ProvisionRequest,
     zone: string,
     token: string,
+    userData: string | undefined,
   ): RunInstancesCommandInput {
     const launch = this.options.launch.get(offering.region) ?? {};
     const template = launch.launchTemplate;
@@ -484,6 +498,8 @@ export class AwsProvider implements Provider {
             },
           }
         : {}),
+      // Replaces a launch template's user data: the instance starts the agent instead.
+      ...(userData === undefined ? {} : { UserData: userData }),
       // A shutdown from inside the instance ends it (and its bill) instead of leaving it stopped.
       InstanceInitiatedShutdownBehavior: 'terminate',
       TagSpecifications: [{ ResourceType: 'instance', Tags: tags }],

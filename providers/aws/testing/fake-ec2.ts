@@ -104,6 +104,8 @@ export interface FakeInstanceView {
   readonly state: StateName;
   readonly tags: Readonly<Record<string, string>>;
   readonly clientToken: string;
+  /** The UserData RunInstances carried, as sent (base64), as DescribeInstanceAttribute would give it back. */
+  readonly userData: string | undefined;
 }
 
 interface FakeInstance {
@@ -116,6 +118,7 @@ interface FakeInstance {
   readonly subnetId: string | undefined;
   readonly reservationId: string;
   readonly clientToken: string;
+  readonly userData: string | undefined;
   readonly launchTimeMs: number;
   readonly tags: ReadonlyArray<readonly [string, string]>;
   readonly spotRequest: SpotRequest | undefined;
@@ -278,6 +281,7 @@ export class FakeEc2 {
       state: i.state,
       tags: Object.fromEntries(i.tags),
       clientToken: i.clientToken,
+      userData: i.userData,
     }));
   }
 
@@ -455,6 +459,8 @@ export class FakeEc2 {
         `There is no Spot capacity available for ${instanceType} in ${zone}.`,
       );
     const tags = this.tagsOf(params);
+    const userData = params.get('UserData');
+    if (userData !== undefined) checkUserData(userData);
 
     this.checkQuota(region, market, minCount * type.vcpus);
     const active = this.active().filter(
@@ -483,6 +489,7 @@ export class FakeEc2 {
         subnetId,
         reservationId,
         clientToken,
+        userData,
         launchTimeMs: now,
         tags,
         amiLaunchIndex: index,
@@ -960,4 +967,15 @@ function hex17(): string {
 
 function gmt(ms: number): string {
   return `${new Date(ms).toISOString().slice(0, 19).replace('T', ' ')} GMT`;
+}
+
+/**
+ * UserData as EC2 takes it: base64 text of at most 16 KB once decoded
+ * (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/user-data.html). The SDK sends the string as given.
+ */
+function checkUserData(text: string): void {
+  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text))
+    throw new Ec2Error('InvalidParameterValue', 'Invalid BASE64 encoding of user data.');
+  if (Buffer.from(text, 'base64').length > 16_384)
+    throw new Ec2Error('InvalidParameterValue', 'User data is limited to 16384 bytes');
 }
