@@ -1,54 +1,58 @@
 /**
- * The `gpubroker` command line as a function: `buildProgram` registers every command (each lives with the folder
+ * The `gpubroker` command line as a function: `buildProgram` registers the commands (each lives with the folder
  * that owns it), `runGpubroker` runs one command line and turns what it threw into one line on stderr and an exit
  * status. `bin/gpubroker.ts` calls it with `process.argv`; tests call it in process.
+ *
+ * A command's module loads only when its command runs: `serve` does not load the charts of `simulate` or the
+ * solver's CLI (start-up time is restart time). Help, no command and an unknown command load them all.
  *
  * Exit status: 0; 2 for bad input (a usage error, any GpubrokerError); 1 for a command that could not run as
  * configured (a StartupError, a fault). A command may also set `process.exitCode` itself (a failed lease, a
  * damaged data directory); that stands when nothing was thrown.
  */
 import { Command, CommanderError } from 'commander';
-import { registerCostsCommand } from '../broker/cli/costs.ts';
-import { registerDbCommand } from '../broker/cli/db.ts';
-import { registerInvoiceCommand } from '../broker/cli/invoice.ts';
-import { registerLeaseCommand } from '../broker/cli/lease.ts';
-import { registerPolicyCommand } from '../broker/cli/policy.ts';
-import { registerPricesCommand } from '../broker/cli/prices.ts';
-import { registerRunCommands } from '../broker/cli/run.ts';
-import { registerServeCommand } from '../broker/cli/serve.ts';
-import { registerTenantCommand } from '../broker/cli/tenant.ts';
-import { registerTokenCommand } from '../broker/cli/token.ts';
-import { registerUsageCommand } from '../broker/cli/usage.ts';
 import { GpubrokerError, StartupError } from '../lib/errors.ts';
-import { registerCloudsCommand } from '../providers/remote/cli.ts';
-import { registerSimulateCommand } from '../simulations/cli.ts';
-import { registerPlanCommand } from '../solver/cli.ts';
 
 /** Exit status for bad input (usage errors), as documented in the README. */
 export const EXIT_USAGE = 2;
 /** Exit status for a command that could not run as configured (a start-up failure, a fault). */
 export const EXIT_FAILURE = 1;
 
-/** A new `gpubroker` program with every command; commander keeps parse state, so one program per command line. */
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+/**
+ * Every command, in the order help lists them: the top-level names a module registers, and how to load its
+ * `register…` function. Adding a command is one line here.
+ */
+const COMMANDS: readonly (readonly [names: readonly string[], load: () => Promise<Register>])[] = [
+  [['plan'], async () => (await import('../solver/cli.ts')).registerPlanCommand],
+  [['serve'], async () => (await import('../broker/cli/serve.ts')).registerServeCommand],
+  [['db'], async () => (await import('../broker/cli/db.ts')).registerDbCommand],
+  [['clouds'], async () => (await import('../providers/remote/cli.ts')).registerCloudsCommand],
+  [['run', 'deploy'], async () => (await import('../broker/cli/run.ts')).registerRunCommands],
+  [['lease'], async () => (await import('../broker/cli/lease.ts')).registerLeaseCommand],
+  [['policy'], async () => (await import('../broker/cli/policy.ts')).registerPolicyCommand],
+  [['token'], async () => (await import('../broker/cli/token.ts')).registerTokenCommand],
+  [['usage'], async () => (await import('../broker/cli/usage.ts')).registerUsageCommand],
+  [['invoice'], async () => (await import('../broker/cli/invoice.ts')).registerInvoiceCommand],
+  [['costs'], async () => (await import('../broker/cli/costs.ts')).registerCostsCommand],
+  [['prices'], async () => (await import('../broker/cli/prices.ts')).registerPricesCommand],
+  [['tenant'], async () => (await import('../broker/cli/tenant.ts')).registerTenantCommand],
+  [['simulate'], async () => (await import('../simulations/cli.ts')).registerSimulateCommand],
+];
+
+/**
+ * A new `gpubroker` program for the command line `args`: with the one command `args` names, or with every command
+ * (help, no command, an unknown one). Commander keeps parse state, so one program per command line.
+ */
+export async function buildProgram(args: readonly string[] = []): Promise<Command> {
   const program = new Command('gpubroker')
     .description('capacity planner and multi-cloud GPU broker')
     .showHelpAfterError()
     .exitOverride();
-  registerPlanCommand(program);
-  registerServeCommand(program);
-  registerDbCommand(program);
-  registerCloudsCommand(program);
-  registerRunCommands(program);
-  registerLeaseCommand(program);
-  registerPolicyCommand(program);
-  registerTokenCommand(program);
-  registerUsageCommand(program);
-  registerInvoiceCommand(program);
-  registerCostsCommand(program);
-  registerPricesCommand(program);
-  registerTenantCommand(program);
-  registerSimulateCommand(program);
+  const named = COMMANDS.filter(([names]) => args[0] !== undefined && names.includes(args[0]));
+  const registers = await Promise.all((named.length > 0 ? named : COMMANDS).map(([, load]) => load()));
+  for (const register of registers) register(program);
   return program;
 }
 
@@ -68,7 +72,8 @@ export interface Outcome {
  */
 export async function runGpubroker(args: readonly string[]): Promise<Outcome> {
   try {
-    await buildProgram().parseAsync([...args], { from: 'user' });
+    const program = await buildProgram(args);
+    await program.parseAsync([...args], { from: 'user' });
     return { code: undefined, exitAtOnce: false };
   } catch (error) {
     if (error instanceof CommanderError)
