@@ -4,6 +4,7 @@ import { OAuth2Client } from 'google-auth-library';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RealClock } from '../../lib/clock.ts';
 import { ValidationError } from '../../lib/errors.ts';
+import { type AgentBootstrap, agentStartupScript } from '../agent-bootstrap.ts';
 import { type ContractHarness, describeProviderContract } from '../provider.contract.ts';
 import type { ProviderEvent } from '../provider.ts';
 import {
@@ -208,6 +209,88 @@ describe('GCP adapter on the fake Compute Engine', () => {
     await first.close();
     await restarted.close();
     await fake.close();
+  });
+
+  describe('agent bootstrap (request.agent)', () => {
+    const agent: AgentBootstrap = {
+      brokerUrl: 'https://broker.example.com',
+      joinToken: 'gbj_gcp_0123456789abcdef',
+      version: '1.2.3',
+    };
+    /** The `startup-script` items of each bulkInsert body, in order. */
+    const sentScripts = (fake: FakeCompute) =>
+      fake.calls('instances.bulkInsert').map((call) => {
+        const body = call.body as {
+          instanceProperties?: { metadata?: { items?: { key: string; value: string }[] } };
+        };
+        return body.instanceProperties?.metadata?.items?.find((i) => i.key === 'startup-script')?.value;
+      });
+
+    it('passes the start-up script as the startup-script metadata item; the token is not on the agent command line', async () => {
+      const fake = await startFake();
+      const provider = await connect(fake);
+      await provider.provision({ offeringId: L4, count: 2, idempotencyKey: 'agent-1', agent });
+      const [script] = sentScripts(fake);
+      expect(script).toBe(agentStartupScript('gcp', agent));
+      const execStart = script?.split('\n').find((l) => l.startsWith('ExecStart=')) ?? '';
+      expect(execStart).toContain('gpubroker agent --broker https://broker.example.com ');
+      expect(execStart).toContain('--instance-id-from gcp');
+      expect(execStart).not.toContain(agent.joinToken);
+      // Every VM of the call carries it, beside the launch record.
+      const vms = fake.instances();
+      expect(vms).toHaveLength(2);
+      for (const vm of vms) {
+        expect(vm.metadata.find((i) => i.key === 'startup-script')?.value).toBe(script);
+        expect(vm.metadata.map((i) => i.key).sort()).toEqual(['gpubroker', 'startup-script']);
+      }
+      await provider.close();
+      await fake.close();
+    });
+
+    it('passes no startup-script without it', async () => {
+      const fake = await startFake();
+      const provider = await connect(fake);
+      await provider.provision({ offeringId: L4, count: 1, idempotencyKey: 'no-agent' });
+      expect(sentScripts(fake)).toEqual([undefined]);
+      expect(fake.instances()[0]?.metadata.map((i) => i.key)).toEqual(['gpubroker']);
+      await provider.close();
+      await fake.close();
+    });
+
+    it('a launch repeated after its answer was lost sends the same script under the same requestId', async () => {
+      // The operation outlasts the lost answer, so the repeat finds no VM yet and sends bulkInsert again.
+      const fake = await startFake({ operationDelayMs: 2_000 });
+      const provider = await connect(fake);
+      fake.inject('zoneOperations.wait', { http: 503, reason: 'backendError', message: 'Backend Error' });
+      const request = { offeringId: L4, count: 1, idempotencyKey: 'agent-lost', agent };
+      await expect(provider.provision(request)).rejects.toBeInstanceOf(ProviderUnavailableError);
+      const again = await connect(fake);
+      await again.provision({ ...request, agent: { ...agent } });
+      const inserts = fake.calls('instances.bulkInsert');
+      expect(inserts).toHaveLength(2);
+      expect(new Set(inserts.map((c) => c.query.requestId)).size).toBe(1);
+      expect(new Set(sentScripts(fake))).toEqual(new Set([agentStartupScript('gcp', agent)]));
+      expect(fake.instances()).toHaveLength(1);
+      await provider.close();
+      await again.close();
+      await fake.close();
+    });
+
+    it('refuses a bootstrap it cannot pass safely, before calling GCE', async () => {
+      const fake = await startFake();
+      const provider = await connect(fake);
+      const bad = provider.provision({
+        offeringId: L4,
+        count: 1,
+        idempotencyKey: 'bad-agent',
+        agent: { ...agent, joinToken: 'token\nExecStartPre=/bin/sh' },
+      });
+      await expect(bad).rejects.toBeInstanceOf(InvalidRequestError);
+      await expect(bad).rejects.toMatchObject({ field: 'agent.joinToken' });
+      expect(fake.calls('instances.bulkInsert')).toHaveLength(0);
+      await provider.close();
+      await fake.close();
+    });
   });
 
   it('never deletes a VM it does not own, even when asked by id', async () => {

@@ -13,6 +13,7 @@
 import type { protos } from '@google-cloud/compute';
 import type { TimerHandle } from '../../lib/clock.ts';
 import { Random } from '../../lib/random.ts';
+import { startupScriptFor } from '../agent-bootstrap.ts';
 import type { Offering } from '../catalog/offering.ts';
 import { EventHub } from '../event-hub.ts';
 import type {
@@ -62,6 +63,8 @@ const QUOTA_REFRESH_MS = 10 * 60_000;
 /** Deletes sent at once by one terminate call. */
 const DELETE_CONCURRENCY = 8;
 const PREEMPTED_OPERATION = 'compute.instances.preempted';
+/** The metadata key GCE's guest agent runs as a script at every boot (Linux images). */
+export const STARTUP_SCRIPT_KEY = 'startup-script';
 
 type IOperation = protos.google.cloud.compute.v1.IOperation;
 
@@ -263,6 +266,8 @@ export class GcpProvider implements Provider {
   async provision(request: ProvisionRequest): Promise<Instance[]> {
     this.assertOpen();
     const offering = this.validate(request);
+    // A bad agent bootstrap fails here, before anything is asked of GCE.
+    const startupScript = startupScriptFor(VENDOR, request.agent);
     const fingerprint = fingerprintOf(request);
     const known = this.launches.get(request.idempotencyKey);
     if (known) return this.repeat(request, known, fingerprint);
@@ -277,7 +282,7 @@ export class GcpProvider implements Provider {
     const zones = await this.candidateZones(offering, request.zone);
     const stockouts: string[] = [];
     for (const zone of zones) {
-      const outcome = await this.launchIn(zone, offering, request, fingerprint);
+      const outcome = await this.launchIn(zone, offering, request, fingerprint, startupScript);
       if (outcome.kind === 'launched') {
         this.zones.recordSuccess(offering, zone);
         this.launches.set(request.idempotencyKey, { fingerprint, ids: outcome.views.map((v) => v.id) });
@@ -424,6 +429,7 @@ export class GcpProvider implements Provider {
     offering: Offering,
     request: ProvisionRequest,
     fingerprint: string,
+    startupScript: string | undefined,
   ): Promise<{ kind: 'launched'; views: InstanceView[] } | { kind: 'stockout'; message: string }> {
     const tags = this.tagsFor(offering, request);
     const names = instanceNamesFor(
@@ -441,6 +447,8 @@ export class GcpProvider implements Provider {
     });
     const properties = instancePropertiesFor(offering, this.config.instance, labelsFor(tags), {
       [METADATA_KEY]: record,
+      // The agent's start-up script (request.agent), the same text for every zone and every repeat of the key.
+      ...(startupScript === undefined ? {} : { [STARTUP_SCRIPT_KEY]: startupScript }),
     });
     const requestId = requestIdFor(
       this.project,

@@ -111,6 +111,8 @@ export interface RecordedRequest {
   readonly query: Readonly<Record<string, string>>;
   readonly host: string | undefined;
   readonly authorized: boolean;
+  /** The JSON body, parsed (undefined without one). */
+  readonly body?: unknown;
 }
 
 const API = 'https://www.googleapis.com/compute/v1';
@@ -232,6 +234,7 @@ export class FakeCompute {
       query: Object.fromEntries(url.searchParams),
       host: req.headers.host,
       authorized,
+      ...(body ? { body: parseJson(body) } : {}),
     });
     const send = (status: number, json: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8' });
@@ -420,6 +423,8 @@ export class FakeCompute {
       return { error: errors.invalid('this fake takes perInstanceProperties with one name per instance') };
     if (!properties?.machineType || /[/]/.test(properties.machineType))
       return { error: errors.invalid("Invalid value for field 'resource.instanceProperties.machineType'") };
+    const metadataProblem = checkMetadata(properties.metadata?.items ?? []);
+    if (metadataProblem) return { error: errors.invalid(metadataProblem) };
     for (const name of names)
       if (!/^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$/.test(name))
         return {
@@ -938,4 +943,29 @@ async function readBody(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * GCE's metadata limits (https://cloud.google.com/compute/docs/metadata/setting-custom-metadata#limitations): keys
+ * `[a-zA-Z0-9-_]{1,128}`, each value at most 256 KB, all entries together at most 512 KB.
+ */
+function checkMetadata(items: readonly { key: string; value: string }[]): string | undefined {
+  let total = 0;
+  for (const { key, value } of items) {
+    if (typeof key !== 'string' || !/^[a-zA-Z0-9_-]{1,128}$/.test(key))
+      return `Invalid value for field 'resource.instanceProperties.metadata.items.key': '${key}'`;
+    const size = Buffer.byteLength(String(value ?? ''), 'utf8');
+    if (size > 262_144)
+      return `Invalid value for field 'resource.instanceProperties.metadata.items.value': metadata value '${key}' exceeds 262144 bytes`;
+    total += Buffer.byteLength(key, 'utf8') + size;
+  }
+  return total > 524_288 ? 'Metadata total size exceeds 524288 bytes' : undefined;
 }
