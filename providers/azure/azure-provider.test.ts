@@ -6,6 +6,7 @@ import type { TokenCredential } from '@azure/identity';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Clock, RealClock, type TimerHandle } from '../../lib/clock.ts';
 import { ValidationError } from '../../lib/errors.ts';
+import { type AgentBootstrap, agentStartupScript } from '../agent-bootstrap.ts';
 import { describeProviderContract } from '../provider.contract.ts';
 import type { Instance, ProviderEvent } from '../provider.ts';
 import {
@@ -534,6 +535,79 @@ describe('Azure adapter', () => {
     const fresh = await open();
     await expect(fresh.provision({ ...request, count: 1 })).rejects.toBeInstanceOf(InvalidRequestError);
     expect(fake.created).toBe(2);
+  });
+
+  describe('agent bootstrap (request.agent)', () => {
+    const agent: AgentBootstrap = {
+      brokerUrl: 'https://broker.example.com',
+      joinToken: 'gbj_azure_0123456789abcdef',
+      version: '1.2.3',
+    };
+    const decode = (base64: string | undefined) => Buffer.from(base64 ?? '', 'base64').toString('utf8');
+    const puts = (fake: FakeArm) => fake.requests.filter((r) => r.method === 'PUT').length;
+
+    it('passes the start-up script as base64 osProfile.customData; the token is not on the agent command line', async () => {
+      const { fake, provider } = await setup();
+      await provider.provision({ offeringId: NC24, count: 2, idempotencyKey: 'agent-1', agent });
+      const vms = fake.virtualMachines();
+      expect(vms).toHaveLength(2);
+      const script = agentStartupScript('azure', agent);
+      for (const vm of vms) {
+        expect(vm.customData).toMatch(/^[A-Za-z0-9+/]+={0,2}$/);
+        expect(decode(vm.customData)).toBe(script);
+        // ARM keeps it to itself: a GET of the VM does not show it.
+        expect(vm.properties.osProfile).not.toHaveProperty('customData');
+      }
+      const execStart = script.split('\n').find((l) => l.startsWith('ExecStart=')) ?? '';
+      expect(execStart).toContain('gpubroker agent --broker https://broker.example.com ');
+      expect(execStart).toContain('--instance-id-from azure');
+      expect(execStart).not.toContain(agent.joinToken);
+    });
+
+    it('passes no customData without it', async () => {
+      const { fake, provider } = await setup();
+      await provider.provision({ offeringId: NC24, count: 1, idempotencyKey: 'no-agent' });
+      expect(fake.virtualMachines()[0]?.customData).toBeUndefined();
+    });
+
+    it('a repeat after a restart PUTs the same customData; another bootstrap for the key is refused, the VMs kept', async () => {
+      const { fake, provider, open } = await setup();
+      const request = { offeringId: NC24, count: 2, idempotencyKey: 'agent-restart', agent };
+      const first = await provider.provision(request);
+      await provider.close();
+      const putsBefore = puts(fake);
+
+      // The restarted adapter PUTs the same VMs again (idempotent by name); Azure refuses a changed customData.
+      const restarted = await open();
+      const again = await restarted.provision({ ...request, agent: { ...agent } });
+      expect(again.map((i) => i.id)).toEqual(first.map((i) => i.id));
+      expect(puts(fake)).toBe(putsBefore + 2);
+      expect(fake.requests.filter((r) => r.method === 'PUT').every((r) => r.status < 400)).toBe(true);
+      expect(fake.created).toBe(2);
+
+      const other = await open();
+      await expect(
+        other.provision({ ...request, agent: { ...agent, joinToken: 'gbj_azure_another_token' } }),
+      ).rejects.toMatchObject({ field: 'idempotencyKey' });
+      expect(puts(fake)).toBe(putsBefore + 2);
+      expect(fake.virtualMachines().map((vm) => decode(vm.customData))).toEqual([
+        agentStartupScript('azure', agent),
+        agentStartupScript('azure', agent),
+      ]);
+    });
+
+    it('refuses a bootstrap it cannot pass safely, before calling Azure', async () => {
+      const { fake, provider } = await setup();
+      const bad = provider.provision({
+        offeringId: NC24,
+        count: 1,
+        idempotencyKey: 'bad-agent',
+        agent: { ...agent, version: 'latest' },
+      });
+      await expect(bad).rejects.toBeInstanceOf(InvalidRequestError);
+      await expect(bad).rejects.toMatchObject({ field: 'agent.version' });
+      expect(puts(fake)).toBe(0);
+    });
   });
 
   it('finds its instances by tag after a crash, and not those of another broker', async () => {

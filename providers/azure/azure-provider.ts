@@ -18,6 +18,7 @@ import { ComputeManagementClient, restorePoller, type VirtualMachine } from '@az
 import type { TokenCredential } from '@azure/identity';
 import { type Clock, RealClock, type TimerHandle } from '../../lib/clock.ts';
 import type { Micros } from '../../lib/money.ts';
+import { startupScriptFor } from '../agent-bootstrap.ts';
 import { loadCatalog } from '../catalog/load-catalog.ts';
 import type { Offering } from '../catalog/offering.ts';
 import { EventHub } from '../event-hub.ts';
@@ -262,7 +263,15 @@ export class AzureProvider implements Provider {
   async provision(request: ProvisionRequest): Promise<Instance[]> {
     this.assertOpen();
     const offering = this.validate(request);
-    const fingerprint = requestFingerprint(request.offeringId, request.count, request.zone, request.tags);
+    // A bad agent bootstrap fails here, before anything is asked of Azure.
+    const startupScript = startupScriptFor(AZURE, request.agent);
+    const fingerprint = requestFingerprint(
+      request.offeringId,
+      request.count,
+      request.zone,
+      request.tags,
+      startupScript,
+    );
     const key = request.idempotencyKey;
     for (let running = this.inflight.get(key); running; running = this.inflight.get(key))
       await running.catch(() => undefined);
@@ -274,7 +283,7 @@ export class AzureProvider implements Provider {
         return t ? this.snapshot(t) : (known.first[i] as Instance);
       });
     }
-    const run = this.provisionNew(request, offering, fingerprint);
+    const run = this.provisionNew(request, offering, fingerprint, startupScript);
     this.inflight.set(key, run);
     try {
       return await run;
@@ -391,6 +400,7 @@ export class AzureProvider implements Provider {
     request: ProvisionRequest,
     offering: Offering,
     fingerprint: string,
+    startupScript: string | undefined,
   ): Promise<Instance[]> {
     const key = request.idempotencyKey;
     const region = offering.region;
@@ -432,7 +442,7 @@ export class AzureProvider implements Provider {
       let capacityError: ProviderError | undefined;
       for (const zone of candidates) {
         try {
-          const vms = await this.createAll(offering, zone, names, tags);
+          const vms = await this.createAll(offering, zone, names, tags, startupScript);
           return this.register(key, fingerprint, offering, zone, names, vms, tags);
         } catch (error) {
           const e = this.fail(error, true, offering);
@@ -461,6 +471,7 @@ export class AzureProvider implements Provider {
     zone: string,
     names: readonly string[],
     tags: Record<string, string>,
+    startupScript: string | undefined,
   ): Promise<(VirtualMachine | undefined)[]> {
     const azureZone = azureZoneOf(offering.region, zone);
     const deadline = this.clock.now() + this.provisionTimeoutMs;
@@ -471,7 +482,7 @@ export class AzureProvider implements Provider {
             this.client.virtualMachines.createOrUpdate(
               this.resourceGroup,
               name,
-              vmBody(offering, name, azureZone, tags, this.vmSettings),
+              vmBody(offering, name, azureZone, tags, this.vmSettings, startupScript),
             ),
           (state) => restorePoller(this.client, state, this.client.virtualMachines.createOrUpdate),
           this.operationPollIntervalMs,

@@ -67,18 +67,22 @@ export function vmNames(brokerId: string, idempotencyKey: string, count: number)
   return Array.from({ length: count }, (_, i) => `gpb-${hash}-${i}`);
 }
 
-/** Hash of the parameters that must match when a key is repeated (the zone only when the caller chose it). */
+/**
+ * Hash of the parameters that must match when a key is repeated (the zone only when the caller chose it), and the
+ * agent's start-up script when there is one: Azure refuses a PUT that changes a VM's customData
+ * (PropertyChangeNotAllowed), which would fail the repeat after its VMs exist, so another script is a reused key.
+ */
 export function requestFingerprint(
   offeringId: string,
   count: number,
   zone: string | undefined,
   tags: Tags | undefined,
+  startupScript?: string,
 ): string {
   const sortedTags = Object.entries(tags ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return createHash('sha256')
-    .update(JSON.stringify([offeringId, count, zone ?? null, sortedTags]))
-    .digest('hex')
-    .slice(0, 32);
+  const parts: unknown[] = [offeringId, count, zone ?? null, sortedTags];
+  if (startupScript !== undefined) parts.push(createHash('sha256').update(startupScript).digest('hex'));
+  return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 32);
 }
 
 /** Zone ids as the adapter names them: `eastus-1` for Azure zone "1" of eastus; the region itself when it has none. */
@@ -134,6 +138,7 @@ export function vmBody(
   azureZone: string | undefined,
   tags: Record<string, string>,
   settings: VmSettings,
+  startupScript?: string,
 ): VirtualMachine {
   const spot = offering.capacityType === 'spot';
   const subnetId = settings.subnetIds[offering.region] ?? '';
@@ -154,6 +159,11 @@ export function vmBody(
     osProfile: {
       computerName: name,
       adminUsername: settings.adminUsername,
+      // The agent's start-up script: cloud-init runs customData at first boot. The SDK sends it as given; ARM
+      // wants base64 decoding to at most 65,535 bytes, and never returns it.
+      ...(startupScript === undefined
+        ? {}
+        : { customData: Buffer.from(startupScript, 'utf8').toString('base64') }),
       linuxConfiguration: {
         disablePasswordAuthentication: true,
         ssh: {

@@ -109,6 +109,8 @@ interface FakeVm {
   readonly createdAt: number;
   /** The request body's properties as sent (what GET echoes back). */
   properties: Record<string, unknown>;
+  /** `osProfile.customData` as sent (base64); ARM keeps it for the VM and never returns it. */
+  readonly customData: string | undefined;
   tags: Record<string, string>;
   provisioningState: ProvisioningState;
   bootAt: number;
@@ -217,6 +219,7 @@ export class FakeArm {
     provisioningState: string;
     tags: Record<string, string>;
     properties: Record<string, unknown>;
+    customData: string | undefined;
   }[] {
     this.advance();
     return [...this.vms.values()].map((vm) => ({
@@ -225,6 +228,7 @@ export class FakeArm {
       provisioningState: vm.provisioningState,
       tags: { ...vm.tags },
       properties: structuredClone(vm.properties),
+      customData: vm.customData,
     }));
   }
 
@@ -461,9 +465,10 @@ export class FakeArm {
         'An eviction policy is required for Spot virtual machines.',
       );
     const tags = asTags(input.tags);
+    const customData = customDataOf(properties);
 
     const found = this.vms.get(name.toLowerCase());
-    if (found) return this.putExisting(found, { location, zone, vmSize, tags }, url);
+    if (found) return this.putExisting(found, { location, zone, vmSize, tags, customData }, url);
 
     const sku = this.options.skus.find((s) => s.name.toLowerCase() === vmSize.toLowerCase());
     const skuZones = sku?.locations[location];
@@ -497,6 +502,7 @@ export class FakeArm {
       spot,
       createdAt: now,
       properties: withoutSecrets(properties),
+      customData,
       tags,
       provisioningState: 'Creating',
       bootAt: now + Math.max(this.bootDelay(), this.allocationDelay()),
@@ -511,13 +517,22 @@ export class FakeArm {
 
   private putExisting(
     vm: FakeVm,
-    wanted: { location: string; zone: string | undefined; vmSize: string; tags: Record<string, string> },
+    wanted: {
+      location: string;
+      zone: string | undefined;
+      vmSize: string;
+      tags: Record<string, string>;
+      customData: string | undefined;
+    },
     url: URL,
   ): { status: number; body: unknown; headers?: Record<string, string> } {
     if (wanted.location !== vm.location)
       throw new HttpError(409, 'PropertyChangeNotAllowed', "Changing property 'location' is not allowed.");
     if (wanted.zone !== vm.zone)
       throw new HttpError(409, 'PropertyChangeNotAllowed', "Changing property 'zones' is not allowed.");
+    // customData cannot change after creation; a PUT without it (a GET-modify-PUT, since GET never shows it) keeps it.
+    if (wanted.customData !== undefined && wanted.customData !== vm.customData)
+      throw new HttpError(409, 'PropertyChangeNotAllowed', "Changing property 'customData' is not allowed.");
     if (wanted.vmSize.toLowerCase() !== vm.vmSize.toLowerCase())
       throw new HttpError(
         409,
@@ -856,6 +871,29 @@ function asTags(value: unknown): Record<string, string> {
       throw new HttpError(400, 'InvalidTag', `The value of tag '${k}' is longer than 256 characters.`);
   }
   return Object.fromEntries(entries) as Record<string, string>;
+}
+
+/**
+ * `osProfile.customData`: base64 decoding to at most 65,535 bytes (osProfile.customData in the REST reference; the
+ * message is ARM's own).
+ */
+function customDataOf(properties: Record<string, unknown>): string | undefined {
+  const osProfile = properties.osProfile;
+  if (typeof osProfile !== 'object' || osProfile === null) return undefined;
+  const value = (osProfile as Record<string, unknown>).customData;
+  if (value === undefined) return undefined;
+  if (
+    typeof value !== 'string' ||
+    value.length % 4 !== 0 ||
+    !/^[A-Za-z0-9+/]*={0,2}$/.test(value) ||
+    Buffer.from(value, 'base64').length > 65_535
+  )
+    throw new HttpError(
+      400,
+      'InvalidParameter',
+      'Custom data in OSProfile must be in Base64 encoding and with a maximum length of 87380 characters.',
+    );
+  return value;
 }
 
 /** ARM never echoes secrets (the SSH key stays, passwords and custom data do not). */
