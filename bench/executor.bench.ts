@@ -8,8 +8,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Table from 'cli-table3';
+import { LocalExecutor } from '../agent/executor/local-executor.ts';
 import type { ContainerSpec } from '../runtime/executor/executor.ts';
-import { LocalExecutor } from '../runtime/executor/local-executor.ts';
 
 const CONTAINERS = Number(process.env.BENCH_CONTAINERS ?? 50);
 const CALLS = Number(process.env.BENCH_CALLS ?? 2_000);
@@ -50,6 +50,7 @@ const spec = (i: number): ContainerSpec => ({
   tenantId: 'tenant_bench',
   app: 'bench',
   functionName: 'echo',
+  bundleId: 'tenant/local',
   bundlePath,
   instanceId: 'inst_bench',
   gpuIndices: [0],

@@ -27,6 +27,7 @@ type Register = (program: Command) => void;
 const COMMANDS: readonly (readonly [names: readonly string[], load: () => Promise<Register>])[] = [
   [['plan'], async () => (await import('../solver/cli.ts')).registerPlanCommand],
   [['serve'], async () => (await import('../broker/cli/serve.ts')).registerServeCommand],
+  [['agent', 'agent-host'], async () => (await import('../agent/cli.ts')).registerAgentCommand],
   [['db'], async () => (await import('../broker/cli/db.ts')).registerDbCommand],
   [['clouds'], async () => (await import('../providers/remote/cli.ts')).registerCloudsCommand],
   [['run', 'deploy'], async () => (await import('../broker/cli/run.ts')).registerRunCommands],

@@ -14,17 +14,20 @@ import { IdGenerator } from '../lib/ids.ts';
 import { Random } from '../lib/random.ts';
 import type { Provider } from '../providers/provider.ts';
 import type { Executor } from '../runtime/executor/executor.ts';
-import { LocalExecutor } from '../runtime/executor/local-executor.ts';
 import { parseFunctionOptions } from '../runtime/function-spec.ts';
 import { Meter } from '../runtime/meter/meter.ts';
 import { UsageStore } from '../runtime/meter/usage-store.ts';
 import { Runtime } from '../runtime/runtime.ts';
 import { Actuator } from './act.ts';
+import { AgentCapacity } from './agents/agent-capacity.ts';
+import { AgentExecutor } from './agents/agent-executor.ts';
+import { AgentHub } from './agents/agent-hub.ts';
+import { AgentRegistry } from './agents/agent-registry.ts';
 import { InvoiceService } from './billing/invoices.ts';
 import { PriceBookStore } from './billing/price-book.ts';
 import { SpendLimitService } from './billing/spend-limits.ts';
 import type { OpenedDatabase } from './db/open-database.ts';
-import { apps, settings } from './db/schema.ts';
+import { apps, instances, settings } from './db/schema.ts';
 import { type Demand, sumDemand } from './demand.ts';
 import { Fleet } from './fleet.ts';
 import { PeakAndLevelForecaster } from './forecast.ts';
@@ -52,10 +55,13 @@ export interface BrokerCoreOptions {
   /** Where bundles and container working directories live (default: a temporary directory, removed on close). */
   readonly stateDir?: string;
   /**
-   * Runs the runtime's containers. Default: local child processes (`LocalExecutor`); a capacity simulation passes
-   * its own, whose containers start and answer on the virtual clock (`simulations/sim-executor.ts`).
+   * Runs the runtime's containers. Default: the agents' (`agents/agent-executor.ts`): each container is started
+   * by the agent of its instance, and only instances whose agent has joined are placed on. A capacity simulation
+   * passes its own, whose containers start and answer on the virtual clock (`simulations/sim-executor.ts`).
    */
   readonly executor?: Executor;
+  /** How often agents heartbeat (default 2,000 ms); an agent silent for three is lost. */
+  readonly agentHeartbeatMs?: number;
 }
 
 export interface LeaseWaitStats {
@@ -82,6 +88,12 @@ export class BrokerCore {
   private readonly leaseMetering: LeaseMetering;
   readonly bundles: BundleStore;
   readonly runtime: Runtime;
+  /** Who may be an agent: join tokens and agents' credentials. */
+  readonly agentRegistry: AgentRegistry;
+  /** The agents' connections; undefined when a simulation brings its own executor. */
+  readonly agents: AgentHub | undefined;
+  /** Where bundles (and, in the embedded default, the local agent host's files) live. */
+  readonly stateDir: string;
   private readonly executor: Executor;
   private readonly temporaryStateDir: string | undefined;
   private readonly providers: Map<string, Provider>;
@@ -124,12 +136,37 @@ export class BrokerCore {
     this.spend = new SpendLimitService(db, o.clock, this.invoices, () => this.meter.flush());
     this.temporaryStateDir = o.stateDir ? undefined : mkdtempSync(join(tmpdir(), 'gpubroker-state-'));
     const stateDir = o.stateDir ?? (this.temporaryStateDir as string);
+    this.stateDir = stateDir;
     this.bundles = new BundleStore(join(stateDir, 'bundles'));
-    this.executor =
-      o.executor ?? new LocalExecutor({ workRoot: join(stateDir, 'containers'), clock: o.clock });
+    this.agentRegistry = new AgentRegistry(db, o.clock, ids, this.tokens);
+    if (o.executor) {
+      this.executor = o.executor;
+      this.agents = undefined;
+    } else {
+      this.agents = new AgentHub({
+        registry: this.agentRegistry,
+        clock: o.clock,
+        logger: this.logger,
+        ...(o.agentHeartbeatMs !== undefined ? { heartbeatMs: o.agentHeartbeatMs } : {}),
+        expected: (instanceId) => {
+          const instance = this.fleet.get(instanceId);
+          if (!instance || instance.state === 'terminating' || instance.state === 'terminated')
+            return undefined;
+          return { gpu: instance.gpu, gpusPerInstance: instance.gpusPerInstance };
+        },
+        instancesOfLaunch: async (launchKey) =>
+          (
+            await db
+              .select({ id: instances.id })
+              .from(instances)
+              .where(eq(instances.idempotencyKey, launchKey))
+          ).map((row) => row.id),
+      });
+      this.executor = new AgentExecutor(this.agents, o.clock);
+    }
     this.runtime = new Runtime({
       clock: o.clock,
-      capacity: this.fleet,
+      capacity: this.agents ? new AgentCapacity(this.fleet, this.agents) : this.fleet,
       executor: this.executor,
       meter: this.meter,
       // The runtime's bundle ids are `<tenant id>/<sha-256>`: a container loads its own tenant's code only.
@@ -321,6 +358,7 @@ export class BrokerCore {
     await this.loop.idle();
     await this.runtime.close();
     await this.executor.close();
+    await this.agents?.close();
     // A clean stop ends the usage it metered now; a crash leaves it at the last checkpoint.
     if (this.loop.leader) await this.meter.shutdown();
     if (this.temporaryStateDir) rmSync(this.temporaryStateDir, { recursive: true, force: true });

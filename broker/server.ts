@@ -18,6 +18,7 @@ import type { Provider } from '../providers/provider.ts';
 import { connectRemoteProviders } from '../providers/remote/remote-provider.ts';
 import type { SimScenario } from '../providers/sim/scenario.ts';
 import { createSimClouds, SIM_CLOUDS_FILE } from '../providers/sim/sim-clouds.ts';
+import { LocalAgentHost } from './agents/local-agent-host.ts';
 import { createApp } from './api/app.ts';
 import { answerMalformedRequests } from './api/malformed-requests.ts';
 import { HttpProblem, problemFor } from './api/problem.ts';
@@ -46,6 +47,13 @@ export interface ServerOptions {
   readonly meterHeartbeatMs?: number;
   /** How long a start-up step that waits on the outside world may take (default STARTUP_STEP_TIMEOUT_MS). */
   readonly startupStepTimeoutMs?: number;
+  /**
+   * Start the local agent host, the agent of every simulated instance (default true). Off, simulated instances
+   * wait for agents started by hand (`gpubroker agent --instance-id …`), as cloud instances do.
+   */
+  readonly agentHost?: boolean;
+  /** How often agents heartbeat (default 2,000 ms; lost after three missed). */
+  readonly agentHeartbeatMs?: number;
 }
 
 export interface RunningServer {
@@ -163,7 +171,11 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     );
     server.listen(options.port ?? 8787, host);
     await listening(server, host, options.port ?? 8787);
-    const closeServer = () => new Promise<void>((resolve) => server.close(() => resolve()));
+    let serverClosed: Promise<void> | undefined;
+    // Once: the first call stops new connections; the promise settles when the last one (an agent's WebSocket
+    // included) has ended.
+    const closeServer = () =>
+      (serverClosed ??= new Promise<void>((resolve) => server.close(() => resolve())));
     undo.push(closeServer);
     answerMalformedRequests(server);
 
@@ -195,8 +207,14 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       providers,
       ...(options.seed !== undefined ? { seed: options.seed } : {}),
       ...(options.meterHeartbeatMs !== undefined ? { meterHeartbeatMs: options.meterHeartbeatMs } : {}),
+      ...(options.agentHeartbeatMs !== undefined ? { agentHeartbeatMs: options.agentHeartbeatMs } : {}),
       ...(options.dataDir ? { stateDir: options.dataDir } : {}),
     });
+    // Agents may dial in as soon as the broker exists (before, the port answers 503 and they retry).
+    broker.agents?.attach(server);
+    let agentHost: LocalAgentHost | undefined;
+    // Stopped after the broker (undo runs backwards), which stops its containers through the agents first.
+    undo.push(() => agentHost?.close());
     await broker.start({ schedule: options.schedule !== false });
     undo.push(() => broker.close());
 
@@ -212,6 +230,20 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${(server.address() as AddressInfo).port}`;
     await broker.advertise(url);
     ready = createApp(broker).fetch;
+    // Simulated instances boot no machine that could run an agent: one agent host process beside the broker is
+    // their agent (the clouds' own instances start theirs from the start-up script).
+    const simulated = simulatedVendors(options.providers ?? ['sim'], providers);
+    if (broker.agents && simulated.size > 0 && options.agentHost !== false) {
+      agentHost = new LocalAgentHost({
+        brokerUrl: url,
+        fleet: broker.fleet,
+        registry: broker.agentRegistry,
+        vendors: simulated,
+        stateDir: broker.stateDir,
+        logger: broker.logger,
+      });
+      await agentHost.start();
+    }
     return {
       url,
       broker,
@@ -219,8 +251,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       operatorTokenFile,
       providers,
       async close() {
-        // No new requests first, then the broker, its providers and database, and the lock last.
-        await closeServer();
+        // No new requests first; then the broker (which closes the agents' connections), its providers and
+        // database, and the lock last.
+        void closeServer();
         await unwind();
       },
     };
@@ -228,6 +261,12 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     await unwind();
     throw error;
   }
+}
+
+/** Vendors of the providers that are simulated here or by a provider server (not a real cloud's SDK). */
+function simulatedVendors(names: readonly string[], providers: readonly Provider[]): Set<string> {
+  const real = new Set<string>(names.filter((name) => name === 'aws' || name === 'gcp' || name === 'azure'));
+  return new Set(providers.map((p) => p.vendor).filter((vendor) => !real.has(vendor)));
 }
 
 /** The data directory exists and is a directory (created when absent). */

@@ -222,6 +222,8 @@ interface ContainerRecord {
   /** Counted in its function's `size`: placed, starting or ready, not lost, of the function's revision. */
   counted: boolean;
   exitedAtMs: number | undefined;
+  /** When its usage ends, where earlier than its exit was handled (ContainerExit.atMs). */
+  usageEndsAtMs?: number;
   exitReason: string | undefined;
   unsubscribeLog: (() => void) | undefined;
 }
@@ -908,6 +910,7 @@ export class Runtime {
         tenantId: state.tenantId,
         app: state.app,
         functionName: fn.name,
+        bundleId: state.bundleId,
         bundlePath: this.o.bundlePathOf(state.bundleId),
         instanceId: placement.instanceId,
         gpuIndices: placement.gpuIndices,
@@ -977,6 +980,8 @@ export class Runtime {
     if (c.exitedAtMs !== undefined) return;
     c.exitedAtMs = this.clock.now();
     c.exitReason = exit.reason;
+    // Billed until it ended, where the executor knows that was earlier (a lost agent's last heartbeat).
+    if (exit.atMs !== undefined) c.usageEndsAtMs = exit.atMs;
     const { lifecycle } = c;
     // Exiting before it was ready is failing to start.
     if (lifecycle.state === 'placed' || lifecycle.state === 'starting') {
@@ -1031,7 +1036,7 @@ export class Runtime {
     if (c.released) return;
     c.released = true;
     this.o.capacity.free(c.containerId);
-    this.o.meter?.closeInterval(c.containerId);
+    this.o.meter?.closeInterval(c.containerId, c.usageEndsAtMs ?? this.clock.now());
     c.unsubscribeLog?.();
     this.live.delete(c.containerId);
     if (c.running.size === 0) c.fn.containers.delete(c.containerId);

@@ -8,6 +8,7 @@ const spec = (containerId: string, instanceId = 'i-1'): ContainerSpec => ({
   tenantId: 't',
   app: 'a',
   functionName: 'f',
+  bundleId: 'tenant/none',
   bundlePath: '/nowhere.mjs',
   instanceId,
   gpuIndices: [0],

@@ -7,6 +7,7 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { HTTPException } from 'hono/http-exception';
 import type { BrokerCore } from '../broker.ts';
+import { registerAgentRoutes } from './agent-routes.ts';
 import { authenticate, requireOperator } from './auth.ts';
 import { registerBillingRoutes } from './billing-routes.ts';
 import { clientVersion } from './client-version.ts';
@@ -81,6 +82,7 @@ export function createApp(broker: BrokerCore): OpenAPIHono<Env> {
   registerLeaseRoutes(app, broker);
   registerPolicyRoutes(app, broker);
   registerTokenRoutes(app, broker);
+  registerAgentRoutes(app, broker);
 
   registerBillingRoutes(app, broker, requireOperator);
   registerFunctionRoutes(app, broker);

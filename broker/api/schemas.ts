@@ -109,6 +109,57 @@ export const tokenSchema = z
   .object({ token: z.string(), tenant: z.string(), role: z.string() })
   .openapi('Token');
 
+export const joinTokenRequestSchema = z
+  .object({
+    /** How long the token may be used to join, ms (default: until revoked). */
+    ttlMs: z
+      .number()
+      .int()
+      .min(1)
+      .max(365 * 24 * 3_600_000)
+      .optional(),
+  })
+  .strict()
+  .openapi('JoinTokenRequest');
+
+export const joinTokenSchema = z
+  .object({
+    token: z.string(),
+    id: z.string(),
+    /** ISO time after which it joins nothing; null: until revoked. */
+    expiresAt: z.string().nullable(),
+  })
+  .openapi('JoinToken');
+
+export const agentSchema = z
+  .object({
+    agentId: z.string(),
+    instanceId: z.string(),
+    hostname: z.string(),
+    labels: z.record(z.string(), z.string()),
+    joinedWith: z.string(),
+    createdAt: z.string(),
+    revokedAt: z.string().nullable(),
+    /** Present while it is connected. */
+    connection: z
+      .object({
+        gpus: z.array(z.object({ index: z.number().int(), name: z.string() })),
+        health: z.object({
+          ok: z.boolean(),
+          problems: z.array(z.string()),
+          driverVersion: z.string().optional(),
+        }),
+        usdPerHour: z.number().nullable(),
+        connectedAt: z.string(),
+        lastSeenAt: z.string(),
+        placeable: z.boolean(),
+      })
+      .nullable(),
+  })
+  .openapi('Agent');
+
+export const agentListSchema = z.object({ agents: z.array(agentSchema) }).openapi('AgentList');
+
 const isoTime = z
   .string()
   .refine((text) => /^\d{4}-\d{2}-\d{2}/.test(text) && !Number.isNaN(Date.parse(text)), {

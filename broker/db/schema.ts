@@ -205,3 +205,35 @@ export const apps = pgTable(
   },
   (t) => [primaryKey({ columns: [t.tenantId, t.name] })],
 );
+
+/**
+ * Join tokens: each may register agents and do nothing else. `boundTo`, when set, is the idempotency key of the
+ * launch the token was made for; such a token joins each instance of that launch once and no other machine.
+ */
+export const joinTokens = pgTable('join_tokens', {
+  id: text('id').primaryKey(),
+  tokenHash: text('token_hash').notNull().unique(),
+  boundTo: text('bound_to'),
+  expiresAt: ms('expires_at'),
+  createdAt: ms('created_at').notNull(),
+  createdBy: text('created_by').notNull(),
+  revokedAt: ms('revoked_at'),
+});
+
+/** Joined agents, each with its own credential (the SHA-256 is kept); revoking one disconnects it. */
+export const agents = pgTable(
+  'agents',
+  {
+    id: text('id').primaryKey(),
+    credentialHash: text('credential_hash').notNull().unique(),
+    /** The instance it runs on: a provider's instance id, or `machines/<agent id>` for one of your own. */
+    instanceId: text('instance_id').notNull(),
+    hostname: text('hostname').notNull(),
+    labels: jsonb('labels').notNull(),
+    /** How it joined: `join:<token id>` or `operator:<tenant id>`. */
+    joinedWith: text('joined_with').notNull(),
+    createdAt: ms('created_at').notNull(),
+    revokedAt: ms('revoked_at'),
+  },
+  (t) => [index('agents_instance').on(t.instanceId)],
+);

@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ValidationError } from '../../lib/errors.ts';
 
@@ -28,6 +29,10 @@ export class BundleStore {
 
   has(tenantId: string, bundleId: string): boolean {
     return existsSync(this.pathOf(tenantId, bundleId));
+  }
+
+  read(tenantId: string, bundleId: string): Promise<Buffer> {
+    return readFile(this.pathOf(tenantId, bundleId));
   }
 
   /** Stores a bundle whose bytes hash to `bundleId`; returns whether it was new. */

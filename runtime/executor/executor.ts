@@ -1,7 +1,8 @@
 /**
  * How the runtime runs containers: an Executor starts one container per call of `start`, and the handle is all the
- * runtime knows of it. The local-process executor (`local-executor.ts`) runs each container as a child process on
- * this machine; on a real cloud instance an agent would run the same executor.
+ * runtime knows of it. In the broker the executor is the agents' (`broker/agents/agent-executor.ts`): each order
+ * goes to the agent of the instance the container was placed on, which runs it with its local executor
+ * (`agent/executor/local-executor.ts`); a simulation's executor answers on the virtual clock.
  */
 
 export interface ContainerSpec {
@@ -9,7 +10,9 @@ export interface ContainerSpec {
   readonly tenantId: string;
   readonly app: string;
   readonly functionName: string;
-  /** Absolute path of the bundled ES module (content-addressed) that defines the app's functions. */
+  /** The bundle by content, `<tenant id>/<sha-256>`: what an agent fetches and checks. */
+  readonly bundleId: string;
+  /** Absolute path of the bundled ES module (content-addressed) that defines the app's functions, on this host. */
   readonly bundlePath: string;
   /** The instance and GPU indices the container was placed on (CUDA_VISIBLE_DEVICES). */
   readonly instanceId: string;
@@ -48,6 +51,11 @@ export interface ContainerExit {
   readonly signal: string | null;
   /** Why, in words: `stopped`, `crashed (exit 1)`, `killed: input timed out`, `failed to load bundle: …`. */
   readonly reason: string;
+  /**
+   * When it ended, where that is earlier than the report: a container whose agent was lost ended, as far as
+   * anyone can tell, at the agent's last heartbeat. Absent: now.
+   */
+  readonly atMs?: number;
 }
 
 export interface LogLine {

@@ -28,7 +28,7 @@ import {
   type Executor,
   type LogLine,
   RemoteError,
-} from './executor.ts';
+} from '../../runtime/executor/executor.ts';
 import { whyNotSendable } from './sendable.mjs';
 
 export interface LocalExecutorOptions {

@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../lib/clock.ts';
-import { ContainerExitedError, type ContainerSpec, type LogLine, RemoteError } from './executor.ts';
+import {
+  ContainerExitedError,
+  type ContainerSpec,
+  type LogLine,
+  RemoteError,
+} from '../../runtime/executor/executor.ts';
 import { LocalExecutor } from './local-executor.ts';
 
 const APP = `
@@ -122,6 +127,7 @@ function spec(functionName: string, overrides: Partial<ContainerSpec> = {}): Con
     tenantId: 'tenant_a',
     app: 'demo',
     functionName,
+    bundleId: 'tenant/app',
     bundlePath: appBundle,
     instanceId: 'inst_1',
     gpuIndices: [0],

@@ -1,0 +1,93 @@
+/**
+ * `gpubroker agent-host`: one process that is the agent of many simulated instances. The embedded default's
+ * clouds are simulated, so nothing boots a machine that could run an agent; instead the broker starts one agent
+ * host beside it and tells it, one JSON line on stdin at a time, which instances came up and which went:
+ *
+ *   {"join": {"instanceId": "sim-aws-…", "gpus": [{"index": 0, "name": "H100"}, …]}}
+ *   {"leave": "sim-aws-…"}
+ *
+ * For each joined instance the host runs a full `Agent`: its own WebSocket, hello, credential, heartbeats and
+ * containers, exactly the protocol a real machine speaks; only the executor (child processes on this machine) and
+ * the bundle cache are shared. When stdin ends (the broker stopped or died), the host stops every container and
+ * exits, so a crashed broker leaves no agents behind to fight over its instances after the restart.
+ */
+
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { Agent } from './agent.ts';
+import { BundleCache } from './bundle-cache.ts';
+import { LocalExecutor } from './executor/local-executor.ts';
+import { virtualGpuSource } from './gpus.ts';
+import { gpuReportSchema } from './protocol.ts';
+
+const orderSchema = z.union([
+  z.object({ join: z.object({ instanceId: z.string().min(1), gpus: z.array(gpuReportSchema) }) }),
+  z.object({ leave: z.string().min(1) }),
+]);
+export type HostOrder = z.infer<typeof orderSchema>;
+
+export interface AgentHostOptions {
+  readonly brokerUrl: string;
+  readonly token: string;
+  readonly stateDir: string;
+  readonly logger: Logger;
+}
+
+export class AgentHost {
+  private readonly executor: LocalExecutor;
+  private readonly bundles: BundleCache;
+  private readonly agents = new Map<string, Agent>();
+
+  constructor(private readonly o: AgentHostOptions) {
+    this.executor = new LocalExecutor({ workRoot: join(o.stateDir, 'containers') });
+    this.bundles = new BundleCache(join(o.stateDir, 'bundles'));
+  }
+
+  apply(order: HostOrder): void {
+    if ('join' in order) {
+      const { instanceId, gpus } = order.join;
+      if (this.agents.has(instanceId)) return;
+      const agent = new Agent({
+        brokerUrl: this.o.brokerUrl,
+        token: this.o.token,
+        instanceId,
+        hostname: `simulated ${instanceId}`,
+        gpus: virtualGpuSource(gpus),
+        executor: this.executor,
+        bundles: this.bundles,
+        logger: this.o.logger.child({ instanceId }),
+        onFatal: (message) => {
+          this.o.logger.error({ instanceId, message }, 'agent refused');
+          this.agents.delete(instanceId);
+        },
+      });
+      this.agents.set(instanceId, agent);
+      void agent.start();
+    } else {
+      const agent = this.agents.get(order.leave);
+      this.agents.delete(order.leave);
+      void agent?.close();
+    }
+  }
+
+  /** Reads orders from `input` until it ends; resolves then, once every agent has stopped. */
+  async serve(input: NodeJS.ReadableStream): Promise<void> {
+    for await (const line of createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })) {
+      if (line.trim() === '') continue;
+      try {
+        this.apply(orderSchema.parse(JSON.parse(line)));
+      } catch (error) {
+        this.o.logger.error({ err: error, line: line.slice(0, 200) }, 'unreadable order');
+      }
+    }
+    await this.close();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.agents.values()].map((agent) => agent.close()));
+    this.agents.clear();
+    await this.executor.close();
+  }
+}

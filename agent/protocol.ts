@@ -1,0 +1,202 @@
+/**
+ * The agent protocol: one WebSocket per machine, opened by the agent (`GET /v1/agent/connect`, `Authorization:
+ * Bearer <join token | operator token | agent credential>`), JSON text frames, each message validated on arrival.
+ *
+ *   agent                                   broker
+ *     │── hello (machine, GPUs, health, containers) ──▶│  authenticates, binds the connection to one instance
+ *     │◀── welcome (agent id, credential on join) ─────│
+ *     │── heartbeat (health) every heartbeatMs ───────▶│  silence for 3 heartbeats: the agent is lost
+ *     │◀── start / invoke / stop / exec / exec-kill ───│  the runtime's orders
+ *     │── ready / exited / result / failed / log ─────▶│  what happened, in order
+ *     │── exec-output / exec-exit ────────────────────▶│
+ *     │◀── bye (revoked, replaced) then close ─────────│
+ *
+ * Arguments and results are structured-clone values (Dates, Maps, typed arrays cross), carried as base64 of
+ * `v8.serialize` inside the JSON envelope, so the control messages stay readable and checked. Every input attempt
+ * is fenced by (container id, call id, attempt): the broker drops a report that does not match an attempt it is
+ * waiting for, so a late result from a partitioned agent is never delivered or billed twice.
+ */
+import { deserialize, serialize } from 'node:v8';
+import { z } from 'zod';
+
+export const PROTOCOL_VERSION = 1;
+/** Default heartbeat; the broker tells each agent the one it wants in `welcome`. */
+export const DEFAULT_HEARTBEAT_MS = 2_000;
+/** Heartbeats missed before the broker declares an agent lost. */
+export const MISSED_HEARTBEATS = 3;
+/** Largest message either side accepts (a bundle travels over HTTP, not here). */
+export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+const id = z.string().min(1).max(200);
+
+export const gpuReportSchema = z.object({
+  index: z.number().int().min(0).max(1023),
+  /** As the catalog names it (`H100`, `A100-80GB`, …). */
+  name: z.string().min(1).max(100),
+  memoryMiB: z.number().int().min(0).optional(),
+});
+export type GpuReport = z.infer<typeof gpuReportSchema>;
+
+export const healthSchema = z.object({
+  ok: z.boolean(),
+  /** Each failed check in words (`nvidia-smi failed: …`); empty when ok. */
+  problems: z.array(z.string().max(1000)).max(50),
+  driverVersion: z.string().max(100).optional(),
+});
+export type Health = z.infer<typeof healthSchema>;
+
+export const helloSchema = z.object({
+  type: z.literal('hello'),
+  protocol: z.number().int(),
+  agentVersion: z.string().max(100),
+  /** The instance this agent runs on, as its provider names it; absent for one of your own machines. */
+  instanceId: id.optional(),
+  hostname: z.string().max(255),
+  gpus: z.array(gpuReportSchema).max(1024),
+  health: healthSchema,
+  labels: z.record(z.string().max(100), z.string().max(200)),
+  /** A machine of your own: its price, USD per hour. */
+  usdPerHour: z.number().min(0).max(10_000).optional(),
+  /** Containers it still runs (after a reconnect or a broker restart). */
+  containers: z.array(z.object({ containerId: id, ready: z.boolean() })).max(100_000),
+});
+export type Hello = z.infer<typeof helloSchema>;
+
+const errorFields = {
+  message: z.string(),
+  stack: z.string().optional(),
+  name: z.string().max(200).optional(),
+};
+
+export const agentMessageSchema = z.discriminatedUnion('type', [
+  helloSchema,
+  z.object({ type: z.literal('heartbeat'), health: healthSchema }),
+  z.object({ type: z.literal('ready'), containerId: id }),
+  /** The container could not start (spawn failed, bundle failed to load or verify). */
+  z.object({ type: z.literal('start-failed'), containerId: id, ...errorFields }),
+  z.object({
+    type: z.literal('exited'),
+    containerId: id,
+    code: z.number().int().nullable(),
+    signal: z.string().nullable(),
+    reason: z.string(),
+  }),
+  z.object({
+    type: z.literal('result'),
+    containerId: id,
+    callId: id,
+    attempt: z.number().int().min(1),
+    value: z.string(),
+  }),
+  /** The input failed: the function threw (`remote`), or the container died while running it (`exited`). */
+  z.object({
+    type: z.literal('failed'),
+    containerId: id,
+    callId: id,
+    attempt: z.number().int().min(1),
+    kind: z.enum(['remote', 'exited', 'refused']),
+    ...errorFields,
+  }),
+  z.object({
+    type: z.literal('log'),
+    containerId: id,
+    stream: z.enum(['stdout', 'stderr']),
+    text: z.string(),
+    atMs: z.number().int(),
+  }),
+  z.object({
+    type: z.literal('exec-output'),
+    execId: id,
+    stream: z.enum(['stdout', 'stderr']),
+    /** base64 of the bytes, so binary output survives. */
+    data: z.string(),
+  }),
+  z.object({
+    type: z.literal('exec-exit'),
+    execId: id,
+    code: z.number().int().nullable(),
+    signal: z.string().nullable(),
+    error: z.string().optional(),
+  }),
+]);
+export type AgentMessage = z.infer<typeof agentMessageSchema>;
+
+export const containerOrderSchema = z.object({
+  containerId: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/),
+  tenantId: id,
+  app: id,
+  functionName: id,
+  /** The bundle by content: fetched from `GET /v1/agent/bundles/{tenantId}/{sha256}`, its hash checked. */
+  bundle: z.object({ tenantId: id, sha256: z.string().regex(/^[0-9a-f]{64}$/) }),
+  gpuIndices: z.array(z.number().int().min(0)),
+  env: z.record(z.string(), z.string()),
+  concurrency: z.number().int().min(1),
+});
+export type ContainerOrder = z.infer<typeof containerOrderSchema>;
+
+export const brokerMessageSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('welcome'),
+    agentId: id,
+    instanceId: id,
+    heartbeatMs: z.number().int().min(100),
+    /** Given once, when a join token was used: the agent's own credential for every later connection. */
+    credential: z.string().optional(),
+  }),
+  z.object({ type: z.literal('start'), container: containerOrderSchema }),
+  z.object({
+    type: z.literal('invoke'),
+    containerId: id,
+    callId: id,
+    attempt: z.number().int().min(1),
+    args: z.string(),
+    timeoutMs: z.number().int().min(1).optional(),
+  }),
+  z.object({ type: z.literal('stop'), containerId: id }),
+  z.object({
+    type: z.literal('exec'),
+    execId: id,
+    command: z.string().min(1),
+    args: z.array(z.string()),
+    gpuIndices: z.array(z.number().int().min(0)),
+    env: z.record(z.string(), z.string()),
+  }),
+  z.object({ type: z.literal('exec-kill'), execId: id, signal: z.string().max(20) }),
+  z.object({ type: z.literal('bye'), reason: z.string() }),
+]);
+export type BrokerMessage = z.infer<typeof brokerMessageSchema>;
+
+/** A structured-clone value as it travels inside a message. */
+export function encodeValue(value: unknown): string {
+  return serialize(value).toString('base64');
+}
+
+export function decodeValue(text: string): unknown {
+  return deserialize(Buffer.from(text, 'base64'));
+}
+
+/** Parses one frame from the other side; throws an Error naming what is wrong (the connection is then closed). */
+export function parseFrame<T>(schema: z.ZodType<T>, data: string): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(data);
+  } catch {
+    throw new Error('a frame that is not JSON');
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`a malformed message: ${issue?.path.join('.') || 'message'}: ${issue?.message ?? ''}`);
+  }
+  return parsed.data;
+}
+
+/** WebSocket close codes the broker uses (4000–4999 are the application's). */
+export const CLOSE = {
+  unauthorized: 4401,
+  revoked: 4403,
+  /** Another connection took this instance over (the agent reconnected). */
+  replaced: 4409,
+  protocol: 4400,
+  shutdown: 1001,
+} as const;
