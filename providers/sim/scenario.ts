@@ -8,6 +8,7 @@ import { extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { DataFileError, validationErrorFromIssues } from '../../lib/errors.ts';
+import { importModule } from '../../lib/import-module.ts';
 import { parseJsonInput } from '../../lib/json-input.ts';
 import { CAPACITY_TYPES } from '../catalog/offering.ts';
 
@@ -271,7 +272,7 @@ export async function loadSimScenario(file: string): Promise<SimScenario> {
   let input: unknown;
   try {
     if (extname(path) === '.json') input = parseJsonInput(readFileSync(path, 'utf8'), path);
-    else input = ((await import(pathToFileURL(path).href)) as { default?: unknown }).default;
+    else input = ((await importModule(pathToFileURL(path).href)) as { default?: unknown }).default;
   } catch (error) {
     throw new DataFileError(
       file,
