@@ -14,6 +14,7 @@ import { type RunningServer, startServer } from '../broker/server.ts';
 import { simScenario } from '../providers/sim/scenario.ts';
 import type { FunctionHandle } from '../sdk/app.ts';
 import { Broker } from '../sdk/index.ts';
+import { runCli } from '../test/cli-process.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY, until } from '../test/fast-aws.ts';
 
 const BIN = new URL('../bin/gpubroker.js', import.meta.url).pathname;
@@ -117,6 +118,42 @@ describe('agents', () => {
     expect(containers.length).toBeGreaterThan(0);
     for (const c of containers) expect(agents.has(c.instanceId)).toBe(true);
   });
+
+  it("runs a command on a lease's machine with exactly its GPUs, streaming output, with its exit status", async () => {
+    await using lease = await broker.gpus.request({ gpu: 'H100', count: 2 });
+    const chunks: string[] = [];
+    const result = await lease.exec(
+      ['sh', '-c', 'echo "gpus=$CUDA_VISIBLE_DEVICES"; echo oops >&2; exit 3'],
+      {
+        onOutput: (stream, data) => chunks.push(`${stream}:${Buffer.from(data).toString()}`),
+      },
+    );
+    expect(result).toEqual({ code: 3, signal: null });
+    const gpus = lease.allocations[0]?.gpuIndices.join(',');
+    expect(chunks.join('')).toContain(`stdout:gpus=${gpus}`);
+    expect(chunks.join('')).toContain('stderr:oops');
+    // The CLI exits with the command's status and passes its output through.
+    const cli = await runCli(
+      [
+        'lease',
+        'exec',
+        lease.id,
+        '--url',
+        server.url,
+        '--',
+        'sh',
+        '-c',
+        'echo cli-$CUDA_VISIBLE_DEVICES; exit 7',
+      ],
+      { env: { ...process.env, GPUBROKER_TOKEN: server.operatorToken as string } },
+    );
+    expect(cli.stdout).toBe(`cli-${gpus}\n`);
+    expect(cli.code).toBe(7);
+    // Another tenant cannot run anything on it.
+    const { token } = await broker.tokens.create({ tenant: 'other' });
+    const other = new Broker({ url: server.url, token });
+    await expect(other.leases.exec(lease.id, 'true')).rejects.toThrow(/not found/);
+  }, 60_000);
 
   it('retries the inputs of an agent killed mid-map elsewhere: every result arrives exactly once', async () => {
     const n = 400;

@@ -124,9 +124,30 @@ function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): Promis
   });
 }
 
-/** A ready lease that can release itself (also with `await using`). */
+/** What `exec` may be told besides the command. */
+export interface ExecOptions {
+  /** Each piece of output as the command writes it. Default: written to this process's stdout and stderr. */
+  readonly onOutput?: (stream: 'stdout' | 'stderr', data: Uint8Array) => void;
+  /** Added to the command's environment. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Which of the lease's machines (the order of its allocations; default 0). */
+  readonly node?: number;
+  /** Kills the command (the broker kills it when the connection closes). */
+  readonly signal?: AbortSignal;
+}
+
+/** How a command run with `exec` ended: its exit code, or the signal that ended it, or why it could not run. */
+export interface ExecResult {
+  readonly code: number | null;
+  readonly signal: string | null;
+  readonly error?: string;
+}
+
+/** A ready lease that can release itself (also with `await using`) and run commands on its machine. */
 export type LeaseHandle = Lease & {
   release(): Promise<Lease>;
+  /** Runs `command` on the lease's machine with CUDA_VISIBLE_DEVICES set to exactly its GPUs. */
+  exec(command: string | readonly string[], options?: ExecOptions): Promise<ExecResult>;
   [Symbol.asyncDispose](): Promise<void>;
 };
 
@@ -190,6 +211,12 @@ export class Broker {
         ...(options.waitMs === undefined ? {} : { query: { waitMs: Math.floor(options.waitMs) } }),
       }),
     release: (id: string): Promise<Lease> => this.api('delete', '/v1/leases/{id}', { params: { id } }),
+    /**
+     * Runs a command on a ready lease's machine (its agent runs it with CUDA_VISIBLE_DEVICES set to the lease's
+     * GPUs); output streams to `onOutput` as it is written; resolves with the exit.
+     */
+    exec: (id: string, command: string | readonly string[], options: ExecOptions = {}): Promise<ExecResult> =>
+      this.execOnLease(id, command, options),
   };
 
   readonly policy = {
@@ -319,6 +346,48 @@ export class Broker {
     return (text ? JSON.parse(text) : undefined) as T;
   }
 
+  private async execOnLease(
+    id: string,
+    command: string | readonly string[],
+    options: ExecOptions = {},
+  ): Promise<ExecResult> {
+    const [program, ...args] = typeof command === 'string' ? ['/bin/sh', '-c', command] : command;
+    if (!program) throw new TypeError('exec needs a command');
+    const response = await fetch(`${this.url}/v1/leases/${encodeURIComponent(id)}/exec`, {
+      method: 'POST',
+      headers: {
+        [SDK_VERSION_HEADER]: SDK_VERSION,
+        ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({ command: program, args, env: options.env ?? {}, node: options.node ?? 0 }),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    if (!response.ok || !response.body) throw new BrokerApiError(problemOf(response, await response.text()));
+    const onOutput =
+      options.onOutput ??
+      ((stream: 'stdout' | 'stderr', data: Uint8Array) =>
+        (stream === 'stdout' ? process.stdout : process.stderr).write(data));
+    const decoder = new TextDecoder();
+    let pending = '';
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      pending += decoder.decode(chunk, { stream: true });
+      let newline = pending.indexOf('\n');
+      while (newline >= 0) {
+        const line = pending.slice(0, newline);
+        pending = pending.slice(newline + 1);
+        newline = pending.indexOf('\n');
+        if (line === '') continue;
+        const event = JSON.parse(line) as
+          | { stream: 'stdout' | 'stderr'; data: string }
+          | { exit: ExecResult };
+        if ('exit' in event) return event.exit;
+        onOutput(event.stream, Buffer.from(event.data, 'base64'));
+      }
+    }
+    return { code: null, signal: null, error: 'the broker closed the connection before the command ended' };
+  }
+
   private async requestGpus(request: LeaseRequestInput, options: RequestGpusOptions): Promise<LeaseHandle> {
     let lease = await this.leases.create(request);
     const deadline =
@@ -342,9 +411,11 @@ export class Broker {
     if (lease.status !== 'ready')
       throw new LeaseFailedError(lease, `lease ${lease.id} ${lease.status}: ${lease.reason}`);
     const release = () => this.leases.release(lease.id);
+    const id = lease.id;
     return {
       ...lease,
       release,
+      exec: (command, execOptions) => this.execOnLease(id, command, execOptions),
       [Symbol.asyncDispose]: async () => {
         await release();
       },

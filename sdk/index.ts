@@ -19,6 +19,8 @@ export {
   type CostReport,
   type CreatedToken,
   type CreateTokenInput,
+  type ExecOptions,
+  type ExecResult,
   type Invoice,
   type InvoiceLine,
   type Lease,

@@ -25,6 +25,13 @@ export interface paths {
     /** Release a lease (idempotent) */
     delete: operations['releaseLease'];
   };
+  '/v1/leases/{id}/exec': {
+    /**
+     * Run a command on a ready lease's machine, with exactly its GPUs visible; output streams back
+     * @description The answer is application/x-ndjson: `{stream, data}` lines (data in base64) as the command writes, then one `{exit}` line. Closing the connection kills the command.
+     */
+    post: operations['execOnLease'];
+  };
   '/v1/policy': {
     /** The policy in force */
     get: operations['getPolicy'];
@@ -38,6 +45,22 @@ export interface paths {
   '/v1/tokens': {
     /** Create a token for a tenant (operator); the token is shown only in this response */
     post: operations['createToken'];
+  };
+  '/v1/tokens/join': {
+    /** Create a join token (operator): it registers agents and does nothing else; shown only here */
+    post: operations['createJoinToken'];
+  };
+  '/v1/agents': {
+    /** Every agent that joined, with its connection while connected (operator) */
+    get: operations['listAgents'];
+  };
+  '/v1/agents/{agentId}': {
+    /** Revoke an agent's credential and disconnect it (operator); its containers are lost at once */
+    delete: operations['revokeAgent'];
+  };
+  '/v1/agent/bundles/{tenantId}/{sha256}': {
+    /** A bundle by its SHA-256, for an agent (agent credential); the agent checks the bytes' hash */
+    get: operations['agentBundle'];
   };
   '/v1/usage': {
     /** Metered usage, grouped by function, GPU type, day or lease */
@@ -176,6 +199,31 @@ export interface components {
     LeaseList: {
       leases: components['schemas']['Lease'][];
     };
+    ExecEvent:
+      | {
+          /** @enum {string} */
+          stream: 'stdout' | 'stderr';
+          /** @description base64 of the bytes */
+          data: string;
+        }
+      | {
+          exit: {
+            code: number | null;
+            signal: string | null;
+            error?: string;
+          };
+        };
+    ExecRequest: {
+      command: string;
+      /** @default [] */
+      args?: string[];
+      /** @default {} */
+      env?: {
+        [key: string]: string;
+      };
+      /** @default 0 */
+      node?: number;
+    };
     PolicyVersion: {
       version: number;
       policy: {
@@ -202,6 +250,43 @@ export interface components {
        */
       role?: 'tenant' | 'operator';
       gpuQuota?: number | null;
+    };
+    JoinToken: {
+      token: string;
+      id: string;
+      expiresAt: string | null;
+    };
+    JoinTokenRequest: {
+      ttlMs?: number;
+    };
+    AgentList: {
+      agents: components['schemas']['Agent'][];
+    };
+    Agent: {
+      agentId: string;
+      instanceId: string;
+      hostname: string;
+      labels: {
+        [key: string]: string;
+      };
+      joinedWith: string;
+      createdAt: string;
+      revokedAt: string | null;
+      connection: {
+        gpus: {
+          index: number;
+          name: string;
+        }[];
+        health: {
+          ok: boolean;
+          problems: string[];
+          driverVersion?: string;
+        };
+        usdPerHour: number | null;
+        connectedAt: string;
+        lastSeenAt: string;
+        placeable: boolean;
+      } | null;
     };
     Usage: {
       fromMs: number;
@@ -568,6 +653,66 @@ export interface operations {
       };
     };
   };
+  /**
+   * Run a command on a ready lease's machine, with exactly its GPUs visible; output streams back
+   * @description The answer is application/x-ndjson: `{stream, data}` lines (data in base64) as the command writes, then one `{exit}` line. Closing the connection kills the command.
+   */
+  execOnLease: {
+    parameters: {
+      path: {
+        id: string;
+      };
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['ExecRequest'];
+      };
+    };
+    responses: {
+      /** @description Output, then the exit */
+      200: {
+        content: {
+          'application/x-ndjson': components['schemas']['ExecEvent'];
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description The lease is not ready, or its agent is not connected */
+      409: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
   /** The policy in force */
   getPolicy: {
     responses: {
@@ -712,6 +857,186 @@ export interface operations {
       201: {
         content: {
           'application/json': components['schemas']['Token'];
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  /** Create a join token (operator): it registers agents and does nothing else; shown only here */
+  createJoinToken: {
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['JoinTokenRequest'];
+      };
+    };
+    responses: {
+      /** @description The new join token */
+      201: {
+        content: {
+          'application/json': components['schemas']['JoinToken'];
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  /** Every agent that joined, with its connection while connected (operator) */
+  listAgents: {
+    responses: {
+      /** @description Agents, newest first */
+      200: {
+        content: {
+          'application/json': components['schemas']['AgentList'];
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  /** Revoke an agent's credential and disconnect it (operator); its containers are lost at once */
+  revokeAgent: {
+    parameters: {
+      path: {
+        agentId: string;
+      };
+    };
+    responses: {
+      /** @description The revoked agent */
+      200: {
+        content: {
+          'application/json': components['schemas']['Agent'];
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  /** A bundle by its SHA-256, for an agent (agent credential); the agent checks the bytes' hash */
+  agentBundle: {
+    parameters: {
+      path: {
+        tenantId: string;
+        sha256: string;
+      };
+    };
+    responses: {
+      /** @description The bundle */
+      200: {
+        content: {
+          'text/javascript': string;
         };
       };
       /** @description Invalid request */

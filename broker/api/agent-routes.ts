@@ -76,20 +76,11 @@ export function registerAgentRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): 
     },
   );
 
-  app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/v1/agent/connect',
-      operationId: 'agentConnect',
-      summary: 'The agent connection: a WebSocket upgrade with an agent credential, join or operator token',
-      description:
-        'Agents speak the protocol of `agent/protocol.ts` here; without an upgrade the answer is 426.',
-      responses: { 426: { description: 'Not a WebSocket upgrade' }, ...problems },
-    }),
-    () => {
-      throw new HttpProblem(426, 'Upgrade Required', 'connect with a WebSocket (gpubroker agent)');
-    },
-  );
+  // The agent connection is a WebSocket (served by the hub on the upgrade; `agent/protocol.ts`), which OpenAPI
+  // cannot describe; reached without an upgrade it answers 426.
+  app.get('/v1/agent/connect', () => {
+    throw new HttpProblem(426, 'Upgrade Required', 'connect with a WebSocket (gpubroker agent)');
+  });
 
   app.openapi(
     createRoute({

@@ -109,6 +109,32 @@ export const tokenSchema = z
   .object({ token: z.string(), tenant: z.string(), role: z.string() })
   .openapi('Token');
 
+export const execRequestSchema = z
+  .object({
+    command: z.string().min(1).max(4096),
+    args: z.array(z.string().max(65_536)).max(1024).default([]),
+    /** Added to the command's environment (CUDA_VISIBLE_DEVICES is always the lease's GPUs). */
+    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().max(65_536)).default({}),
+    /** Which of the lease's machines, by the order of its allocations (default 0: the first). */
+    node: z.number().int().min(0).max(1023).default(0),
+  })
+  .strict()
+  .openapi('ExecRequest');
+
+/** One line of an exec's answer (application/x-ndjson): output as it comes, then the exit. */
+export const execEventSchema = z
+  .union([
+    z.object({ stream: z.enum(['stdout', 'stderr']), data: z.string().describe('base64 of the bytes') }),
+    z.object({
+      exit: z.object({
+        code: z.number().int().nullable(),
+        signal: z.string().nullable(),
+        error: z.string().optional(),
+      }),
+    }),
+  ])
+  .openapi('ExecEvent');
+
 export const joinTokenRequestSchema = z
   .object({
     /** How long the token may be used to join, ms (default: until revoked). */

@@ -3,6 +3,7 @@
  * (the SDK's `gpus.request`, progress on stderr, Ctrl-C releases it) unless `--no-wait`; a lease that fails or is
  * not ready within `--timeout` exits 1 with the reason.
  */
+import { constants as osConstants } from 'node:os';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { parseDurationMs, parseIntegerIn, parsePositive } from '../../lib/cli-args.ts';
@@ -121,6 +122,33 @@ export function registerLeaseCommand(program: Command): void {
         process.stdout.write(`lease ${released.id} ${released.status}\n`);
       });
     });
+
+  withClientOptions(
+    lease
+      .command('exec')
+      .description(
+        "run a command on a lease's machine with CUDA_VISIBLE_DEVICES set to its GPUs; exits with its status",
+      )
+      .argument('<id>', 'lease id')
+      .argument('<command...>', 'the command and its arguments (after --)'),
+  )
+    .option('--node <n>', "which of the lease's machines (default 0)")
+    .action(async (id: string, command: string[], flags: ClientFlags & { node?: string }) => {
+      const broker = brokerClient(flags);
+      const node = flags.node === undefined ? 0 : parseIntegerIn('--node', flags.node, 0, 1023);
+      await talkTo(broker, async () => {
+        const controller = new AbortController();
+        process.once('SIGINT', () => controller.abort());
+        const result = await broker.leases.exec(id, command, { node, signal: controller.signal });
+        if (result.error) process.stderr.write(`gpubroker: ${result.error}\n`);
+        // The command's own status; 128 + n for a signal, as shells report it; 1 when it could not run.
+        process.exitCode = result.code ?? (result.signal ? 128 + (signalNumber(result.signal) ?? 0) : 1);
+      });
+    });
+}
+
+function signalNumber(name: string): number | undefined {
+  return (osConstants.signals as Record<string, number | undefined>)[name];
 }
 
 /** The API request for the flags; a bad value is a ValidationError naming its flag. */
