@@ -7,6 +7,7 @@
 import { eq, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
+import type { AgentBootstrap } from '../providers/agent-bootstrap.ts';
 import type { Offering } from '../providers/catalog/offering.ts';
 import type { Provider } from '../providers/provider.ts';
 import {
@@ -37,6 +38,12 @@ export interface ActuatorOptions {
   /** The id our instances are tagged with (read when a call is made: it is loaded on start). */
   readonly fleetId: () => string;
   readonly logger: Logger;
+  /**
+   * The agent bootstrap for a new launch of `vendor` under `launchKey` (a join token bound to that key), or
+   * undefined when the vendor's instances get no start-up script (simulated clouds: a local agent host joins them).
+   * Asked once per provision action; its answer is stored with the action, so a repeat sends the same script.
+   */
+  readonly agentBootstrap?: (launchKey: string, vendor: string) => Promise<AgentBootstrap | undefined>;
 }
 
 /** What a `launch` did: how many instances came, and why it stopped short if it did. */
@@ -65,6 +72,7 @@ export class Actuator {
   private readonly fleet: Fleet;
   private readonly fleetId: () => string;
   private readonly logger: Logger;
+  private readonly agentBootstrap: ActuatorOptions['agentBootstrap'];
 
   constructor(o: ActuatorOptions) {
     this.db = o.db;
@@ -73,6 +81,7 @@ export class Actuator {
     this.fleet = o.fleet;
     this.fleetId = o.fleetId;
     this.logger = o.logger;
+    this.agentBootstrap = o.agentBootstrap;
   }
 
   /**
@@ -135,7 +144,10 @@ export class Actuator {
     return { terminated: idle.length, drained: busy.length };
   }
 
-  /** Provisions `count` instances of an offering under a new action. */
+  /**
+   * Provisions `count` instances of an offering under a new action. For a cloud whose instances start their own
+   * agent, the action carries the bootstrap (a join token bound to its key), minted here once.
+   */
   async provision(
     planId: string,
     key: string,
@@ -143,6 +155,7 @@ export class Actuator {
     offeringId: string,
     count: number,
   ): Promise<ProvisionOutcome> {
+    const agent = this.providers.has(vendor) ? await this.agentBootstrap?.(key, vendor) : undefined;
     const now = this.clock.now();
     const row: ActionRow = {
       id: key,
@@ -156,13 +169,18 @@ export class Actuator {
       error: null,
       createdAt: now,
       updatedAt: now,
+      agent: agent ?? null,
     };
-    await this.prepared().insert.execute({ ...row, instanceIds: JSON.stringify(row.instanceIds) });
+    await this.prepared().insert.execute({
+      ...row,
+      instanceIds: JSON.stringify(row.instanceIds),
+      agent: row.agent ? JSON.stringify(row.agent) : null,
+    });
     this.knownPending?.set(row.id, row);
     return this.runProvision(row);
   }
 
-  /** Repeats a provision action left pending (crash, outage): same key, so never twice. */
+  /** Repeats a provision action left pending (crash, outage): same key and bootstrap, so never twice. */
   async runProvision(row: ActionRow): Promise<ProvisionOutcome> {
     const provider = this.providers.get(row.vendor);
     if (!provider) return this.finish(row, 'failed', `no provider for ${row.vendor}`, []);
@@ -173,6 +191,7 @@ export class Actuator {
           count: row.count,
           idempotencyKey: row.id,
           tags: { [FLEET_TAG]: this.fleetId(), [ACTION_TAG]: row.id },
+          ...(row.agent ? { agent: row.agent } : {}),
         }),
       );
       await this.fleet.recordAll(launched);
@@ -213,8 +232,13 @@ export class Actuator {
       error: null,
       createdAt: now,
       updatedAt: now,
+      agent: null,
     };
-    await this.prepared().insert.execute({ ...row, instanceIds: JSON.stringify(row.instanceIds) });
+    await this.prepared().insert.execute({
+      ...row,
+      instanceIds: JSON.stringify(row.instanceIds),
+      agent: null,
+    });
     this.knownPending?.set(row.id, row);
     return this.runTerminate(row);
   }
@@ -269,7 +293,8 @@ export class Actuator {
     message: string | null,
     instanceIds: string[],
   ): Promise<ActionRow> {
-    const updated = { ...row, status, error: message, instanceIds, updatedAt: this.clock.now() };
+    // An ended action is never sent again: its join token need not be kept in clear any longer.
+    const updated = { ...row, status, error: message, instanceIds, updatedAt: this.clock.now(), agent: null };
     await this.prepared().finish.execute({
       id: row.id,
       status,
@@ -299,6 +324,7 @@ function prepareActionStatements(db: Database) {
         error: p('error'),
         createdAt: p('createdAt'),
         updatedAt: p('updatedAt'),
+        agent: sql`${p('agent')}::jsonb`,
       })
       .prepare('action_insert'),
     finish: db
@@ -308,6 +334,7 @@ function prepareActionStatements(db: Database) {
         error: sql`${p('error')}`,
         instanceIds: sql`${p('instanceIds')}::jsonb`,
         updatedAt: sql`${p('updatedAt')}`,
+        agent: sql`null`,
       })
       .where(eq(actions.id, p('id')))
       .prepare('action_finish'),

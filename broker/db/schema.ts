@@ -15,6 +15,7 @@ import {
   text,
   uniqueIndex,
 } from 'drizzle-orm/pg-core';
+import type { AgentBootstrap } from '../../providers/agent-bootstrap.ts';
 
 const ms = (name: string) => bigint(name, { mode: 'number' });
 
@@ -112,6 +113,12 @@ export const actions = pgTable(
     error: text('error'),
     createdAt: ms('created_at').notNull(),
     updatedAt: ms('updated_at').notNull(),
+    /**
+     * A provision's agent bootstrap (a cloud's instances start `gpubroker agent` with it): a repeat of the launch
+     * must send the same start-up script, so the join token is kept in clear while the action is pending, and
+     * cleared when it ends.
+     */
+    agent: jsonb('agent').$type<AgentBootstrap>(),
   },
   (t) => [index('actions_open').on(t.status)],
 );
