@@ -143,11 +143,16 @@ export class SpotReplay {
 
   /** The best-scored traces for an offering in a zone, by name (the same for every pool that scores alike). */
   private readonly best = new Map<string, readonly SpotTrace[]>();
+  /** `kind|vendor|zone|gpu` of every trace: the only zones in which a pool can score the same-zone points. */
+  private measuredZones: Set<string> | undefined;
 
   private bestTraces(kind: SpotTraceKind, o: Offering, zone: string): readonly SpotTrace[] {
     const multi = o.gpusPerInstance > 1;
-    // Everything the score reads: pools alike in these share one list (thousands of pools, a few dozen lists).
-    const key = `${kind}|${o.vendor}|${zone}|${o.gpu}|${multi}`;
+    // Everything the score reads: pools alike in these share one list (thousands of pools, a few dozen lists). The
+    // zone counts only where a trace was measured in it; elsewhere every zone of the vendor scores alike.
+    this.measuredZones ??= new Set(this.traces.map((t) => `${t.kind}|${t.vendor}|${t.zone}|${t.gpu}`));
+    const measured = this.measuredZones.has(`${kind}|${o.vendor}|${zone}|${o.gpu}`);
+    const key = `${kind}|${o.vendor}|${measured ? zone : '*'}|${o.gpu}|${multi}`;
     let best = this.best.get(key);
     if (best) return best;
     const candidates = this.traces.filter((t) => t.kind === kind);
