@@ -21,8 +21,10 @@ import { Runtime } from '../runtime/runtime.ts';
 import { Actuator } from './act.ts';
 import { AgentCapacity } from './agents/agent-capacity.ts';
 import { AgentExecutor } from './agents/agent-executor.ts';
-import { AgentHub } from './agents/agent-hub.ts';
+import { AgentHub, MACHINE_PREFIX } from './agents/agent-hub.ts';
 import { AgentRegistry } from './agents/agent-registry.ts';
+import { DEFAULT_AGENT_JOIN_TIMEOUT_MS, JoinWatchdog } from './agents/join-watchdog.ts';
+import { Machines } from './agents/machines.ts';
 import { InvoiceService } from './billing/invoices.ts';
 import { PriceBookStore } from './billing/price-book.ts';
 import { SpendLimitService } from './billing/spend-limits.ts';
@@ -62,7 +64,24 @@ export interface BrokerCoreOptions {
   readonly executor?: Executor;
   /** How often agents heartbeat (default 2,000 ms); an agent silent for three is lost. */
   readonly agentHeartbeatMs?: number;
+  /**
+   * Clouds whose instances start their own agent (aws, gcp, azure): each launch of these vendors carries a
+   * start-up script with the broker's URL as the instances reach it and a join token bound to the launch.
+   */
+  readonly agentBootstrap?: {
+    readonly brokerUrl: string;
+    readonly vendors: readonly string[];
+    /** The gpubroker version the instances install (default: this one's). */
+    readonly version?: string;
+  };
+  /** How long such an instance may run before its agent joins; then it is replaced (default 10 minutes). */
+  readonly agentJoinTimeoutMs?: number;
+  /** Take machines of your own: agents that join without an instance id (`--providers machines`). */
+  readonly machines?: boolean;
 }
+
+/** How long a launch-bound join token outlives the join timeout: the cloud's launch and the instance's boot. */
+const LAUNCH_ALLOWANCE_MS = 60 * 60_000;
 
 export interface LeaseWaitStats {
   count: number;
@@ -92,12 +111,16 @@ export class BrokerCore {
   readonly agentRegistry: AgentRegistry;
   /** The agents' connections; undefined when a simulation brings its own executor. */
   readonly agents: AgentHub | undefined;
+  /** Machines of your own, when this broker takes them. */
+  readonly machines: Machines | undefined;
   /** Where bundles (and, in the embedded default, the local agent host's files) live. */
   readonly stateDir: string;
   private readonly executor: Executor;
   private readonly temporaryStateDir: string | undefined;
   private readonly providers: Map<string, Provider>;
   private readonly events: ProviderEvents;
+  /** Gives up on cloud instances whose agent never joins; undefined without agent bootstraps. */
+  readonly joinWatchdog: JoinWatchdog | undefined;
   fleetId = '';
 
   get database(): OpenedDatabase {
@@ -139,6 +162,14 @@ export class BrokerCore {
     this.stateDir = stateDir;
     this.bundles = new BundleStore(join(stateDir, 'bundles'));
     this.agentRegistry = new AgentRegistry(db, o.clock, ids, this.tokens);
+    this.machines = o.machines
+      ? new Machines({
+          fleet: this.fleet,
+          clock: o.clock,
+          logger: this.logger,
+          defaultRegionGroup: () => this.currentPolicy.defaultRegionGroup,
+        })
+      : undefined;
     if (o.executor) {
       this.executor = o.executor;
       this.agents = undefined;
@@ -148,6 +179,7 @@ export class BrokerCore {
         clock: o.clock,
         logger: this.logger,
         ...(o.agentHeartbeatMs !== undefined ? { heartbeatMs: o.agentHeartbeatMs } : {}),
+        ...(this.machines ? { machines: this.machines } : {}),
         expected: (instanceId) => {
           const instance = this.fleet.get(instanceId);
           if (!instance || instance.state === 'terminating' || instance.state === 'terminated')
@@ -183,7 +215,9 @@ export class BrokerCore {
       clock: o.clock,
       ids,
       fleet: this.fleet,
-      offerings: () => this.offerings.all(),
+      // Machines of your own serve leases too: each is an offering of its own here.
+      offerings: () =>
+        this.machines ? [...this.offerings.all(), ...this.machines.offerings()] : this.offerings.all(),
       policy: () => this.currentPolicy,
       onShortfall: () => this.loop.trigger(),
       onReady: (waitedMs) => {
@@ -194,6 +228,35 @@ export class BrokerCore {
       },
       onAllocations: (lease, allocations, atMs) =>
         this.leaseMetering.allocationsChanged(lease, allocations, atMs),
+    });
+    const joinTimeoutMs = o.agentJoinTimeoutMs ?? DEFAULT_AGENT_JOIN_TIMEOUT_MS;
+    const bootstrap = this.agents ? o.agentBootstrap : undefined;
+    const bootstrapVendors = new Set(bootstrap?.vendors ?? []);
+    const actuator = new Actuator({
+      db,
+      clock: o.clock,
+      providers: this.providers,
+      fleet: this.fleet,
+      fleetId: () => this.fleetId,
+      logger: this.logger,
+      ...(bootstrap
+        ? {
+            agentBootstrap: async (launchKey: string, vendor: string) => {
+              if (!bootstrapVendors.has(vendor)) return undefined;
+              // Long enough for the cloud to launch and boot the instances, and for their agents to join.
+              const { token } = await this.agentRegistry.createJoinToken({
+                createdBy: 'broker',
+                ttlMs: LAUNCH_ALLOWANCE_MS + joinTimeoutMs,
+                boundTo: launchKey,
+              });
+              return {
+                brokerUrl: bootstrap.brokerUrl,
+                joinToken: token,
+                ...(bootstrap.version ? { version: bootstrap.version } : {}),
+              };
+            },
+          }
+        : {}),
     });
     this.loop = new ControlLoop({
       db,
@@ -206,14 +269,7 @@ export class BrokerCore {
       forecaster: new PeakAndLevelForecaster(),
       unavailable: new UnavailableCache(o.clock),
       quotas,
-      actuator: new Actuator({
-        db,
-        clock: o.clock,
-        providers: this.providers,
-        fleet: this.fleet,
-        fleetId: () => this.fleetId,
-        logger: this.logger,
-      }),
+      actuator,
       logger: this.logger,
       tryLeadership: () => o.database.tryLeadership(),
       onLeadership: () => this.catchUp(),
@@ -230,6 +286,30 @@ export class BrokerCore {
       fleetId: () => this.fleetId,
       logger: this.logger,
     });
+    const hub = this.agents;
+    this.joinWatchdog =
+      hub && bootstrapVendors.size > 0
+        ? new JoinWatchdog({
+            clock: o.clock,
+            logger: this.logger,
+            fleet: this.fleet,
+            vendors: bootstrapVendors,
+            timeoutMs: joinTimeoutMs,
+            present: (instanceId) => hub.present(instanceId),
+            joined: (instanceIds) => this.agentRegistry.joinedInstances(instanceIds),
+            leader: () => this.loop.leader,
+            giveUp: async (lost, why) => {
+              for (const instance of lost) await this.events.ended(instance.id, 'failed', why);
+              for (const vendor of new Set(lost.map((i) => i.vendor)))
+                await actuator.terminate(
+                  'join-watchdog',
+                  ids.next('jointimeout'),
+                  vendor,
+                  lost.filter((i) => i.vendor === vendor),
+                );
+            },
+          })
+        : undefined;
   }
 
   /** What is asked for now: open leases and the runtime's containers (running, and wanted but not placed). */
@@ -269,6 +349,7 @@ export class BrokerCore {
       this.events.open();
     }
     if (options.schedule !== false) this.loop.start();
+    this.joinWatchdog?.start();
   }
 
   /** The URL this replica serves the API on; the leader's is stored so that followers can pass requests on. */
@@ -346,6 +427,20 @@ export class BrokerCore {
       .onConflictDoUpdate({ target: settings.key, set: { value } });
   }
 
+  /** Revokes an agent's credential and disconnects it; a machine of your own leaves the fleet. */
+  async revokeAgent(agentId: string): Promise<void> {
+    const agent = await this.agentRegistry.revoke(agentId);
+    this.agents?.disconnect(agentId, 'revoked by an operator');
+    if (agent.instanceId.startsWith(MACHINE_PREFIX)) {
+      this.runtime.drainInstances([agent.instanceId]);
+      await this.leases.evacuate(
+        agent.instanceId,
+        `machine ${agent.instanceId} was removed (its agent revoked)`,
+      );
+      await this.machines?.removed(agent.instanceId);
+    }
+  }
+
   /** Applies a new policy version (validated; ValidationError names the field). */
   async setPolicy(input: unknown, actor: string) {
     const version = await this.policies.set(input, actor);
@@ -355,6 +450,7 @@ export class BrokerCore {
 
   async close(): Promise<void> {
     this.loop.stop();
+    await this.joinWatchdog?.stop();
     await this.loop.idle();
     await this.runtime.close();
     await this.executor.close();

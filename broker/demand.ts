@@ -3,6 +3,8 @@
  * containers. One type and one key for everything that sums it (leases, runtime, forecast) and one pure check of
  * whether held capacity covers it (the shortfall trigger).
  */
+import type { DemandClass } from '../solver/types.ts';
+
 export interface Demand {
   readonly gpu: string;
   readonly regionGroup: string;
@@ -60,4 +62,39 @@ export function coveredBy(demand: readonly Demand[], held: readonly HeldInstance
   }
   for (const [key, gpus] of asked) if ((have.get(key) ?? 0) < gpus) return false;
   return true;
+}
+
+/**
+ * What remains of forecast demand once capacity held outside the plan (machines of your own) is counted, period
+ * by period: per GPU type and region group, the biggest gangs first, each on instances with room for whole gangs,
+ * then single GPUs on what is left. Pure.
+ */
+export function netOfHeld(classes: readonly DemandClass[], held: readonly HeldInstance[]): DemandClass[] {
+  if (held.length === 0) return classes.map((c) => ({ ...c, gpus: [...c.gpus] }));
+  const net = classes.map((c) => ({ ...c, gpus: [...c.gpus] }));
+  const periods = Math.max(0, ...net.map((c) => c.gpus.length));
+  const order = [...net].sort((a, b) => b.gangSize - a.gangSize);
+  for (let t = 0; t < periods; t++) {
+    const free = new Map<string, number[]>();
+    for (const i of held) {
+      const key = `${i.gpu}|${i.regionGroup}`;
+      const room = free.get(key) ?? [];
+      room.push(i.gpusPerInstance);
+      free.set(key, room);
+    }
+    for (const c of order) {
+      const room = free.get(`${c.gpu}|${c.regionGroup}`);
+      let need = c.gpus[t] ?? 0;
+      if (!room || need <= 0) continue;
+      const gang = Math.max(1, c.gangSize);
+      for (let m = 0; m < room.length && need > 0; m++) {
+        const fits = Math.floor((room[m] as number) / gang) * gang;
+        const take = Math.min(fits, Math.floor(need / gang) * gang);
+        room[m] = (room[m] as number) - take;
+        need -= take;
+      }
+      c.gpus[t] = need;
+    }
+  }
+  return net;
 }

@@ -232,6 +232,8 @@ export class Fleet {
     const byOffering = new Map<string, number[]>();
     const now = this.clock.now();
     for (const i of this.capacity()) {
+      // Machines of your own are held outside the plan (agents/machines.ts).
+      if (i.vendor === 'machines') continue;
       const ages = byOffering.get(i.offeringId) ?? [];
       ages.push(now - i.launchedAt);
       byOffering.set(i.offeringId, ages);

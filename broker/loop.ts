@@ -16,9 +16,10 @@ import type { Offering } from '../providers/catalog/offering.ts';
 import { planCapacity } from '../solver/plan.ts';
 import type { DemandClass, FleetPool, Plan } from '../solver/types.ts';
 import type { ActionRow, Actuator } from './act.ts';
+import { isMachine } from './agents/machines.ts';
 import type { Database } from './db/open-database.ts';
 import { plans } from './db/schema.ts';
-import { coveredBy, type Demand } from './demand.ts';
+import { coveredBy, type Demand, type HeldInstance, netOfHeld } from './demand.ts';
 import type { Fleet } from './fleet.ts';
 import type { Forecaster } from './forecast.ts';
 import type { LeaseService } from './leases.ts';
@@ -156,7 +157,7 @@ export class ControlLoop {
       this.o.demand(),
       this.o.fleet.capacity().map((i) => ({
         gpu: i.gpu,
-        regionGroup: offerings.regionGroupOf(i.offeringId),
+        regionGroup: isMachine(i) ? i.region : offerings.regionGroupOf(i.offeringId),
         gpusPerInstance: i.gpusPerInstance,
       })),
     );
@@ -268,7 +269,13 @@ export class ControlLoop {
     const { clock, fleet, offerings } = this.o;
     this.o.forecaster.observe(clock.now(), this.o.demand(), policy);
     const demand = this.o.forecaster.forecast(clock.now(), policy, offerings.gpuTypes());
+    const machines: HeldInstance[] = [];
     for (const i of fleet.all()) {
+      if (isMachine(i)) {
+        if (i.state === 'running')
+          machines.push({ gpu: i.gpu, regionGroup: i.region, gpusPerInstance: i.gpusPerInstance });
+        continue;
+      }
       const group = offerings.regionGroupOf(i.offeringId) ?? policy.defaultRegionGroup;
       if (!demand.some((d) => d.gpu === i.gpu && d.regionGroup === group))
         demand.push({
@@ -278,7 +285,8 @@ export class ControlLoop {
           gpus: Array(policy.horizonPeriods).fill(0),
         });
     }
-    return demand;
+    // Machines of your own are capacity already there: what they cover is not bought.
+    return netOfHeld(demand, machines);
   }
 
   /** Plan and act: the failover rounds (see the header). */

@@ -6,7 +6,7 @@
  * from the start but handled only once `open()` is called, after the broker caught up with the inventory.
  */
 import type { Logger } from 'pino';
-import type { Instance, Provider, ProviderEvent } from '../providers/provider.ts';
+import type { Instance, Provider, ProviderEvent, TerminationReason } from '../providers/provider.ts';
 import type { Runtime } from '../runtime/runtime.ts';
 import { ACTION_TAG, FLEET_TAG } from './act.ts';
 import type { Database } from './db/open-database.ts';
@@ -157,13 +157,19 @@ export class ProviderEvents {
     } else if (event.to === 'terminating') {
       await this.o.fleet.setState(event.instanceId, 'terminating');
     } else if (event.to === 'terminated') {
-      this.o.runtime.drainInstances([event.instanceId]);
-      await this.o.leases.evacuate(
-        event.instanceId,
-        `instance ${event.instanceId} ended (${event.reason ?? 'unknown'})`,
-      );
-      await this.o.fleet.setState(event.instanceId, 'terminated', { reason: event.reason ?? 'failed' });
-      if (event.reason !== 'requested') this.o.loop.trigger();
+      await this.ended(event.instanceId, event.reason ?? 'failed', event.reason ?? 'unknown');
     }
+  }
+
+  /**
+   * An instance ended (`why`, in words): the runtime drains it, its leases move, the fleet records it terminated,
+   * and unless we asked for it, the loop is triggered to replace it. Also for instances the broker gives up on
+   * (`agents/join-watchdog.ts`), before it terminates them.
+   */
+  async ended(instanceId: string, reason: TerminationReason, why: string): Promise<void> {
+    this.o.runtime.drainInstances([instanceId]);
+    await this.o.leases.evacuate(instanceId, `instance ${instanceId} ended (${why})`);
+    await this.o.fleet.setState(instanceId, 'terminated', { reason });
+    if (reason !== 'requested') this.o.loop.trigger();
   }
 }

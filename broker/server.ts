@@ -13,6 +13,7 @@ import { type Clock, RealClock } from '../lib/clock.ts';
 import { withDeadline } from '../lib/deadline.ts';
 import { GpubrokerError, StartupError, ValidationError } from '../lib/errors.ts';
 import { listening } from '../lib/listen.ts';
+import { agentStartupScript } from '../providers/agent-bootstrap.ts';
 import { LocalProvider } from '../providers/local/local-provider.ts';
 import type { Provider } from '../providers/provider.ts';
 import { connectRemoteProviders } from '../providers/remote/remote-provider.ts';
@@ -54,6 +55,13 @@ export interface ServerOptions {
   readonly agentHost?: boolean;
   /** How often agents heartbeat (default 2,000 ms; lost after three missed). */
   readonly agentHeartbeatMs?: number;
+  /**
+   * The broker's URL as cloud instances reach it (`--public-url`, GPUBROKER_PUBLIC_URL): the agents they start at
+   * boot dial it. Required with aws, gcp or azure.
+   */
+  readonly publicUrl?: string;
+  /** How long a cloud instance may run before its agent joins; then it is replaced (default 10 minutes). */
+  readonly agentJoinTimeoutMs?: number;
 }
 
 export interface RunningServer {
@@ -63,10 +71,12 @@ export interface RunningServer {
   readonly operatorToken: string | undefined;
   readonly operatorTokenFile: string | undefined;
   readonly providers: readonly Provider[];
+  /** The local agent host process (the agent of simulated instances), when one runs. */
+  readonly agentHostPid: number | undefined;
   close(): Promise<void>;
 }
 
-export const PROVIDER_NAMES = ['sim', 'local', 'aws', 'gcp', 'azure'] as const;
+export const PROVIDER_NAMES = ['sim', 'local', 'machines', 'aws', 'gcp', 'azure'] as const;
 
 /**
  * The providers `names` asks for. With a data directory, the simulated clouds keep their state in
@@ -81,6 +91,8 @@ export async function makeProviders(
   const providers: Provider[] = [];
   for (const name of names) {
     providerKind(name);
+    // Machines of your own join by running the agent; nothing to connect to (BrokerCoreOptions.machines).
+    if (name === 'machines') continue;
     if (name === 'sim')
       providers.push(
         ...createSimClouds({
@@ -138,6 +150,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   };
   try {
     for (const name of options.providers ?? []) providerKind(name);
+    const clouds = cloudNames(options.providers ?? []);
+    if (clouds.length > 0) checkPublicUrl(options.publicUrl, clouds);
     await resolveHost(host, stepMs);
     let lock: DataDirLock | undefined;
     if (options.dataDir) {
@@ -208,6 +222,11 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       ...(options.seed !== undefined ? { seed: options.seed } : {}),
       ...(options.meterHeartbeatMs !== undefined ? { meterHeartbeatMs: options.meterHeartbeatMs } : {}),
       ...(options.agentHeartbeatMs !== undefined ? { agentHeartbeatMs: options.agentHeartbeatMs } : {}),
+      ...(clouds.length > 0 && options.publicUrl
+        ? { agentBootstrap: { brokerUrl: options.publicUrl, vendors: clouds } }
+        : {}),
+      ...(options.agentJoinTimeoutMs !== undefined ? { agentJoinTimeoutMs: options.agentJoinTimeoutMs } : {}),
+      machines: (options.providers ?? []).includes('machines'),
       ...(options.dataDir ? { stateDir: options.dataDir } : {}),
     });
     // Agents may dial in as soon as the broker exists (before, the port answers 503 and they retry).
@@ -250,6 +269,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       operatorToken,
       operatorTokenFile,
       providers,
+      agentHostPid: agentHost?.pid,
       async close() {
         // No new requests first; then the broker (which closes the agents' connections), its providers and
         // database, and the lock last.
@@ -265,8 +285,29 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
 
 /** Vendors of the providers that are simulated here or by a provider server (not a real cloud's SDK). */
 function simulatedVendors(names: readonly string[], providers: readonly Provider[]): Set<string> {
-  const real = new Set<string>(names.filter((name) => name === 'aws' || name === 'gcp' || name === 'azure'));
+  const real = new Set<string>(cloudNames(names));
   return new Set(providers.map((p) => p.vendor).filter((vendor) => !real.has(vendor)));
+}
+
+/** The real clouds among `--providers` (their instances start their own agent, from a start-up script). */
+function cloudNames(names: readonly string[]): string[] {
+  return names.filter((name) => name === 'aws' || name === 'gcp' || name === 'azure');
+}
+
+/** A real cloud's instances dial the broker at its public URL: it must be given, and fit a start-up script. */
+function checkPublicUrl(url: string | undefined, clouds: readonly string[]): void {
+  const setting = '--public-url';
+  if (!url)
+    throw new StartupError(
+      setting,
+      `required with ${clouds.join(', ')}: the URL at which its instances' agents reach this broker (or set GPUBROKER_PUBLIC_URL)`,
+    );
+  try {
+    agentStartupScript('aws', { brokerUrl: url, joinToken: 'gpj_check', version: '0.0.0' });
+  } catch (error) {
+    if (!(error instanceof ValidationError)) throw error;
+    throw new StartupError(setting, error.message.slice(error.field.length + 2), { cause: error });
+  }
 }
 
 /** The data directory exists and is a directory (created when absent). */

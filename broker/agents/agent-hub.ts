@@ -52,6 +52,10 @@ export interface AgentHubOptions {
   readonly expected: (instanceId: string) => ExpectedInstance | undefined;
   /** The ids of the instances a launch (its idempotency key) created. */
   readonly instancesOfLaunch: (launchKey: string) => Promise<readonly string[]>;
+  /** Machines of your own (`--providers machines`); absent: an agent without an instance id is refused. */
+  readonly machines?: {
+    joined(instanceId: string, agentId: string, hello: Hello): Promise<unknown>;
+  };
 }
 
 /** One connected agent. */
@@ -103,6 +107,8 @@ export class AgentHub {
   private readonly containers = new Map<string, ReportSink>();
   private readonly execs = new Map<string, ReportSink>();
   private readonly listeners = new Set<() => void>();
+  /** Launch-bound joins being registered (`<token id> <instance id>`): each instance joins once. */
+  private readonly boundJoins = new Set<string>();
   private closed = false;
 
   constructor(private readonly o: AgentHubOptions) {
@@ -260,33 +266,52 @@ export class AgentHub {
     if (auth.kind === 'agent') {
       if (
         hello.instanceId &&
-        hello.instanceId !== auth.instanceId &&
+        !sameInstanceId(hello.instanceId, auth.instanceId) &&
         !auth.instanceId.startsWith(MACHINE_PREFIX)
       )
         throw new Error(`this credential belongs to instance ${auth.instanceId}`);
       agentId = auth.agentId;
       instanceId = auth.instanceId;
     } else {
+      // The instance as its launch recorded it (an agent may name an Azure VM in another case).
+      let named = hello.instanceId;
+      let claim: string | undefined;
       if (auth.kind === 'join' && auth.boundTo !== null) {
         const claimed = hello.instanceId;
         if (!claimed) throw new Error('this join token is for a launch; name the instance');
-        if (!(await this.o.instancesOfLaunch(auth.boundTo)).includes(claimed))
-          throw new Error(`this join token is not for instance ${claimed}`);
-        if (await this.o.registry.alreadyJoined(auth.tokenId, claimed))
-          throw new Error(`this join token was used for instance ${claimed} already`);
+        named = (await this.o.instancesOfLaunch(auth.boundTo)).find((id) => sameInstanceId(id, claimed));
+        if (!named) throw new Error(`this join token is not for instance ${claimed}`);
+        claim = `${auth.tokenId} ${named}`;
+        if (await this.o.registry.alreadyJoined(auth.tokenId, named))
+          throw new Error(`this join token was used for instance ${named} already`);
       }
-      const isMachine = !hello.instanceId;
-      if (!isMachine && !this.o.expected(hello.instanceId as string))
-        throw new Error(`no live instance ${hello.instanceId}`);
+      const isMachine = !named;
+      if (isMachine && !this.o.machines)
+        throw new Error(
+          'this broker takes no machines of your own (start it with --providers …,machines), and no instance id was given',
+        );
+      if (!isMachine && !this.o.expected(named as string)) throw new Error(`no live instance ${named}`);
       agentId = this.o.registry.newAgentId();
-      instanceId = isMachine ? `${MACHINE_PREFIX}${agentId}` : (hello.instanceId as string);
-      ({ credential } = await this.o.registry.register({
-        id: agentId,
-        instanceId,
-        hostname: hello.hostname,
-        labels: hello.labels,
-        joinedWith: auth.kind === 'join' ? `join:${auth.tokenId}` : `operator:${auth.tenantId}`,
-      }));
+      instanceId = isMachine ? `${MACHINE_PREFIX}${agentId}` : (named as string);
+      // Two connections that passed the check above at once: one of them joins.
+      if (claim !== undefined && this.boundJoins.has(claim))
+        throw new Error(`this join token was used for instance ${named} already`);
+      if (claim !== undefined) this.boundJoins.add(claim);
+      try {
+        ({ credential } = await this.o.registry.register({
+          id: agentId,
+          instanceId,
+          hostname: hello.hostname,
+          labels: hello.labels,
+          joinedWith: auth.kind === 'join' ? `join:${auth.tokenId}` : `operator:${auth.tenantId}`,
+        }));
+      } finally {
+        if (claim !== undefined) this.boundJoins.delete(claim);
+      }
+    }
+    if (instanceId.startsWith(MACHINE_PREFIX)) {
+      if (!this.o.machines) throw new Error('this broker takes no machines of your own any more');
+      await this.o.machines.joined(instanceId, agentId, hello);
     }
     if (socket.readyState !== socket.OPEN) throw new Error('the connection closed while joining');
     const now = this.o.clock.now();
@@ -443,6 +468,15 @@ export class AgentHub {
   private changed(): void {
     for (const listener of this.listeners) listener();
   }
+}
+
+/**
+ * Whether two names are of the same instance. Azure's ARM resource ids compare case-insensitively (its metadata
+ * service and its API may differ in case, as in `resourceGroups`); other clouds' ids compare exactly.
+ */
+export function sameInstanceId(a: string, b: string): boolean {
+  if (a === b) return true;
+  return a.length === b.length && /^\/subscriptions\//i.test(a) && a.toLowerCase() === b.toLowerCase();
 }
 
 function refuse(socket: Duplex, status: number, text: string): void {

@@ -8,7 +8,7 @@
  * credential from then on (the hub also closes its connection).
  */
 import { randomBytes } from 'node:crypto';
-import { and, desc, eq, isNull } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNull } from 'drizzle-orm';
 import type { Clock } from '../../lib/clock.ts';
 import { NotFoundError, ValidationError } from '../../lib/errors.ts';
 import type { IdGenerator } from '../../lib/ids.ts';
@@ -98,6 +98,16 @@ export class AgentRegistry {
       .from(agents)
       .where(and(eq(agents.joinedWith, `join:${tokenId}`), eq(agents.instanceId, instanceId)));
     return rows.length > 0;
+  }
+
+  /** Which of these instances an agent ever joined (revoked or not). */
+  async joinedInstances(instanceIds: readonly string[]): Promise<Set<string>> {
+    if (instanceIds.length === 0) return new Set();
+    const rows = await this.db
+      .selectDistinct({ instanceId: agents.instanceId })
+      .from(agents)
+      .where(inArray(agents.instanceId, [...instanceIds]));
+    return new Set(rows.map((row) => row.instanceId));
   }
 
   /** Registers a joining agent; returns its id and credential (shown once, to the agent). */

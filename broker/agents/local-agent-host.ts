@@ -35,6 +35,10 @@ export class LocalAgentHost {
 
   constructor(private readonly o: LocalAgentHostOptions) {}
 
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   async start(): Promise<void> {
     const { token, id } = await this.o.registry.createJoinToken({ createdBy: 'local agent host' });
     this.joinTokenId = id;

@@ -69,8 +69,7 @@ export function registerAgentRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): 
     async (c) => {
       requireOperator(c);
       const { agentId } = c.req.valid('param');
-      await broker.agentRegistry.revoke(agentId);
-      broker.agents?.disconnect(agentId, 'revoked by an operator');
+      await broker.revokeAgent(agentId);
       const view = (await agentViews(broker)).find((a) => a.agentId === agentId);
       return c.json(view as z.infer<typeof agentSchema>, 200);
     },

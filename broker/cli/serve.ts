@@ -16,11 +16,20 @@ export function registerServeCommand(program: Command): void {
     .option('--data-dir <dir>', 'where PGlite and the operator token live', '.gpubroker')
     .option(
       '--providers <names>',
-      'comma-separated: sim (simulated AWS, GCP, Azure), local (this machine), aws, gcp, azure (real clouds, see providers/*/README.md), or a provider server URL (gpubroker clouds serve)',
+      'comma-separated: sim (simulated AWS, GCP, Azure), local (this machine), machines (your own, joined with `gpubroker agent`), aws, gcp, azure (real clouds, see providers/*/README.md), or a provider server URL (gpubroker clouds serve)',
       'sim',
     )
     .option('--scenario <file>', 'simulated clouds scenario (.json or .ts)')
     .option('--meter-heartbeat <duration>', 'how often running usage is checkpointed (e.g. 5s, 500ms)', '5s')
+    .option(
+      '--public-url <url>',
+      "this broker's URL as cloud instances reach it, for their agents (required with aws, gcp, azure; default: GPUBROKER_PUBLIC_URL)",
+    )
+    .option(
+      '--agent-join-timeout <duration>',
+      'a cloud instance whose agent has not joined this long after it runs is replaced',
+      '10m',
+    )
     .action(
       async (flags: {
         port: string;
@@ -29,11 +38,17 @@ export function registerServeCommand(program: Command): void {
         providers: string;
         scenario?: string;
         meterHeartbeat: string;
+        publicUrl?: string;
+        agentJoinTimeout: string;
       }) => {
         const port = parseIntegerIn('--port', flags.port, 0, 65_535);
         const meterHeartbeatMs = parseDurationMs('--meter-heartbeat', flags.meterHeartbeat);
         if (meterHeartbeatMs < 100 || meterHeartbeatMs > 3_600_000)
           throw new ValidationError('--meter-heartbeat', 'must be from 100ms to 1h');
+        const agentJoinTimeoutMs = parseDurationMs('--agent-join-timeout', flags.agentJoinTimeout);
+        if (agentJoinTimeoutMs < 10_000 || agentJoinTimeoutMs > 24 * 3_600_000)
+          throw new ValidationError('--agent-join-timeout', 'must be from 10s to 24h');
+        const publicUrl = flags.publicUrl ?? process.env.GPUBROKER_PUBLIC_URL;
         const scenario = flags.scenario ? await loadSimScenario(flags.scenario) : undefined;
         const databaseUrl = process.env.DATABASE_URL;
         const server = await startServer({
@@ -47,6 +62,8 @@ export function registerServeCommand(program: Command): void {
           ...(databaseUrl ? { databaseUrl } : {}),
           ...(scenario ? { scenario } : {}),
           meterHeartbeatMs,
+          ...(publicUrl ? { publicUrl } : {}),
+          agentJoinTimeoutMs,
         });
         // Handlers first: whoever reads the banner may signal at once.
         const shutdown = async () => {
@@ -59,7 +76,8 @@ export function registerServeCommand(program: Command): void {
         process.stdout.write(
           [
             `gpubroker listening on ${server.url}`,
-            `  storage: ${storage}; providers: ${server.providers.map((p) => p.vendor).join(', ')}`,
+            `  storage: ${storage}; providers: ${[...server.providers.map((p) => p.vendor), ...(server.broker.machines ? ['machines (join one: gpubroker token create --join, then gpubroker agent --broker URL --token …)'] : [])].join(', ')}`,
+            `  agents: ${server.agentHostPid ? 'simulated instances run their containers through a local agent host' : 'containers run on the machines whose agents joined'}`,
             `  operator token: ${server.operatorTokenFile} (export GPUBROKER_TOKEN=$(cat ${server.operatorTokenFile}))`,
             `  OpenAPI: ${server.url}/openapi.json   metrics: ${server.url}/metrics`,
             '',
