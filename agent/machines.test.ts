@@ -12,6 +12,7 @@ import { deployModule } from '../broker/cli/run.ts';
 import { type RunningServer, startServer } from '../broker/server.ts';
 import type { FunctionHandle } from '../sdk/app.ts';
 import { Broker } from '../sdk/index.ts';
+import { runCli } from '../test/cli-process.ts';
 import { until } from '../test/fast-aws.ts';
 
 const BIN = new URL('../bin/gpubroker.js', import.meta.url).pathname;
@@ -28,7 +29,13 @@ beforeAll(async () => {
     agentHeartbeatMs: 500,
   });
   broker = new Broker({ url: server.url, token: server.operatorToken as string });
-  const { token } = await broker.call<{ token: string }>('POST', '/v1/tokens/join', {});
+  // The command line an operator uses: the token alone on stdout.
+  const created = await runCli(['token', 'create', '--join', '--ttl', '1h', '--url', server.url], {
+    env: { ...process.env, GPUBROKER_TOKEN: server.operatorToken as string },
+  });
+  expect(created.code).toBe(0);
+  const token = created.stdout.trim();
+  expect(token).toMatch(/^gpj_/);
   for (let n = 0; n < 3; n++) {
     const child = spawn(
       process.execPath,
