@@ -54,11 +54,35 @@ describe('gpubroker serve', () => {
       import('../../providers/aws/aws-env.ts'),
     ]);
     const { code, stderr } = await runCliInProcess(
-      ['serve', '--port', '0', '--data-dir', dir, '--providers', 'aws'],
+      [
+        'serve',
+        '--port',
+        '0',
+        '--data-dir',
+        dir,
+        '--providers',
+        'aws',
+        '--public-url',
+        'https://broker.example',
+      ],
       { env: { GPUBROKER_AWS_REGIONS: '' } },
     );
     expect(code).toBe(2);
     expect(stderr).toMatch(/^gpubroker: GPUBROKER_AWS_REGIONS: name the regions/);
     expect(stderr).not.toContain('    at ');
+  });
+
+  it('needs the URL at which cloud instances reach it (--public-url or GPUBROKER_PUBLIC_URL) before anything starts', async () => {
+    const { code, stderr } = await runCliInProcess(
+      ['serve', '--port', '0', '--data-dir', dir, '--providers', 'sim,azure'],
+      { env: { GPUBROKER_PUBLIC_URL: undefined } },
+    );
+    expect(code).not.toBe(0);
+    expect(stderr).toMatch(/^gpubroker: --public-url: required with azure: /);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    const fromEnv = await runCliInProcess(['serve', '--port', '0', '--data-dir', dir, '--providers', 'gcp'], {
+      env: { GPUBROKER_PUBLIC_URL: 'https://broker.example/$(id)' },
+    });
+    expect(fromEnv.stderr).toMatch(/^gpubroker: --public-url: may hold only URL characters/);
   });
 });
