@@ -18,7 +18,8 @@ import { runCli } from '../test/cli-process.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY, until } from '../test/fast-aws.ts';
 
 const BIN = new URL('../bin/gpubroker.js', import.meta.url).pathname;
-const HEARTBEAT_MS = 500;
+// Lost after 3 s of silence: long enough that a test machine busy with other suites does not lose agents.
+const HEARTBEAT_MS = 1_000;
 const dir = mkdtempSync(join(tmpdir(), 'gpubroker-agents-'));
 let server: RunningServer;
 let broker: Broker;

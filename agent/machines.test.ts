@@ -26,7 +26,7 @@ beforeAll(async () => {
     port: 0,
     dataDir: join(dir, 'data'),
     providers: ['machines'],
-    agentHeartbeatMs: 500,
+    agentHeartbeatMs: 1_000,
   });
   broker = new Broker({ url: server.url, token: server.operatorToken as string });
   // The command line an operator uses: the token alone on stdout.
