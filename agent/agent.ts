@@ -11,8 +11,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { dirname } from 'node:path';
+import type { Duplex } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import WebSocket from 'ws';
 import { type Clock, RealClock, type TimerHandle } from '../lib/clock.ts';
@@ -39,6 +40,7 @@ import {
   PROTOCOL_VERSION,
   parseFrame,
 } from './protocol.ts';
+import { StartGate } from './start-gate.ts';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -57,6 +59,8 @@ export interface AgentOptions {
   readonly hostname?: string;
   readonly executor: Executor;
   readonly bundles: BundleCache;
+  /** Bounds concurrent cold starts on the machine (shared by every agent of an agent host). */
+  readonly startGate?: StartGate;
   readonly clock?: Clock;
   readonly logger?: Logger;
   /** The broker refused this agent for good (revoked, bad token): the caller stops it and exits. */
@@ -90,6 +94,7 @@ export class Agent {
   /** Reports made while disconnected, sent after the next welcome. */
   private readonly outbox: AgentMessage[] = [];
   private inventory: GpuInventory | undefined;
+  private readonly startGate: StartGate;
   /** Resolves at the first welcome. */
   readonly joined: Promise<{ agentId: string; instanceId: string }>;
   private markJoined!: (value: { agentId: string; instanceId: string }) => void;
@@ -100,6 +105,7 @@ export class Agent {
     this.clock = o.clock ?? new RealClock();
     this.logger = o.logger ?? pino({ level: process.env.GPUBROKER_LOG ?? 'silent' });
     this.token = readCredential(o.credentialFile) ?? o.token;
+    this.startGate = o.startGate ?? new StartGate(Math.max(2, availableParallelism()));
     this.joined = new Promise((resolve) => {
       this.markJoined = resolve;
     });
@@ -136,6 +142,7 @@ export class Agent {
     });
     this.socket = socket;
     this.welcomed = false;
+    socket.on('upgrade', (response) => corkable.set(socket, { raw: response.socket, corked: false }));
     socket.on('open', () => this.sendHello(socket));
     socket.on('message', (data, isBinary) => {
       if (isBinary) return socket.close(CLOSE.protocol, 'binary frames are not part of the protocol');
@@ -235,7 +242,7 @@ export class Agent {
       writeCredential(this.o.credentialFile, message.credential);
     }
     this.logger.info({ agentId: message.agentId, instanceId: message.instanceId }, 'joined the broker');
-    for (const report of this.outbox.splice(0)) socket.send(JSON.stringify(report));
+    for (const report of this.outbox.splice(0)) sendFrame(socket, JSON.stringify(report));
     this.unansweredPings = 0;
     this.scheduleHeartbeat(socket);
     this.markJoined({ agentId: message.agentId, instanceId: message.instanceId });
@@ -265,7 +272,7 @@ export class Agent {
   private send(message: AgentMessage): void {
     const socket = this.socket;
     if (socket && this.welcomed && socket.readyState === WebSocket.OPEN) {
-      socket.send(JSON.stringify(message));
+      sendFrame(socket, JSON.stringify(message));
       return;
     }
     if (message.type === 'heartbeat' || message.type === 'log' || message.type === 'exec-output') return;
@@ -292,6 +299,8 @@ export class Agent {
       });
       return;
     }
+    const leave = await this.startGate.enter();
+    if (this.closed) return leave();
     let handle: ContainerHandle;
     try {
       handle = this.o.executor.start({
@@ -307,6 +316,7 @@ export class Agent {
         concurrency: order.concurrency,
       });
     } catch (error) {
+      leave();
       const message = (error as Error).message;
       this.send({ type: 'start-failed', containerId: order.containerId, message });
       this.send({
@@ -318,6 +328,7 @@ export class Agent {
       });
       return;
     }
+    void handle.ready.then(leave, leave);
     const running: RunningContainer = { handle, ready: false };
     this.containers.set(order.containerId, running);
     handle.onLog((line) =>
@@ -455,6 +466,26 @@ export class Agent {
       });
     });
   }
+}
+
+/** The TCP socket under each connection, and whether it is corked for this turn of the event loop. */
+const corkable = new WeakMap<WebSocket, { readonly raw: Duplex; corked: boolean }>();
+
+/**
+ * Sends one frame; the reports of one turn of the event loop leave together: the socket is corked at the first and
+ * uncorked once the turn's I/O callbacks have run (setImmediate), one write for a burst instead of one per frame.
+ */
+function sendFrame(socket: WebSocket, frame: string): void {
+  const batch = corkable.get(socket);
+  if (batch && !batch.corked) {
+    batch.corked = true;
+    batch.raw.cork();
+    setImmediate(() => {
+      batch.corked = false;
+      batch.raw.uncork();
+    });
+  }
+  socket.send(frame);
 }
 
 function readCredential(file: string | undefined): string | undefined {

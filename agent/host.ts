@@ -12,6 +12,7 @@
  * exits, so a crashed broker leaves no agents behind to fight over its instances after the restart.
  */
 
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
@@ -21,6 +22,7 @@ import { BundleCache } from './bundle-cache.ts';
 import { LocalExecutor } from './executor/local-executor.ts';
 import { virtualGpuSource } from './gpus.ts';
 import { gpuReportSchema } from './protocol.ts';
+import { StartGate } from './start-gate.ts';
 
 const orderSchema = z.union([
   z.object({ join: z.object({ instanceId: z.string().min(1), gpus: z.array(gpuReportSchema) }) }),
@@ -39,6 +41,8 @@ export class AgentHost {
   private readonly executor: LocalExecutor;
   private readonly bundles: BundleCache;
   private readonly agents = new Map<string, Agent>();
+  /** One machine: cold starts are bounded across all its simulated instances together. */
+  private readonly startGate = new StartGate(Math.max(2, availableParallelism()));
 
   constructor(private readonly o: AgentHostOptions) {
     this.executor = new LocalExecutor({ workRoot: join(o.stateDir, 'containers') });
@@ -57,6 +61,7 @@ export class AgentHost {
         gpus: virtualGpuSource(gpus),
         executor: this.executor,
         bundles: this.bundles,
+        startGate: this.startGate,
         logger: this.o.logger.child({ instanceId }),
         onFatal: (message) => {
           this.o.logger.error({ instanceId, message }, 'agent refused');

@@ -16,6 +16,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { getPriority, setPriority } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -40,6 +41,11 @@ export interface LocalExecutorOptions {
   readonly stopGraceMs?: number;
   /** The node binary that runs containers. Default: the one running this process. */
   readonly nodePath?: string;
+  /**
+   * How much lower than this process containers run (nice, 0–19). Default 10: a container busy with work never
+   * starves the agent of the CPU it needs to answer the broker.
+   */
+  readonly niceness?: number;
 }
 
 const WORKER = fileURLToPath(new URL('./container-worker.mjs', import.meta.url));
@@ -83,6 +89,7 @@ export class LocalExecutor implements Executor {
       rmSync(workDir, { recursive: true, force: true });
       throw error;
     }
+    lowerPriority(child.pid, this.options.niceness ?? 10);
     const container = new LocalContainer(spec.containerId, child, workDir, this.clock, this.stopGraceMs);
     this.running.add(container);
     void container.exited.then(() => this.running.delete(container));
@@ -92,6 +99,15 @@ export class LocalExecutor implements Executor {
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all([...this.running].map((container) => container.stop()));
+  }
+}
+
+function lowerPriority(pid: number | undefined, niceness: number): void {
+  if (pid === undefined || niceness <= 0) return;
+  try {
+    setPriority(pid, Math.min(19, getPriority() + niceness));
+  } catch {
+    // Not permitted or already gone: it runs at the agent's priority.
   }
 }
 

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { parseDurationMs, parseIntegerIn } from '../../lib/cli-args.ts';
 import { ValidationError } from '../../lib/errors.ts';
-import { loadSimScenario } from '../../providers/sim/scenario.ts';
+import { loadSimScenario, quickStartScenario, simScenario } from '../../providers/sim/scenario.ts';
 import { startServer } from '../server.ts';
 
 export function registerServeCommand(program: Command): void {
@@ -19,7 +19,10 @@ export function registerServeCommand(program: Command): void {
       'comma-separated: sim (simulated AWS, GCP, Azure), local (this machine), machines (your own, joined with `gpubroker agent`), aws, gcp, azure (real clouds, see providers/*/README.md), or a provider server URL (gpubroker clouds serve)',
       'sim',
     )
-    .option('--scenario <file>', 'simulated clouds scenario (.json or .ts)')
+    .option(
+      '--scenario <file>',
+      'simulated clouds scenario (.json or .ts), or `realistic` (boots of minutes; default: quick boots of 5-15 s)',
+    )
     .option('--meter-heartbeat <duration>', 'how often running usage is checkpointed (e.g. 5s, 500ms)', '5s')
     .option(
       '--public-url <url>',
@@ -49,7 +52,13 @@ export function registerServeCommand(program: Command): void {
         if (agentJoinTimeoutMs < 10_000 || agentJoinTimeoutMs > 24 * 3_600_000)
           throw new ValidationError('--agent-join-timeout', 'must be from 10s to 24h');
         const publicUrl = flags.publicUrl ?? process.env.GPUBROKER_PUBLIC_URL;
-        const scenario = flags.scenario ? await loadSimScenario(flags.scenario) : undefined;
+        // No --scenario: quick boots (seconds), said on screen; `realistic` or a file: boots of minutes.
+        const scenario =
+          flags.scenario === undefined
+            ? quickStartScenario()
+            : flags.scenario === 'realistic'
+              ? simScenario()
+              : await loadSimScenario(flags.scenario);
         const databaseUrl = process.env.DATABASE_URL;
         const server = await startServer({
           port,
@@ -77,6 +86,11 @@ export function registerServeCommand(program: Command): void {
           [
             `gpubroker listening on ${server.url}`,
             `  storage: ${storage}; providers: ${[...server.providers.map((p) => p.vendor), ...(server.broker.machines ? ['machines (join one: gpubroker token create --join, then gpubroker agent --broker URL --token …)'] : [])].join(', ')}`,
+            ...(!flags.providers.split(',').some((p) => p.trim() === 'sim')
+              ? []
+              : [
+                  `  simulated clouds: ${flags.scenario === undefined ? 'instances boot in 5–15 s (quick start; --scenario realistic for the 1–5 min of real clouds)' : flags.scenario === 'realistic' ? 'realistic boot times (1–5 min)' : `scenario ${flags.scenario}`}`,
+                ]),
             `  agents: ${server.agentHostPid ? 'simulated instances run their containers through a local agent host' : 'containers run on the machines whose agents joined'}`,
             `  operator token: ${server.operatorTokenFile} (export GPUBROKER_TOKEN=$(cat ${server.operatorTokenFile}))`,
             `  OpenAPI: ${server.url}/openapi.json   metrics: ${server.url}/metrics`,

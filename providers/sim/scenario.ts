@@ -308,3 +308,19 @@ export function matches(
     (match.offeringId === undefined || match.offeringId === o.id)
   );
 }
+
+/** How fast instances boot in `serve`'s embedded default: seconds, so that a first run does not wait minutes. */
+export const QUICK_BOOT = seconds(5, 15);
+
+/**
+ * The embedded default of `gpubroker serve` (no `--scenario`): the simulated clouds with every other default, but
+ * instances that boot in 5–15 s and end in 2–8 s instead of minutes. Simulations and `--scenario realistic` keep
+ * the realistic delays of VENDOR_DEFAULTS.
+ */
+export function quickStartScenario(): SimScenario {
+  const fast: VendorSettingsInput = {
+    provisioningDelay: { 'on-demand': QUICK_BOOT, spot: QUICK_BOOT, reserved: QUICK_BOOT },
+    terminationDelay: seconds(2, 8),
+  };
+  return simScenario({ settings: Object.fromEntries(Object.keys(VENDOR_DEFAULTS).map((v) => [v, fast])) });
+}
