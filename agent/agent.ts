@@ -69,6 +69,7 @@ export interface AgentOptions {
 
 interface RunningContainer {
   readonly handle: ContainerHandle;
+  readonly order: ContainerOrder;
   ready: boolean;
 }
 
@@ -203,7 +204,11 @@ export class Agent {
       health: inventory.health,
       labels: { ...(this.o.labels ?? {}) },
       ...(this.o.usdPerHour !== undefined ? { usdPerHour: this.o.usdPerHour } : {}),
-      containers: [...this.containers].map(([containerId, c]) => ({ containerId, ready: c.ready })),
+      containers: [...this.containers].map(([containerId, c]) => ({
+        containerId,
+        ready: c.ready,
+        order: c.order,
+      })),
     };
     socket.send(JSON.stringify(hello));
   }
@@ -329,7 +334,7 @@ export class Agent {
       return;
     }
     void handle.ready.then(leave, leave);
-    const running: RunningContainer = { handle, ready: false };
+    const running: RunningContainer = { handle, order, ready: false };
     this.containers.set(order.containerId, running);
     handle.onLog((line) =>
       this.send({

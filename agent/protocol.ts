@@ -57,8 +57,12 @@ export const helloSchema = z.object({
   labels: z.record(z.string().max(100), z.string().max(200)),
   /** A machine of your own: its price, USD per hour. */
   usdPerHour: z.number().min(0).max(10_000).optional(),
-  /** Containers it still runs (after a reconnect or a broker restart). */
-  containers: z.array(z.object({ containerId: id, ready: z.boolean() })).max(100_000),
+  /** Containers it still runs (after a reconnect or a broker restart), with the order that started each. */
+  containers: z
+    .array(
+      z.object({ containerId: id, ready: z.boolean(), order: z.lazy(() => containerOrderSchema).optional() }),
+    )
+    .max(100_000),
 });
 export type Hello = z.infer<typeof helloSchema>;
 

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eq } from 'drizzle-orm';
 import pino, { type Logger } from 'pino';
+import type { Hello } from '../agent/protocol.ts';
 import type { Clock } from '../lib/clock.ts';
 import { IdGenerator } from '../lib/ids.ts';
 import { Random } from '../lib/random.ts';
@@ -180,6 +181,7 @@ export class BrokerCore {
         logger: this.logger,
         ...(o.agentHeartbeatMs !== undefined ? { heartbeatMs: o.agentHeartbeatMs } : {}),
         ...(this.machines ? { machines: this.machines } : {}),
+        adopt: (instanceId, containers) => this.adoptContainers(instanceId, containers),
         expected: (instanceId) => {
           const instance = this.fleet.get(instanceId);
           if (!instance || instance.state === 'terminating' || instance.state === 'terminated')
@@ -382,6 +384,7 @@ export class BrokerCore {
     await this.events.reconcile();
     await this.redeployApps();
     this.runtime.start();
+    this.runtimeRunning.resolve();
     if (this.advertisedUrl) await this.writeSetting('leader-url', this.advertisedUrl);
     this.logger.info({ url: this.advertisedUrl }, 'leading the control loop');
   }
@@ -427,6 +430,44 @@ export class BrokerCore {
       .onConflictDoUpdate({ target: settings.key, set: { value } });
   }
 
+  /** Resolves once the runtime runs (this replica leads and caught up); containers are adopted only then. */
+  private readonly runtimeRunning = deferred();
+
+  /**
+   * Containers an agent still runs that this process did not start (it restarted): the runtime takes over those
+   * of deployed apps whose bundle and GPUs still fit, once it runs; the rest are to be stopped.
+   */
+  private async adoptContainers(instanceId: string, containers: Hello['containers']): Promise<string[]> {
+    const waited = new AbortController();
+    await Promise.race([
+      this.runtimeRunning.promise,
+      this.o.clock.sleep(30_000, waited.signal).catch(() => undefined),
+    ]);
+    waited.abort();
+    const stop: string[] = [];
+    for (const c of containers) {
+      const order = c.order;
+      const adopted =
+        order !== undefined &&
+        this.loop.leader &&
+        this.runtime.adopt({
+          containerId: c.containerId,
+          tenantId: order.tenantId,
+          app: order.app,
+          functionName: order.functionName,
+          bundleId: `${order.bundle.tenantId}/${order.bundle.sha256}`,
+          instanceId,
+          gpuIndices: order.gpuIndices,
+          env: order.env,
+          concurrency: order.concurrency,
+          ready: c.ready,
+        });
+      if (adopted) this.logger.info({ containerId: c.containerId, instanceId }, 'container adopted');
+      else stop.push(c.containerId);
+    }
+    return stop;
+  }
+
   /** Revokes an agent's credential and disconnects it; a machine of your own leaves the fleet. */
   async revokeAgent(agentId: string): Promise<void> {
     const agent = await this.agentRegistry.revoke(agentId);
@@ -470,4 +511,12 @@ export class BrokerCore {
     const [stored] = await db.select().from(settings).where(eq(settings.key, 'fleet-id'));
     return stored?.value ?? value;
   }
+}
+
+function deferred(): { promise: Promise<void>; resolve(): void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
 }

@@ -31,6 +31,7 @@ import {
   type ContainerExit,
   ContainerExitedError,
   type ContainerHandle,
+  type ContainerSpec,
   type Executor,
   type LogLine,
   RemoteError,
@@ -861,8 +862,50 @@ export class Runtime {
 
   // ——— containers ———
 
-  private place(fn: FunctionState, placement: ContainerPlacement): void {
-    const containerId = this.ids.next('ctr');
+  /**
+   * Takes over a container that an agent still runs after this broker restarted, as if it had been placed here:
+   * when its app and function are deployed with the same bundle and env, and its GPUs are free on a placeable
+   * instance. Returns false otherwise (the caller stops it). Its usage is metered again from now.
+   */
+  adopt(container: {
+    containerId: string;
+    tenantId: string;
+    app: string;
+    functionName: string;
+    bundleId: string;
+    instanceId: string;
+    gpuIndices: readonly number[];
+    env: Readonly<Record<string, string>>;
+    concurrency: number;
+    ready: boolean;
+  }): boolean {
+    if (this.closed || !this.o.executor.adopt || this.live.has(container.containerId)) return false;
+    const state = this.apps.get(appKey(container.tenantId, container.app));
+    const fn = state?.functions.get(container.functionName);
+    if (!state || !fn || fn.retired || state.bundleId !== container.bundleId) return false;
+    if (fn.spec.concurrency !== container.concurrency || !sameEnv(state.env, container.env)) return false;
+    const slot = this.o.capacity.freeGpus().find((s) => s.instanceId === container.instanceId);
+    if (
+      !slot ||
+      container.gpuIndices.length === 0 ||
+      !container.gpuIndices.every((g) => slot.free.includes(g))
+    )
+      return false;
+    this.place(
+      fn,
+      { instanceId: slot.instanceId, gpu: slot.gpu, gpuIndices: [...container.gpuIndices], slot },
+      { containerId: container.containerId, ready: container.ready },
+    );
+    this.slotIndex = undefined;
+    return true;
+  }
+
+  private place(
+    fn: FunctionState,
+    placement: ContainerPlacement,
+    adopted?: { containerId: string; ready: boolean },
+  ): void {
+    const containerId = adopted?.containerId ?? this.ids.next('ctr');
     const { app: state, spec } = fn;
     this.o.capacity.allocate(containerId, placement.instanceId, placement.gpuIndices);
     const c: ContainerRecord = {
@@ -905,7 +948,12 @@ export class Runtime {
     });
     let handle: ContainerHandle;
     try {
-      handle = this.o.executor.start({
+      const executor = this.o.executor;
+      const begin =
+        adopted && executor.adopt
+          ? (spec: ContainerSpec) => executor.adopt?.(spec, adopted.ready) as ContainerHandle
+          : (spec: ContainerSpec) => executor.start(spec);
+      handle = begin({
         containerId,
         tenantId: state.tenantId,
         app: state.app,
@@ -1204,4 +1252,9 @@ export class Runtime {
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+function sameEnv(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
 }

@@ -52,6 +52,15 @@ export class AgentExecutor implements Executor {
     return container;
   }
 
+  adopt(spec: ContainerSpec, ready: boolean): ContainerHandle {
+    if (this.closed) throw new Error('the executor is closed');
+    const container = new RemoteContainer(spec, this.hub, this.clock);
+    this.running.add(container);
+    void container.exited.then(() => this.running.delete(container));
+    if (ready) container.report({ type: 'ready', containerId: spec.containerId });
+    return container;
+  }
+
   /** Stops every container started here (their agents stop them). */
   async close(): Promise<void> {
     this.closed = true;

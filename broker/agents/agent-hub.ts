@@ -52,6 +52,11 @@ export interface AgentHubOptions {
   readonly expected: (instanceId: string) => ExpectedInstance | undefined;
   /** The ids of the instances a launch (its idempotency key) created. */
   readonly instancesOfLaunch: (launchKey: string) => Promise<readonly string[]>;
+  /**
+   * Containers an agent runs that nobody here started (this broker restarted): returns those not taken over, which
+   * are stopped. Absent: all are stopped.
+   */
+  readonly adopt?: (instanceId: string, containers: Hello['containers']) => Promise<readonly string[]>;
   /** Machines of your own (`--providers machines`); absent: an agent without an instance id is refused. */
   readonly machines?: {
     joined(instanceId: string, agentId: string, hello: Hello): Promise<unknown>;
@@ -177,7 +182,7 @@ export class AgentHub {
   send(instanceId: string, message: BrokerMessage): boolean {
     const session = this.sessions.get(instanceId);
     if (!session || session.socket.readyState !== session.socket.OPEN) return false;
-    session.socket.send(JSON.stringify(message));
+    sendFrame(session.socket, JSON.stringify(message));
     return true;
   }
 
@@ -216,7 +221,10 @@ export class AgentHub {
     const token = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '')?.[1];
     const auth = token ? await this.o.registry.authenticate(token) : undefined;
     if (!auth) return refuse(socket, 401, 'Unauthorized');
-    this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, auth));
+    this.wss.handleUpgrade(request, socket, head, (ws) => {
+      corkable.set(ws, { raw: socket, corked: false });
+      this.accept(ws, auth);
+    });
   }
 
   private accept(socket: WebSocket, auth: AgentAuth): void {
@@ -349,14 +357,27 @@ export class AgentHub {
   }
 
   /**
-   * After a reconnect: containers the agent runs that nobody here started are stopped; containers started here
+   * After a reconnect: containers the agent runs that nobody here started are adopted or stopped; containers started here
    * that the agent does not list ended while it was away (their last reports follow the welcome, so they are
    * given one heartbeat to arrive before they count as lost).
    */
   private reconcileContainers(session: Session): void {
     const listed = new Set(session.hello.containers.map((c) => c.containerId));
-    for (const containerId of listed)
-      if (!this.containers.has(containerId)) this.sendTo(session, { type: 'stop', containerId });
+    const unknown = session.hello.containers.filter((c) => !this.containers.has(c.containerId));
+    if (unknown.length > 0) {
+      const stop = (ids: readonly string[]) => {
+        for (const containerId of ids)
+          if (this.sessions.get(session.instanceId) === session)
+            this.sendTo(session, { type: 'stop', containerId });
+      };
+      // After a restart of this broker the runtime may take them over (warm containers stay warm).
+      if (this.o.adopt)
+        void this.o.adopt(session.instanceId, unknown).then(stop, (error: unknown) => {
+          this.o.logger.error({ err: error }, 'cannot adopt containers');
+          stop(unknown.map((c) => c.containerId));
+        });
+      else stop(unknown.map((c) => c.containerId));
+    }
     const missing = [...this.containers].filter(
       ([containerId, sink]) => sink.instanceId === session.instanceId && !listed.has(containerId),
     );
@@ -462,7 +483,7 @@ export class AgentHub {
   }
 
   private sendTo(session: Session, message: BrokerMessage): void {
-    if (session.socket.readyState === session.socket.OPEN) session.socket.send(JSON.stringify(message));
+    if (session.socket.readyState === session.socket.OPEN) sendFrame(session.socket, JSON.stringify(message));
   }
 
   private changed(): void {
@@ -477,6 +498,27 @@ export class AgentHub {
 export function sameInstanceId(a: string, b: string): boolean {
   if (a === b) return true;
   return a.length === b.length && /^\/subscriptions\//i.test(a) && a.toLowerCase() === b.toLowerCase();
+}
+
+/** The TCP socket under each agent's WebSocket, and whether it is corked for this turn of the event loop. */
+const corkable = new WeakMap<WebSocket, { readonly raw: Duplex; corked: boolean }>();
+
+/**
+ * Sends one frame; the frames sent to one agent during a turn of the event loop leave together: its socket is
+ * corked at the first and uncorked once the turn's I/O callbacks have run (setImmediate), so a burst of orders is
+ * one write instead of one writev per frame (which took 28 % of the broker's CPU in a map of 10,000 inputs).
+ */
+function sendFrame(socket: WebSocket, frame: string): void {
+  const batch = corkable.get(socket);
+  if (batch && !batch.corked) {
+    batch.corked = true;
+    batch.raw.cork();
+    setImmediate(() => {
+      batch.corked = false;
+      batch.raw.uncork();
+    });
+  }
+  socket.send(frame);
 }
 
 function refuse(socket: Duplex, status: number, text: string): void {

@@ -29,6 +29,10 @@ export function registerServeCommand(program: Command): void {
       "this broker's URL as cloud instances reach it, for their agents (required with aws, gcp, azure; default: GPUBROKER_PUBLIC_URL)",
     )
     .option(
+      '--no-local-agents',
+      'no local agent host: simulated instances wait for agents started by hand (gpubroker agent --instance-id …)',
+    )
+    .option(
       '--agent-join-timeout <duration>',
       'a cloud instance whose agent has not joined this long after it runs is replaced',
       '10m',
@@ -43,6 +47,7 @@ export function registerServeCommand(program: Command): void {
         meterHeartbeat: string;
         publicUrl?: string;
         agentJoinTimeout: string;
+        localAgents: boolean;
       }) => {
         const port = parseIntegerIn('--port', flags.port, 0, 65_535);
         const meterHeartbeatMs = parseDurationMs('--meter-heartbeat', flags.meterHeartbeat);
@@ -73,6 +78,7 @@ export function registerServeCommand(program: Command): void {
           meterHeartbeatMs,
           ...(publicUrl ? { publicUrl } : {}),
           agentJoinTimeoutMs,
+          agentHost: flags.localAgents,
         });
         // Handlers first: whoever reads the banner may signal at once.
         const shutdown = async () => {

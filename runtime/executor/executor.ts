@@ -84,6 +84,11 @@ export interface ContainerHandle {
 
 export interface Executor {
   start(spec: ContainerSpec): ContainerHandle;
+  /**
+   * Takes over a container that already runs (an agent still ran it when the broker restarted), where the
+   * executor can: the handle is as `start`'s, its `ready` resolving at once when the container is.
+   */
+  adopt?(spec: ContainerSpec, ready: boolean): ContainerHandle;
   /** Stops every container it started. */
   close(): Promise<void>;
 }
