@@ -11,7 +11,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { availableParallelism, hostname } from 'node:os';
+import { availableParallelism, hostname, networkInterfaces } from 'node:os';
 import { dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
 import pino, { type Logger } from 'pino';
@@ -57,6 +57,8 @@ export interface AgentOptions {
   readonly labels?: Readonly<Record<string, string>>;
   readonly usdPerHour?: number;
   readonly hostname?: string;
+  /** Where the machine can be reached (default: its non-internal addresses). */
+  readonly addresses?: readonly string[];
   readonly executor: Executor;
   readonly bundles: BundleCache;
   /** Bounds concurrent cold starts on the machine (shared by every agent of an agent host). */
@@ -200,6 +202,7 @@ export class Agent {
       agentVersion: AGENT_VERSION,
       ...(this.o.instanceId ? { instanceId: this.o.instanceId } : {}),
       hostname: this.o.hostname ?? hostname(),
+      addresses: this.o.addresses ? [...this.o.addresses] : machineAddresses(),
       gpus: [...inventory.gpus],
       health: inventory.health,
       labels: { ...(this.o.labels ?? {}) },
@@ -491,6 +494,15 @@ function sendFrame(socket: WebSocket, frame: string): void {
     });
   }
   socket.send(frame);
+}
+
+/** This machine's addresses other machines may reach: non-internal IPv4 first, then IPv6. */
+function machineAddresses(): string[] {
+  const all = Object.values(networkInterfaces()).flatMap((list) => list ?? []);
+  const external = all.filter((a) => !a.internal);
+  return [...external.filter((a) => a.family === 'IPv4'), ...external.filter((a) => a.family === 'IPv6')]
+    .map((a) => a.address)
+    .slice(0, 32);
 }
 
 function readCredential(file: string | undefined): string | undefined {

@@ -58,6 +58,8 @@ export class AgentHost {
         token: this.o.token,
         instanceId,
         hostname: `simulated ${instanceId}`,
+        // Every simulated instance is this machine.
+        addresses: ['127.0.0.1'],
         gpus: virtualGpuSource(gpus),
         executor: this.executor,
         bundles: this.bundles,

@@ -55,6 +55,8 @@ export const helloSchema = z.object({
   gpus: z.array(gpuReportSchema).max(1024),
   health: healthSchema,
   labels: z.record(z.string().max(100), z.string().max(200)),
+  /** Where the machine can be reached (its non-internal IP addresses), for users of its leases. */
+  addresses: z.array(z.string().max(100)).max(32).optional(),
   /** A machine of your own: its price, USD per hour. */
   usdPerHour: z.number().min(0).max(10_000).optional(),
   /** Containers it still runs (after a reconnect or a broker restart), with the order that started each. */

@@ -213,6 +213,7 @@ export class BrokerCore {
       ids,
     });
     this.leases = new LeaseService({
+      addressOf: (instanceId) => this.agents?.addressOf(instanceId),
       db,
       clock: o.clock,
       ids,

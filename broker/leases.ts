@@ -28,6 +28,8 @@ import type { Principal } from './tokens.ts';
 type LeaseRow = typeof leases.$inferSelect;
 
 export interface LeaseServiceOptions {
+  /** Where an instance's machine can be reached, when its agent said (shown in allocations). */
+  readonly addressOf?: (instanceId: string) => string | undefined;
   readonly db: Database;
   readonly clock: Clock;
   readonly ids: IdGenerator;
@@ -466,6 +468,7 @@ export class LeaseService {
 
   private async view(row: LeaseRow): Promise<Lease> {
     const request = row.request as LeaseRequest;
+    const address = (instanceId: string) => this.o.addressOf?.(instanceId);
     const allocations =
       row.status === 'ready'
         ? (await this.o.db.select().from(leaseAllocations).where(eq(leaseAllocations.leaseId, row.id))).map(
@@ -479,6 +482,7 @@ export class LeaseService {
                 instanceType: instance?.instanceType ?? '',
                 capacityType: instance?.capacityType ?? '',
                 gpuIndices: a.gpuIndices,
+                ...(address(a.instanceId) ? { address: address(a.instanceId) as string } : {}),
               };
             },
           )

@@ -174,6 +174,7 @@ export interface components {
       instanceType: string;
       capacityType: string;
       gpuIndices: number[];
+      address?: string;
     };
     LeaseRequest: {
       /** @example H100 */

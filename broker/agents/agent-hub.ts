@@ -68,6 +68,7 @@ export interface AgentView {
   readonly agentId: string;
   readonly instanceId: string;
   readonly hostname: string;
+  readonly addresses: readonly string[];
   readonly gpus: readonly GpuReport[];
   readonly labels: Readonly<Record<string, string>>;
   readonly usdPerHour: number | undefined;
@@ -141,6 +142,12 @@ export class AgentHub {
     return () => this.listeners.delete(listener);
   }
 
+  /** Where the instance's machine can be reached, as its agent reports it (first address, else its hostname). */
+  addressOf(instanceId: string): string | undefined {
+    const hello = this.sessions.get(instanceId)?.hello;
+    return hello ? (hello.addresses?.[0] ?? hello.hostname) : undefined;
+  }
+
   placeable(instanceId: string): boolean {
     const session = this.sessions.get(instanceId);
     return session !== undefined && this.isPlaceable(session);
@@ -151,6 +158,7 @@ export class AgentHub {
       agentId: s.agentId,
       instanceId: s.instanceId,
       hostname: s.hello.hostname,
+      addresses: s.hello.addresses ?? [],
       gpus: s.hello.gpus,
       labels: s.hello.labels,
       usdPerHour: s.hello.usdPerHour,

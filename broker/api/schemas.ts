@@ -41,6 +41,8 @@ export const allocationSchema = z
     instanceType: z.string(),
     capacityType: z.string(),
     gpuIndices: z.array(z.number().int()),
+    /** Where the machine can be reached (an IP address or host name its agent reports), while its agent is connected. */
+    address: z.string().optional(),
   })
   .openapi('Allocation');
 
