@@ -102,9 +102,15 @@ describe('machines of your own', () => {
     expect(server.broker.fleet.all().filter((i) => i.vendor !== 'machines')).toEqual([]);
   }, 60_000);
 
-  it('takes a machine out of the fleet when its agent is revoked', async () => {
+  it('takes a machine out of the fleet when its agent is revoked (gpubroker agent list / revoke)', async () => {
+    const env = { ...process.env, GPUBROKER_TOKEN: server.operatorToken as string };
+    const listed = await runCli(['agent', 'list', '--url', server.url], { env });
+    expect(listed.code).toBe(0);
+    expect(listed.stdout.trim().split('\n')).toHaveLength(3);
+    expect(listed.stdout).toMatch(/machines\/agent_\S+\t.*\t2xH100\tready/);
     const [first] = server.broker.agents?.agents() ?? [];
-    await broker.call('DELETE', `/v1/agents/${first?.agentId}`);
+    const revoked = await runCli(['agent', 'revoke', first?.agentId as string, '--url', server.url], { env });
+    expect(revoked.code).toBe(0);
     expect(server.broker.fleet.get(first?.instanceId as string)).toBeUndefined();
     expect(server.broker.fleet.all().filter((i) => i.vendor === 'machines')).toHaveLength(2);
   });
