@@ -65,6 +65,8 @@ interface Latency {
   p99Ms: number;
   maxMs: number;
   perSecond: number;
+  /** CPU time of this process (the broker and the SDK client) per call. */
+  cpuMicrosecondsPerCall?: number;
 }
 
 function summarize(samples: number[], wallMs: number): Latency {
@@ -83,6 +85,7 @@ function summarize(samples: number[], wallMs: number): Latency {
 async function timeCalls(call: (i: number) => Promise<unknown>): Promise<Latency> {
   for (let i = 0; i < WARM_UP_CALLS; i++) await call(-1 - i);
   const samples: number[] = [];
+  const cpu0 = process.cpuUsage();
   const start = performance.now();
   for (let i = 0; i < CALLS; i++) {
     const t0 = performance.now();
@@ -90,7 +93,11 @@ async function timeCalls(call: (i: number) => Promise<unknown>): Promise<Latency
     samples.push(performance.now() - t0);
     if (value !== i) throw new Error(`call ${i} came back as ${JSON.stringify(value)}`);
   }
-  return summarize(samples, performance.now() - start);
+  const cpu = process.cpuUsage(cpu0);
+  return {
+    ...summarize(samples, performance.now() - start),
+    cpuMicrosecondsPerCall: Math.round((cpu.user + cpu.system) / CALLS),
+  };
 }
 
 /** VmRSS, its peak, and its parts: anonymous (this process's own) and file-backed (mostly node's binary, shared). */
@@ -360,7 +367,9 @@ try {
   await echo.remote(0);
   const firstCallMs = performance.now() - first;
   const remoteTrip = await profiled('remote', () => timeCalls((i) => echo.remote(i)));
-  log(`SDK remote: p50 ${remoteTrip.p50Ms} ms, p99 ${remoteTrip.p99Ms} ms`);
+  log(
+    `SDK remote: p50 ${remoteTrip.p50Ms} ms, p99 ${remoteTrip.p99Ms} ms, CPU ${remoteTrip.cpuMicrosecondsPerCall} µs per call`,
+  );
   results.roundTrip = {
     calls: CALLS,
     warmUpCalls: WARM_UP_CALLS,
@@ -602,7 +611,8 @@ const r = results as {
   };
 };
 const met = (ok: boolean) => (ok ? 'met' : 'NOT met');
-const trip = (l: Latency) => `${l.p50Ms} / ${l.p90Ms} / ${l.p99Ms} / ${l.maxMs} ms (${l.perSecond}/s)`;
+const trip = (l: Latency) =>
+  `${l.p50Ms} / ${l.p90Ms} / ${l.p99Ms} / ${l.maxMs} ms (${l.perSecond}/s; this process's CPU ${l.cpuMicrosecondsPerCall} µs per call)`;
 const table = new Table({ head: ['measure', 'value', 'target'], style: { head: [], border: [] } });
 const rt = r.roundTrip;
 const rssMax = Math.max(...r.idleAgent.build.rssMiB);
