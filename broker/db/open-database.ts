@@ -6,6 +6,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
 import { PGlite } from '@electric-sql/pglite';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
@@ -36,6 +37,28 @@ export interface OpenedDatabase {
  */
 const PGLITE_START_PARAMS = [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB'];
 
+/**
+ * V8 compiles a WebAssembly function that runs hot again with its optimizing compiler, on background threads.
+ * Opening PGlite (PostgreSQL's start-up, crash recovery, the first queries) makes hundreds of its functions hot at
+ * once: compiling them cost ~0.5 s of CPU beside the open (measured: its background threads 0.6 -> 0.2 s), which a
+ * restart on a busy machine waits for. So while PGlite's module is made, its functions get ~55x V8's budget before
+ * they tier up (the queries a broker repeats still do, soon); modules made after (the solver's) get V8's default.
+ */
+const PGLITE_TIERING_BUDGET = 100_000_000;
+/** `--wasm-tiering-budget`'s default in the V8 of Node 20 to 24. */
+const V8_TIERING_BUDGET = 1_800_000;
+let pgliteOpening = 0;
+
+/** `open()` with PGlite's tier-up budget in force (the flag is the process's: the last open in flight restores it). */
+async function withPgliteTierUp<T>(open: () => Promise<T>): Promise<T> {
+  if (pgliteOpening++ === 0) setFlagsFromString(`--wasm-tiering-budget=${PGLITE_TIERING_BUDGET}`);
+  try {
+    return await open();
+  } finally {
+    if (--pgliteOpening === 0) setFlagsFromString(`--wasm-tiering-budget=${V8_TIERING_BUDGET}`);
+  }
+}
+
 const MIGRATIONS = fileURLToPath(new URL('./migrations/', import.meta.url));
 /** Key of the advisory lock that makes one replica the loop's leader. */
 const LOOP_LOCK_KEY = 0x6770_6272; // "gpbr"
@@ -49,7 +72,9 @@ export interface OpenDatabaseOptions {
 
 export async function openDatabase(options: OpenDatabaseOptions): Promise<OpenedDatabase> {
   if (options.url) return openPostgres(options.url);
-  const client = options.dataDir ? await openPgliteDir(options.dataDir) : await openPgliteInMemory();
+  const client = await withPgliteTierUp(() =>
+    options.dataDir ? openPgliteDir(options.dataDir) : openPgliteInMemory(),
+  );
   const db = drizzlePglite({ client, schema });
   try {
     await migratePglite(db, { migrationsFolder: MIGRATIONS });
