@@ -93,6 +93,10 @@ export class Agent {
   private reconnectTimer: TimerHandle | undefined;
   private unansweredPings = 0;
   private readonly containers = new Map<string, RunningContainer>();
+  /** Containers ordered but not started yet (fetching the bundle, waiting for the start gate). */
+  private readonly starting = new Set<string>();
+  /** Of those, the ones the broker stopped meanwhile. */
+  private readonly stopBeforeStart = new Set<string>();
   private readonly execs = new Map<string, ChildProcess>();
   /** Reports made while disconnected, sent after the next welcome. */
   private readonly outbox: AgentMessage[] = [];
@@ -226,8 +230,13 @@ export class Agent {
       case 'invoke':
         this.invoke(message);
         return;
-      case 'stop':
-        return void this.containers.get(message.containerId)?.handle.stop();
+      case 'stop': {
+        const running = this.containers.get(message.containerId);
+        // One still waiting for its turn to start (or for its bundle) is not started at all.
+        if (running) void running.handle.stop();
+        else if (this.starting.has(message.containerId)) this.stopBeforeStart.add(message.containerId);
+        return;
+      }
       case 'exec':
         this.exec(message);
         return;
@@ -288,7 +297,17 @@ export class Agent {
   }
 
   private async startContainer(order: ContainerOrder): Promise<void> {
-    if (this.containers.has(order.containerId)) return;
+    if (this.containers.has(order.containerId) || this.starting.has(order.containerId)) return;
+    this.starting.add(order.containerId);
+    try {
+      await this.startContainerNow(order);
+    } finally {
+      this.starting.delete(order.containerId);
+      this.stopBeforeStart.delete(order.containerId);
+    }
+  }
+
+  private async startContainerNow(order: ContainerOrder): Promise<void> {
     let bundlePath: string;
     try {
       bundlePath = await this.o.bundles.pathOf(order.bundle, this.o.brokerUrl, this.token);
@@ -309,6 +328,17 @@ export class Agent {
     }
     const leave = await this.startGate.enter();
     if (this.closed) return leave();
+    if (this.stopBeforeStart.has(order.containerId)) {
+      leave();
+      this.send({
+        type: 'exited',
+        containerId: order.containerId,
+        code: null,
+        signal: null,
+        reason: 'stopped before it started',
+      });
+      return;
+    }
     let handle: ContainerHandle;
     try {
       handle = this.o.executor.start({

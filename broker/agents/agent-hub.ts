@@ -214,11 +214,14 @@ export class AgentHub {
     this.closed = true;
     for (const { timer } of this.dropped.values()) timer.cancel();
     this.dropped.clear();
-    for (const session of this.sessions.values()) {
-      session.watchdog?.cancel();
-      session.socket.close(CLOSE.shutdown, 'broker stopping');
-    }
+    for (const session of this.sessions.values()) session.watchdog?.cancel();
     this.sessions.clear();
+    // Every connection, joined or still joining: a close frame, and no wait for an agent that does not answer it
+    // (the server's close waits for the last connection to end).
+    for (const socket of this.wss.clients) {
+      socket.close(CLOSE.shutdown, 'broker stopping');
+      setImmediate(() => socket.terminate());
+    }
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
 
@@ -229,6 +232,8 @@ export class AgentHub {
     const token = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '')?.[1];
     const auth = token ? await this.o.registry.authenticate(token) : undefined;
     if (!auth) return refuse(socket, 401, 'Unauthorized');
+    // Closed while the token was being checked: no new connection may outlive the hub.
+    if (this.closed) return refuse(socket, 503, 'Service Unavailable');
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       corkable.set(ws, { raw: socket, corked: false });
       this.accept(ws, auth);
