@@ -135,7 +135,8 @@ describe('crash and restart', () => {
     expect(served.allocations.map((a) => a.gpuIndices.length)).toEqual([8]);
     const recovered = await sdk.leases.get(ready.id);
     expect(recovered.status).toBe('ready');
-    expect(recovered.allocations).toEqual(ready.allocations);
+    // The same GPUs of the same instance (the machine's address shows only while its agent is connected).
+    expect(recovered.allocations.map(withoutAddress)).toEqual(ready.allocations.map(withoutAddress));
     // The restart does not put the same 8 GPUs under two leases.
     expect(served.allocations[0]?.instanceId).not.toBe(ready.allocations[0]?.instanceId);
 
@@ -187,3 +188,7 @@ describe('crash and restart', () => {
     }
   }, 240_000);
 });
+
+function withoutAddress<T extends { address?: string }>({ address: _address, ...allocation }: T) {
+  return allocation;
+}
