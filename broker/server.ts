@@ -40,6 +40,8 @@ export interface ServerOptions {
    */
   readonly providers?: readonly string[];
   readonly scenario?: SimScenario;
+  /** Without `scenario`: the scenario of simulated clouds that start empty (clouds kept in the data dir keep theirs). */
+  readonly defaultScenario?: SimScenario;
   readonly clock?: Clock;
   readonly seed?: number;
   /** Run the loop on its schedule (default true); tests tick by hand. */
@@ -87,6 +89,7 @@ export async function makeProviders(
   clock: Clock,
   scenario?: SimScenario,
   dataDir?: string,
+  defaultScenario?: SimScenario,
 ): Promise<Provider[]> {
   const providers: Provider[] = [];
   for (const name of names) {
@@ -98,6 +101,7 @@ export async function makeProviders(
         ...createSimClouds({
           clock,
           ...(scenario ? { scenario } : {}),
+          ...(defaultScenario ? { defaultScenario } : {}),
           ...(dataDir ? { stateFile: join(dataDir, SIM_CLOUDS_FILE) } : {}),
         }),
       );
@@ -194,7 +198,13 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     answerMalformedRequests(server);
 
     const providers = await withDeadline(
-      makeProviders(options.providers ?? ['sim'], clock, options.scenario, options.dataDir),
+      makeProviders(
+        options.providers ?? ['sim'],
+        clock,
+        options.scenario,
+        options.dataDir,
+        options.defaultScenario,
+      ),
       stepMs,
       () => new StartupError('--providers', `no answer within ${stepMs / 1000} s`),
     ).catch((error: unknown) => {

@@ -6,6 +6,7 @@
  * exactly as on a real machine: the broker process starts none itself.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { getPriority, setPriority } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
@@ -52,6 +53,13 @@ export class LocalAgentHost {
       },
     );
     this.child = child;
+    // Below the broker: its start-up and its containers' never delay the broker's own work (meter checkpoints).
+    if (child.pid !== undefined)
+      try {
+        setPriority(child.pid, Math.min(19, getPriority() + 5));
+      } catch {
+        // Not permitted: it runs at the broker's priority.
+      }
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     child.once('exit', (code, signal) => {
       if (this.child === child) this.o.logger.error({ code, signal }, 'the local agent host exited');

@@ -57,10 +57,11 @@ export function registerServeCommand(program: Command): void {
         if (agentJoinTimeoutMs < 10_000 || agentJoinTimeoutMs > 24 * 3_600_000)
           throw new ValidationError('--agent-join-timeout', 'must be from 10s to 24h');
         const publicUrl = flags.publicUrl ?? process.env.GPUBROKER_PUBLIC_URL;
-        // No --scenario: quick boots (seconds), said on screen; `realistic` or a file: boots of minutes.
+        // No --scenario: new clouds boot in seconds (said on screen), clouds kept in the data directory keep their
+        // scenario; `realistic` or a file: that scenario.
         const scenario =
           flags.scenario === undefined
-            ? quickStartScenario()
+            ? undefined
             : flags.scenario === 'realistic'
               ? simScenario()
               : await loadSimScenario(flags.scenario);
@@ -74,7 +75,7 @@ export function registerServeCommand(program: Command): void {
             .map((p) => p.trim())
             .filter(Boolean),
           ...(databaseUrl ? { databaseUrl } : {}),
-          ...(scenario ? { scenario } : {}),
+          ...(scenario ? { scenario } : { defaultScenario: quickStartScenario() }),
           meterHeartbeatMs,
           ...(publicUrl ? { publicUrl } : {}),
           agentJoinTimeoutMs,
@@ -95,7 +96,7 @@ export function registerServeCommand(program: Command): void {
             ...(!flags.providers.split(',').some((p) => p.trim() === 'sim')
               ? []
               : [
-                  `  simulated clouds: ${flags.scenario === undefined ? 'instances boot in 5–15 s (quick start; --scenario realistic for the 1–5 min of real clouds)' : flags.scenario === 'realistic' ? 'realistic boot times (1–5 min)' : `scenario ${flags.scenario}`}`,
+                  `  simulated clouds: ${flags.scenario === undefined ? 'new instances boot in 5–15 s (quick start; clouds kept in the data directory keep their scenario; --scenario realistic for the 1–5 min of real clouds)' : flags.scenario === 'realistic' ? 'realistic boot times (1–5 min)' : `scenario ${flags.scenario}`}`,
                 ]),
             `  agents: ${server.agentHostPid ? 'simulated instances run their containers through a local agent host' : 'containers run on the machines whose agents joined'}`,
             `  operator token: ${server.operatorTokenFile} (export GPUBROKER_TOKEN=$(cat ${server.operatorTokenFile}))`,

@@ -26,8 +26,13 @@ export const SIM_CLOUDS_FILE = 'sim-clouds.json';
 
 export interface SimCloudsOptions {
   readonly clock: Clock;
-  /** A validated scenario or its input (validated here); default `{}`. */
+  /** A validated scenario or its input (validated here); default: `defaultScenario`. */
   readonly scenario?: SimScenario | SimScenarioInput;
+  /**
+   * Without `scenario`: the scenario of clouds that start empty (default `{}`); clouds restored from `stateFile`
+   * keep the scenario they were started with.
+   */
+  readonly defaultScenario?: SimScenario;
   /** Default: the bundled catalog. */
   readonly offerings?: readonly Offering[];
   /**
@@ -41,10 +46,15 @@ export interface SimCloudsOptions {
 export type SimClouds = SimProvider[] & { readonly writer?: SimStateWriter };
 
 export function createSimClouds(options: SimCloudsOptions): SimClouds {
-  const scenario = simScenario((options.scenario ?? {}) as SimScenarioInput);
   const offerings = options.offerings ?? loadCatalog();
   const { stateFile } = options;
   const saved = stateFile ? readSimState(stateFile) : undefined;
+  const scenario =
+    options.scenario !== undefined
+      ? simScenario(options.scenario as SimScenarioInput)
+      : saved
+        ? simScenario(saved.scenario as SimScenarioInput)
+        : (options.defaultScenario ?? simScenario({}));
   if (stateFile && saved && JSON.stringify(saved.scenario) !== JSON.stringify(scenario))
     throw new DataFileError(
       stateFile,
