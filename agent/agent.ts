@@ -13,7 +13,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { availableParallelism, hostname, networkInterfaces } from 'node:os';
 import { dirname } from 'node:path';
-import type { Duplex } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import WebSocket from 'ws';
 import { type Clock, RealClock, type TimerHandle } from '../lib/clock.ts';
@@ -25,6 +24,7 @@ import {
   RemoteError,
 } from '../runtime/executor/executor.ts';
 import type { BundleCache } from './bundle-cache.ts';
+import { batchFrames, sendFrame } from './frames.ts';
 import type { GpuInventory, GpuSource } from './gpus.ts';
 import {
   type AgentMessage,
@@ -149,7 +149,7 @@ export class Agent {
     });
     this.socket = socket;
     this.welcomed = false;
-    socket.on('upgrade', (response) => corkable.set(socket, { raw: response.socket, corked: false }));
+    socket.on('upgrade', (response) => batchFrames(socket, response.socket));
     socket.on('open', () => this.sendHello(socket));
     socket.on('message', (data, isBinary) => {
       if (isBinary) return socket.close(CLOSE.protocol, 'binary frames are not part of the protocol');
@@ -504,26 +504,6 @@ export class Agent {
       });
     });
   }
-}
-
-/** The TCP socket under each connection, and whether it is corked for this turn of the event loop. */
-const corkable = new WeakMap<WebSocket, { readonly raw: Duplex; corked: boolean }>();
-
-/**
- * Sends one frame; the reports of one turn of the event loop leave together: the socket is corked at the first and
- * uncorked once the turn's I/O callbacks have run (setImmediate), one write for a burst instead of one per frame.
- */
-function sendFrame(socket: WebSocket, frame: string): void {
-  const batch = corkable.get(socket);
-  if (batch && !batch.corked) {
-    batch.corked = true;
-    batch.raw.cork();
-    setImmediate(() => {
-      batch.corked = false;
-      batch.raw.uncork();
-    });
-  }
-  socket.send(frame);
 }
 
 /** This machine's addresses other machines may reach: non-internal IPv4 first, then IPv6. */

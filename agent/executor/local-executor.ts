@@ -16,11 +16,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { getPriority, setPriority } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type Clock, RealClock, type TimerHandle } from '../../lib/clock.ts';
+import { runBelowThisProcess } from '../../lib/priority.ts';
 import {
   type ContainerExit,
   ContainerExitedError,
@@ -89,7 +89,7 @@ export class LocalExecutor implements Executor {
       rmSync(workDir, { recursive: true, force: true });
       throw error;
     }
-    lowerPriority(child.pid, this.options.niceness ?? 10);
+    runBelowThisProcess(child.pid, this.options.niceness ?? 10);
     const container = new LocalContainer(spec.containerId, child, workDir, this.clock, this.stopGraceMs);
     this.running.add(container);
     void container.exited.then(() => this.running.delete(container));
@@ -99,15 +99,6 @@ export class LocalExecutor implements Executor {
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all([...this.running].map((container) => container.stop()));
-  }
-}
-
-function lowerPriority(pid: number | undefined, niceness: number): void {
-  if (pid === undefined || niceness <= 0) return;
-  try {
-    setPriority(pid, Math.min(19, getPriority() + niceness));
-  } catch {
-    // Not permitted or already gone: it runs at the agent's priority.
   }
 }
 

@@ -6,11 +6,11 @@
  * exactly as on a real machine: the broker process starts none itself.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { getPriority, setPriority } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { HostOrder } from '../../agent/host.ts';
+import { runBelowThisProcess } from '../../lib/priority.ts';
 import type { Fleet } from '../fleet.ts';
 import type { AgentRegistry } from './agent-registry.ts';
 
@@ -54,12 +54,7 @@ export class LocalAgentHost {
     );
     this.child = child;
     // Below the broker: its start-up and its containers' never delay the broker's own work (meter checkpoints).
-    if (child.pid !== undefined)
-      try {
-        setPriority(child.pid, Math.min(19, getPriority() + 5));
-      } catch {
-        // Not permitted: it runs at the broker's priority.
-      }
+    runBelowThisProcess(child.pid, 5);
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     child.once('exit', (code, signal) => {
       if (this.child === child) this.o.logger.error({ code, signal }, 'the local agent host exited');
