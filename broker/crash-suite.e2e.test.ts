@@ -44,8 +44,12 @@ import { actions, instances as instancesTable, leases as leasesTable } from './d
 const SEED = Number(process.env.CRASH_SUITE_SEED ?? 1);
 const KILLS = Number(process.env.CRASH_SUITE_KILLS ?? 20);
 const HEARTBEAT_MS = 500;
-/** Scheduling slack of a loaded test machine (a heartbeat that fires late, a clock read a moment late). */
-const SLACK_MS = 1_500;
+/**
+ * Scheduling slack of a loaded test machine (a heartbeat that fires late, a checkpoint that waits on PGlite, which
+ * shares the broker's thread): the e2e files run two at a time on CI's two cores, and a checkpoint 2.07 s before a
+ * kill was seen there.
+ */
+const SLACK_MS = 3_000;
 /** After the last start, every pending lease is ready or failed within this. */
 const SETTLE_MS = 60_000;
 const MAX_OPEN_LEASES = 5;
