@@ -352,6 +352,9 @@ export class Agent {
         gpuIndices: order.gpuIndices,
         env: order.env,
         concurrency: order.concurrency,
+        cpu: order.cpu,
+        memoryMiB: order.memoryMiB,
+        network: order.network,
       });
     } catch (error) {
       leave();

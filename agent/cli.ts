@@ -17,6 +17,7 @@ import { parsePositive } from '../lib/cli-args.ts';
 import { ValidationError } from '../lib/errors.ts';
 import { Agent } from './agent.ts';
 import { BundleCache } from './bundle-cache.ts';
+import { openIsolation, parseIsolationMode } from './executor/isolation.ts';
 import { LocalExecutor } from './executor/local-executor.ts';
 import { nvidiaGpuSource, parseVirtualGpus, virtualGpuSource } from './gpus.ts';
 import { AgentHost } from './host.ts';
@@ -31,6 +32,7 @@ interface AgentFlags {
   labels?: string;
   usdPerHour?: string;
   stateDir: string;
+  isolation: string;
 }
 
 export function registerAgentCommand(program: Command): void {
@@ -49,6 +51,11 @@ export function registerAgentCommand(program: Command): void {
     .option('--labels <pairs>', 'labels of a machine of your own, k=v,k=v (region=… is its region group)')
     .option('--usd-per-hour <usd>', 'what a machine of your own costs per hour (for cost reports)')
     .option('--state-dir <dir>', 'credential, bundle cache and container directories', '.gpubroker-agent')
+    .option(
+      '--isolation <mode>',
+      'bubblewrap: each container in its own sandbox (needs bubblewrap and root); none: plain processes',
+      'bubblewrap',
+    )
     .action(async (flags: AgentFlags) => runAgent(flags));
 
   // Its own command (hidden): as a subcommand of `agent`, the parent's --broker would take its flag.
@@ -57,13 +64,16 @@ export function registerAgentCommand(program: Command): void {
     .description('(started by `gpubroker serve`) the agents of simulated instances, ordered on stdin')
     .requiredOption('--broker <url>', 'the broker')
     .requiredOption('--state-dir <dir>', 'containers and bundle cache')
-    .action(async (flags: { broker: string; stateDir: string }) => {
+    .option('--isolation <mode>', 'bubblewrap, none or auto', 'auto')
+    .action(async (flags: { broker: string; stateDir: string; isolation: string }) => {
       const token = process.env.GPUBROKER_JOIN_TOKEN;
       if (!token) throw new ValidationError('GPUBROKER_JOIN_TOKEN', 'the agent host needs a join token');
+      const isolation = openIsolation(parseIsolationMode(flags.isolation));
       const host = new AgentHost({
         brokerUrl: brokerUrlOf(flags.broker),
         token,
         stateDir: resolve(flags.stateDir),
+        ...(isolation.sandbox ? { sandbox: isolation.sandbox } : {}),
         logger: pino({ level: process.env.GPUBROKER_LOG ?? 'silent' }),
       });
       process.on('SIGTERM', () => void host.close().then(() => process.exit(0)));
@@ -171,6 +181,8 @@ async function runAgent(flags: AgentFlags): Promise<void> {
   const usdPerHour =
     flags.usdPerHour === undefined ? undefined : parsePositive('--usd-per-hour', flags.usdPerHour, 10_000);
   const gpus = flags.virtualGpus ? virtualGpuSource(parseVirtualGpus(flags.virtualGpus)) : nvidiaGpuSource();
+  // Before anything joins: a machine that cannot isolate says so now, not when the first container starts.
+  const isolation = openIsolation(parseIsolationMode(flags.isolation));
   const logger = pino({ level: process.env.GPUBROKER_LOG ?? 'info' });
   const agent = new Agent({
     brokerUrl,
@@ -180,7 +192,10 @@ async function runAgent(flags: AgentFlags): Promise<void> {
     gpus,
     labels: parseLabels(flags.labels),
     ...(usdPerHour !== undefined ? { usdPerHour } : {}),
-    executor: new LocalExecutor({ workRoot: join(stateDir, 'containers') }),
+    executor: new LocalExecutor({
+      workRoot: join(stateDir, 'containers'),
+      ...(isolation.sandbox ? { sandbox: isolation.sandbox } : {}),
+    }),
     bundles: new BundleCache(join(stateDir, 'bundles')),
     logger,
     onFatal: (message) => {
@@ -193,7 +208,9 @@ async function runAgent(flags: AgentFlags): Promise<void> {
   process.on('SIGINT', stop);
   await agent.start();
   const { agentId, instanceId: joinedAs } = await agent.joined;
-  process.stderr.write(`gpubroker agent ${agentId} joined ${brokerUrl} as ${joinedAs}\n`);
+  process.stderr.write(
+    `gpubroker agent ${agentId} joined ${brokerUrl} as ${joinedAs}\n  containers: ${isolation.summary}\n`,
+  );
   // Runs until stopped: the connection keeps the process alive.
   await new Promise<never>(() => undefined);
 }

@@ -20,6 +20,7 @@ import { z } from 'zod';
 import { Agent } from './agent.ts';
 import { BundleCache } from './bundle-cache.ts';
 import { LocalExecutor } from './executor/local-executor.ts';
+import type { BubblewrapSandbox } from './executor/sandbox/bubblewrap.ts';
 import { virtualGpuSource } from './gpus.ts';
 import { gpuReportSchema } from './protocol.ts';
 import { StartGate } from './start-gate.ts';
@@ -35,6 +36,8 @@ export interface AgentHostOptions {
   readonly token: string;
   readonly stateDir: string;
   readonly logger: Logger;
+  /** Containers run isolated in it; absent: plain processes. */
+  readonly sandbox?: BubblewrapSandbox;
 }
 
 export class AgentHost {
@@ -45,7 +48,10 @@ export class AgentHost {
   private readonly startGate = new StartGate(Math.max(2, availableParallelism()));
 
   constructor(private readonly o: AgentHostOptions) {
-    this.executor = new LocalExecutor({ workRoot: join(o.stateDir, 'containers') });
+    this.executor = new LocalExecutor({
+      workRoot: join(o.stateDir, 'containers'),
+      ...(o.sandbox ? { sandbox: o.sandbox } : {}),
+    });
     this.bundles = new BundleCache(join(o.stateDir, 'bundles'));
   }
 

@@ -137,6 +137,10 @@ export const containerOrderSchema = z.object({
   gpuIndices: z.array(z.number().int().min(0)),
   env: z.record(z.string(), z.string()),
   concurrency: z.number().int().min(1),
+  /** Limits and network (defaults: those of a function that sets none, for a broker older than the agent). */
+  cpu: z.number().int().min(1).default(1),
+  memoryMiB: z.number().int().min(1).default(4096),
+  network: z.enum(['egress', 'none']).default('egress'),
 });
 export type ContainerOrder = z.infer<typeof containerOrderSchema>;
 

@@ -337,6 +337,9 @@ try {
     gpuIndices: [gpu],
     env: {},
     concurrency: 1,
+    cpu: 1,
+    memoryMiB: 4096,
+    network: 'egress',
   });
   const local = localExecutor.start(spec('local_echo', 'local', 0));
   await local.ready;

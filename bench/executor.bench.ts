@@ -56,6 +56,9 @@ const spec = (i: number): ContainerSpec => ({
   gpuIndices: [0],
   env: {},
   concurrency: 1,
+  cpu: 1,
+  memoryMiB: 4096,
+  network: 'egress',
 });
 
 const rows: Row[] = [];

@@ -55,6 +55,8 @@ export interface ServerOptions {
    * wait for agents started by hand (`gpubroker agent --instance-id …`), as cloud instances do.
    */
   readonly agentHost?: boolean;
+  /** How the local agent host runs containers (default none; `gpubroker serve` resolves `--isolation`). */
+  readonly agentIsolation?: 'bubblewrap' | 'none';
   /** How often agents heartbeat (default 2,000 ms; lost after three missed). */
   readonly agentHeartbeatMs?: number;
   /**
@@ -270,6 +272,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
         vendors: simulated,
         stateDir: broker.stateDir,
         logger: broker.logger,
+        ...(options.agentIsolation ? { isolation: options.agentIsolation } : {}),
       });
       await agentHost.start();
     }

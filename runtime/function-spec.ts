@@ -70,6 +70,8 @@ export const functionOptionsSchema = z
     retries: z.number().int().min(0).max(10).default(0),
     /** Inputs one container handles at once. */
     concurrency: z.number().int().min(1).max(1_000).default(1),
+    /** `egress`: containers reach the network as the machine does; `none`: loopback only. */
+    network: z.enum(['egress', 'none']).default('egress'),
     /** Regions the containers may run in (any when absent). */
     regions: z.array(z.string().trim().min(1)).min(1).optional(),
   })

@@ -273,6 +273,9 @@ describe('Runtime', () => {
       instanceId: 'i-h100-b',
       gpuIndices: [0],
       concurrency: 1,
+      cpu: 1,
+      memoryMiB: 4096,
+      network: 'egress',
     });
     expect(await t.outcome(callId)).toEqual({ status: 'succeeded', value: 42 });
     expect(t.runtime.get(callId)).toMatchObject({

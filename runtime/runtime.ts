@@ -964,6 +964,9 @@ export class Runtime {
         gpuIndices: placement.gpuIndices,
         env: state.env,
         concurrency: spec.concurrency,
+        cpu: spec.cpu,
+        memoryMiB: spec.memoryMiB,
+        network: spec.network,
       });
     } catch (error) {
       this.startFailed(c, error);

@@ -29,6 +29,8 @@ export interface FunctionOptions {
   /** Inputs one container handles at once. */
   readonly concurrency?: number;
   readonly regions?: readonly string[];
+  /** `'egress'` (default): the container reaches the network as its machine does; `'none'`: loopback only. */
+  readonly network?: 'egress' | 'none';
   /** The function's name; default: the name of the export that holds it (or of the implementation). */
   readonly name?: string;
 }

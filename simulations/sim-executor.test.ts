@@ -14,6 +14,9 @@ const spec = (containerId: string, instanceId = 'i-1'): ContainerSpec => ({
   gpuIndices: [0],
   env: {},
   concurrency: 1,
+  cpu: 1,
+  memoryMiB: 4096,
+  network: 'egress',
 });
 const call = (serviceMs: number): SimCallArgs => ({ serviceMs, arrivalMs: 0, starts: 0 });
 

@@ -133,6 +133,9 @@ function spec(functionName: string, overrides: Partial<ContainerSpec> = {}): Con
     gpuIndices: [0],
     env: {},
     concurrency: 4,
+    cpu: 1,
+    memoryMiB: 4096,
+    network: 'egress',
     ...overrides,
   };
 }

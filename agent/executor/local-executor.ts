@@ -12,10 +12,15 @@
  *                    { kind: 'error', callId, message, stack, name }      the function threw, or its value can't be sent
  * Each stdout/stderr line becomes a LogLine stamped with the clock's time. Timeouts and the stop grace period run on
  * the clock.
+ *
+ * With a sandbox (`sandbox/bubblewrap.ts`) the same worker runs isolated: its own namespaces, cgroup limits, user and
+ * read-only root, its working directory mounted as /scratch; signals go to every process of its cgroup, and an exit
+ * the memory limit caused says so. Without one, it is a plain child process of the agent's user.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { chownSync, mkdirSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -30,6 +35,7 @@ import {
   type LogLine,
   RemoteError,
 } from '../../runtime/executor/executor.ts';
+import type { BubblewrapSandbox, SandboxLaunch } from './sandbox/bubblewrap.ts';
 import { whyNotSendable } from './sendable.mjs';
 
 export interface LocalExecutorOptions {
@@ -46,6 +52,8 @@ export interface LocalExecutorOptions {
    * starves the agent of the CPU it needs to answer the broker.
    */
   readonly niceness?: number;
+  /** Runs each container isolated in this sandbox; absent: unisolated child processes. */
+  readonly sandbox?: BubblewrapSandbox;
 }
 
 const WORKER = fileURLToPath(new URL('./container-worker.mjs', import.meta.url));
@@ -74,23 +82,52 @@ export class LocalExecutor implements Executor {
       );
     const workDir = join(this.options.workRoot, spec.containerId);
     mkdirSync(this.options.workRoot, { recursive: true });
-    mkdirSync(workDir);
+    mkdirSync(workDir, { mode: 0o700 });
     let child: ChildProcess;
+    let launch: SandboxLaunch | undefined;
     try {
-      child = spawn(this.nodePath, [WORKER, pathToFileURL(spec.bundlePath).href], {
-        cwd: workDir,
-        env: containerEnv(spec, workDir),
-        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-        serialization: 'advanced',
-        // Its own process group: stopping the container also stops whatever it started.
-        detached: true,
-      });
+      const sandbox = this.options.sandbox;
+      if (sandbox) {
+        launch = sandbox.launch({
+          spec,
+          workDir,
+          workerPath: WORKER,
+          nodePath: this.nodePath,
+          env: containerEnv(spec, '/scratch'),
+        });
+        // Its scratch directory is its own: nobody else's user can read it.
+        chownSync(workDir, launch.uid, launch.uid);
+      }
+      child = launch
+        ? spawn(launch.command, launch.args, {
+            cwd: workDir,
+            env: launch.env,
+            stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+            serialization: 'advanced',
+            detached: true,
+          })
+        : spawn(this.nodePath, [WORKER, pathToFileURL(spec.bundlePath).href], {
+            cwd: workDir,
+            env: containerEnv(spec, workDir),
+            stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+            serialization: 'advanced',
+            // Its own process group: stopping the container also stops whatever it started.
+            detached: true,
+          });
     } catch (error) {
+      void launch?.release();
       rmSync(workDir, { recursive: true, force: true });
       throw error;
     }
     runBelowThisProcess(child.pid, this.options.niceness ?? 10);
-    const container = new LocalContainer(spec.containerId, child, workDir, this.clock, this.stopGraceMs);
+    const container = new LocalContainer(
+      spec.containerId,
+      child,
+      workDir,
+      this.clock,
+      this.stopGraceMs,
+      launch && { launch, memoryMiB: spec.memoryMiB },
+    );
     this.running.add(container);
     void container.exited.then(() => this.running.delete(container));
     return container;
@@ -149,6 +186,7 @@ class LocalContainer implements ContainerHandle {
     private readonly workDir: string,
     private readonly clock: Clock,
     private readonly stopGraceMs: number,
+    private readonly sandboxed?: { readonly launch: SandboxLaunch; readonly memoryMiB: number },
   ) {
     this.ready = this.markReady.promise;
     // Nobody has to await `ready`: a failed start is also reported through `exited` and every later `invoke`.
@@ -262,8 +300,20 @@ class LocalContainer implements ContainerHandle {
     this.graceTimer?.cancel();
     // Whatever the container started dies with it.
     this.signal('SIGKILL');
-    const reason =
-      this.cause ?? (code !== null ? `crashed (exit ${code})` : `crashed (signal ${signal ?? 'unknown'})`);
+    // bubblewrap exits 128 + N when the worker died of signal N.
+    if (this.sandboxed && code !== null && code > 128) {
+      const number = code - 128;
+      const name = Object.entries(constants.signals).find(([, n]) => n === number)?.[0];
+      if (name) {
+        code = null;
+        signal = name as NodeJS.Signals;
+      }
+    }
+    const oom = this.sandboxed && this.sandboxed.launch.cgroup.oomKills() > 0;
+    const reason = oom
+      ? `out of memory (limit ${this.sandboxed?.memoryMiB} MiB)`
+      : (this.cause ??
+        (code !== null ? `crashed (exit ${code})` : `crashed (signal ${signal ?? 'unknown'})`));
     this.exit = { code, signal, reason };
   }
 
@@ -274,6 +324,7 @@ class LocalContainer implements ContainerHandle {
     const error = new ContainerExitedError(this.containerId, exit.reason);
     for (const callId of [...this.calls.keys()]) this.settle(callId)?.reject(error);
     this.markReady.reject(error);
+    await this.sandboxed?.launch.release().catch(() => {});
     await rm(this.workDir, { recursive: true, force: true }).catch(() => {});
     this.markExited.resolve(exit);
   }
@@ -285,6 +336,17 @@ class LocalContainer implements ContainerHandle {
   private signal(signal: NodeJS.Signals): void {
     const pid = this.child.pid;
     if (pid === undefined) return;
+    if (this.sandboxed) {
+      // Every process of its cgroup; bubblewrap itself (the child) only on SIGKILL, else it would end the
+      // sandbox before the worker had its grace period.
+      this.sandboxed.launch.cgroup.signalAll(signal, signal === 'SIGKILL' ? undefined : pid);
+      if (signal === 'SIGKILL') this.killGroup(pid, signal);
+      return;
+    }
+    this.killGroup(pid, signal);
+  }
+
+  private killGroup(pid: number, signal: NodeJS.Signals): void {
     try {
       process.kill(-pid, signal);
     } catch {

@@ -25,6 +25,8 @@ export interface LocalAgentHostOptions {
   /** The host's containers and bundle cache live under `<stateDir>/agent-host`. */
   readonly stateDir: string;
   readonly logger: Logger;
+  /** How the host runs containers (`--isolation`); default none. */
+  readonly isolation?: 'bubblewrap' | 'none';
 }
 
 export class LocalAgentHost {
@@ -45,7 +47,16 @@ export class LocalAgentHost {
     this.joinTokenId = id;
     const child = spawn(
       process.execPath,
-      [CLI, 'agent-host', '--broker', this.o.brokerUrl, '--state-dir', join(this.o.stateDir, 'agent-host')],
+      [
+        CLI,
+        'agent-host',
+        '--broker',
+        this.o.brokerUrl,
+        '--state-dir',
+        join(this.o.stateDir, 'agent-host'),
+        '--isolation',
+        this.o.isolation ?? 'none',
+      ],
       {
         // The token by environment, never on a command line that `ps` shows.
         env: { ...process.env, GPUBROKER_JOIN_TOKEN: token },

@@ -1,5 +1,6 @@
 /** `gpubroker serve`: the broker with its API, loop and embedded defaults (PGlite in --data-dir, simulated clouds). */
 import type { Command } from 'commander';
+import { parseIsolationMode, resolveIsolation } from '../../agent/executor/isolation.ts';
 import { parseDurationMs, parseIntegerIn } from '../../lib/cli-args.ts';
 import { ValidationError } from '../../lib/errors.ts';
 import { loadSimScenario, quickStartScenario, simScenario } from '../../providers/sim/scenario.ts';
@@ -33,6 +34,11 @@ export function registerServeCommand(program: Command): void {
       'no local agent host: simulated instances wait for agents started by hand (gpubroker agent --instance-id …)',
     )
     .option(
+      '--isolation <mode>',
+      'how the local agent host runs containers: auto (bubblewrap where the machine allows, else says why not), bubblewrap or none',
+      'auto',
+    )
+    .option(
       '--agent-join-timeout <duration>',
       'a cloud instance whose agent has not joined this long after it runs is replaced',
       '10m',
@@ -48,6 +54,7 @@ export function registerServeCommand(program: Command): void {
         publicUrl?: string;
         agentJoinTimeout: string;
         localAgents: boolean;
+        isolation: string;
       }) => {
         const port = parseIntegerIn('--port', flags.port, 0, 65_535);
         const meterHeartbeatMs = parseDurationMs('--meter-heartbeat', flags.meterHeartbeat);
@@ -65,6 +72,7 @@ export function registerServeCommand(program: Command): void {
             : flags.scenario === 'realistic'
               ? simScenario()
               : await loadSimScenario(flags.scenario);
+        const isolation = resolveIsolation(parseIsolationMode(flags.isolation));
         const databaseUrl = process.env.DATABASE_URL;
         const server = await startServer({
           port,
@@ -80,6 +88,7 @@ export function registerServeCommand(program: Command): void {
           ...(publicUrl ? { publicUrl } : {}),
           agentJoinTimeoutMs,
           agentHost: flags.localAgents,
+          agentIsolation: isolation.mode,
         });
         // Handlers first: whoever reads the banner may signal at once.
         const shutdown = async () => {
@@ -98,7 +107,7 @@ export function registerServeCommand(program: Command): void {
               : [
                   `  simulated clouds: ${flags.scenario === undefined ? 'new instances boot in 5–15 s (quick start; clouds kept in the data directory keep their scenario; --scenario realistic for the 1–5 min of real clouds)' : flags.scenario === 'realistic' ? 'realistic boot times (1–5 min)' : `scenario ${flags.scenario}`}`,
                 ]),
-            `  agents: ${server.agentHostPid ? 'simulated instances run their containers through a local agent host' : 'containers run on the machines whose agents joined'}`,
+            `  agents: ${server.agentHostPid ? `simulated instances run their containers through a local agent host, ${isolation.summary}` : 'containers run on the machines whose agents joined'}`,
             `  operator token: ${server.operatorTokenFile} (export GPUBROKER_TOKEN=$(cat ${server.operatorTokenFile}))`,
             `  OpenAPI: ${server.url}/openapi.json   metrics: ${server.url}/metrics`,
             '',

@@ -21,7 +21,14 @@ export interface ContainerSpec {
   readonly env: Readonly<Record<string, string>>;
   /** Inputs handled at once (the function's `concurrency`). */
   readonly concurrency: number;
+  /** CPU cores and memory the container may use (an isolating executor enforces them with a cgroup). */
+  readonly cpu: number;
+  readonly memoryMiB: number;
+  /** `egress`: the host's network; `none`: loopback only. */
+  readonly network: ContainerNetwork;
 }
+
+export type ContainerNetwork = 'egress' | 'none';
 
 /** An exception thrown by the function inside the container, with its remote message and stack. */
 export class RemoteError extends Error {

@@ -1,0 +1,64 @@
+/**
+ * `--isolation`: how an agent runs containers. `bubblewrap` (the default of `gpubroker agent`) isolates each one
+ * (`sandbox/bubblewrap.ts`) and refuses to start without it; `none` runs them as plain child processes and says
+ * so; `auto` (the default of the agent host beside `gpubroker serve`, on the operator's own machine) isolates where
+ * the machine allows and otherwise says on screen why not. Never unisolated silently.
+ */
+import { ValidationError } from '../../lib/errors.ts';
+import { BubblewrapSandbox } from './sandbox/bubblewrap.ts';
+
+export const ISOLATION_MODES = ['bubblewrap', 'none', 'auto'] as const;
+export type IsolationMode = (typeof ISOLATION_MODES)[number];
+
+export interface Isolation {
+  readonly sandbox?: BubblewrapSandbox;
+  /** One line for the operator: what containers run in. */
+  readonly summary: string;
+}
+
+export function parseIsolationMode(text: string, flag = '--isolation'): IsolationMode {
+  if ((ISOLATION_MODES as readonly string[]).includes(text)) return text as IsolationMode;
+  throw new ValidationError(flag, `"${text}" is not one of ${ISOLATION_MODES.join(', ')}`);
+}
+
+/**
+ * What `mode` comes to on this machine, without setting anything up (for a process that starts agents rather than
+ * being one): `bubblewrap` or `none`, and the line that says so. `bubblewrap` that cannot be had throws.
+ */
+export function resolveIsolation(
+  mode: IsolationMode,
+  flag = '--isolation',
+): { mode: 'bubblewrap' | 'none'; summary: string } {
+  if (mode === 'none')
+    return {
+      mode,
+      summary: "unisolated (--isolation none): containers are plain processes of the agent's user",
+    };
+  try {
+    BubblewrapSandbox.check();
+    return { mode: 'bubblewrap', summary: ISOLATED };
+  } catch (error) {
+    const why = (error as Error).message;
+    if (mode === 'bubblewrap') throw new ValidationError(flag, why);
+    return { mode: 'none', summary: `unisolated: ${why}` };
+  }
+}
+
+const ISOLATED =
+  'isolated in bubblewrap: own namespaces, cgroup limits, user and read-only root per container';
+
+/** Sets up the isolation asked for; `bubblewrap` that cannot be had throws ValidationError with the reason. */
+export function openIsolation(mode: IsolationMode, flag = '--isolation'): Isolation {
+  if (mode === 'none')
+    return { summary: "unisolated (--isolation none): containers are plain processes of the agent's user" };
+  try {
+    return {
+      sandbox: BubblewrapSandbox.detect(),
+      summary: ISOLATED,
+    };
+  } catch (error) {
+    const why = (error as Error).message;
+    if (mode === 'bubblewrap') throw new ValidationError(flag, why);
+    return { summary: `unisolated: ${why}` };
+  }
+}
