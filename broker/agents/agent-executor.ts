@@ -45,6 +45,9 @@ export class AgentExecutor implements Executor {
         gpuIndices: [...spec.gpuIndices],
         env: { ...spec.env },
         concurrency: spec.concurrency,
+        cpu: spec.cpu,
+        memoryMiB: spec.memoryMiB,
+        network: spec.network,
       },
     });
     if (!sent && !this.hub.present(spec.instanceId))
