@@ -1,5 +1,6 @@
 /**
- * `npm run bench:executor`: the local-process executor's cold start (placed → ready: spawn a container, import the
+ * `npm run bench:executor`, unisolated and then in bubblewrap (where the machine allows: root and bubblewrap): the
+ * local executor's cold start (placed → ready: spawn a container, import the
  * bundle, find the function) over 50 containers started one after another, and the warm invoke round trip
  * (executor → container → executor over IPC) over 2,000 sequential calls of a trivial function. Writes
  * bench/results/executor-<timestamp>.json and prints a table.
@@ -9,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Table from 'cli-table3';
 import { LocalExecutor } from '../agent/executor/local-executor.ts';
+import { BubblewrapSandbox } from '../agent/executor/sandbox/bubblewrap.ts';
 import type { ContainerSpec } from '../runtime/executor/executor.ts';
 
 const CONTAINERS = Number(process.env.BENCH_CONTAINERS ?? 50);
@@ -44,8 +46,7 @@ function round(ms: number): number {
 const dir = mkdtempSync(join(tmpdir(), 'gpubroker-executor-bench-'));
 const bundlePath = join(dir, 'app.mjs');
 writeFileSync(bundlePath, 'export function echo(value) {\n  return value;\n}\n');
-const executor = new LocalExecutor({ workRoot: join(dir, 'containers') });
-const spec = (i: number): ContainerSpec => ({
+const spec = (i: string): ContainerSpec => ({
   containerId: `ctr_bench_${i}`,
   tenantId: 'tenant_bench',
   app: 'bench',
@@ -62,35 +63,52 @@ const spec = (i: number): ContainerSpec => ({
 });
 
 const rows: Row[] = [];
-let callsPerSecond = 0;
-try {
-  const coldStarts: number[] = [];
-  for (let i = 0; i < CONTAINERS; i++) {
-    const started = performance.now();
-    const container = executor.start(spec(i));
-    await container.ready;
-    coldStarts.push(performance.now() - started);
-    await container.stop();
-  }
-  rows.push(summarize('cold start (placed → ready)', coldStarts));
-  process.stderr.write(`cold start: ${CONTAINERS} containers\n`);
+const callsPerSecond: Record<string, number> = {};
 
-  const container = executor.start(spec(CONTAINERS));
-  await container.ready;
-  for (let i = 0; i < WARM_UP_CALLS; i++) await container.invoke(`warm_${i}`, [i]);
-  const roundTrips: number[] = [];
-  const allCalls = performance.now();
-  for (let i = 0; i < CALLS; i++) {
-    const started = performance.now();
-    const echoed = (await container.invoke(`call_${i}`, [{ i, text: 'hello' }])) as { i: number };
-    roundTrips.push(performance.now() - started);
-    if (echoed.i !== i) throw new Error(`call ${i} came back as ${JSON.stringify(echoed)}`);
+/** Cold starts one after another, then warm round trips on one container, through `executor`. */
+async function measure(mode: string, executor: LocalExecutor): Promise<void> {
+  try {
+    const coldStarts: number[] = [];
+    for (let i = 0; i < CONTAINERS; i++) {
+      const started = performance.now();
+      const container = executor.start(spec(`${mode}_${i}`));
+      await container.ready;
+      coldStarts.push(performance.now() - started);
+      await container.stop();
+    }
+    rows.push(summarize(`${mode}: cold start (placed → ready)`, coldStarts));
+    process.stderr.write(`${mode} cold start: ${CONTAINERS} containers\n`);
+
+    const container = executor.start(spec(`${mode}_warm`));
+    await container.ready;
+    for (let i = 0; i < WARM_UP_CALLS; i++) await container.invoke(`warm_${i}`, [i]);
+    const roundTrips: number[] = [];
+    const allCalls = performance.now();
+    for (let i = 0; i < CALLS; i++) {
+      const started = performance.now();
+      const echoed = (await container.invoke(`call_${i}`, [{ i, text: 'hello' }])) as { i: number };
+      roundTrips.push(performance.now() - started);
+      if (echoed.i !== i) throw new Error(`call ${i} came back as ${JSON.stringify(echoed)}`);
+    }
+    callsPerSecond[mode] = Math.round((CALLS * 1000) / (performance.now() - allCalls));
+    rows.push(summarize(`${mode}: warm invoke round trip`, roundTrips));
+    process.stderr.write(`${mode} warm invoke: ${CALLS} calls\n`);
+  } finally {
+    await executor.close();
   }
-  callsPerSecond = Math.round((CALLS * 1000) / (performance.now() - allCalls));
-  rows.push(summarize('warm invoke round trip', roundTrips));
-  process.stderr.write(`warm invoke: ${CALLS} calls\n`);
+}
+
+let isolation = 'bubblewrap';
+try {
+  await measure('unisolated', new LocalExecutor({ workRoot: join(dir, 'containers') }));
+  let sandbox: BubblewrapSandbox | undefined;
+  try {
+    sandbox = BubblewrapSandbox.detect();
+  } catch (error) {
+    isolation = `not measured: ${(error as Error).message}`;
+  }
+  if (sandbox) await measure('bubblewrap', new LocalExecutor({ workRoot: join(dir, 'containers'), sandbox }));
 } finally {
-  await executor.close();
   rmSync(dir, { recursive: true, force: true });
 }
 
@@ -101,13 +119,15 @@ const file = new URL(
 );
 writeFileSync(
   file,
-  `${JSON.stringify({ node: process.version, containers: CONTAINERS, calls: CALLS, callsPerSecond, rows }, null, 2)}\n`,
+  `${JSON.stringify({ node: process.version, isolation, containers: CONTAINERS, calls: CALLS, callsPerSecond, rows }, null, 2)}\n`,
 );
 const table = new Table({
   head: ['measure', 'samples', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms'],
   style: { head: [], border: [] },
 });
 for (const r of rows) table.push([r.measure, r.samples, r.p50Ms, r.p95Ms, r.p99Ms, r.maxMs]);
-console.log(`Local-process executor (node ${process.version}), sequential warm calls: ${callsPerSecond}/s`);
+console.log(
+  `Local executor (node ${process.version}), unisolated and in bubblewrap (${isolation}); sequential warm calls/s: ${JSON.stringify(callsPerSecond)}`,
+);
 console.log(table.toString());
 console.log(`written ${file.pathname}`);
