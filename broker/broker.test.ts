@@ -44,6 +44,9 @@ async function brokerOnVirtualClock(
     clock,
     seed: 7,
     schedule: false,
+    // No test here runs a container: the local agent host (a child process per broker: ~0.7 s to start and stop)
+    // would only join and idle. Lease allocation does not wait on agents.
+    agentHost: false,
     scenario: simScenario({
       seed: 7,
       vendors: ['aws'],
