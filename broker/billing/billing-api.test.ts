@@ -50,6 +50,9 @@ async function brokerWithServedLease() {
     clock,
     seed: 7,
     schedule: false,
+    // No test here runs a container: the local agent host (a child process per broker) would only join and idle;
+    // with it, the file took 23 s, without 9 s. Leases and metering do not wait on agents.
+    agentHost: false,
     meterHeartbeatMs: HEARTBEAT_MS,
     scenario: simScenario({
       ...quietAwsScenario(7, BOOT_MS),
