@@ -159,8 +159,12 @@ describeProviderContract('aws (fake EC2)', async () => {
     offeringId: A10G,
     capacity: 3,
     ...realTime(),
+    // Waits for a state keep 1.5 s, at least.
+    waitFor: (predicate, maxMs) => waitUntil(predicate, Math.max(maxMs, 1_500)),
     exceedQuota: () => provider.provision({ offeringId: H100, count: 1, idempotencyKey: 'quota' }),
-    settleMs: 1_500,
+    // The fake boots and terminates in 60 ms (polls every 25): a VM terminated while pending has had 8 times its
+    // boot to come back after 500 ms of real waiting.
+    settleMs: 500,
     async dispose() {
       await provider.close();
       await fake.close();

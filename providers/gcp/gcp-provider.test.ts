@@ -102,9 +102,11 @@ describeProviderContract('gcp (fake Compute Engine over REST)', async (): Promis
     provider,
     offeringId: L4,
     capacity: 3,
-    settleMs: 1_500,
+    // The fake boots in 150 ms and stops in 60 (operations 15 ms, polls every 40): a VM terminated while pending
+    // has had 3 times its boot to come back after 600 ms of real waiting. Waits for a state keep 1.5 s.
+    settleMs: 600,
     async waitFor(predicate, maxMs) {
-      await waitFor(predicate, maxMs);
+      await waitFor(predicate, Math.max(maxMs, 1_500));
     },
     elapse: (ms) => clock.sleep(ms),
     exceedQuota: () => provider.provision({ offeringId: L4_SPOT, count: 2, idempotencyKey: 'quota' }),
