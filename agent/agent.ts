@@ -26,6 +26,7 @@ import {
 import type { BundleCache } from './bundle-cache.ts';
 import { batchFrames, sendFrame } from './frames.ts';
 import type { GpuInventory, GpuSource } from './gpus.ts';
+import type { LayerCache } from './layer-cache.ts';
 import {
   type AgentMessage,
   type BrokerMessage,
@@ -61,6 +62,8 @@ export interface AgentOptions {
   readonly addresses?: readonly string[];
   readonly executor: Executor;
   readonly bundles: BundleCache;
+  /** Image layers (npm packages) by content; absent: containers whose image has a layer fail to start. */
+  readonly layers?: LayerCache;
   /** Bounds concurrent cold starts on the machine (shared by every agent of an agent host). */
   readonly startGate?: StartGate;
   readonly clock?: Clock;
@@ -309,20 +312,31 @@ export class Agent {
 
   private async startContainerNow(order: ContainerOrder): Promise<void> {
     let bundlePath: string;
+    let nodeModulesPath: string | undefined;
+    let fetching = 'bundle';
     try {
       bundlePath = await this.o.bundles.pathOf(order.bundle, this.o.brokerUrl, this.token);
+      if (order.layer) {
+        fetching = 'image layer';
+        if (!this.o.layers) throw new Error('this agent keeps no image layers');
+        nodeModulesPath = await this.o.layers.nodeModulesOf(
+          { tenantId: order.tenantId, ...order.layer },
+          this.o.brokerUrl,
+          this.token,
+        );
+      }
     } catch (error) {
       this.send({
         type: 'start-failed',
         containerId: order.containerId,
-        message: `cannot fetch its bundle: ${(error as Error).message}`,
+        message: `cannot fetch its ${fetching}: ${(error as Error).message}`,
       });
       this.send({
         type: 'exited',
         containerId: order.containerId,
         code: null,
         signal: null,
-        reason: 'failed to fetch its bundle',
+        reason: `failed to fetch its ${fetching}`,
       });
       return;
     }
@@ -355,6 +369,8 @@ export class Agent {
         cpu: order.cpu,
         memoryMiB: order.memoryMiB,
         network: order.network,
+        ...(order.layer ? { layer: order.layer } : {}),
+        ...(nodeModulesPath ? { nodeModulesPath } : {}),
       });
     } catch (error) {
       leave();

@@ -21,6 +21,7 @@ import { openIsolation, parseIsolationMode } from './executor/isolation.ts';
 import { LocalExecutor } from './executor/local-executor.ts';
 import { nvidiaGpuSource, parseVirtualGpus, virtualGpuSource } from './gpus.ts';
 import { AgentHost } from './host.ts';
+import { LayerCache } from './layer-cache.ts';
 
 interface AgentFlags {
   broker: string;
@@ -197,6 +198,7 @@ async function runAgent(flags: AgentFlags): Promise<void> {
       ...(isolation.sandbox ? { sandbox: isolation.sandbox } : {}),
     }),
     bundles: new BundleCache(join(stateDir, 'bundles')),
+    layers: new LayerCache(join(stateDir, 'layers')),
     logger,
     onFatal: (message) => {
       process.stderr.write(`gpubroker: ${message}\n`);

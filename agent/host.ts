@@ -22,6 +22,7 @@ import { BundleCache } from './bundle-cache.ts';
 import { LocalExecutor } from './executor/local-executor.ts';
 import type { BubblewrapSandbox } from './executor/sandbox/bubblewrap.ts';
 import { virtualGpuSource } from './gpus.ts';
+import { LayerCache } from './layer-cache.ts';
 import { gpuReportSchema } from './protocol.ts';
 import { StartGate } from './start-gate.ts';
 
@@ -43,6 +44,7 @@ export interface AgentHostOptions {
 export class AgentHost {
   private readonly executor: LocalExecutor;
   private readonly bundles: BundleCache;
+  private readonly layers: LayerCache;
   private readonly agents = new Map<string, Agent>();
   /** One machine: cold starts are bounded across all its simulated instances together. */
   private readonly startGate = new StartGate(Math.max(2, availableParallelism()));
@@ -53,6 +55,7 @@ export class AgentHost {
       ...(o.sandbox ? { sandbox: o.sandbox } : {}),
     });
     this.bundles = new BundleCache(join(o.stateDir, 'bundles'));
+    this.layers = new LayerCache(join(o.stateDir, 'layers'));
   }
 
   apply(order: HostOrder): void {
@@ -69,6 +72,7 @@ export class AgentHost {
         gpus: virtualGpuSource(gpus),
         executor: this.executor,
         bundles: this.bundles,
+        layers: this.layers,
         startGate: this.startGate,
         logger: this.o.logger.child({ instanceId }),
         onFatal: (message) => {

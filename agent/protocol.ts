@@ -141,6 +141,10 @@ export const containerOrderSchema = z.object({
   cpu: z.number().int().min(1).default(1),
   memoryMiB: z.number().int().min(1).default(4096),
   network: z.enum(['egress', 'none']).default('egress'),
+  /** The image layer (npm packages): fetched from `GET /v1/agent/layers/{tenantId}/{id}`, its SHA-256 checked. */
+  layer: z
+    .object({ id: z.string().regex(/^[0-9a-f]{64}$/), sha256: z.string().regex(/^[0-9a-f]{64}$/) })
+    .optional(),
 });
 export type ContainerOrder = z.infer<typeof containerOrderSchema>;
 

@@ -35,6 +35,7 @@ import { type Demand, sumDemand } from './demand.ts';
 import { Fleet } from './fleet.ts';
 import { PeakAndLevelForecaster } from './forecast.ts';
 import { BundleStore } from './functions/bundle-store.ts';
+import { LayerStore } from './functions/layer-store.ts';
 import { LeaseMetering } from './lease-metering.ts';
 import { LeaseService } from './leases.ts';
 import { LiveOfferings } from './live-offerings.ts';
@@ -107,6 +108,8 @@ export class BrokerCore {
   readonly spend: SpendLimitService;
   private readonly leaseMetering: LeaseMetering;
   readonly bundles: BundleStore;
+  /** Image layers (npm packages), by recipe id, per tenant. */
+  readonly layers: LayerStore;
   readonly runtime: Runtime;
   /** Who may be an agent: join tokens and agents' credentials. */
   readonly agentRegistry: AgentRegistry;
@@ -162,6 +165,7 @@ export class BrokerCore {
     const stateDir = o.stateDir ?? (this.temporaryStateDir as string);
     this.stateDir = stateDir;
     this.bundles = new BundleStore(join(stateDir, 'bundles'));
+    this.layers = new LayerStore(join(stateDir, 'layers'));
     this.agentRegistry = new AgentRegistry(db, o.clock, ids, this.tokens);
     this.machines = o.machines
       ? new Machines({
@@ -208,6 +212,7 @@ export class BrokerCore {
         const [tenantId = '', bundleId = ''] = ref.split('/');
         return this.bundles.pathOf(tenantId, bundleId);
       },
+      layerSha256Of: (tenantId, layerId) => this.layers.info(tenantId, layerId)?.sha256,
       onShortfall: () => this.loop.trigger(),
       logger: this.logger,
       ids,

@@ -25,7 +25,36 @@ describe('parseFunctionOptions', () => {
       timeoutMs: 300_000,
       retries: 0,
       concurrency: 1,
+      network: 'egress',
     });
+  });
+
+  it('takes an image: npm packages need their layer, variables need names', () => {
+    const layer = 'f'.repeat(64);
+    expect(parseFunctionOptions({ gpu: 'H100', image: { base: 'node20' } }).image).toEqual({
+      base: 'node20',
+      npm: [],
+      env: {},
+    });
+    expect(
+      parseFunctionOptions({
+        gpu: 'H100',
+        image: { base: 'node20', npm: ['sharp@0.33'], layer, env: { A: '1' } },
+      }).image,
+    ).toEqual({ base: 'node20', npm: ['sharp@0.33'], env: { A: '1' }, layer });
+    for (const [image, field] of [
+      [{ base: 'node20', npm: ['sharp@0.33'] }, 'image.layer'],
+      [{ base: 'node18' }, 'image.base'],
+      [{ base: 'node20', env: { 'NOT-A-NAME': 'x' } }, 'image.env.NOT-A-NAME'],
+      [{ base: 'node20', npm: ['two words'], layer }, 'image.npm.0'],
+      [{ base: 'node20', layer: 'nope' }, 'image.layer'],
+    ] as const)
+      expect(() => parseFunctionOptions({ gpu: 'H100', image }), JSON.stringify(image)).toThrow(
+        expect.objectContaining({ field }),
+      );
+    expect(() => parseFunctionOptions({ gpu: 'H100', network: 'internet' })).toThrow(
+      expect.objectContaining({ field: 'network' }),
+    );
   });
 
   it('reads a GPU count on one node and a preference list in order', () => {

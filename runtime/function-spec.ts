@@ -45,6 +45,30 @@ const gpuSchema = z
     return wants;
   });
 
+export const imageSchema = z
+  .object({
+    base: z.literal('node20'),
+    npm: z.array(z.string().min(1).max(1_000).regex(/^\S+$/, 'must have no spaces')).max(200).default([]),
+    env: z
+      .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a variable name'), z.string().max(32_768))
+      .default({}),
+    /** The layer with the npm packages (`PUT /v1/layers/{id}`); required when `npm` is not empty. */
+    layer: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 in hex')
+      .optional(),
+  })
+  .strict()
+  .superRefine((image, ctx) => {
+    if (image.npm.length > 0 && !image.layer)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['layer'],
+        message: 'an image with npm packages needs its layer (gpubroker run and deploy build and upload it)',
+      });
+  });
+export type ImageOptions = z.output<typeof imageSchema>;
+
 export const functionOptionsSchema = z
   .object({
     /** GPU type, `TYPE:N` for N GPUs on one node, or a preference list of those. */
@@ -70,6 +94,11 @@ export const functionOptionsSchema = z
     retries: z.number().int().min(0).max(10).default(0),
     /** Inputs one container handles at once. */
     concurrency: z.number().int().min(1).max(1_000).default(1),
+    /**
+     * What the containers run on: the base, npm packages (installed by the CLI into a layer it uploaded as
+     * `layer`, the hash of the recipe) and environment variables.
+     */
+    image: imageSchema.optional(),
     /** `egress`: containers reach the network as the machine does; `none`: loopback only. */
     network: z.enum(['egress', 'none']).default('egress'),
     /** Regions the containers may run in (any when absent). */

@@ -61,6 +61,8 @@ export interface RuntimeOptions {
   readonly meter?: Meter;
   /** Absolute path of a deployed bundle. */
   readonly bundlePathOf: (bundleId: string) => string;
+  /** The SHA-256 of a tenant's image layer (`PUT /v1/layers/{id}`), when it has it. */
+  readonly layerSha256Of?: (tenantId: string, layerId: string) => string | undefined;
   /** A container could not be placed for lack of GPUs: ask the control loop to plan again now. */
   readonly onShortfall?: () => void;
   readonly logger?: Logger;
@@ -953,6 +955,9 @@ export class Runtime {
         adopted && executor.adopt
           ? (spec: ContainerSpec) => executor.adopt?.(spec, adopted.ready) as ContainerHandle
           : (spec: ContainerSpec) => executor.start(spec);
+      const image = spec.image;
+      const layerSha256 = image?.layer ? this.o.layerSha256Of?.(state.tenantId, image.layer) : undefined;
+      if (image?.layer && !layerSha256) throw new Error(`its image layer ${image.layer} is missing`);
       handle = begin({
         containerId,
         tenantId: state.tenantId,
@@ -962,8 +967,10 @@ export class Runtime {
         bundlePath: this.o.bundlePathOf(state.bundleId),
         instanceId: placement.instanceId,
         gpuIndices: placement.gpuIndices,
-        env: state.env,
+        // The image's variables, then the app's (its secrets win).
+        env: { ...image?.env, ...state.env },
         concurrency: spec.concurrency,
+        ...(image?.layer && layerSha256 ? { layer: { id: image.layer, sha256: layerSha256 } } : {}),
         cpu: spec.cpu,
         memoryMiB: spec.memoryMiB,
         network: spec.network,

@@ -11,6 +11,7 @@
  * runs remotely. A handle is also a plain function: called directly (and inside its container) it runs locally.
  */
 import { Broker } from './broker-client.ts';
+import type { Image } from './image.ts';
 import type { Schemas } from './wire.ts';
 import { assertWireSafe } from './wire-value.ts';
 
@@ -29,6 +30,8 @@ export interface FunctionOptions {
   /** Inputs one container handles at once. */
   readonly concurrency?: number;
   readonly regions?: readonly string[];
+  /** What the containers run on: `Image.node20().npmInstall([...]).env({...})`; default the bare base. */
+  readonly image?: Image;
   /** `'egress'` (default): the container reaches the network as its machine does; `'none'`: loopback only. */
   readonly network?: 'egress' | 'none';
   /** The function's name; default: the name of the export that holds it (or of the implementation). */

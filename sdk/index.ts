@@ -40,6 +40,7 @@ export {
   type UsageRow,
 } from './broker-client.ts';
 export type { Clock } from './clock.ts';
+export { Image, type ImageSpec } from './image.ts';
 export { SDK_VERSION, SDK_VERSION_HEADER } from './version.ts';
 export type {
   Answer,

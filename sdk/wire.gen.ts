@@ -62,6 +62,10 @@ export interface paths {
     /** A bundle by its SHA-256, for an agent (agent credential); the agent checks the bytes' hash */
     get: operations['agentBundle'];
   };
+  '/v1/agent/layers/{tenantId}/{id}': {
+    /** An image layer's tarball, for an agent (agent credential); the agent checks its SHA-256 */
+    get: operations['agentLayer'];
+  };
   '/v1/usage': {
     /** Metered usage, grouped by function, GPU type, day or lease */
     get: operations['getUsage'];
@@ -101,6 +105,12 @@ export interface paths {
     get: operations['getBundle'];
     /** Upload a bundle: its bytes, whose SHA-256 must be the id */
     put: operations['uploadBundle'];
+  };
+  '/v1/layers/{id}': {
+    /** An image layer of yours: its tarball’s SHA-256 and size (404: build and upload it) */
+    get: operations['getLayer'];
+    /** Upload an image layer: a gzip tarball of node_modules, named by the hash of the image's recipe */
+    put: operations['uploadLayer'];
   };
   '/v1/apps/{name}': {
     /** One app: containers and calls */
@@ -370,6 +380,11 @@ export interface components {
       spendLimitUsdPerMonth?: number | null;
       /** @enum {string} */
       onSpendLimit?: 'continue' | 'stop';
+    };
+    Layer: {
+      id: string;
+      sha256: string;
+      bytes: number;
     };
     AppStatus: {
       name: string;
@@ -1072,6 +1087,53 @@ export interface operations {
       };
     };
   };
+  /** An image layer's tarball, for an agent (agent credential); the agent checks its SHA-256 */
+  agentLayer: {
+    parameters: {
+      path: {
+        tenantId: string;
+        id: string;
+      };
+    };
+    responses: {
+      /** @description The layer */
+      200: {
+        content: {
+          'application/gzip': string;
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
   /** Metered usage, grouped by function, GPU type, day or lease */
   getUsage: {
     parameters: {
@@ -1574,6 +1636,111 @@ export interface operations {
             id: string;
             uploaded: boolean;
           };
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  /** An image layer of yours: its tarball’s SHA-256 and size (404: build and upload it) */
+  getLayer: {
+    parameters: {
+      path: {
+        /** @description The hash of the image's recipe (base, npm packages, platform) */
+        id: string;
+      };
+    };
+    responses: {
+      /** @description The layer */
+      200: {
+        content: {
+          'application/json': components['schemas']['Layer'];
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  /** Upload an image layer: a gzip tarball of node_modules, named by the hash of the image's recipe */
+  uploadLayer: {
+    parameters: {
+      path: {
+        /** @description The hash of the image's recipe (base, npm packages, platform) */
+        id: string;
+      };
+    };
+    requestBody: {
+      content: {
+        'application/gzip': string;
+      };
+    };
+    responses: {
+      /** @description The broker had it already (the body is not read) */
+      200: {
+        content: {
+          'application/json': components['schemas']['Layer'];
+        };
+      };
+      /** @description Stored */
+      201: {
+        content: {
+          'application/json': components['schemas']['Layer'];
         };
       };
       /** @description Invalid request */

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -150,6 +150,29 @@ function isAlive(pid: number): boolean {
 }
 
 describe('LocalExecutor', () => {
+  it("imports an image layer's packages from its node_modules, and removes the container's link to it after", async () => {
+    const layer = join(dir, 'layer', 'node_modules', 'layer-dep');
+    mkdirSync(layer, { recursive: true });
+    writeFileSync(
+      join(layer, 'package.json'),
+      JSON.stringify({ name: 'layer-dep', type: 'module', main: 'index.js' }),
+    );
+    writeFileSync(join(layer, 'index.js'), 'export const seven = () => 7;\n');
+    const bundle = join(dir, 'uses-layer.mjs');
+    writeFileSync(
+      bundle,
+      "export async function useLayer() { return (await import('layer-dep')).seven(); }\n",
+    );
+    const container = newExecutor().start(
+      spec('useLayer', { bundlePath: bundle, nodeModulesPath: join(dir, 'layer', 'node_modules') }),
+    );
+    expect(await container.invoke('l1', [])).toBe(7);
+    await container.stop();
+    expect(existsSync(join(dir, 'containers', `${container.containerId}.app`))).toBe(false);
+    // The layer itself is the agent's, shared: it stays.
+    expect(existsSync(layer)).toBe(true);
+  });
+
   it('starts a container, becomes ready and runs inputs with structured-clone values both ways', async () => {
     const executor = newExecutor();
     const container = executor.start(spec('add'));

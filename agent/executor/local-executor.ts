@@ -18,7 +18,7 @@
  * the memory limit caused says so. Without one, it is a plain child process of the agent's user.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chownSync, mkdirSync, rmSync } from 'node:fs';
+import { chownSync, copyFileSync, linkSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
@@ -94,6 +94,7 @@ export class LocalExecutor implements Executor {
           workerPath: WORKER,
           nodePath: this.nodePath,
           env: containerEnv(spec, '/scratch'),
+          ...(spec.nodeModulesPath ? { nodeModules: spec.nodeModulesPath } : {}),
         });
         // Its scratch directory is its own: nobody else's user can read it.
         chownSync(workDir, launch.uid, launch.uid);
@@ -106,7 +107,7 @@ export class LocalExecutor implements Executor {
             serialization: 'advanced',
             detached: true,
           })
-        : spawn(this.nodePath, [WORKER, pathToFileURL(spec.bundlePath).href], {
+        : spawn(this.nodePath, [WORKER, pathToFileURL(withNodeModules(spec, workDir)).href], {
             cwd: workDir,
             env: containerEnv(spec, workDir),
             stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
@@ -117,6 +118,7 @@ export class LocalExecutor implements Executor {
     } catch (error) {
       void launch?.release();
       rmSync(workDir, { recursive: true, force: true });
+      rmSync(`${workDir}.app`, { recursive: true, force: true });
       throw error;
     }
     runBelowThisProcess(child.pid, this.options.niceness ?? 10);
@@ -137,6 +139,24 @@ export class LocalExecutor implements Executor {
     this.closed = true;
     await Promise.all([...this.running].map((container) => container.stop()));
   }
+}
+
+/**
+ * The bundle to import, unisolated. With an image layer, node resolves the bundle's imports from a `node_modules`
+ * beside it: `<workDir>.app/` holds the bundle (a hard link, so its real path is there) and a link to the layer.
+ */
+function withNodeModules(spec: ContainerSpec, workDir: string): string {
+  if (!spec.nodeModulesPath) return spec.bundlePath;
+  const appDir = `${workDir}.app`;
+  mkdirSync(appDir);
+  const bundle = join(appDir, 'bundle.mjs');
+  try {
+    linkSync(spec.bundlePath, bundle);
+  } catch {
+    copyFileSync(spec.bundlePath, bundle);
+  }
+  symlinkSync(spec.nodeModulesPath, join(appDir, 'node_modules'), 'dir');
+  return bundle;
 }
 
 /** The spec's env, then what the worker needs; the variables the executor sets cannot be overridden by the spec. */
@@ -326,6 +346,7 @@ class LocalContainer implements ContainerHandle {
     this.markReady.reject(error);
     await this.sandboxed?.launch.release().catch(() => {});
     await rm(this.workDir, { recursive: true, force: true }).catch(() => {});
+    await rm(`${this.workDir}.app`, { recursive: true, force: true }).catch(() => {});
     this.markExited.resolve(exit);
   }
 

@@ -48,6 +48,7 @@ export class AgentExecutor implements Executor {
         cpu: spec.cpu,
         memoryMiB: spec.memoryMiB,
         network: spec.network,
+        ...(spec.layer ? { layer: { ...spec.layer } } : {}),
       },
     });
     if (!sent && !this.hub.present(spec.instanceId))

@@ -2,8 +2,9 @@
  * Agents: join tokens and the list and revocation of agents (operator), and the two routes agents themselves use,
  * which authenticate with an agent credential rather than a tenant's token (`/v1/agent/…`, skipped by the bearer
  * middleware): the WebSocket they connect on (served by the hub on the upgrade; a plain GET gets 426), and their
- * bundles by content hash.
+ * bundles by content hash and image layers.
  */
+import { Readable } from 'node:stream';
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import type { BrokerCore } from '../broker.ts';
 import { requireOperator } from './auth.ts';
@@ -108,6 +109,38 @@ export function registerAgentRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): 
         throw new HttpProblem(404, 'Not found', `no bundle ${sha256}`);
       const bytes = await broker.bundles.read(tenantId, sha256);
       return c.body(new Uint8Array(bytes), 200, { 'content-type': 'text/javascript' });
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/agent/layers/{tenantId}/{id}',
+      operationId: 'agentLayer',
+      summary: "An image layer's tarball, for an agent (agent credential); the agent checks its SHA-256",
+      request: {
+        params: z.object({
+          tenantId: z.string().regex(/^[A-Za-z0-9_-]+$/),
+          id: z.string().regex(/^[0-9a-f]{64}$/),
+        }),
+      },
+      responses: {
+        200: { description: 'The layer', content: { 'application/gzip': { schema: z.string() } } },
+        ...problems,
+      },
+    }),
+    async (c) => {
+      const token = /^Bearer\s+(\S+)$/i.exec(c.req.header('authorization') ?? '')?.[1];
+      const auth = token ? await broker.agentRegistry.authenticate(token) : undefined;
+      if (!auth || auth.kind === 'join')
+        throw new HttpProblem(401, 'Unauthorized', 'send an agent credential', 'authorization');
+      const { tenantId, id } = c.req.valid('param');
+      const layer = broker.layers.info(tenantId, id);
+      if (!layer) throw new HttpProblem(404, 'Not found', `no layer ${id}`);
+      return new Response(Readable.toWeb(broker.layers.read(tenantId, id)) as ReadableStream, {
+        status: 200,
+        headers: { 'content-type': 'application/gzip', 'content-length': String(layer.bytes) },
+      });
     },
   );
 }

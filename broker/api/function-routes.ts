@@ -188,6 +188,54 @@ export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: BrokerCore
     return c.json({ id, uploaded: created }, created ? 201 : 200);
   });
 
+  const layerId = z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 in hex')
+    .openapi({ description: "The hash of the image's recipe (base, npm packages, platform)" });
+  const layerSchema = z
+    .object({ id: z.string(), sha256: z.string(), bytes: z.number().int() })
+    .openapi('Layer');
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/layers/{id}',
+      operationId: 'getLayer',
+      summary: 'An image layer of yours: its tarball’s SHA-256 and size (404: build and upload it)',
+      request: { params: z.object({ id: layerId }) },
+      responses: { 200: json(layerSchema, 'The layer'), ...problems },
+    }),
+    (c) => {
+      const { id } = c.req.valid('param');
+      const layer = broker.layers.info(c.get('principal').tenantId, id);
+      if (!layer) throw new HttpProblem(404, 'Not found', `no layer ${id}`);
+      return c.json(layer, 200);
+    },
+  );
+  // The body is a gzip tarball of node_modules, streamed to disk: declared for the document, served by hand.
+  app.openAPIRegistry.registerPath({
+    method: 'put',
+    path: '/v1/layers/{id}',
+    operationId: 'uploadLayer',
+    summary: "Upload an image layer: a gzip tarball of node_modules, named by the hash of the image's recipe",
+    request: {
+      params: z.object({ id: layerId }),
+      body: {
+        content: { 'application/gzip': { schema: z.string().openapi({ format: 'binary' }) } },
+        required: true,
+      },
+    },
+    responses: {
+      201: json(layerSchema, 'Stored'),
+      200: json(layerSchema, 'The broker had it already (the body is not read)'),
+      ...problems,
+    },
+  });
+  app.put('/v1/layers/:id', async (c: Context<Env>) => {
+    const id = c.req.param('id') ?? '';
+    const { layer, created } = await broker.layers.put(c.get('principal').tenantId, id, c.req.raw.body);
+    return c.json(layer, created ? 201 : 200);
+  });
+
   app.openapi(
     createRoute({
       method: 'put',
@@ -218,6 +266,16 @@ export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: BrokerCore
           `bundleId: upload the bundle first (PUT /v1/bundles/${body.bundleId})`,
           'bundleId',
         );
+      for (const [fn, options] of Object.entries(functions)) {
+        const layer = options.image?.layer;
+        if (layer && !broker.layers.info(principal.tenantId, layer))
+          throw new HttpProblem(
+            400,
+            'Invalid request',
+            `functions.${fn}.image.layer: upload the layer first (PUT /v1/layers/${layer})`,
+            `functions.${fn}.image.layer`,
+          );
+      }
       runtime.deployApp({
         tenantId: principal.tenantId,
         app: name,

@@ -15,7 +15,9 @@ import { ValidationError } from '../../lib/errors.ts';
 import type { App } from '../../sdk/app.ts';
 import type { Broker, Problem } from '../../sdk/broker-client.ts';
 import { BrokerApiError } from '../../sdk/broker-client.ts';
+import type { ImageSpec } from '../../sdk/image.ts';
 import { brokerClient, type ClientFlags, talkTo, withClientOptions } from './client-options.ts';
+import { ensureLayer } from './image-layer.ts';
 
 const SDK_ENTRY = new URL('../../sdk/index.ts', import.meta.url).pathname;
 
@@ -23,8 +25,13 @@ const SDK_ENTRY = new URL('../../sdk/index.ts', import.meta.url).pathname;
  * Bundles `file` into one ES module (the SDK included) and returns its bytes and content id. An app imports the SDK
  * as `gpubroker` or `@gpubroker/sdk`; either is this command's own SDK, so the bundle's SDK matches the CLI's.
  */
-export async function bundleModule(file: string): Promise<{ code: Uint8Array; bundleId: string }> {
+export async function bundleModule(
+  file: string,
+  external: readonly string[] = [],
+): Promise<{ code: Uint8Array; bundleId: string }> {
   const result = await build({
+    // Packages of the functions' images are imported from the image's layer in the container, not bundled.
+    external: external.flatMap((name) => [name, `${name}/*`]),
     entryPoints: [file],
     bundle: true,
     format: 'esm',
@@ -114,8 +121,24 @@ export async function deployModule(broker: Broker, file: string, ephemeral: bool
   const path = resolve(file);
   if (!existsSync(path)) throw new ValidationError('FILE', `${file} does not exist`);
   const { app, exports } = await loadApp(path);
-  const functions = app.manifest();
-  const { code, bundleId } = await bundleModule(path);
+  const functions = app.manifest() as Record<string, Record<string, unknown>>;
+  const external = new Set<string>();
+  const say = (line: string) => process.stderr.write(`${line}\n`);
+  for (const [name, options] of Object.entries(functions)) {
+    if (!options.image) continue;
+    // An Image (or its JSON, from a plain object): what travels is its JSON.
+    const spec = JSON.parse(JSON.stringify(options.image)) as ImageSpec;
+    if (spec.npm.length === 0) {
+      functions[name] = { ...options, image: spec };
+      continue;
+    }
+    const layer = await ensureLayer(broker, spec, say, `functions.${name}.image.npm`);
+    for (const pkg of layer.packages) external.add(pkg);
+    if (layer.uploadedBytes !== undefined)
+      say(`image layer ${layer.id.slice(0, 12)}: built, ${layer.uploadedBytes} bytes uploaded`);
+    functions[name] = { ...options, image: { ...spec, layer: layer.id } };
+  }
+  const { code, bundleId } = await bundleModule(path, [...external]);
   const uploaded = await upload(broker, bundleId, code);
   await broker.call('PUT', `/v1/apps/${encodeURIComponent(app.name)}`, { bundleId, functions, ephemeral });
   app.connect(broker);

@@ -26,6 +26,10 @@ export interface ContainerSpec {
   readonly memoryMiB: number;
   /** `egress`: the host's network; `none`: loopback only. */
   readonly network: ContainerNetwork;
+  /** The image layer with its npm packages (by recipe id, and the SHA-256 of its tarball), when it has one. */
+  readonly layer?: { readonly id: string; readonly sha256: string };
+  /** Where that layer's `node_modules` is on this host (set by the agent once it has the layer). */
+  readonly nodeModulesPath?: string;
 }
 
 export type ContainerNetwork = 'egress' | 'none';

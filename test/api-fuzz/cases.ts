@@ -5,7 +5,9 @@
  * out from the request as sent (the body text is parsed again and checked against the schema), never from the
  * mutation's intent, so that a mutation that happens to produce a valid request is not miscounted.
  */
+
 import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import {
   anyJson,
@@ -557,6 +559,7 @@ function bodyArb(op: Operation, gen: GenContext, ctx: CaseContext, variant: Vari
     }));
   }
   if (op.body.content['application/octet-stream']) return bundleBody(variant);
+  if (op.body.content['application/gzip']) return layerBody(variant);
   const schema = bodySchema(op, ctx) as JsonSchema;
   const judged = (
     text: string,
@@ -714,6 +717,25 @@ function bundleBody(variant: Variant): fc.Arbitrary<BodyPart> {
       reasons: [],
       unknown: [],
       why: variant === 'body-invalid' ? 'bytes whose hash is not the id' : '',
+    }),
+  );
+}
+
+/** An image layer: gzip bytes are taken (whatever the id), anything else or nothing is refused. */
+function layerBody(variant: Variant): fc.Arbitrary<BodyPart> {
+  const invalid = variant === 'body-invalid';
+  const missing = variant === 'body-missing';
+  const bytes = invalid
+    ? fc.uint8Array({ minLength: 1, maxLength: 2_048 }).filter((b) => !(b[0] === 0x1f && b[1] === 0x8b))
+    : fc.uint8Array({ maxLength: 2_048 }).map((b) => new Uint8Array(gzipSync(b)));
+  const type = fc.constantFrom('application/gzip', 'application/octet-stream', '');
+  return fc.tuple(bytes, type).map(
+    ([body, contentType]): BodyPart => ({
+      body: missing ? undefined : body,
+      headers: contentType ? { 'content-type': contentType } : ({} as Record<string, string>),
+      reasons: invalid ? ['a layer that is not gzip'] : missing ? ['no layer in the body'] : [],
+      unknown: [],
+      why: invalid ? 'bytes that are not gzip' : missing ? 'no body' : '',
     }),
   );
 }
