@@ -132,14 +132,7 @@ export async function ensureLayer(
   const dir = mkdtempSync(join(tmpdir(), 'gpubroker-layer-'));
   try {
     say(`image layer ${id.slice(0, 12)}: npm install ${recipe.npm.join(' ')}`);
-    writeFileSync(
-      join(dir, 'package.json'),
-      `${JSON.stringify({ name: 'gpubroker-image-layer', private: true })}\n`,
-    );
-    const specs = recipe.npm.map((spec) => (isLocal(spec) ? localPath(spec) : spec));
-    await npmInstall(dir, specs);
-    const tarball = join(dir, 'layer.tgz');
-    await createTar({ gzip: true, cwd: dir, portable: true, file: tarball }, ['node_modules']);
+    const tarball = await buildLayer(recipe, dir);
     const response = await fetch(`${broker.url}/v1/layers/${id}`, {
       method: 'PUT',
       headers: { authorization: `Bearer ${broker.token ?? ''}`, 'content-type': 'application/gzip' },
@@ -154,11 +147,36 @@ export async function ensureLayer(
   }
 }
 
+/** Installs the recipe's packages into `dir` and packs its node_modules; returns the tarball's path. */
+export async function buildLayer(recipe: ImageRecipe, dir: string): Promise<string> {
+  writeFileSync(
+    join(dir, 'package.json'),
+    `${JSON.stringify({ name: 'gpubroker-image-layer', private: true })}\n`,
+  );
+  await npmInstall(
+    dir,
+    recipe.npm.map((spec) => (isLocal(spec) ? localPath(spec) : spec)),
+  );
+  const tarball = join(dir, 'layer.tgz');
+  await createTar({ gzip: true, cwd: dir, portable: true, file: tarball }, ['node_modules']);
+  return tarball;
+}
+
 function npmInstall(dir: string, specs: readonly string[]): Promise<void> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(
       'npm',
-      ['install', '--no-audit', '--no-fund', '--no-package-lock', '--omit=dev', '--loglevel=error', ...specs],
+      // --prefer-offline: what npm's cache has is not fetched again.
+      [
+        'install',
+        '--no-audit',
+        '--no-fund',
+        '--no-package-lock',
+        '--omit=dev',
+        '--prefer-offline',
+        '--loglevel=error',
+        ...specs,
+      ],
       { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let stderr = '';
