@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { simScenario } from '../providers/sim/scenario.ts';
 import { peakGpus } from './engine/peak.ts';
 import type { PolicyResult } from './results.ts';
@@ -11,6 +11,23 @@ import { scaledRequests } from './workloads/scale.ts';
 import { syntheticWorkload } from './workloads/synthetic.ts';
 
 const HOUR = 3_600_000;
+
+// Each policy run opens an in-memory PGlite (about a second of CPU): here every run gets the file's one database,
+// migrated and emptied (every table truncated, identities restarted) before each run, as a fresh one would be.
+// The simulations run one at a time, and each closes its broker before the next begins.
+const reused = vi.hoisted(() => ({ close: async () => {} }));
+vi.mock('../broker/db/open-database.ts', async (importOriginal) => {
+  const original = await importOriginal<typeof import('../broker/db/open-database.ts')>();
+  const { reusedDatabase } = await import('../test/reused-database.ts');
+  const database = reusedDatabase(() => original.openDatabase({}));
+  reused.close = database.close;
+  return {
+    ...original,
+    openDatabase: (options: Parameters<typeof original.openDatabase>[0]) =>
+      options.url || options.dataDir ? original.openDatabase(options) : database.take(),
+  };
+});
+afterAll(() => reused.close());
 
 /** Everything but the wall-clock figures, which no seed controls. */
 const reproducible = ({ wallMs: _wall, wallShare: _share, ...rest }: PolicyResult) => rest;
