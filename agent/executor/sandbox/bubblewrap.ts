@@ -247,7 +247,11 @@ export class BubblewrapSandbox {
   }
 }
 
-/** The host's /usr and /etc read-only; /bin, /lib… as the links (merged /usr) or directories they are. */
+/**
+ * The image's base: the host's /usr and /etc read-only; /bin, /lib… as the links (merged /usr) or directories they
+ * are. An OCI base image, once registries are reachable, replaces this: its rootfs, unpacked into the agent's layer
+ * cache and verified by digest, bound read-only as / instead.
+ */
 function systemMounts(): string[] {
   const args: string[] = [];
   for (const dir of SYSTEM_DIRS) if (existsSync(dir)) args.push('--ro-bind', dir, dir);
