@@ -6,6 +6,7 @@
  * sandbox fails the suite instead of skipping it.
  */
 
+import { spawnSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -236,5 +237,36 @@ describe.skipIf(!sandbox)(`containers in bubblewrap${sandbox ? '' : ` (skipped: 
     // Gone, or a zombie its reaper has yet to collect.
     for (const pid of pids) expect(running(pid), `pid ${pid}`).toBe(false);
     for (const cgroupDir of launch.cgroup.dirs) expect(existsSync(cgroupDir)).toBe(false);
+  });
+});
+
+describe.skipIf(!sandbox)('gpubroker agent without what isolation needs', () => {
+  it('refuses to start in one line, and names --isolation none', () => {
+    // Not root: no cgroup and no user per container can be made.
+    const run = spawnSync(
+      'setpriv',
+      [
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        process.execPath,
+        'bin/gpubroker.js',
+        'agent',
+        '--broker',
+        'http://127.0.0.1:9',
+        '--token',
+        'gpj_unused',
+        '--virtual-gpus',
+        '1xH100',
+        '--state-dir',
+        mkdtempSync(join(tmpdir(), 'gpubroker-agent-nobody-')),
+      ],
+      { encoding: 'utf8', env: { ...process.env, GPUBROKER_BUILD: '0' }, timeout: 60_000 },
+    );
+    // A setting that cannot be had: the CLI's status for bad input.
+    expect(run.status).toBe(2);
+    const lines = run.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/--isolation: isolation needs root .* or pass --isolation none/);
   });
 });
