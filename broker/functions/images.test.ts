@@ -96,6 +96,17 @@ describe(`images defined in code (${isolated ? 'in bubblewrap' : 'unisolated: no
     expect(built.packages).toEqual(['gpubroker-fixture-answer', 'gpubroker-fixture-other']);
   });
 
+  it.skipIf(!isolated)('fails a call past its memory limit with the reason, after its retry', async () => {
+    const { exports } = await deployModule(broker, 'test/fixtures/image-app.ts', true);
+    const hog = exports.hog as FunctionHandle<[number], number>;
+    expect(await hog.remote(16)).toBe(16);
+    const error = await hog.remote(1024).catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(/out of memory \(limit 128 MiB\)/);
+    const call = await hog.spawn(1024);
+    await call.get().catch(() => undefined);
+    expect((await broker.call<{ attempts: number }>('GET', `/v1/calls/${call.id}`)).attempts).toBe(2);
+  });
+
   it('refuses a function whose image layer was not uploaded, naming the field, and a body that is not a layer', async () => {
     const code = new TextEncoder().encode('export const f = () => 1;\n');
     const bundleId = createHash('sha256').update(code).digest('hex');
