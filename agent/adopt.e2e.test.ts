@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { deployModule } from '../broker/cli/run.ts';
 import type { FunctionHandle } from '../sdk/app.ts';
 import { Broker } from '../sdk/index.ts';
+import { agentIsolation } from '../test/agent-isolation.ts';
 import { type CliProcess, startCli } from '../test/cli-process.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY, until } from '../test/fast-aws.ts';
 
@@ -73,6 +74,8 @@ describe('a broker restart with agents up', () => {
         instanceId,
         '--virtual-gpus',
         '8xH100',
+        '--isolation',
+        agentIsolation(),
         '--state-dir',
         join(dir, 'agent'),
       ],

@@ -8,11 +8,10 @@
  * backoff (250 ms doubling to 10 s, with jitter). A ping at every heartbeat finds a broker that stopped answering
  * without closing the socket. Only a refused credential or a revocation ends the agent.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { availableParallelism, hostname, networkInterfaces } from 'node:os';
-import { dirname } from 'node:path';
+import { availableParallelism, hostname, networkInterfaces, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import WebSocket from 'ws';
 import { type Clock, RealClock, type TimerHandle } from '../lib/clock.ts';
@@ -24,9 +23,11 @@ import {
   RemoteError,
 } from '../runtime/executor/executor.ts';
 import type { BundleCache } from './bundle-cache.ts';
+import type { BubblewrapSandbox } from './executor/sandbox/bubblewrap.ts';
 import { batchFrames, sendFrame } from './frames.ts';
 import type { GpuInventory, GpuSource } from './gpus.ts';
 import type { LayerCache } from './layer-cache.ts';
+import { type RunningExec, startExec } from './lease-exec.ts';
 import {
   type AgentMessage,
   type BrokerMessage,
@@ -64,6 +65,9 @@ export interface AgentOptions {
   readonly bundles: BundleCache;
   /** Image layers (npm packages) by content; absent: containers whose image has a layer fail to start. */
   readonly layers?: LayerCache;
+  /** `lease exec` commands run in it (their scratch directories under `execRoot`); absent: plain processes. */
+  readonly sandbox?: BubblewrapSandbox;
+  readonly execRoot?: string;
   /** Bounds concurrent cold starts on the machine (shared by every agent of an agent host). */
   readonly startGate?: StartGate;
   readonly clock?: Clock;
@@ -100,7 +104,7 @@ export class Agent {
   private readonly starting = new Set<string>();
   /** Of those, the ones the broker stopped meanwhile. */
   private readonly stopBeforeStart = new Set<string>();
-  private readonly execs = new Map<string, ChildProcess>();
+  private readonly execs = new Map<string, RunningExec>();
   /** Reports made while disconnected, sent after the next welcome. */
   private readonly outbox: AgentMessage[] = [];
   private inventory: GpuInventory | undefined;
@@ -131,7 +135,7 @@ export class Agent {
     this.closed = true;
     this.heartbeatTimer?.cancel();
     this.reconnectTimer?.cancel();
-    for (const child of this.execs.values()) child.kill('SIGKILL');
+    for (const running of this.execs.values()) running.kill('SIGKILL');
     await Promise.all([...this.containers.values()].map((c) => c.handle.stop().catch(() => undefined)));
     this.socket?.close(CLOSE.shutdown, 'agent stopping');
   }
@@ -488,22 +492,19 @@ export class Agent {
   /** `lease exec`: the command with exactly the leased GPUs visible, its output streamed back as it comes. */
   private exec(message: Extract<BrokerMessage, { type: 'exec' }>): void {
     const { execId } = message;
-    let child: ChildProcess;
+    let running: RunningExec;
     try {
-      child = spawn(message.command, message.args, {
-        env: {
-          PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
-          HOME: process.env.HOME ?? '/',
-          ...message.env,
-          CUDA_VISIBLE_DEVICES: message.gpuIndices.join(','),
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
+      running = startExec(message, {
+        ...(this.o.sandbox ? { sandbox: this.o.sandbox } : {}),
+        workRoot: this.o.execRoot ?? join(tmpdir(), 'gpubroker-exec'),
+        machineGpus: this.inventory?.gpus.length ?? message.gpuIndices.length,
       });
     } catch (error) {
       this.send({ type: 'exec-exit', execId, code: null, signal: null, error: (error as Error).message });
       return;
     }
-    this.execs.set(execId, child);
+    const { child } = running;
+    this.execs.set(execId, running);
     const forward = (stream: 'stdout' | 'stderr') => (chunk: Buffer) =>
       this.send({ type: 'exec-output', execId, stream, data: chunk.toString('base64') });
     child.stdout?.on('data', forward('stdout'));
@@ -514,6 +515,7 @@ export class Agent {
     });
     child.on('close', (code, signal) => {
       this.execs.delete(execId);
+      void running.cleanUp();
       this.send({
         type: 'exec-exit',
         execId,

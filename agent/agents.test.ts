@@ -14,6 +14,7 @@ import { type RunningServer, startServer } from '../broker/server.ts';
 import { simScenario } from '../providers/sim/scenario.ts';
 import type { FunctionHandle } from '../sdk/app.ts';
 import { Broker } from '../sdk/index.ts';
+import { agentIsolation } from '../test/agent-isolation.ts';
 import { runCli } from '../test/cli-process.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY, until } from '../test/fast-aws.ts';
 
@@ -40,6 +41,8 @@ function startAgent(instanceId: string, tokenFile: string): void {
       instanceId,
       '--virtual-gpus',
       '8xH100',
+      '--isolation',
+      agentIsolation(),
       '--state-dir',
       join(dir, `agent-${instanceId}`),
     ],
@@ -152,6 +155,26 @@ describe('agents', () => {
     );
     expect(cli.stdout).toBe(`cli-${gpus}\n`);
     expect(cli.code).toBe(7);
+    if (agentIsolation() === 'bubblewrap') {
+      // In the agent's sandbox: its own user, and nothing of the agent's state directory.
+      const seen: string[] = [];
+      const probe = await lease.exec(
+        [
+          'sh',
+          '-c',
+          `id -u; cat ${join(dir, `agent-${lease.allocations[0]?.instanceId}`, 'credential')} || echo no-credential`,
+        ],
+        { onOutput: (_stream, data) => seen.push(Buffer.from(data).toString()) },
+      );
+      expect(probe.code).toBe(0);
+      const [uid, credential] = seen
+        .join('')
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('cat:'));
+      expect(Number(uid)).toBeGreaterThanOrEqual(200_000);
+      expect(credential).toBe('no-credential');
+    }
     // Another tenant cannot run anything on it.
     const { token } = await broker.tokens.create({ tenant: 'other' });
     const other = new Broker({ url: server.url, token });

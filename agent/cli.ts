@@ -199,6 +199,8 @@ async function runAgent(flags: AgentFlags): Promise<void> {
     }),
     bundles: new BundleCache(join(stateDir, 'bundles')),
     layers: new LayerCache(join(stateDir, 'layers')),
+    ...(isolation.sandbox ? { sandbox: isolation.sandbox } : {}),
+    execRoot: join(stateDir, 'execs'),
     logger,
     onFatal: (message) => {
       process.stderr.write(`gpubroker: ${message}\n`);

@@ -73,6 +73,8 @@ export class AgentHost {
         executor: this.executor,
         bundles: this.bundles,
         layers: this.layers,
+        ...(this.o.sandbox ? { sandbox: this.o.sandbox } : {}),
+        execRoot: join(this.o.stateDir, 'execs'),
         startGate: this.startGate,
         logger: this.o.logger.child({ instanceId }),
         onFatal: (message) => {

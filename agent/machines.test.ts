@@ -12,6 +12,7 @@ import { deployModule } from '../broker/cli/run.ts';
 import { type RunningServer, startServer } from '../broker/server.ts';
 import type { FunctionHandle } from '../sdk/app.ts';
 import { Broker } from '../sdk/index.ts';
+import { agentIsolation } from '../test/agent-isolation.ts';
 import { runCli } from '../test/cli-process.ts';
 import { until } from '../test/fast-aws.ts';
 
@@ -50,6 +51,8 @@ beforeAll(async () => {
         '1.5',
         '--labels',
         `rack=r${n}`,
+        '--isolation',
+        agentIsolation(),
         '--state-dir',
         join(dir, `machine-${n}`),
       ],
@@ -128,6 +131,8 @@ describe('machines of your own', () => {
           other.url,
           '--virtual-gpus',
           '1xH100',
+          '--isolation',
+          agentIsolation(),
           '--state-dir',
           join(dir, 'refused'),
         ],

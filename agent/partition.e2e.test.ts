@@ -16,6 +16,7 @@ import { type RunningServer, startServer } from '../broker/server.ts';
 import { simScenario } from '../providers/sim/scenario.ts';
 import type { FunctionHandle } from '../sdk/app.ts';
 import { Broker } from '../sdk/index.ts';
+import { agentIsolation } from '../test/agent-isolation.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY, until } from '../test/fast-aws.ts';
 
 const BIN = new URL('../bin/gpubroker.js', import.meta.url).pathname;
@@ -99,6 +100,8 @@ function startAgent(brokerUrl: string, instanceId: string, tokenFile: string): v
         instanceId,
         '--virtual-gpus',
         '8xH100',
+        '--isolation',
+        agentIsolation(),
         '--state-dir',
         join(dir, `agent-${instanceId}`),
       ],

@@ -35,6 +35,7 @@ import { simScenario } from '../providers/sim/scenario.ts';
 import type { ContainerHandle, ContainerSpec } from '../runtime/executor/executor.ts';
 import type { FunctionHandle } from '../sdk/app.ts';
 import { Broker } from '../sdk/index.ts';
+import { agentIsolation } from '../test/agent-isolation.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY, until } from '../test/fast-aws.ts';
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 1_000);
@@ -288,6 +289,8 @@ try {
     ...(instanceId ? ['--instance-id', instanceId] : []),
     '--virtual-gpus',
     '8xH100',
+    '--isolation',
+    agentIsolation(),
     '--state-dir',
     join(dir, name),
   ];
@@ -435,7 +438,15 @@ try {
     const noAgents = await brokerWindow();
     log(`broker, no agents: ${noAgents.cpuPercentOfCore} % of a core, heap ${noAgents.heapUsedMiB} MiB`);
     const host = startProcess(
-      ['agent-host', '--broker', server.url, '--state-dir', join(dir, 'agent-host')],
+      [
+        'agent-host',
+        '--broker',
+        server.url,
+        '--isolation',
+        agentIsolation(),
+        '--state-dir',
+        join(dir, 'agent-host'),
+      ],
       { GPUBROKER_JOIN_TOKEN: token },
       'pipe',
     );

@@ -35,7 +35,12 @@ import {
   type LogLine,
   RemoteError,
 } from '../../runtime/executor/executor.ts';
-import type { BubblewrapSandbox, SandboxLaunch } from './sandbox/bubblewrap.ts';
+import {
+  type BubblewrapSandbox,
+  containerRequest,
+  SANDBOX_PATHS,
+  type SandboxLaunch,
+} from './sandbox/bubblewrap.ts';
 import { whyNotSendable } from './sendable.mjs';
 
 export interface LocalExecutorOptions {
@@ -88,14 +93,9 @@ export class LocalExecutor implements Executor {
     try {
       const sandbox = this.options.sandbox;
       if (sandbox) {
-        launch = sandbox.launch({
-          spec,
-          workDir,
-          workerPath: WORKER,
-          nodePath: this.nodePath,
-          env: containerEnv(spec, '/scratch'),
-          ...(spec.nodeModulesPath ? { nodeModules: spec.nodeModulesPath } : {}),
-        });
+        launch = sandbox.launch(
+          containerRequest(spec, workDir, WORKER, this.nodePath, containerEnv(spec, SANDBOX_PATHS.scratch)),
+        );
         // Its scratch directory is its own: nobody else's user can read it.
         chownSync(workDir, launch.uid, launch.uid);
       }

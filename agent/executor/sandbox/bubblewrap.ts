@@ -22,7 +22,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { ContainerSpec } from '../../../runtime/executor/executor.ts';
+import type { ContainerNetwork, ContainerSpec } from '../../../runtime/executor/executor.ts';
 import { CgroupManager, type ContainerCgroup } from './cgroups.ts';
 import { containerUids, type UidPool } from './uid-pool.ts';
 
@@ -74,16 +74,49 @@ export interface SandboxLaunch {
 }
 
 export interface SandboxRequest {
-  readonly spec: ContainerSpec;
-  /** The container's writable directory on the host (made by the executor, owned by `uid` once launched). */
+  /** The container's (or command's) id: its cgroup's and hostname's name. */
+  readonly id: string;
+  readonly gpuIndices: readonly number[];
+  readonly cpu: number;
+  readonly memoryMiB: number;
+  readonly network: ContainerNetwork;
+  /** Its writable directory on the host (made by the caller, owned by `uid` once launched), /scratch inside. */
   readonly workDir: string;
-  /** The worker script on the host; its directory is mounted read-only. */
-  readonly workerPath: string;
-  readonly nodePath: string;
-  /** The container's environment (HOME and the like already point inside). */
+  /** Its environment (HOME and the like already pointing inside). */
   readonly env: Record<string, string>;
-  /** A directory of npm packages (an image layer), mounted at /app/node_modules. */
-  readonly nodeModules?: string;
+  /** What runs inside, as the container's user (`argv[0]` found on the env's PATH). */
+  readonly argv: readonly string[];
+  /** Host paths mounted read-only inside, at `target`. */
+  readonly readOnly?: readonly { readonly source: string; readonly target: string }[];
+  /** The node binary the program may be (its installation is mounted when it is not under /usr). */
+  readonly nodePath?: string;
+}
+
+/** A LocalExecutor container: the worker, its bundle, and its image layer's node_modules. */
+export function containerRequest(
+  spec: ContainerSpec,
+  workDir: string,
+  workerPath: string,
+  nodePath: string,
+  env: Record<string, string>,
+): SandboxRequest {
+  const workerFile = workerPath.slice(workerPath.lastIndexOf('/') + 1);
+  return {
+    id: spec.containerId,
+    gpuIndices: spec.gpuIndices,
+    cpu: spec.cpu,
+    memoryMiB: spec.memoryMiB,
+    network: spec.network,
+    workDir,
+    env,
+    nodePath,
+    argv: [nodePath, join(SANDBOX_PATHS.worker, workerFile), pathToFileURL(SANDBOX_PATHS.bundle).href],
+    readOnly: [
+      { source: dirname(realpathSync(workerPath)), target: SANDBOX_PATHS.worker },
+      { source: spec.bundlePath, target: SANDBOX_PATHS.bundle },
+      ...(spec.nodeModulesPath ? [{ source: spec.nodeModulesPath, target: SANDBOX_PATHS.nodeModules }] : []),
+    ],
+  };
 }
 
 export class BubblewrapSandbox {
@@ -153,24 +186,18 @@ export class BubblewrapSandbox {
 
   /** The command that starts the container, with its cgroup made and its user chosen. */
   launch(request: SandboxRequest): SandboxLaunch {
-    const { spec } = request;
     const uid = this.uids.take();
     let cgroup: ContainerCgroup;
     try {
-      cgroup = this.o.cgroups.create(spec.containerId, {
-        cpu: spec.cpu,
-        memoryMiB: spec.memoryMiB,
+      cgroup = this.o.cgroups.create(request.id, {
+        cpu: request.cpu,
+        memoryMiB: request.memoryMiB,
         pids: PIDS_MAX,
       });
     } catch (error) {
       this.uids.give(uid);
       throw error;
     }
-    const workerDir = dirname(realpathSync(request.workerPath));
-    const workerFile = join(
-      SANDBOX_PATHS.worker,
-      request.workerPath.slice(request.workerPath.lastIndexOf('/') + 1),
-    );
     const bwrapArgs = [
       '--die-with-parent',
       '--new-session',
@@ -178,28 +205,25 @@ export class BubblewrapSandbox {
       '--unshare-ipc',
       '--unshare-uts',
       '--unshare-cgroup-try',
-      ...(spec.network === 'none' ? ['--unshare-net'] : []),
+      ...(request.network === 'none' ? ['--unshare-net'] : []),
       '--hostname',
-      spec.containerId.slice(0, 63),
+      request.id.slice(0, 63),
       ...systemMounts(),
-      ...nodeMount(request.nodePath),
+      ...(request.nodePath ? nodeMount(request.nodePath) : []),
       ...(isUnder(this.o.setpriv, SYSTEM_DIRS) ? [] : ['--ro-bind', this.o.setpriv, this.o.setpriv]),
       '--proc',
       '/proc',
       '--dev',
       '/dev',
-      ...this.gpuDevices(spec.gpuIndices),
+      ...this.gpuDevices(request.gpuIndices),
       '--tmpfs',
       '/tmp',
-      ...openDirs(SANDBOX_PATHS.worker),
-      '--ro-bind',
-      workerDir,
-      SANDBOX_PATHS.worker,
-      ...openDirs(SANDBOX_PATHS.bundle),
-      '--ro-bind',
-      spec.bundlePath,
-      SANDBOX_PATHS.bundle,
-      ...(request.nodeModules ? ['--ro-bind', request.nodeModules, SANDBOX_PATHS.nodeModules] : []),
+      ...(request.readOnly ?? []).flatMap(({ source, target }) => [
+        ...openDirs(target),
+        '--ro-bind',
+        source,
+        target,
+      ]),
       '--bind',
       request.workDir,
       SANDBOX_PATHS.scratch,
@@ -218,9 +242,7 @@ export class BubblewrapSandbox {
       '--bounding-set=-all',
       '--no-new-privs',
       '--',
-      request.nodePath,
-      workerFile,
-      pathToFileURL(SANDBOX_PATHS.bundle).href,
+      ...request.argv,
     ];
     return {
       command: '/bin/sh',
