@@ -38,6 +38,8 @@ export interface ActuatorOptions {
   /** The id our instances are tagged with (read when a call is made: it is loaded on start). */
   readonly fleetId: () => string;
   readonly logger: Logger;
+  /** A provider call failed (for metrics). */
+  readonly onProviderError?: (vendor: string, error: unknown) => void;
   /**
    * The agent bootstrap for a new launch of `vendor` under `launchKey` (a join token bound to that key), or
    * undefined when the vendor's instances get no start-up script (simulated clouds: a local agent host joins them).
@@ -73,8 +75,10 @@ export class Actuator {
   private readonly fleetId: () => string;
   private readonly logger: Logger;
   private readonly agentBootstrap: ActuatorOptions['agentBootstrap'];
+  private readonly onProviderError: ActuatorOptions['onProviderError'];
 
   constructor(o: ActuatorOptions) {
+    this.onProviderError = o.onProviderError;
     this.db = o.db;
     this.clock = o.clock;
     this.providers = o.providers;
@@ -202,6 +206,7 @@ export class Actuator {
         launched.map((i) => i.id),
       );
     } catch (error) {
+      if (error instanceof ProviderError) this.onProviderError?.(row.vendor, error);
       if (error instanceof ProviderUnavailableError) return row; // outcome unknown: stays pending, repeated later
       if (error instanceof ProviderError)
         return {
@@ -250,7 +255,10 @@ export class Actuator {
       await this.withRetries(() => provider.terminate(row.instanceIds));
       return this.finish(row, 'done', null, row.instanceIds);
     } catch (error) {
-      if (error instanceof ProviderError) return row; // terminate is idempotent: repeated at the next tick
+      if (error instanceof ProviderError) {
+        this.onProviderError?.(row.vendor, error);
+        return row; // terminate is idempotent: repeated at the next tick
+      }
       throw error;
     }
   }

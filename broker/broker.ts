@@ -12,6 +12,7 @@ import pino, { type Logger } from 'pino';
 import type { Hello } from '../agent/protocol.ts';
 import type { Clock } from '../lib/clock.ts';
 import { IdGenerator } from '../lib/ids.ts';
+import { microsToUsd } from '../lib/money.ts';
 import { Random } from '../lib/random.ts';
 import type { Provider } from '../providers/provider.ts';
 import type { Executor } from '../runtime/executor/executor.ts';
@@ -40,6 +41,7 @@ import { LeaseMetering } from './lease-metering.ts';
 import { LeaseService } from './leases.ts';
 import { LiveOfferings } from './live-offerings.ts';
 import { ControlLoop } from './loop.ts';
+import { BrokerMetrics } from './metrics.ts';
 import { type BrokerPolicy, brokerPolicy } from './policy.ts';
 import { PolicyStore } from './policy-store.ts';
 import { ProviderEvents } from './provider-events.ts';
@@ -100,6 +102,8 @@ export class BrokerCore {
   /** The offerings the providers sell now (the loop refreshes them; leases and invoices read them). */
   readonly offerings: LiveOfferings;
   readonly logger: Logger;
+  /** `/metrics` (prom-client). */
+  readonly metrics: BrokerMetrics;
   readonly leaseWaits: LeaseWaitStats = { count: 0, sumMs: 0, recent: [] };
   readonly usage: UsageStore;
   readonly meter: Meter;
@@ -143,6 +147,19 @@ export class BrokerCore {
     this.policies = new PolicyStore(db, o.clock);
     this.tokens = new TokenStore(db, o.clock, ids);
     this.fleet = new Fleet(db, o.clock);
+    this.metrics = new BrokerMetrics({
+      instances: () => this.fleet.all().map((i) => ({ ...i, usdPerHour: microsToUsd(i.microsPerHour) })),
+      readyBufferGpus: () => {
+        const ready = new Map<string, number>();
+        for (const slot of this.fleet.freeGpus())
+          ready.set(slot.gpu, (ready.get(slot.gpu) ?? 0) + slot.free.length);
+        return ready;
+      },
+      bufferTargetGpus: () => this.loop.bufferTargets,
+      openLeases: () => this.leases.openOf(undefined),
+      callsInFlight: () => this.runtime.callsInFlight(),
+      lastTick: () => this.loop.last,
+    });
     this.usage = new UsageStore(db);
     this.meter = new Meter({
       clock: o.clock,
@@ -228,7 +245,8 @@ export class BrokerCore {
         this.machines ? [...this.offerings.all(), ...this.machines.offerings()] : this.offerings.all(),
       policy: () => this.currentPolicy,
       onShortfall: () => this.loop.trigger(),
-      onReady: (waitedMs) => {
+      onReady: (waitedMs, lease) => {
+        this.metrics.leaseReady(lease.gpu, waitedMs);
         this.leaseWaits.count++;
         this.leaseWaits.sumMs += waitedMs;
         this.leaseWaits.recent.push(waitedMs);
@@ -247,6 +265,7 @@ export class BrokerCore {
       fleet: this.fleet,
       fleetId: () => this.fleetId,
       logger: this.logger,
+      onProviderError: (vendor, error) => this.metrics.providerError(vendor, error),
       ...(bootstrap
         ? {
             agentBootstrap: async (launchKey: string, vendor: string) => {
@@ -279,6 +298,7 @@ export class BrokerCore {
       quotas,
       actuator,
       logger: this.logger,
+      onTick: (report) => this.metrics.tick(report),
       tryLeadership: () => o.database.tryLeadership(),
       onLeadership: () => this.catchUp(),
       observe: () => this.stopOverSpendLimits(),

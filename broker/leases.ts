@@ -40,7 +40,7 @@ export interface LeaseServiceOptions {
   /** Called when a lease cannot be served from what is running (the loop re-plans, debounced). */
   readonly onShortfall: () => void;
   /** Called when a lease becomes ready, with the ms it waited. */
-  readonly onReady?: (waitedMs: number) => void;
+  readonly onReady?: (waitedMs: number, lease: LeaseRow) => void;
   /**
    * Called after a lease's GPUs change, once the change is stored: it got GPUs, moved, or ended (no allocations).
    * The meter opens and closes the lease's usage intervals from this.
@@ -416,7 +416,7 @@ export class LeaseService {
     this.statusChanged(row.id);
     // The wait for the first GPUs is the lease's wait; a wait for replacement capacity is not counted again.
     if (replaced) this.replacing.delete(row.id);
-    else this.o.onReady?.(now - row.createdAt);
+    else this.o.onReady?.(now - row.createdAt, row);
     this.o.onAllocations?.(row, allocation, now);
     return true;
   }

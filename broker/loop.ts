@@ -14,6 +14,7 @@ import type { IdGenerator } from '../lib/ids.ts';
 import { usdToMicros } from '../lib/money.ts';
 import type { Offering } from '../providers/catalog/offering.ts';
 import { planCapacity } from '../solver/plan.ts';
+import { bufferTargetGpus } from '../solver/policy.ts';
 import type { DemandClass, FleetPool, Plan } from '../solver/types.ts';
 import type { ActionRow, Actuator } from './act.ts';
 import { isMachine } from './agents/machines.ts';
@@ -66,6 +67,8 @@ export interface ControlLoopOptions {
   readonly quotas: QuotaBook;
   readonly actuator: Actuator;
   readonly logger: Logger;
+  /** Every tick's report, as it ends (for metrics). */
+  readonly onTick?: (report: TickReport) => void;
   /** Whether this replica may run the loop (PostgreSQL advisory lock). */
   readonly tryLeadership: () => Promise<boolean>;
   /** What is asked for now: open leases and the runtime's containers, running and queued. */
@@ -85,6 +88,8 @@ export class ControlLoop {
   private stopped = true;
   private closed = false;
   last: TickReport | undefined;
+  /** The warm buffer per GPU type the latest tick planned for (from its first period's demand). */
+  bufferTargets: ReadonlyMap<string, number> = new Map();
   leader = false;
 
   constructor(private readonly o: ControlLoopOptions) {}
@@ -217,6 +222,7 @@ export class ControlLoop {
     const planId = this.o.ids.next('plan');
     const observed = await this.observe(planId);
     const demand = this.forecast(policy);
+    this.bufferTargets = bufferTargetGpus(policy, demand);
     const acted = await this.planAndAct(planId, policy, demand);
     const leasesServed = observed.leasesServed + (await this.o.leases.servePending());
     if (acted.plan) await this.record(planId, version, demand, acted);
@@ -239,6 +245,7 @@ export class ControlLoop {
       leasesServed,
     };
     this.o.logger.info(this.last, 'tick');
+    this.o.onTick?.(this.last);
     return this.last;
   }
 

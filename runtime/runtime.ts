@@ -462,6 +462,19 @@ export class Runtime {
    * Cancels a pending or running call; returns false when it had already finished. A running input is left to end
    * on its container (its result is dropped): the executor contract has no way to stop one input alone.
    */
+  /** Calls queued (pending) or running, counted per tenant and status. */
+  callsInFlight(): { tenantId: string; status: CallStatus; count: number }[] {
+    const counts = new Map<string, { tenantId: string; status: CallStatus; count: number }>();
+    for (const call of this.calls.values()) {
+      if (call.status !== 'pending' && call.status !== 'running') continue;
+      const key = `${call.tenantId}\u0000${call.status}`;
+      const entry = counts.get(key) ?? { tenantId: call.tenantId, status: call.status, count: 0 };
+      entry.count++;
+      counts.set(key, entry);
+    }
+    return [...counts.values()];
+  }
+
   cancel(callId: string): boolean {
     const call = this.calls.get(callId);
     if (!call) throw new NotFoundError(`no call "${callId}"`);

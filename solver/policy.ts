@@ -104,3 +104,24 @@ export function interruptionsPerHour(policy: PlanningPolicy, vendor: string): nu
 export function bufferGpus(buffer: Buffer, demandGpus: number): number {
   return Math.max(buffer.gpus, Math.ceil(buffer.fraction * demandGpus - 1e-9));
 }
+
+/**
+ * The warm buffer per GPU type that `demand`'s first period asks for: per (GPU type, region group) as the model
+ * counts it, summed over the groups.
+ */
+export function bufferTargetGpus(
+  policy: PlanningPolicy,
+  demand: readonly { gpu: string; regionGroup: string; gpus: readonly number[] }[],
+): Map<string, number> {
+  const cells = new Map<string, { gpu: string; gpus: number }>();
+  for (const d of demand) {
+    const key = `${d.gpu}\u0000${d.regionGroup}`;
+    const cell = cells.get(key) ?? { gpu: d.gpu, gpus: 0 };
+    cell.gpus += d.gpus[0] ?? 0;
+    cells.set(key, cell);
+  }
+  const targets = new Map<string, number>();
+  for (const { gpu, gpus } of cells.values())
+    targets.set(gpu, (targets.get(gpu) ?? 0) + bufferGpus(bufferFor(policy, gpu), gpus));
+  return targets;
+}

@@ -1,7 +1,6 @@
 /** `/healthz` and `/metrics`: no token, for load balancers and Prometheus. */
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import type { BrokerCore } from '../broker.ts';
-import { renderMetrics } from '../metrics.ts';
 import { type Env, json, noToken, publicProblems } from './route-docs.ts';
 import { healthSchema } from './schemas.ts';
 
@@ -18,8 +17,8 @@ export function registerHealthRoutes(app: OpenAPIHono<Env>, broker: BrokerCore):
     (c) =>
       c.json({ ok: true, leader: broker.loop.leader, lastTickAtMs: broker.loop.last?.atMs ?? null }, 200),
   );
-  app.get('/metrics', (c) =>
-    c.text(renderMetrics(broker), 200, { 'content-type': 'text/plain; version=0.0.4' }),
+  app.get('/metrics', async (c) =>
+    c.text(await broker.metrics.render(), 200, { 'content-type': broker.metrics.contentType }),
   );
   app.openAPIRegistry.registerPath({
     method: 'get',
