@@ -33,6 +33,27 @@ export interface MetricsSource {
 const LEASE_WAIT_BUCKETS = [0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800];
 const TICK_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
+let processRegistry: Registry | undefined;
+
+/**
+ * prom-client's process metrics (CPU, memory, event-loop lag, GC), once per process however many brokers it runs:
+ * their collectors (an event-loop delay monitor, a GC observer) cannot be stopped, so they are never made twice.
+ */
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+    // Gauges that prom-client names with `_total`, which Prometheus keeps for counters (promtool refuses them).
+    for (const name of [
+      'nodejs_active_handles_total',
+      'nodejs_active_requests_total',
+      'nodejs_active_resources_total',
+    ])
+      processRegistry.removeSingleMetric(name);
+  }
+  return processRegistry;
+}
+
 export class BrokerMetrics {
   readonly registry = new Registry();
   private readonly leaseWait: Histogram<'gpu'>;
@@ -42,14 +63,6 @@ export class BrokerMetrics {
 
   constructor(source: MetricsSource) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry });
-    // Gauges that prom-client names with `_total`, which Prometheus keeps for counters (promtool refuses them).
-    for (const name of [
-      'nodejs_active_handles_total',
-      'nodejs_active_requests_total',
-      'nodejs_active_resources_total',
-    ])
-      this.registry.removeSingleMetric(name);
     this.leaseWait = new Histogram({
       name: 'gpubroker_lease_wait_seconds',
       help: 'Time from a lease request to its GPUs being ready',
@@ -183,7 +196,7 @@ export class BrokerMetrics {
   }
 
   render(): Promise<string> {
-    return this.registry.metrics();
+    return Registry.merge([processMetrics(), this.registry]).metrics();
   }
 
   get contentType(): string {
