@@ -458,10 +458,6 @@ export class Runtime {
     return call.done;
   }
 
-  /**
-   * Cancels a pending or running call; returns false when it had already finished. A running input is left to end
-   * on its container (its result is dropped): the executor contract has no way to stop one input alone.
-   */
   /** Calls queued (pending) or running, counted per tenant and status. */
   callsInFlight(): { tenantId: string; status: CallStatus; count: number }[] {
     const counts = new Map<string, { tenantId: string; status: CallStatus; count: number }>();
@@ -475,6 +471,10 @@ export class Runtime {
     return [...counts.values()];
   }
 
+  /**
+   * Cancels a pending or running call; returns false when it had already finished. A running input is left to end
+   * on its container (its result is dropped): the executor contract has no way to stop one input alone.
+   */
   cancel(callId: string): boolean {
     const call = this.calls.get(callId);
     if (!call) throw new NotFoundError(`no call "${callId}"`);
