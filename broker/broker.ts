@@ -19,7 +19,7 @@ import type { Executor } from '../runtime/executor/executor.ts';
 import { parseFunctionOptions } from '../runtime/function-spec.ts';
 import { Meter } from '../runtime/meter/meter.ts';
 import { UsageStore } from '../runtime/meter/usage-store.ts';
-import { Runtime } from '../runtime/runtime.ts';
+import { DEFAULT_RETAIN_CALLS_MS, Runtime } from '../runtime/runtime.ts';
 import { Actuator } from './act.ts';
 import { AgentCapacity } from './agents/agent-capacity.ts';
 import { AgentExecutor } from './agents/agent-executor.ts';
@@ -36,6 +36,7 @@ import { type Demand, sumDemand } from './demand.ts';
 import { Fleet } from './fleet.ts';
 import { PeakAndLevelForecaster } from './forecast.ts';
 import { BundleStore } from './functions/bundle-store.ts';
+import { CallJournal } from './functions/call-journal.ts';
 import { LayerStore } from './functions/layer-store.ts';
 import { LeaseMetering } from './lease-metering.ts';
 import { LeaseService } from './leases.ts';
@@ -102,6 +103,8 @@ export class BrokerCore {
   /** The offerings the providers sell now (the loop refreshes them; leases and invoices read them). */
   readonly offerings: LiveOfferings;
   readonly logger: Logger;
+  /** Function calls on disk: none is lost to a crash. */
+  readonly callJournal: CallJournal;
   /** `/metrics` (prom-client). */
   readonly metrics: BrokerMetrics;
   readonly leaseWaits: LeaseWaitStats = { count: 0, sumMs: 0, recent: [] };
@@ -219,7 +222,14 @@ export class BrokerCore {
       });
       this.executor = new AgentExecutor(this.agents, o.clock);
     }
+    this.callJournal = new CallJournal({
+      db,
+      clock: o.clock,
+      logger: this.logger,
+      retainMs: DEFAULT_RETAIN_CALLS_MS,
+    });
     this.runtime = new Runtime({
+      onCallFinished: (view, outcome) => this.callJournal.finished(view, outcome),
       clock: o.clock,
       capacity: this.agents ? new AgentCapacity(this.fleet, this.agents) : this.fleet,
       executor: this.executor,
@@ -409,6 +419,7 @@ export class BrokerCore {
     await this.offerings.refresh();
     await this.events.reconcile();
     await this.redeployApps();
+    await this.restoreCalls();
     this.runtime.start();
     this.runtimeRunning.resolve();
     if (this.advertisedUrl) await this.writeSetting('leader-url', this.advertisedUrl);
@@ -416,12 +427,11 @@ export class BrokerCore {
   }
 
   /**
-   * Deployed apps come back after a restart or a takeover (their containers start again as calls come); apps of a
-   * `gpubroker run` that was interrupted by the crash are dropped.
+   * Deployed apps come back after a restart or a takeover (their containers start again as calls come), those of a
+   * `gpubroker run` too: its calls come back with them, and the run deletes its app when it ends.
    */
   private async redeployApps(): Promise<void> {
     const { db } = this.o.database;
-    await db.delete(apps).where(eq(apps.ephemeral, true));
     for (const row of await db.select().from(apps)) {
       try {
         const functions = Object.fromEntries(
@@ -440,6 +450,24 @@ export class BrokerCore {
         this.logger.error({ err: error, app: row.name }, 'cannot redeploy app');
       }
     }
+  }
+
+  /** The journal's calls back in the runtime: finished ones with their outcome, unfinished ones queued again. */
+  private async restoreCalls(): Promise<void> {
+    let queued = 0;
+    for (const call of await this.callJournal.load()) {
+      try {
+        this.runtime.restore(call);
+        if (!call.outcome) queued++;
+      } catch (error) {
+        if (call.outcome) continue;
+        await this.callJournal.failNow(call.callId, {
+          name: 'Error',
+          message: `not run after the broker restarted: ${(error as Error).message}`,
+        });
+      }
+    }
+    if (queued > 0) this.logger.info({ calls: queued }, 'calls queued again after a restart');
   }
 
   /** Ends the leases of tenants at a spend limit whose policy is to stop (checked at every tick). */
@@ -519,6 +547,8 @@ export class BrokerCore {
     this.loop.stop();
     await this.joinWatchdog?.stop();
     await this.loop.idle();
+    // The journal first: calls the runtime fails as it closes stay unfinished on disk and run after the restart.
+    await this.callJournal.close();
     await this.runtime.close();
     await this.executor.close();
     await this.agents?.close();

@@ -61,6 +61,8 @@ export interface RuntimeOptions {
   readonly meter?: Meter;
   /** Absolute path of a deployed bundle. */
   readonly bundlePathOf: (bundleId: string) => string;
+  /** A call finished (succeeded, failed or was cancelled): the broker's call journal writes it. */
+  readonly onCallFinished?: (view: CallView, outcome: CallOutcome) => void;
   /** The SHA-256 of a tenant's image layer (`PUT /v1/layers/{id}`), when it has it. */
   readonly layerSha256Of?: (tenantId: string, layerId: string) => string | undefined;
   /** A container could not be placed for lack of GPUs: ask the control loop to plan again now. */
@@ -1220,6 +1222,61 @@ export class Runtime {
     call.fn.app.calls.done++;
     this.finished.push(call);
     call.resolve(outcome);
+    this.o.onCallFinished?.(this.get(call.callId) as CallView, outcome);
+  }
+
+  /**
+   * Takes back a call the broker's journal kept across a restart: a finished one with its outcome (answered as
+   * before), an unfinished one queued again with its id (it may run once more: execution is at least once). Throws
+   * NotFoundError when its app or function is no longer deployed.
+   */
+  restore(call: {
+    callId: string;
+    tenantId: string;
+    appTenantId: string;
+    app: string;
+    functionName: string;
+    args: readonly unknown[];
+    createdAtMs: number;
+    attempts: number;
+    startedAtMs?: number;
+    finishedAtMs?: number;
+    outcome?: CallOutcome;
+  }): void {
+    this.assertOpen();
+    if (this.calls.has(call.callId)) return;
+    const state = this.apps.get(appKey(call.appTenantId, call.app));
+    const fn = state?.functions.get(call.functionName);
+    if (!state || !fn) throw new NotFoundError(`no function "${call.functionName}" of app "${call.app}"`);
+    let resolve!: (outcome: CallOutcome) => void;
+    const done = new Promise<CallOutcome>((r) => {
+      resolve = r;
+    });
+    const record: CallRecord = {
+      callId: call.callId,
+      tenantId: call.tenantId,
+      fn,
+      args: [...call.args],
+      status: call.outcome?.status ?? 'pending',
+      attempts: call.attempts,
+      createdAtMs: call.createdAtMs,
+      startedAtMs: call.startedAtMs,
+      finishedAtMs: call.outcome ? (call.finishedAtMs ?? this.clock.now()) : undefined,
+      containerId: undefined,
+      error: call.outcome?.status === 'failed' ? call.outcome.error : undefined,
+      done,
+      resolve,
+    };
+    this.calls.set(call.callId, record);
+    state.calls.total++;
+    if (call.outcome) {
+      state.calls.done++;
+      this.finished.push(record);
+      resolve(call.outcome);
+      return;
+    }
+    fn.queue.enqueue(record);
+    this.markDirty(fn);
   }
 
   /** Retires a function: no more placement or dispatch; its queued (and with `kill`, running) calls fail. */

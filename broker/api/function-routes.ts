@@ -383,6 +383,23 @@ export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: BrokerCore
       const { name, fn } = c.req.valid('param');
       const { inputs } = c.req.valid('json');
       const callIds = inputs.map((args) => runtime.call(principal.tenantId, name, fn, args));
+      // On disk before the answer: a call the client was told about survives a crash.
+      try {
+        await broker.callJournal.accepted(
+          callIds.map((callId, i) => ({
+            callId,
+            tenantId: principal.tenantId,
+            appTenantId: principal.tenantId,
+            app: name,
+            functionName: fn,
+            args: inputs[i] as unknown[],
+            createdAtMs: runtime.get(callId)?.createdAtMs ?? broker.clock.now(),
+          })),
+        );
+      } catch (error) {
+        for (const callId of callIds) runtime.cancel(callId);
+        throw error;
+      }
       return c.json({ callIds }, 202);
     },
   );

@@ -244,3 +244,30 @@ export const agents = pgTable(
   },
   (t) => [index('agents_instance').on(t.instanceId)],
 );
+
+/**
+ * Function calls, written when the broker accepts them (before it answers 202) and again when they finish, so that
+ * a broker crash loses none: unfinished calls are queued again after the restart, finished ones answer with their
+ * result until they are older than the runtime keeps calls. Arguments and values are structured-clone bytes
+ * (v8.serialize), base64.
+ */
+export const calls = pgTable(
+  'calls',
+  {
+    id: text('id').primaryKey(),
+    tenantId: text('tenant_id').notNull(),
+    appTenantId: text('app_tenant_id').notNull(),
+    app: text('app').notNull(),
+    functionName: text('function_name').notNull(),
+    args: text('args').notNull(),
+    /** pending (queued or running when last written), succeeded, failed or cancelled. */
+    status: text('status').notNull(),
+    attempts: integer('attempts').notNull(),
+    createdAt: ms('created_at').notNull(),
+    startedAt: ms('started_at'),
+    finishedAt: ms('finished_at'),
+    error: jsonb('error'),
+    value: text('value'),
+  },
+  (t) => [index('calls_finished_at').on(t.finishedAt)],
+);
