@@ -33,6 +33,7 @@ const COMMANDS: readonly (readonly [names: readonly string[], load: () => Promis
   [['run', 'deploy'], async () => (await import('../broker/cli/run.ts')).registerRunCommands],
   [['lease'], async () => (await import('../broker/cli/lease.ts')).registerLeaseCommand],
   [['policy'], async () => (await import('../broker/cli/policy.ts')).registerPolicyCommand],
+  [['plans'], async () => (await import('../broker/cli/plans.ts')).registerPlansCommand],
   [['token'], async () => (await import('../broker/cli/token.ts')).registerTokenCommand],
   [['usage'], async () => (await import('../broker/cli/usage.ts')).registerUsageCommand],
   [['invoice'], async () => (await import('../broker/cli/invoice.ts')).registerInvoiceCommand],

@@ -46,6 +46,18 @@ export interface paths {
     /** Create a token for a tenant (operator); the token is shown only in this response */
     post: operations['createToken'];
   };
+  '/v1/plans': {
+    /** The latest plans, newest first (operator) */
+    get: operations['listPlans'];
+  };
+  '/v1/plans/latest': {
+    /** The latest plan with its inputs, result and explanation (operator) */
+    get: operations['latestPlan'];
+  };
+  '/v1/plans/{id}': {
+    /** A plan with its inputs, result and explanation (operator) */
+    get: operations['getPlan'];
+  };
   '/v1/tokens/join': {
     /** Create a join token (operator): it registers agents and does nothing else; shown only here */
     post: operations['createJoinToken'];
@@ -261,6 +273,73 @@ export interface components {
        */
       role?: 'tenant' | 'operator';
       gpuQuota?: number | null;
+    };
+    PlanSummary: {
+      id: string;
+      createdAtMs: number;
+      policyVersion: number;
+      status: string;
+      backend: string;
+      usdPerHour: number;
+      solveMs: number;
+      unmetGpus: number;
+      provision: number;
+      terminate: number;
+    };
+    Plan: components['schemas']['PlanSummary'] & {
+      objective: {
+        objective: number;
+        bound: number;
+        gap: number;
+        cost: {
+          [key: string]: number;
+        };
+      };
+      inputs: {
+        demand: {
+          gpu: string;
+          regionGroup: string;
+          gangSize: number;
+          gpus: number[];
+        }[];
+        fleet: {
+          offeringId: string;
+          count: number;
+        }[];
+        unavailable: string[];
+        offerings: number;
+      };
+      pools: {
+        offeringId: string;
+        vendor: string;
+        region: string;
+        regionGroup: string;
+        instanceType: string;
+        gpu: string;
+        gpusPerInstance: number;
+        capacityType: string;
+        count: number;
+        usdPerHour: number;
+      }[];
+      actions: {
+        offeringId: string;
+        provision: number;
+        terminate: number;
+      }[];
+      unmet: {
+        gpu: string;
+        regionGroup: string;
+        gangSize: number;
+        gpus: number[];
+      }[];
+      stockOuts: string[];
+      explanation: {
+        constraint: string;
+        kind: string;
+        marginalUsdPerHour: number;
+        bindingAtPlan: boolean;
+        text: string;
+      }[];
     };
     JoinToken: {
       token: string;
@@ -873,6 +952,141 @@ export interface operations {
       201: {
         content: {
           'application/json': components['schemas']['Token'];
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  /** The latest plans, newest first (operator) */
+  listPlans: {
+    parameters: {
+      query?: {
+        limit?: number;
+      };
+    };
+    responses: {
+      /** @description Plans */
+      200: {
+        content: {
+          'application/json': {
+            plans: components['schemas']['PlanSummary'][];
+          };
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  /** The latest plan with its inputs, result and explanation (operator) */
+  latestPlan: {
+    responses: {
+      /** @description The plan */
+      200: {
+        content: {
+          'application/json': components['schemas']['Plan'];
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  /** A plan with its inputs, result and explanation (operator) */
+  getPlan: {
+    parameters: {
+      path: {
+        id: string;
+      };
+    };
+    responses: {
+      /** @description The plan */
+      200: {
+        content: {
+          'application/json': components['schemas']['Plan'];
         };
       };
       /** @description Invalid request */

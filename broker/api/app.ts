@@ -16,6 +16,7 @@ import { registerFunctionRoutes } from './function-routes.ts';
 import { registerHealthRoutes } from './health-routes.ts';
 import { type GuardedRoute, inputGuard } from './input-guard.ts';
 import { registerLeaseRoutes } from './lease-routes.ts';
+import { registerPlanRoutes } from './plan-routes.ts';
 import { registerPolicyRoutes } from './policy-routes.ts';
 import { HttpProblem, problemFor } from './problem.ts';
 import { BEARER, bearerScheme, documentConfig, type Env } from './route-docs.ts';
@@ -82,6 +83,7 @@ export function createApp(broker: BrokerCore): OpenAPIHono<Env> {
   registerLeaseRoutes(app, broker);
   registerPolicyRoutes(app, broker);
   registerTokenRoutes(app, broker);
+  registerPlanRoutes(app, broker);
   registerAgentRoutes(app, broker);
 
   registerBillingRoutes(app, broker, requireOperator);

@@ -309,3 +309,80 @@ export const tenantLimitsSchema = z
   })
   .strict()
   .openapi('TenantLimits');
+
+/** A plan the control loop made, in brief (`GET /v1/plans`). */
+export const planSummarySchema = z
+  .object({
+    id: z.string(),
+    createdAtMs: z.number().int(),
+    policyVersion: z.number().int(),
+    status: z.string(),
+    backend: z.string(),
+    usdPerHour: z.number(),
+    solveMs: z.number().int(),
+    unmetGpus: z.number().int(),
+    /** Instances the plan launched and terminated. */
+    provision: z.number().int(),
+    terminate: z.number().int(),
+  })
+  .openapi('PlanSummary');
+
+const planPoolSchema = z.object({
+  offeringId: z.string(),
+  vendor: z.string(),
+  region: z.string(),
+  regionGroup: z.string(),
+  instanceType: z.string(),
+  gpu: z.string(),
+  gpusPerInstance: z.number().int(),
+  capacityType: z.string(),
+  count: z.number().int(),
+  usdPerHour: z.number(),
+});
+
+/** A plan with what it was made from and why (`GET /v1/plans/{id}`, `/v1/plans/latest`). */
+export const planDetailSchema = planSummarySchema
+  .extend({
+    objective: z.object({
+      objective: z.number(),
+      bound: z.number(),
+      gap: z.number(),
+      cost: z.record(z.string(), z.number()),
+    }),
+    inputs: z.object({
+      demand: z.array(
+        z.object({
+          gpu: z.string(),
+          regionGroup: z.string(),
+          gangSize: z.number().int(),
+          gpus: z.array(z.number()),
+        }),
+      ),
+      fleet: z.array(z.object({ offeringId: z.string(), count: z.number().int() })),
+      unavailable: z.array(z.string()),
+      offerings: z.number().int(),
+    }),
+    pools: z.array(planPoolSchema),
+    actions: z.array(
+      z.object({ offeringId: z.string(), provision: z.number().int(), terminate: z.number().int() }),
+    ),
+    unmet: z.array(
+      z.object({
+        gpu: z.string(),
+        regionGroup: z.string(),
+        gangSize: z.number().int(),
+        gpus: z.array(z.number()),
+      }),
+    ),
+    stockOuts: z.array(z.string()),
+    explanation: z.array(
+      z.object({
+        constraint: z.string(),
+        kind: z.string(),
+        marginalUsdPerHour: z.number(),
+        bindingAtPlan: z.boolean(),
+        text: z.string(),
+      }),
+    ),
+  })
+  .openapi('Plan');

@@ -171,6 +171,62 @@ describe('gpubroker lease', () => {
   });
 });
 
+describe('gpubroker plans', () => {
+  it("lists the loop's plans, shows one and the latest with why; a tenant may not, an unknown id is one line", async () => {
+    // A warm buffer to plan for: the loop plans (and records) at its next tick.
+    await server.broker.setPolicy(
+      {
+        ...basePolicy,
+        buffer: { default: { gpus: 0, fraction: 0 }, perGpu: { H100: { gpus: 8, fraction: 0 } } },
+      },
+      'test',
+    );
+    server.broker.loop.trigger();
+    let list: CliRun | undefined;
+    for (let i = 0; i < 300; i++) {
+      list = await cli('plans', 'list', '--json');
+      if ((JSON.parse(list.stdout) as { plans: unknown[] }).plans.length > 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const plans = (JSON.parse(list?.stdout ?? '{}') as { plans: { id: string; provision: number }[] }).plans;
+    expect(plans.length).toBeGreaterThan(0);
+    const id = plans[0]?.id as string;
+    const table = await cli('plans', 'list', '--limit', '5');
+    expect(table.code).toBe(0);
+    expect(table.stdout).toContain(id);
+    const shown = await cli('plans', 'show', id);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain(`plan ${id}`);
+    expect(shown.stdout).toMatch(/status \w+ \(\w+\), solved in \d+ ms; spend \$/);
+    expect(shown.stdout).toContain('why:');
+    const latest = JSON.parse((await cli('plans', 'latest', '--json')).stdout) as {
+      id: string;
+      inputs: { demand: { gpu: string }[] };
+      explanation: unknown[];
+    };
+    expect(latest.inputs.demand.some((d) => d.gpu === 'H100')).toBe(true);
+    expect(latest.explanation.length).toBeGreaterThan(0);
+    // A 4xx is the caller's mistake: exit 2, one line.
+    const unknown = await cli('plans', 'show', 'plan_nope');
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr.trim().split('\n')).toHaveLength(1);
+    expect(unknown.stderr).toContain('no plan "plan_nope"');
+    const { token } = await new Broker({
+      url: server.url,
+      token: server.operatorToken as string,
+    }).tokens.create({
+      tenant: 'plans-tenant',
+    });
+    const refused = await runCliInProcess(['plans', 'list'], {
+      cwd: dir,
+      env: { GPUBROKER_URL: server.url, GPUBROKER_TOKEN: token },
+    });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/operator/);
+    expect((await cli('plans', 'list', '--limit', '0')).code).toBe(2);
+  });
+});
+
 describe('errors', () => {
   it('names a bad flag with exit 2; an unreachable broker or a 5xx answer is exit 1 with the reason', async () => {
     const closedPort = await new Promise<number>((resolve) => {
