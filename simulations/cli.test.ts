@@ -67,6 +67,67 @@ describe('gpubroker simulate', () => {
     expect(written.results[0]?.series.tMs.length).toBe(4);
   });
 
+  it('sweeps a grid, marks the Pareto frontier and flags percentiles from few waits', async () => {
+    const workload = join(dir, 'sweep.csv');
+    writeFileSync(
+      workload,
+      `arrival_seconds,duration_seconds\n${Array.from({ length: 30 }, (_, i) => `${i * 20},${30 + (i % 5) * 10}`).join('\n')}\n`,
+    );
+    const { code, stdout, stderr } = await gpubroker(
+      'simulate',
+      '--workload',
+      workload,
+      '--hours',
+      '0.2',
+      '--sweep',
+      'buffer=0,50',
+      'bufferGpus=0,8',
+    );
+    expect(stderr).not.toMatch(/violated/);
+    expect(code).toBe(0);
+    for (const name of [
+      'buffer=0 bufferGpus=0',
+      'buffer=0 bufferGpus=8',
+      'buffer=50 bufferGpus=0',
+      'buffer=50 bufferGpus=8',
+    ])
+      expect(stdout).toContain(name);
+    expect(stdout).toMatch(/★ Pareto frontier \(cost against p99 wait\): \S/);
+    // 30 waits: every policy's percentiles carry the caveat.
+    expect(stdout).toMatch(/\* wait percentiles from fewer than 1,000 waits \(buffer=0 bufferGpus=0: 30,/);
+    const json = await gpubroker(
+      'simulate',
+      '--workload',
+      workload,
+      '--hours',
+      '0.2',
+      '--sweep',
+      'buffer=0,50',
+      '--json',
+    );
+    const lines = json.stdout
+      .trim()
+      .split('\n')
+      .map(
+        (line) =>
+          JSON.parse(line) as {
+            policy: string;
+            paretoFrontier: boolean;
+            waitSamples: number;
+            caveat?: string;
+          },
+      );
+    expect(lines.map((l) => l.policy)).toEqual(['buffer=0', 'buffer=50']);
+    expect(lines.some((l) => l.paretoFrontier)).toBe(true);
+    for (const l of lines) {
+      expect(l.waitSamples).toBe(30);
+      expect(l.caveat).toMatch(/from 30 waits/);
+    }
+    const bad = await gpubroker('simulate', '--workload', workload, '--sweep', 'spotMaxShare=3');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--sweep: spotMaxShare=3: spotMaxShare/);
+  });
+
   it('exits 2 on an unknown workload, naming the flag', async () => {
     const { code, stderr } = await gpubroker('simulate', '--workload', 'alibaba-xx');
     expect(code).toBe(2);

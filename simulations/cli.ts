@@ -20,6 +20,7 @@ interface SimulateFlags {
   scale: string;
   speed: string;
   policy?: string[];
+  sweep?: string[];
   seed: string;
   out?: string;
   json?: boolean;
@@ -40,6 +41,10 @@ export function registerSimulateCommand(program: Command): void {
     .option(
       '--policy <file|name...>',
       `policy JSON files or built-ins (${Object.keys(PRESETS).join(', ')}); default ${DEFAULT_POLICIES.join(', ')}`,
+    )
+    .option(
+      '--sweep <key=values...>',
+      'run the grid of these values over the policies, e.g. buffer=0,10,20 spotMaxShare=0.2,0.5 (buffer: percent of demand; any policy field by its path; function.<option>)',
     )
     .option('--seed <n>', 'seed of every random choice', '1')
     .option('--out <dir>', 'write report.html and results.json there')
@@ -65,6 +70,7 @@ export function registerSimulateCommand(program: Command): void {
           speed: parsePositive('--speed', flags.speed, 1_000),
           ...(flags.hours !== undefined ? { hours: parsePositive('--hours', flags.hours, 87_600) } : {}),
           ...(flags.policy ? { policies: flags.policy } : {}),
+          ...(flags.sweep ? { sweep: flags.sweep } : {}),
           ...(flags.gpu ? { gpu: flags.gpu } : {}),
           ...(flags.scenario ? { scenario: await loadSimScenario(flags.scenario) } : {}),
           throughput: {
@@ -113,6 +119,7 @@ export function renderResults(results: readonly PolicyResult[]): string {
       'preempted',
       'unmet GPU-h',
       'violations',
+      'frontier',
     ],
     style: { head: [], border: [], compact: true },
   });
@@ -125,11 +132,12 @@ export function renderResults(results: readonly PolicyResult[]): string {
       `${(r.utilization * 100).toFixed(1)}%`,
       seconds(r.waitMs.p50),
       seconds(r.waitMs.p95),
-      seconds(r.waitMs.p99),
+      `${seconds(r.waitMs.p99)}${r.caveat ? '*' : ''}`,
       r.coldStarts,
       r.preemptions,
       r.unmetGpuHours.toFixed(2),
       Object.values(r.invariants).reduce((n, c) => n + c.violations, 0),
+      r.paretoFrontier ? '★' : '',
     ]);
   const first = results[0];
   const footer = first
@@ -137,5 +145,15 @@ export function renderResults(results: readonly PolicyResult[]): string {
         .map((r) => `${r.policy} ${(r.wallMs / 1000).toFixed(1)} s`)
         .join(', ')}`
     : 'no policy ran';
-  return `${table.toString()}\n${footer}\n`;
+  const frontier = results.filter((r) => r.paretoFrontier).map((r) => r.policy);
+  const few = results.filter((r) => r.caveat);
+  const notes = [
+    ...(results.length > 1 ? [`★ Pareto frontier (cost against p99 wait): ${frontier.join(', ')}`] : []),
+    ...(few.length > 0
+      ? [
+          `* wait percentiles from fewer than 1,000 waits (${few.map((r) => `${r.policy}: ${r.waitSamples}`).join(', ')}): differences may be noise`,
+        ]
+      : []),
+  ];
+  return `${table.toString()}\n${footer}\n${notes.map((n) => `${n}\n`).join('')}`;
 }

@@ -37,6 +37,12 @@ export interface PolicyResult {
   readonly utilization: number;
   /** From a request's arrival to its start (call taken by a ready container, or lease ready), ms. */
   readonly waitMs: WaitStats;
+  /** How many waits the percentiles are made of. */
+  readonly waitSamples: number;
+  /** Set when the percentiles rest on fewer than MIN_WAIT_SAMPLES waits: a difference may be noise. */
+  readonly caveat?: string;
+  /** On the cost versus p99-wait Pareto frontier of the policies compared (no other is cheaper and faster). */
+  readonly paretoFrontier: boolean;
   readonly coldStarts: number;
   readonly preemptions: number;
   /** GPU-hours of demand that waited for capacity. */
@@ -51,6 +57,16 @@ export interface PolicyResult {
   readonly waitCdf: readonly { readonly ms: number; readonly fraction: number }[];
   /** Invariants checked while running, and how many times each was checked. */
   readonly invariants: Readonly<Record<string, { readonly checks: number; readonly violations: number }>>;
+}
+
+/** Fewer waits than this and percentiles carry a caveat. */
+export const MIN_WAIT_SAMPLES = 1_000;
+
+/** The caveat of percentiles from `samples` waits, or undefined when there are enough. */
+export function waitCaveat(samples: number): string | undefined {
+  return samples < MIN_WAIT_SAMPLES
+    ? `wait percentiles from ${samples} waits (fewer than ${MIN_WAIT_SAMPLES.toLocaleString('en-US')}): differences may be noise`
+    : undefined;
 }
 
 export interface SimulationResults {

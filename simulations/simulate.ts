@@ -8,6 +8,7 @@ import type { InvariantName } from './engine/invariants.ts';
 import { type RunStats, runSimulation, windowMsOf } from './engine/run-simulation.ts';
 import { loadPolicy, type SimPolicy } from './policies.ts';
 import type { PolicyResult, SimulationResults } from './results.ts';
+import { paretoFrontier, parseSweep, sweepPolicies } from './sweep.ts';
 import type { Throughput } from './workloads/azure-llm.ts';
 import { resolveWorkload } from './workloads/resolve-workload.ts';
 import { checkScale } from './workloads/scale.ts';
@@ -18,6 +19,8 @@ export interface SimulateOptions {
   readonly workload: string;
   /** Policy files or built-in names (default: `buffer-10`). */
   readonly policies?: readonly string[];
+  /** `key=v1,v2,…` grids over the policies (simulations/sweep.ts). */
+  readonly sweep?: readonly string[];
   readonly seed?: number;
   readonly hours?: number;
   readonly scale?: number;
@@ -44,8 +47,9 @@ export async function simulate(o: SimulateOptions): Promise<SimulationResults> {
   const scale = { scale: o.scale ?? 1, speed: o.speed ?? 1, seed };
   checkScale(scale);
   // Everything is validated before anything runs: a bad policy fails in a second, not after the first run.
-  const policies: SimPolicy[] = uniqueNames(
-    (o.policies?.length ? o.policies : DEFAULT_POLICIES).map(loadPolicy),
+  const policies: SimPolicy[] = sweepPolicies(
+    uniqueNames((o.policies?.length ? o.policies : DEFAULT_POLICIES).map(loadPolicy)),
+    parseSweep(o.sweep ?? []),
   );
   const workload = resolveWorkload(o.workload, {
     seed,
@@ -71,13 +75,14 @@ export async function simulate(o: SimulateOptions): Promise<SimulationResults> {
         onStats: (stats) => o.onStats?.(policy.name, stats),
       }),
     );
+  const frontier = paretoFrontier(results.map((r) => ({ costUsd: r.costUsd, p99Ms: r.waitMs.p99 })));
   return {
     workload: workload.name,
     seed,
     hours: windowMs / HOUR_MS,
     scale: scale.scale,
     startMs: workload.startMs,
-    results,
+    results: results.map((r, i) => ({ ...r, paretoFrontier: frontier.has(i) })),
   };
 }
 

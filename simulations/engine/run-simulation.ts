@@ -28,7 +28,7 @@ import { planCapacity } from '../../solver/plan.ts';
 import { planningPolicy } from '../../solver/policy.ts';
 import { coldStartSampler } from '../cold-starts.ts';
 import { type SimPolicy, staticPeakFirstPlan, staticPeakLaterPlans } from '../policies.ts';
-import type { PolicyResult, TimeSeries } from '../results.ts';
+import { type PolicyResult, type TimeSeries, waitCaveat } from '../results.ts';
 import { type SimCallArgs, SimExecutor } from '../sim-executor.ts';
 import { type ScaleOptions, scaledDurationMs, scaledRequests } from '../workloads/scale.ts';
 import { HOUR_MS, type Workload } from '../workloads/workload.ts';
@@ -313,6 +313,9 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
       gpuHoursUsed: round(usedHours, 4),
       utilization: provisionedHours > 0 ? round(usedHours / provisionedHours, 4) : 0,
       waitMs: stats,
+      waitSamples: metrics.waits.count,
+      ...(waitCaveat(metrics.waits.count) ? { caveat: waitCaveat(metrics.waits.count) as string } : {}),
+      paretoFrontier: false,
       coldStarts: metrics.coldStarts,
       preemptions: metrics.preemptions,
       unmetGpuHours: round(metrics.unmetGpuHours, 4),

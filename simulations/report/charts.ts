@@ -21,6 +21,8 @@ export interface Axis {
   readonly format?: string;
   /** Fixed ends of a linear axis; otherwise fitted to the data. */
   readonly domain?: readonly [number, number];
+  /** Counts: ticks at whole numbers only. */
+  readonly integer?: boolean;
 }
 
 export interface LineChart {
@@ -73,7 +75,10 @@ function quantitative(field: string, axis: Axis, zero: boolean) {
     type: 'quantitative',
     title: axis.title,
     scale: axis.log ? { type: 'log' as const } : axis.domain ? { domain: [...axis.domain] } : { zero },
-    axis: axis.format ? { format: axis.format } : {},
+    axis: {
+      ...(axis.format ? { format: axis.format } : {}),
+      ...(axis.integer ? { tickMinStep: 1, format: axis.format ?? 'd' } : {}),
+    },
   } as const;
 }
 

@@ -43,6 +43,8 @@ function policyResult(shape: PolicyShape, samples: number): PolicyResult {
     gpuHoursProvisioned: 1_000 + shape.headroom * 100,
     gpuHoursUsed: 900,
     utilization: 900 / (1_000 + shape.headroom * 100),
+    waitSamples: 5_000,
+    paretoFrontier: false,
     waitMs: { p50: 4 + shape.headroom, p95: 2_500, p99: 60_000 / (1 + shape.headroom) },
     coldStarts: 40,
     preemptions: samples / 20,

@@ -221,7 +221,7 @@ function utilisationFigure(context: ReportContext): Figure {
         domain: [0, Math.max(100, ...context.policies.map((p) => p.utilization * 100))],
       },
       bars: context.policies.map((p) => ({
-        label: p.policy,
+        label: p.paretoFrontier ? `${p.policy} ★` : p.policy,
         color: context.color(p),
         value: p.utilization * 100,
         text: formatPercent(p.utilization),
@@ -233,11 +233,13 @@ function utilisationFigure(context: ReportContext): Figure {
 
 /** (5) */
 function preemptionsFigure(context: ReportContext): Figure {
+  // Whole numbers, from 0 to at least 1: with none at all the axis reads 0 and 1, not 0.000000.
+  const most = context.policies.reduce((m, p) => p.series.preemptions.reduce((a, b) => Math.max(a, b), m), 0);
   return {
     spec: lineChartSpec({
       title: 'Cumulative spot preemptions',
       x: context.time,
-      y: { title: 'preemptions' },
+      y: { title: 'preemptions', integer: true, domain: [0, Math.max(1, most)] },
       lines: context.policyLines((p) => p.series.preemptions),
       interpolate: 'step-after',
       width: 460,
@@ -279,7 +281,8 @@ function costVsWaitFigure(context: ReportContext): Figure {
         y: p.costUsd,
       })),
     }),
-    caption: 'Each policy’s total cost against its 99th-percentile wait: lower left is better.',
+    caption:
+      'Each policy’s total cost against its 99th-percentile wait: lower left is better; ★ marks the Pareto frontier (no other policy is both cheaper and faster).',
   };
 }
 
@@ -299,6 +302,8 @@ function headlineSection(results: SimulationResults): string {
     'Wait p50',
     'Wait p95',
     'Wait p99',
+    'Waits',
+    'Pareto frontier',
     'Requests',
     'Cold starts',
     'Preemptions',
@@ -321,6 +326,8 @@ function headlineSection(results: SimulationResults): string {
       formatDuration(p.waitMs.p50),
       formatDuration(p.waitMs.p95),
       formatDuration(p.waitMs.p99),
+      `${formatInteger(p.waitSamples)}${p.caveat ? ' (few)' : ''}`,
+      p.paretoFrontier ? '★ yes' : 'no',
       formatInteger(p.requests),
       formatInteger(p.coldStarts),
       formatInteger(p.preemptions),
@@ -333,10 +340,17 @@ function headlineSection(results: SimulationResults): string {
       `${cells.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}${violationCell}</tr>`
     );
   });
+  const frontier = results.results.filter((p) => p.paretoFrontier).map((p) => p.policy);
+  const caveats = results.results.filter((p) => p.caveat);
+  const notes =
+    `<p>Pareto frontier (cost against p99 wait): ${escapeHtml(frontier.join(', ') || 'none')}.</p>` +
+    (caveats.length > 0
+      ? `<p class="alert">Few samples: ${caveats.map((p) => `${escapeHtml(p.policy)}: ${escapeHtml(p.caveat ?? '')}`).join('; ')}.</p>`
+      : '');
   return (
     `<section><h2>Headline figures</h2><div class="scroll"><table><thead><tr>` +
     `${head.map((h) => `<th scope="col">${escapeHtml(h)}</th>`).join('')}</tr></thead>` +
-    `<tbody>${rows.join('')}</tbody></table></div></section>`
+    `<tbody>${rows.join('')}</tbody></table></div>${notes}</section>`
   );
 }
 
