@@ -21,6 +21,7 @@ interface SimulateFlags {
   speed: string;
   policy?: string[];
   sweep?: string[];
+  keepGoing?: boolean;
   seed: string;
   out?: string;
   json?: boolean;
@@ -47,6 +48,10 @@ export function registerSimulateCommand(program: Command): void {
       'run the grid of these values over the policies, e.g. buffer=0,10,20 spotMaxShare=0.2,0.5 (buffer: percent of demand; any policy field by its path; function.<option>)',
     )
     .option('--seed <n>', 'seed of every random choice', '1')
+    .option(
+      '--keep-going',
+      'count invariant violations and run on (default: the first stops the run, exit 1)',
+    )
     .option('--out <dir>', 'write report.html and results.json there')
     .option('--json', 'print one JSON object per policy (one per line), without the time series')
     .option('--gpu <type>', "GPU type the workload asks for (default: the workload's)")
@@ -71,6 +76,7 @@ export function registerSimulateCommand(program: Command): void {
           ...(flags.hours !== undefined ? { hours: parsePositive('--hours', flags.hours, 87_600) } : {}),
           ...(flags.policy ? { policies: flags.policy } : {}),
           ...(flags.sweep ? { sweep: flags.sweep } : {}),
+          ...(flags.keepGoing ? { keepGoing: true } : {}),
           ...(flags.gpu ? { gpu: flags.gpu } : {}),
           ...(flags.scenario ? { scenario: await loadSimScenario(flags.scenario) } : {}),
           throughput: {
@@ -82,8 +88,13 @@ export function registerSimulateCommand(program: Command): void {
               : DEFAULT_THROUGHPUT.prefillTokensPerSecond,
           },
           onProgress: (p) => progress.update(p),
-          onViolation: (policy, name, message) =>
-            process.stderr.write(`gpubroker: ${policy}: invariant ${name} violated: ${message}\n`),
+          // Without --keep-going the first violation ends the run with one line saying where (and how to replay it).
+          ...(flags.keepGoing
+            ? {
+                onViolation: (policy: string, name: string, message: string) =>
+                  process.stderr.write(`gpubroker: ${policy}: invariant ${name} violated: ${message}\n`),
+              }
+            : {}),
         });
       } finally {
         progress.stop();

@@ -37,6 +37,8 @@ export interface SimulateOptions {
     totalMs: number;
   }) => void;
   readonly onViolation?: (policy: string, name: InvariantName, message: string) => void;
+  /** Count violations and run on instead of stopping at the first. */
+  readonly keepGoing?: boolean;
   readonly onStats?: (policy: string, stats: RunStats) => void;
 }
 
@@ -69,6 +71,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationResults> {
         speed: scale.speed,
         hours: windowMs / HOUR_MS,
         ...(o.scenario ? { scenario: o.scenario } : {}),
+        ...(o.keepGoing ? { keepGoing: true } : {}),
         onProgress: (doneMs, totalMs) =>
           o.onProgress?.({ index, count: policies.length, policy: policy.name, doneMs, totalMs }),
         onViolation: (name, message) => o.onViolation?.(policy.name, name, message),

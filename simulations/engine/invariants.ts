@@ -23,12 +23,43 @@ export const INVARIANTS: readonly InvariantName[] = [
   'billedUsageEqualsIntervals',
 ];
 
+/**
+ * A violated invariant stops the run (unless told to keep going): the message names the seed, the policy and the
+ * simulated time, so that `--seed N` replays it to the same moment.
+ */
+export class InvariantViolationError extends Error {
+  constructor(
+    readonly invariant: InvariantName,
+    readonly detail: string,
+    readonly seed: number,
+    readonly policy: string,
+    /** Simulated time since the start of the run, ms. */
+    readonly atMs: number,
+  ) {
+    super(
+      `invariant ${invariant} violated at simulated time ${formatSimTime(atMs)} (policy ${policy}, seed ${seed}): ${detail}; replay it with --seed ${seed}`,
+    );
+    this.name = 'InvariantViolationError';
+  }
+}
+
+function formatSimTime(ms: number): string {
+  const h = Math.floor(ms / 3_600_000);
+  const m = Math.floor((ms % 3_600_000) / 60_000);
+  const s = ((ms % 60_000) / 1000).toFixed(3);
+  return `${h}h${String(m).padStart(2, '0')}m${s.padStart(6, '0')}s`;
+}
+
 export class InvariantLog {
   private readonly counts = new Map<InvariantName, { checks: number; violations: number }>(
     INVARIANTS.map((name) => [name, { checks: 0, violations: 0 }]),
   );
 
-  constructor(private readonly onViolation?: (name: InvariantName, message: string) => void) {}
+  constructor(
+    private readonly onViolation?: (name: InvariantName, message: string) => void,
+    /** Set: the first violation throws InvariantViolationError with what this gives (seed, policy, time). */
+    private readonly failFast?: () => { seed: number; policy: string; atMs: number },
+  ) {}
 
   /** Counts one check; `violation` is undefined when it held, else what went wrong. */
   record(name: InvariantName, violation: string | undefined): void {
@@ -37,6 +68,10 @@ export class InvariantLog {
     if (violation === undefined) return;
     count.violations++;
     this.onViolation?.(name, violation);
+    if (this.failFast) {
+      const { seed, policy, atMs } = this.failFast();
+      throw new InvariantViolationError(name, violation, seed, policy, atMs);
+    }
   }
 
   results(): Record<string, { checks: number; violations: number }> {

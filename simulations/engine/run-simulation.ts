@@ -55,6 +55,8 @@ export interface RunOptions {
   readonly scenario?: SimScenario | SimScenarioInput;
   /** Time between samples of the series and invariant checks (default 5 minutes). */
   readonly sampleMs?: number;
+  /** Count invariant violations and run on (default: the first one stops the run, InvariantViolationError). */
+  readonly keepGoing?: boolean;
   /** After each sample: simulated ms done of the total. */
   readonly onProgress?: (doneMs: number, totalMs: number) => void;
   readonly onViolation?: (name: InvariantName, message: string) => void;
@@ -109,7 +111,10 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
 
   const clock = new VirtualClock(startMs);
   const random = new Random(`simulation|${seed}`);
-  const invariants = new InvariantLog(o.onViolation);
+  const invariants = new InvariantLog(
+    o.onViolation,
+    o.keepGoing ? undefined : () => ({ seed, policy: policy.name, atMs: clock.now() - startMs }),
+  );
   let leases: LeaseDriver | undefined;
   const metrics = new SimMetrics(clock, gpusPerCall, () => leases?.gpus() ?? { pending: 0, ready: 0 });
   const executor = new SimExecutor({
