@@ -27,6 +27,7 @@ import { AgentHub, MACHINE_PREFIX } from './agents/agent-hub.ts';
 import { AgentRegistry } from './agents/agent-registry.ts';
 import { DEFAULT_AGENT_JOIN_TIMEOUT_MS, JoinWatchdog } from './agents/join-watchdog.ts';
 import { Machines } from './agents/machines.ts';
+import { AuditLog } from './audit-log.ts';
 import { InvoiceService } from './billing/invoices.ts';
 import { PriceBookStore } from './billing/price-book.ts';
 import { SpendLimitService } from './billing/spend-limits.ts';
@@ -103,6 +104,8 @@ export class BrokerCore {
   /** The offerings the providers sell now (the loop refreshes them; leases and invoices read them). */
   readonly offerings: LiveOfferings;
   readonly logger: Logger;
+  /** Token creations and tenant-limit changes: who, when, what. */
+  readonly audit: AuditLog;
   /** Function calls on disk: none is lost to a crash. */
   readonly callJournal: CallJournal;
   /** `/metrics` (prom-client). */
@@ -149,6 +152,7 @@ export class BrokerCore {
     this.providers = new Map(o.providers.map((p) => [p.vendor, p]));
     this.policies = new PolicyStore(db, o.clock);
     this.tokens = new TokenStore(db, o.clock, ids);
+    this.audit = new AuditLog(db, o.clock, ids);
     this.fleet = new Fleet(db, o.clock);
     this.metrics = new BrokerMetrics({
       instances: () => this.fleet.all().map((i) => ({ ...i, usdPerHour: microsToUsd(i.microsPerHour) })),

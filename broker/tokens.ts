@@ -35,6 +35,8 @@ export class TokenStore {
     tenantName: string,
     role: Role,
     gpuQuota?: number | null,
+    /** Runs in the creation's transaction (the audit record). */
+    inTransaction?: (tx: Pick<Database, 'insert'>) => Promise<void>,
   ): Promise<{ token: string; tenantId: string }> {
     if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(tenantName))
       throw new ValidationError('tenant', 'use 1–63 lower-case letters, digits, ".", "_" or "-"');
@@ -64,6 +66,7 @@ export class TokenStore {
         role,
         createdAt: this.clock.now(),
       });
+      await inTransaction?.(tx);
       return { token, tenantId: tenant.id };
     });
   }

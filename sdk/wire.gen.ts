@@ -58,6 +58,10 @@ export interface paths {
     /** A plan with its inputs, result and explanation (operator) */
     get: operations['getPlan'];
   };
+  '/v1/audit': {
+    /** Token creations and tenant-limit changes: who, when and what, newest first (operator) */
+    get: operations['listAuditEvents'];
+  };
   '/v1/tokens/join': {
     /** Create a join token (operator): it registers agents and does nothing else; shown only here */
     post: operations['createJoinToken'];
@@ -340,6 +344,17 @@ export interface components {
         bindingAtPlan: boolean;
         text: string;
       }[];
+    };
+    AuditEvent: {
+      id: string;
+      atMs: number;
+      actor: string;
+      /** @enum {string} */
+      action: 'token.create' | 'join-token.create' | 'tenant.limits';
+      subject: string;
+      detail: {
+        [key: string]: unknown;
+      };
     };
     JoinToken: {
       token: string;
@@ -1087,6 +1102,54 @@ export interface operations {
       200: {
         content: {
           'application/json': components['schemas']['Plan'];
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  /** Token creations and tenant-limit changes: who, when and what, newest first (operator) */
+  listAuditEvents: {
+    parameters: {
+      query?: {
+        limit?: number;
+      };
+    };
+    responses: {
+      /** @description Events */
+      200: {
+        content: {
+          'application/json': {
+            events: components['schemas']['AuditEvent'][];
+          };
         };
       };
       /** @description Invalid request */

@@ -29,9 +29,16 @@ export function registerAgentRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): 
     async (c) => {
       requireOperator(c);
       const { ttlMs } = c.req.valid('json');
+      const actor = c.get('principal').tenantName;
       const created = await broker.agentRegistry.createJoinToken({
-        createdBy: c.get('principal').tenantName,
+        createdBy: actor,
         ...(ttlMs !== undefined ? { ttlMs } : {}),
+      });
+      await broker.audit.record(broker.database.db, {
+        actor,
+        action: 'join-token.create',
+        subject: created.id,
+        detail: { expiresAtMs: created.expiresAt },
       });
       return c.json(
         {

@@ -8,6 +8,7 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { HTTPException } from 'hono/http-exception';
 import type { BrokerCore } from '../broker.ts';
 import { registerAgentRoutes } from './agent-routes.ts';
+import { registerAuditRoutes } from './audit-routes.ts';
 import { authenticate, requireOperator } from './auth.ts';
 import { registerBillingRoutes } from './billing-routes.ts';
 import { clientVersion } from './client-version.ts';
@@ -84,6 +85,7 @@ export function createApp(broker: BrokerCore): OpenAPIHono<Env> {
   registerPolicyRoutes(app, broker);
   registerTokenRoutes(app, broker);
   registerPlanRoutes(app, broker);
+  registerAuditRoutes(app, broker);
   registerAgentRoutes(app, broker);
 
   registerBillingRoutes(app, broker, requireOperator);

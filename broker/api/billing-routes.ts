@@ -248,7 +248,16 @@ export function registerBillingRoutes(
           : {}),
         ...(body.onSpendLimit !== undefined ? { onSpendLimit: body.onSpendLimit } : {}),
       };
-      if (Object.keys(set).length > 0) await db.update(tenants).set(set).where(eq(tenants.id, tenantId));
+      if (Object.keys(set).length > 0)
+        await db.transaction(async (tx) => {
+          await tx.update(tenants).set(set).where(eq(tenants.id, tenantId));
+          await broker.audit.record(tx, {
+            actor: c.get('principal').tenantName,
+            action: 'tenant.limits',
+            subject: c.req.valid('param').name,
+            detail: { ...body },
+          });
+        });
       const [row] = await db.select().from(tenants).where(eq(tenants.id, tenantId));
       return c.json(
         {

@@ -386,3 +386,15 @@ export const planDetailSchema = planSummarySchema
     ),
   })
   .openapi('Plan');
+
+/** A token creation or tenant-limit change: who, when, what (`GET /v1/audit`). */
+export const auditEventSchema = z
+  .object({
+    id: z.string(),
+    atMs: z.number().int(),
+    actor: z.string(),
+    action: z.enum(['token.create', 'join-token.create', 'tenant.limits']),
+    subject: z.string(),
+    detail: z.record(z.string(), z.unknown()),
+  })
+  .openapi('AuditEvent');

@@ -18,7 +18,15 @@ export function registerTokenRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): 
     async (c) => {
       requireOperator(c);
       const body = c.req.valid('json');
-      const { token } = await broker.tokens.create(body.tenant, body.role, body.gpuQuota);
+      const actor = c.get('principal').tenantName;
+      const { token } = await broker.tokens.create(body.tenant, body.role, body.gpuQuota, (tx) =>
+        broker.audit.record(tx, {
+          actor,
+          action: 'token.create',
+          subject: body.tenant,
+          detail: { role: body.role, ...(body.gpuQuota !== undefined ? { gpuQuota: body.gpuQuota } : {}) },
+        }),
+      );
       return c.json({ token, tenant: body.tenant, role: body.role }, 201);
     },
   );

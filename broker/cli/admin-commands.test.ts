@@ -227,6 +227,42 @@ describe('gpubroker plans', () => {
   });
 });
 
+describe('the audit log', () => {
+  it('records who created tokens and changed tenant limits, and when, newest first; nothing for a refused change', async () => {
+    const operator = new Broker({ url: server.url, token: server.operatorToken as string });
+    const { token } = await operator.tokens.create({ tenant: 'audited', gpuQuota: 4 });
+    await operator.call('PUT', '/v1/tenants/audited/limits', {
+      spendLimitUsdPerHour: 10,
+      onSpendLimit: 'stop',
+    });
+    await expect(
+      operator.call('PUT', '/v1/tenants/audited/limits', { spendLimitUsdPerHour: -1 }),
+    ).rejects.toThrow();
+    const join = await operator.call<{ id: string }>('POST', '/v1/tokens/join', { ttlMs: 60_000 });
+    const { events } = await operator.call<{
+      events: {
+        action: string;
+        actor: string;
+        subject: string;
+        detail: Record<string, unknown>;
+        atMs: number;
+      }[];
+    }>('GET', '/v1/audit?limit=3');
+    expect(events.map((e) => [e.action, e.subject])).toEqual([
+      ['join-token.create', join.id],
+      ['tenant.limits', 'audited'],
+      ['token.create', 'audited'],
+    ]);
+    expect(events[1]?.detail).toEqual({ spendLimitUsdPerHour: 10, onSpendLimit: 'stop' });
+    expect(events[2]?.detail).toEqual({ role: 'tenant', gpuQuota: 4 });
+    // The token itself is never recorded.
+    expect(JSON.stringify(events)).not.toContain(token);
+    for (const e of events) expect(e.actor).toBe('operator');
+    const tenant = new Broker({ url: server.url, token });
+    await expect(tenant.call('GET', '/v1/audit')).rejects.toThrow(/operator/);
+  });
+});
+
 describe('errors', () => {
   it('names a bad flag with exit 2; an unreachable broker or a 5xx answer is exit 1 with the reason', async () => {
     const closedPort = await new Promise<number>((resolve) => {

@@ -271,3 +271,24 @@ export const calls = pgTable(
   },
   (t) => [index('calls_finished_at').on(t.finishedAt)],
 );
+
+/**
+ * Who did what to tokens and tenant limits, and when (policy and price-book changes have their own versioned
+ * history). Written in the transaction of the change it records.
+ */
+export const auditEvents = pgTable(
+  'audit_events',
+  {
+    id: text('id').primaryKey(),
+    at: ms('at').notNull(),
+    /** The principal's name (the operator's tenant name). */
+    actor: text('actor').notNull(),
+    /** `token.create`, `join-token.create`, `tenant.limits`. */
+    action: text('action').notNull(),
+    /** What it acted on: a tenant's name, a join token's id. */
+    subject: text('subject').notNull(),
+    /** What was set (never a secret). */
+    detail: jsonb('detail').notNull(),
+  },
+  (t) => [index('audit_events_at').on(t.at)],
+);
