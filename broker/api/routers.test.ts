@@ -254,7 +254,8 @@ describe('token routes', () => {
       body: { tenant: 'bob', role: 'root' },
     });
     expect(bad).toMatchObject({ status: 400, body: { field: 'role' } });
-    expect(calls).toEqual([['tokens.create', 'bob', 'tenant', 16]]);
+    // The fourth argument writes the audit record in the creation's transaction.
+    expect(calls).toEqual([['tokens.create', 'bob', 'tenant', 16, expect.any(Function)]]);
   });
 });
 
