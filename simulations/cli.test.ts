@@ -128,6 +128,56 @@ describe('gpubroker simulate', () => {
     expect(bad.stderr).toMatch(/--sweep: spotMaxShare=3: spotMaxShare/);
   });
 
+  it('injects faults from the seed: the same run twice, every invariant held, inputs retried rather than lost', async () => {
+    const workload = join(dir, 'faults.csv');
+    writeFileSync(
+      workload,
+      `arrival_seconds,duration_seconds\n${Array.from({ length: 60 }, (_, i) => `${i * 30},${40 + (i % 4) * 20}`).join('\n')}\n`,
+    );
+    const run = async () => {
+      const { code, stdout, stderr } = await gpubroker(
+        'simulate',
+        '--workload',
+        workload,
+        '--hours',
+        '0.6',
+        '--policy',
+        'spot-50',
+        '--faults',
+        'outages=2,crashes=0.6,storms=1',
+        '--json',
+      );
+      expect(stderr).not.toMatch(/violated/);
+      expect(code).toBe(0);
+      return JSON.parse(stdout.trim()) as {
+        coldStarts: number;
+        waitSamples: number;
+        invariants: Record<string, { checks: number; violations: number }>;
+      };
+    };
+    const [first, second] = [await run(), await run()];
+    expect(second).toMatchObject({ coldStarts: first.coldStarts, waitSamples: first.waitSamples });
+    for (const [name, counts] of Object.entries(first.invariants)) expect(counts.violations, name).toBe(0);
+    expect(first.invariants.noInputLost?.checks).toBeGreaterThan(0);
+    const quiet = await gpubroker(
+      'simulate',
+      '--workload',
+      workload,
+      '--hours',
+      '0.6',
+      '--policy',
+      'spot-50',
+      '--json',
+    );
+    // Crashed containers are replaced: more cold starts than without faults.
+    expect(first.coldStarts).toBeGreaterThan(
+      (JSON.parse(quiet.stdout.trim()) as { coldStarts: number }).coldStarts,
+    );
+    const bad = await gpubroker('simulate', '--workload', workload, '--faults', 'crashes=7');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--faults: crashes is a probability/);
+  });
+
   it('exits 2 on an unknown workload, naming the flag', async () => {
     const { code, stderr } = await gpubroker('simulate', '--workload', 'alibaba-xx');
     expect(code).toBe(2);

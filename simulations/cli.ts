@@ -6,6 +6,7 @@ import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { parseIntegerIn, parsePositive } from '../lib/cli-args.ts';
 import { loadSimScenario } from '../providers/sim/scenario.ts';
+import { parseFaults } from './engine/faults.ts';
 import { PRESETS } from './policies.ts';
 import { terminalProgress } from './progress.ts';
 import { writeReport } from './report/write-report.ts';
@@ -22,6 +23,7 @@ interface SimulateFlags {
   policy?: string[];
   sweep?: string[];
   keepGoing?: boolean;
+  faults?: string;
   seed: string;
   out?: string;
   json?: boolean;
@@ -48,6 +50,10 @@ export function registerSimulateCommand(program: Command): void {
       'run the grid of these values over the policies, e.g. buffer=0,10,20 spotMaxShare=0.2,0.5 (buffer: percent of demand; any policy field by its path; function.<option>)',
     )
     .option('--seed <n>', 'seed of every random choice', '1')
+    .option(
+      '--faults <spec>',
+      'inject faults drawn from the seed: outages=N (provider outages), crashes=P (container crash probability), storms=N (spot preemption storms), e.g. outages=3,crashes=0.02,storms=1',
+    )
     .option(
       '--keep-going',
       'count invariant violations and run on (default: the first stops the run, exit 1)',
@@ -77,6 +83,7 @@ export function registerSimulateCommand(program: Command): void {
           ...(flags.policy ? { policies: flags.policy } : {}),
           ...(flags.sweep ? { sweep: flags.sweep } : {}),
           ...(flags.keepGoing ? { keepGoing: true } : {}),
+          ...(flags.faults !== undefined ? { faults: parseFaults(flags.faults) } : {}),
           ...(flags.gpu ? { gpu: flags.gpu } : {}),
           ...(flags.scenario ? { scenario: await loadSimScenario(flags.scenario) } : {}),
           throughput: {

@@ -46,6 +46,8 @@ export interface SimExecutorOptions {
   /** Draws one cold start, ms. */
   readonly coldStartMs: () => number;
   readonly listener?: SimExecutorListener;
+  /** An injected fault: when a new container crashes (ms after its start), or undefined when it does not. */
+  readonly crashAfterMs?: () => number | undefined;
 }
 
 export class SimExecutor implements Executor {
@@ -65,6 +67,11 @@ export class SimExecutor implements Executor {
     }
     onInstance.add(container);
     this.o.listener?.containerStarted?.(spec, this.o.clock.now(), coldStartMs);
+    const crashAfter = this.o.crashAfterMs?.();
+    if (crashAfter !== undefined)
+      this.o.clock.setTimer(this.o.clock.now() + crashAfter, () =>
+        container.exit('crashed (injected fault)', 1, null),
+      );
     return container;
   }
 

@@ -4,6 +4,7 @@
  * on which others ran before it).
  */
 import type { SimScenario } from '../providers/sim/scenario.ts';
+import type { FaultPlan } from './engine/faults.ts';
 import type { InvariantName } from './engine/invariants.ts';
 import { type RunStats, runSimulation, windowMsOf } from './engine/run-simulation.ts';
 import { loadPolicy, type SimPolicy } from './policies.ts';
@@ -39,6 +40,8 @@ export interface SimulateOptions {
   readonly onViolation?: (policy: string, name: InvariantName, message: string) => void;
   /** Count violations and run on instead of stopping at the first. */
   readonly keepGoing?: boolean;
+  /** Faults injected into every policy's run, drawn from the seed. */
+  readonly faults?: FaultPlan;
   readonly onStats?: (policy: string, stats: RunStats) => void;
 }
 
@@ -72,6 +75,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationResults> {
         hours: windowMs / HOUR_MS,
         ...(o.scenario ? { scenario: o.scenario } : {}),
         ...(o.keepGoing ? { keepGoing: true } : {}),
+        ...(o.faults ? { faults: o.faults } : {}),
         onProgress: (doneMs, totalMs) =>
           o.onProgress?.({ index, count: policies.length, policy: policy.name, doneMs, totalMs }),
         onViolation: (name, message) => o.onViolation?.(policy.name, name, message),

@@ -224,6 +224,18 @@ export const simScenarioSchema = z
           }),
       )
       .default([]),
+    /** Spot preemption storms: at `atMs`, every running spot instance in scope gets its interruption notice. */
+    preemptionStorms: z
+      .array(
+        z
+          .object({
+            vendor: z.string().min(1),
+            region: z.string().optional(),
+            atMs: ms,
+          })
+          .strict(),
+      )
+      .default([]),
     priceChanges: z
       .array(
         z

@@ -638,6 +638,8 @@ export class SimProvider implements Provider {
     }
     for (const [n, change] of this.scenario.priceChanges.entries())
       this.armScenario(`price:${n}`, this.startMs + change.atMs);
+    for (const [n, storm] of this.scenario.preemptionStorms.entries())
+      if (storm.vendor === this.vendor) this.armScenario(`storm:${n}`, this.startMs + storm.atMs);
   }
 
   private armScenario(id: string, atMs: number): void {
@@ -664,6 +666,11 @@ export class SimProvider implements Provider {
       if (this.scenario.outages[n]?.kind === 'zone-failure') this.failScope(scope);
       return;
     }
+    if (what === 'storm') {
+      const storm = this.scenario.preemptionStorms[n];
+      if (storm) this.storm(storm.region);
+      return;
+    }
     const change = this.scenario.priceChanges[n];
     if (what !== 'price' || !change) return;
     for (const o of this.catalog.values()) {
@@ -680,6 +687,33 @@ export class SimProvider implements Provider {
         offeringId: o.id,
         microsPerHour: price,
       });
+    }
+  }
+
+  /** A preemption storm: every running spot instance (of the region) is told it will be reclaimed. */
+  private storm(region: string | undefined): void {
+    const now = this.clock.now();
+    const warning = this.settings.interruptionWarningMs;
+    for (const instance of this.instances.values()) {
+      const offering = instance.pool.offering;
+      if (
+        offering.capacityType !== 'spot' ||
+        instance.state !== 'running' ||
+        instance.interruptAtMs !== undefined
+      )
+        continue;
+      if (region !== undefined && offering.region !== region) continue;
+      instance.interruptAtMs = now + warning;
+      this.hub.publish({
+        kind: 'interruption-notice',
+        atMs: now,
+        vendor: this.vendor,
+        instanceId: instance.id,
+        offeringId: offering.id,
+        zone: instance.pool.zone,
+        terminateAtMs: now + warning,
+      });
+      this.setNext(instance, now + warning, { kind: 'end', reason: 'preempted' });
     }
   }
 

@@ -5,6 +5,7 @@
  * - `spendWithinBudget`: the hourly price of the instances the plan counts (held, not draining or being stopped;
  *   reserved excluded, as in the model) never exceeds the policy's budget (no check without a budget);
  * - `meterTracksContainers`: the meter's open container intervals are exactly the containers alive;
+ * - `noInputLost`: every call the workload submitted is finished, queued or running in the runtime;
  * - `billedUsageEqualsIntervals` (at the end): every container interval in the usage table has the start, end and
  *   GPUs the executor saw, the billed GPU-seconds equal Σ ⌈interval⌉ × GPUs, and the leases' billed GPU time equals
  *   the time the simulation's leases were held.
@@ -14,13 +15,15 @@ export type InvariantName =
   | 'gpuNotDoubleBooked'
   | 'spendWithinBudget'
   | 'meterTracksContainers'
-  | 'billedUsageEqualsIntervals';
+  | 'billedUsageEqualsIntervals'
+  | 'noInputLost';
 
 export const INVARIANTS: readonly InvariantName[] = [
   'gpuNotDoubleBooked',
   'spendWithinBudget',
   'meterTracksContainers',
   'billedUsageEqualsIntervals',
+  'noInputLost',
 ];
 
 /**

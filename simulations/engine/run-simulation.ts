@@ -35,6 +35,7 @@ import { HOUR_MS, type Workload } from '../workloads/workload.ts';
 import { ArrivalFeed } from './arrivals.ts';
 import { cumulativeCostUsd } from './cost-series.ts';
 import { driveUntil } from './drive.ts';
+import { crashAfterMs, type FaultPlan, injectedOutages, injectedStorms, NO_FAULTS } from './faults.ts';
 import { InvariantLog, type InvariantName } from './invariants.ts';
 import { LeaseDriver } from './lease-driver.ts';
 import { SimMetrics } from './metrics.ts';
@@ -55,6 +56,8 @@ export interface RunOptions {
   readonly scenario?: SimScenario | SimScenarioInput;
   /** Time between samples of the series and invariant checks (default 5 minutes). */
   readonly sampleMs?: number;
+  /** Faults to inject, drawn from the seed (engine/faults.ts). */
+  readonly faults?: FaultPlan;
   /** Count invariant violations and run on (default: the first one stops the run, InvariantViolationError). */
   readonly keepGoing?: boolean;
   /** After each sample: simulated ms done of the total. */
@@ -117,14 +120,36 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
   );
   let leases: LeaseDriver | undefined;
   const metrics = new SimMetrics(clock, gpusPerCall, () => leases?.gpus() ?? { pending: 0, ready: 0 });
+  const faults = o.faults ?? NO_FAULTS;
+  const crashes = random.fork('faults|crashes');
   const executor = new SimExecutor({
     clock,
     coldStartMs: coldStartSampler(random.fork('cold-starts')),
     listener: metrics,
+    ...(faults.crashes > 0 ? { crashAfterMs: () => crashAfterMs(faults, crashes) } : {}),
   });
+  const regions = [
+    ...new Map(
+      offerings.map((o) => [`${o.vendor}/${o.region}`, { vendor: o.vendor, region: o.region }]),
+    ).values(),
+  ];
+  const baseScenario = (o.scenario ?? {}) as SimScenarioInput;
   const providers = createSimClouds({
     clock,
-    scenario: { ...(o.scenario ?? {}), seed } as SimScenarioInput,
+    scenario: {
+      ...baseScenario,
+      seed,
+      outages: [
+        ...(baseScenario.outages ?? []),
+        ...injectedOutages(faults, random.fork('faults|outages'), windowMs, regions),
+      ],
+      preemptionStorms: [
+        ...(baseScenario.preemptionStorms ?? []),
+        ...injectedStorms(faults, random.fork('faults|storms'), windowMs, [
+          ...new Set(regions.map((r) => r.vendor)),
+        ]).map(({ atMs, vendor }) => ({ atMs, vendor })),
+      ],
+    } as SimScenarioInput,
     offerings,
   });
   for (const provider of providers)
@@ -222,6 +247,7 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
       });
     }
     const leaseDriver = leases;
+    let callsSubmitted = 0;
     const feed = new ArrivalFeed(
       clock,
       startMs,
@@ -235,6 +261,7 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
         const args: SimCallArgs = { serviceMs: request.serviceMs, arrivalMs: now, starts: 0 };
         metrics.callArrived(args);
         broker.runtime.call(principal.tenantId, APP, FUNCTION, [args]);
+        callsSubmitted++;
       },
     );
     feed.start();
@@ -259,6 +286,7 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
       series.preemptions.push(metrics.preemptions);
       series.unmetGpus.push(metrics.unmetGpus());
       checkWhileRunning(broker, metrics, currentPolicy(), invariants);
+      if (fn) checkNoInputLost(broker, principal.tenantId, callsSubmitted, invariants);
       o.onProgress?.(now - startMs, windowMs);
     };
     const currentPolicy = () => (policy.staticPeak ? staticPeakLaterPlans(policy.broker) : policy.broker);
@@ -380,6 +408,31 @@ function gpusHeld(broker: BrokerCore, gpu: string): number {
 }
 
 /** The invariants checked at every sample. */
+/**
+ * No input lost: every call the workload submitted is known to the runtime, and each is finished, queued or
+ * running (a crash, a reclaim or an outage may make it run again, never vanish).
+ */
+function checkNoInputLost(
+  broker: BrokerCore,
+  tenantId: string,
+  submitted: number,
+  invariants: InvariantLog,
+): void {
+  const { done, total } = broker.runtime.callCounts(tenantId, APP);
+  const inFlight = broker.runtime
+    .callsInFlight()
+    .filter((c) => c.tenantId === tenantId)
+    .reduce((sum, c) => sum + c.count, 0);
+  invariants.record(
+    'noInputLost',
+    total !== submitted
+      ? `${submitted} calls submitted, the runtime knows ${total}`
+      : done + inFlight !== total
+        ? `${total - done - inFlight} of ${total} calls are neither finished, queued nor running`
+        : undefined,
+  );
+}
+
 function checkWhileRunning(
   broker: BrokerCore,
   metrics: SimMetrics,
