@@ -178,6 +178,41 @@ describe('gpubroker simulate', () => {
     expect(bad.stderr).toMatch(/--faults: crashes is a probability/);
   });
 
+  it('gives the same results with the policies on worker threads as one after the other', async () => {
+    const workload = join(dir, 'threads.csv');
+    writeFileSync(
+      workload,
+      `arrival_seconds,duration_seconds\n${Array.from({ length: 30 }, (_, i) => `${i * 25},${30 + (i % 3) * 15}`).join('\n')}\n`,
+    );
+    const run = async (workers: string) => {
+      const { code, stdout, stderr } = await gpubroker(
+        'simulate',
+        '--workload',
+        workload,
+        '--hours',
+        '0.3',
+        '--policy',
+        'buffer-0',
+        'buffer-20',
+        '--workers',
+        workers,
+        '--json',
+      );
+      expect(stderr).not.toMatch(/violated/);
+      expect(code).toBe(0);
+      return stdout
+        .trim()
+        .split('\n')
+        .map((line) => {
+          const { wallMs: _wall, wallShare: _share, ...rest } = JSON.parse(line) as Record<string, unknown>;
+          return rest;
+        });
+    };
+    const [threads, sequential] = [await run('2'), await run('1')];
+    expect(threads.map((r) => r.policy)).toEqual(['buffer-0', 'buffer-20']);
+    expect(threads).toEqual(sequential);
+  });
+
   it('exits 2 on an unknown workload, naming the flag', async () => {
     const { code, stderr } = await gpubroker('simulate', '--workload', 'alibaba-xx');
     expect(code).toBe(2);

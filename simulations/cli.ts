@@ -24,6 +24,7 @@ interface SimulateFlags {
   sweep?: string[];
   keepGoing?: boolean;
   faults?: string;
+  workers?: string;
   seed: string;
   out?: string;
   json?: boolean;
@@ -50,6 +51,10 @@ export function registerSimulateCommand(program: Command): void {
       'run the grid of these values over the policies, e.g. buffer=0,10,20 spotMaxShare=0.2,0.5 (buffer: percent of demand; any policy field by its path; function.<option>)',
     )
     .option('--seed <n>', 'seed of every random choice', '1')
+    .option(
+      '--workers <n>',
+      'policies run at once, each on a thread of its own (default: the cores; 1: one by one)',
+    )
     .option(
       '--faults <spec>',
       'inject faults drawn from the seed: outages=N (provider outages), crashes=P (container crash probability), storms=N (spot preemption storms), e.g. outages=3,crashes=0.02,storms=1',
@@ -84,6 +89,9 @@ export function registerSimulateCommand(program: Command): void {
           ...(flags.sweep ? { sweep: flags.sweep } : {}),
           ...(flags.keepGoing ? { keepGoing: true } : {}),
           ...(flags.faults !== undefined ? { faults: parseFaults(flags.faults) } : {}),
+          ...(flags.workers !== undefined
+            ? { workers: parseIntegerIn('--workers', flags.workers, 1, 64) }
+            : {}),
           ...(flags.gpu ? { gpu: flags.gpu } : {}),
           ...(flags.scenario ? { scenario: await loadSimScenario(flags.scenario) } : {}),
           throughput: {
