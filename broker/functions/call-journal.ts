@@ -58,6 +58,8 @@ export class CallJournal {
   private readonly unfinished = new Set<string>();
   private timer: TimerHandle | undefined;
   private writing: Promise<void> = Promise.resolve();
+  /** Inserts of accepted calls in progress. */
+  private readonly inserting = new Set<Promise<void>>();
   private lastPruneMs = 0;
   private closed = false;
 
@@ -68,8 +70,9 @@ export class CallJournal {
     if (list.length === 0) return;
     for (const c of list) this.unfinished.add(c.callId);
     const column = <T>(pick: (c: AcceptedCall) => T) => sql.param(list.map(pick));
-    // In line with the outcomes' writes: an outcome is never written before its call's row exists.
-    const insert = this.writing.then(() =>
+    // Outcome writes wait for the inserts in progress (an outcome is never written before its call's row exists);
+    // inserts wait for nothing: a submit is not held up by a flush.
+    const insert = Promise.resolve(
       this.o.db.execute(sql`
       insert into calls (id, tenant_id, app_tenant_id, app, function_name, args, status, attempts, created_at)
       select t.id, t.tenant_id, t.app_tenant_id, t.app, t.function_name, t.args, 'pending', 0, t.created
@@ -79,11 +82,10 @@ export class CallJournal {
         ${column((c) => c.functionName)}::text[], ${column((c) => encode(c.args))}::text[],
         ${column((c) => c.createdAtMs)}::bigint[]) as t(id, tenant_id, app_tenant_id, app, function_name, args, created)
       on conflict (id) do nothing`),
-    );
-    this.writing = insert.then(
-      () => undefined,
-      () => undefined,
-    );
+    ).then(() => undefined);
+    const settled = insert.catch(() => undefined);
+    this.inserting.add(settled);
+    void settled.then(() => this.inserting.delete(settled));
     await insert;
   }
 
@@ -101,6 +103,7 @@ export class CallJournal {
   flush(): Promise<void> {
     this.writing = this.writing.then(async () => {
       if (this.buffer.size === 0) return;
+      await Promise.all(this.inserting);
       const rows = [...this.buffer.values()];
       this.buffer.clear();
       try {
