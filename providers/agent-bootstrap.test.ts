@@ -223,6 +223,8 @@ while [ $# -gt 0 ]; do case "$1" in -o) out="$2"; shift 2 ;; --proto|--retry) sh
 case "$url" in https://nodejs.org/dist/latest-v20.x/*) cp ${shellQuote(dist)}/"\${url##*/}" "$out" ;; *) exit 22 ;; esac`,
   );
   script('systemctl', 'exit 0');
+  // The machine has bubblewrap (an image without it would install it with its package manager).
+  script('bwrap', 'exit 0');
   script('uname', 'if [ "$1" = -m ]; then echo x86_64; else echo Linux; fi');
 
   // The Node.js tarball: node-v20.99.0-linux-x64/bin/{node,npm}.

@@ -198,7 +198,7 @@ function render(vendor: BootstrapVendor, brokerUrl: string, joinToken: string, v
   // Every value from outside is one single-quoted assignment here; the body below only reads the variables.
   return `#!/bin/bash
 # gpubroker agent bootstrap (${vendor}), written by the broker that launched this instance.
-# Installs Node.js ${AGENT_NODE_MAJOR} and gpubroker, writes the one-time join token to a root-only file and
+# Installs Node.js ${AGENT_NODE_MAJOR}, gpubroker and bubblewrap, writes the one-time join token to a root-only file and
 # starts ${AGENT_UNIT}. Safe to run again: each step first checks what is in place (GCE runs it at every boot).
 set -euo pipefail
 umask 077
@@ -295,6 +295,20 @@ installed_version() {
 if [ "$(installed_version)" != "$GPUBROKER_VERSION" ]; then
   retry "$NODE_DIR/bin/npm" install --global --prefix "$NODE_DIR" --no-fund --no-audit --no-update-notifier "gpubroker@$GPUBROKER_VERSION"
   log "installed gpubroker $GPUBROKER_VERSION"
+  restart=1
+fi
+
+# bubblewrap: the agent runs every container in it (and refuses to start without it).
+if ! command -v bwrap >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    retry apt-get update -q
+    retry apt-get install -y -q bubblewrap
+  elif command -v dnf >/dev/null 2>&1; then retry dnf install -y bubblewrap
+  elif command -v yum >/dev/null 2>&1; then retry yum install -y bubblewrap
+  else log "bubblewrap is missing and there is no apt-get, dnf or yum to install it"; exit 1
+  fi
+  log "installed bubblewrap"
   restart=1
 fi
 
