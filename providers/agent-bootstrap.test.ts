@@ -196,6 +196,8 @@ interface Sandbox {
   at(path: string): string;
 }
 
+const METADATA_RULE = 'OUTPUT -d 169.254.169.254 -m owner --uid-owner 200000-249999 -j REJECT';
+
 /**
  * A scratch `/` and stand-ins on PATH: curl copies files from `dist/` (a Node.js tarball whose `bin/node` runs
  * this very Node, and whose `bin/npm` pretends to install gpubroker), systemctl and uname record and answer.
@@ -225,6 +227,12 @@ case "$url" in https://nodejs.org/dist/latest-v20.x/*) cp ${shellQuote(dist)}/"\
   script('systemctl', 'exit 0');
   // The machine has bubblewrap (an image without it would install it with its package manager).
   script('bwrap', 'exit 0');
+  // The firewall: `-C` finds the rule once `-I` added it.
+  const rule = join(dir, 'iptables-rule');
+  script(
+    'iptables',
+    `if [ "$1" = -C ]; then [ -e ${shellQuote(rule)} ]; exit $?; fi; touch ${shellQuote(rule)}`,
+  );
   script('uname', 'if [ "$1" = -m ]; then echo x86_64; else echo Linux; fi');
 
   // The Node.js tarball: node-v20.99.0-linux-x64/bin/{node,npm}.
@@ -323,6 +331,11 @@ describe.skipIf(!canRun)('the start-up script, run by bash on a scratch root', (
     ]);
     // No command line carried the token (what `ps` would have shown).
     for (const call of calls) expect(call).not.toContain('pwned');
+    // Containers' users are kept off the metadata service, once.
+    expect(calls.filter((c) => c.startsWith('iptables '))).toEqual([
+      `iptables -C ${METADATA_RULE}`,
+      `iptables -I ${METADATA_RULE}`,
+    ]);
 
     // Again (a reboot on GCE), after the agent used and removed its token: nothing downloaded, installed or
     // restarted, and the spent token is not written back.
@@ -332,6 +345,7 @@ describe.skipIf(!canRun)('the start-up script, run by bash on a scratch root', (
     expect(existsSync(token)).toBe(false);
     const more = box.calls().slice(calls.length);
     expect(more).toEqual([
+      `iptables -C ${METADATA_RULE}`,
       'systemctl enable gpubroker-agent.service',
       'systemctl start --no-block gpubroker-agent.service',
     ]);
@@ -344,6 +358,7 @@ describe.skipIf(!canRun)('the start-up script, run by bash on a scratch root', (
     expect(box.run(agentStartupScript('aws', { ...BOOTSTRAP, version: '1.2.4' })).status).toBe(0);
     expect(box.calls().slice(before)).toEqual([
       `npm install --global --prefix ${box.at('/opt/gpubroker/node')} --no-fund --no-audit --no-update-notifier gpubroker@1.2.4`,
+      `iptables -C ${METADATA_RULE}`,
       'systemctl enable gpubroker-agent.service',
       'systemctl restart --no-block gpubroker-agent.service',
     ]);

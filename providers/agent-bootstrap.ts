@@ -312,6 +312,16 @@ if ! command -v bwrap >/dev/null 2>&1; then
   restart=1
 fi
 
+# Containers with network egress share the machine's network: keep them (their users, 200000-249999) off the
+# cloud's metadata service, which hands out the instance's credentials. The agent itself (root) still reaches it.
+if command -v iptables >/dev/null 2>&1; then
+  rule="OUTPUT -d 169.254.169.254 -m owner --uid-owner 200000-249999 -j REJECT"
+  # shellcheck disable=SC2086
+  iptables -C $rule 2>/dev/null || iptables -I $rule || log "could not keep containers off the metadata service"
+else
+  log "iptables is missing: containers can reach the cloud's metadata service"
+fi
+
 # The service: written when it differs, enabled (so a reboot starts it), started without waiting (cloud-init
 # runs this from a unit of the boot itself).
 if [ "$(cat "$UNIT_FILE" 2>/dev/null || true)" != "$UNIT_TEXT" ]; then
