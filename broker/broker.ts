@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eq } from 'drizzle-orm';
+import { and, eq, isNull } from 'drizzle-orm';
 import pino, { type Logger } from 'pino';
 import type { Hello } from '../agent/protocol.ts';
 import type { Clock } from '../lib/clock.ts';
@@ -32,7 +32,7 @@ import { InvoiceService } from './billing/invoices.ts';
 import { PriceBookStore } from './billing/price-book.ts';
 import { SpendLimitService } from './billing/spend-limits.ts';
 import type { OpenedDatabase } from './db/open-database.ts';
-import { apps, instances, settings } from './db/schema.ts';
+import { apps, calls, instances, settings } from './db/schema.ts';
 import { type Demand, sumDemand } from './demand.ts';
 import { Fleet } from './fleet.ts';
 import { PeakAndLevelForecaster } from './forecast.ts';
@@ -94,6 +94,9 @@ export interface LeaseWaitStats {
   sumMs: number;
   recent: number[];
 }
+
+/** An ephemeral app (a `gpubroker run`) untouched this long, with no call left to finish, is gone after a restart. */
+const ABANDONED_RUN_MS = 3_600_000;
 
 export class BrokerCore {
   readonly policies: PolicyStore;
@@ -437,6 +440,18 @@ export class BrokerCore {
   private async redeployApps(): Promise<void> {
     const { db } = this.o.database;
     for (const row of await db.select().from(apps)) {
+      // A run that died with the broker and left nothing to finish: its app goes (a live run deploys again).
+      if (row.ephemeral && row.updatedAt < this.o.clock.now() - ABANDONED_RUN_MS) {
+        const [open] = await db
+          .select({ id: calls.id })
+          .from(calls)
+          .where(and(eq(calls.appTenantId, row.tenantId), eq(calls.app, row.name), isNull(calls.finishedAt)))
+          .limit(1);
+        if (!open) {
+          await db.delete(apps).where(and(eq(apps.tenantId, row.tenantId), eq(apps.name, row.name)));
+          continue;
+        }
+      }
       try {
         const functions = Object.fromEntries(
           Object.entries(row.functions as Record<string, unknown>).map(([name, options]) => [
