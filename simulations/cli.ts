@@ -89,9 +89,7 @@ export function registerSimulateCommand(program: Command): void {
           ...(flags.sweep ? { sweep: flags.sweep } : {}),
           ...(flags.keepGoing ? { keepGoing: true } : {}),
           ...(flags.faults !== undefined ? { faults: parseFaults(flags.faults) } : {}),
-          ...(flags.workers !== undefined
-            ? { workers: parseIntegerIn('--workers', flags.workers, 1, 64) }
-            : {}),
+          workers: flags.workers !== undefined ? parseIntegerIn('--workers', flags.workers, 1, 64) : 'auto',
           ...(flags.gpu ? { gpu: flags.gpu } : {}),
           ...(flags.scenario ? { scenario: await loadSimScenario(flags.scenario) } : {}),
           throughput: {

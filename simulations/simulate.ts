@@ -48,11 +48,11 @@ export interface SimulateOptions {
   readonly faults?: FaultPlan;
   readonly onStats?: (policy: string, stats: RunStats) => void;
   /**
-   * Policies run at once, each on a worker thread of its own; 1: one after the other in this thread. Default: the
-   * machine's cores when the runs are long enough to repay a thread's start (about 3 s of loading the sources),
-   * else 1. Each run depends only on its inputs and the seed, so the results are the same either way.
+   * Policies run at once, each on a worker thread of its own; 1 (the default): one after the other in this thread.
+   * `'auto'`: the machine's cores when the runs are long enough to repay a thread's start (about 3 s of loading the
+   * sources), else 1 (the CLI's default). Each run depends only on its inputs and the seed: the same results.
    */
-  readonly workers?: number;
+  readonly workers?: number | 'auto';
 }
 
 export const DEFAULT_POLICIES = ['buffer-10'];
@@ -90,7 +90,8 @@ export async function simulate(o: SimulateOptions): Promise<SimulationResults> {
     onStats: (stats: RunStats) => o.onStats?.(policy.name, stats),
   });
   const long = workload.requests.length * scale.scale >= PARALLEL_FROM_REQUESTS;
-  const workers = Math.max(1, Math.min(policies.length, o.workers ?? (long ? availableParallelism() : 1)));
+  const asked = o.workers === 'auto' ? (long ? availableParallelism() : 1) : (o.workers ?? 1);
+  const workers = Math.max(1, Math.min(policies.length, asked));
   const results: PolicyResult[] = [];
   if (workers === 1)
     for (const [index, policy] of policies.entries())
