@@ -25,6 +25,7 @@ const dir = mkdtempSync(join(tmpdir(), 'gpubroker-agents-'));
 let server: RunningServer;
 let broker: Broker;
 let work: FunctionHandle<[[number, number]], { x: number; container: string; cuda: string }>;
+const tokenFile = join(dir, 'join-token');
 const agents = new Map<string, { child: ChildProcess; output: () => string; exit: Promise<number | null> }>();
 
 function startAgent(instanceId: string, tokenFile: string): void {
@@ -86,7 +87,6 @@ beforeAll(async () => {
     60_000,
   );
   const { token } = await broker.call<{ token: string }>('POST', '/v1/tokens/join', { ttlMs: 600_000 });
-  const tokenFile = join(dir, 'join-token');
   writeFileSync(tokenFile, token, { mode: 0o600 });
   for (const instance of running) startAgent(instance.id, tokenFile);
   await until('three placeable agents', async () =>
@@ -125,6 +125,17 @@ describe('agents', () => {
 
   it("runs a command on a lease's machine with exactly its GPUs, streaming output, with its exit status", async () => {
     await using lease = await broker.gpus.request({ gpu: 'H100', count: 2 });
+    // The map before kept GPUs busy, so the loop may have bought another instance, and the lease may be there: as
+    // a cloud instance's start-up script would, start its agent.
+    const instanceId = lease.allocations[0]?.instanceId as string;
+    if (!agents.has(instanceId)) {
+      startAgent(instanceId, tokenFile);
+      await until('the lease machine’s agent', async () =>
+        server.broker.agents?.agents().some((a) => a.instanceId === instanceId && a.placeable)
+          ? true
+          : undefined,
+      );
+    }
     const chunks: string[] = [];
     const result = await lease.exec(
       ['sh', '-c', 'echo "gpus=$CUDA_VISIBLE_DEVICES"; echo oops >&2; exit 3'],

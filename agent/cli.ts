@@ -69,7 +69,7 @@ export function registerAgentCommand(program: Command): void {
     .action(async (flags: { broker: string; stateDir: string; isolation: string }) => {
       const token = process.env.GPUBROKER_JOIN_TOKEN;
       if (!token) throw new ValidationError('GPUBROKER_JOIN_TOKEN', 'the agent host needs a join token');
-      const isolation = openIsolation(parseIsolationMode(flags.isolation));
+      const isolation = await openIsolation(parseIsolationMode(flags.isolation), flags.stateDir);
       const host = new AgentHost({
         brokerUrl: brokerUrlOf(flags.broker),
         token,
@@ -183,8 +183,13 @@ async function runAgent(flags: AgentFlags): Promise<void> {
     flags.usdPerHour === undefined ? undefined : parsePositive('--usd-per-hour', flags.usdPerHour, 10_000);
   const gpus = flags.virtualGpus ? virtualGpuSource(parseVirtualGpus(flags.virtualGpus)) : nvidiaGpuSource();
   // Before anything joins: a machine that cannot isolate says so now, not when the first container starts.
-  const isolation = openIsolation(parseIsolationMode(flags.isolation));
+  const isolation = await openIsolation(parseIsolationMode(flags.isolation), stateDir);
   const logger = pino({ level: process.env.GPUBROKER_LOG ?? 'info' });
+  if (isolation.leftovers)
+    logger.warn(
+      { containers: isolation.leftovers },
+      'ended the containers a previous run of this agent left running',
+    );
   const agent = new Agent({
     brokerUrl,
     token: token ?? '',

@@ -4,6 +4,8 @@
  * so; `auto` (the default of the agent host beside `gpubroker serve`, on the operator's own machine) isolates where
  * the machine allows and otherwise says on screen why not. Never unisolated silently.
  */
+import { createHash } from 'node:crypto';
+import { resolve } from 'node:path';
 import { ValidationError } from '../../lib/errors.ts';
 import { BubblewrapSandbox } from './sandbox/bubblewrap.ts';
 
@@ -47,18 +49,27 @@ export function resolveIsolation(
 const ISOLATED =
   'isolated in bubblewrap: own namespaces, cgroup limits, user and read-only root per container';
 
-/** Sets up the isolation asked for; `bubblewrap` that cannot be had throws ValidationError with the reason. */
-export function openIsolation(mode: IsolationMode, flag = '--isolation'): Isolation {
+/**
+ * Sets up the isolation asked for; `bubblewrap` that cannot be had throws ValidationError with the reason. The
+ * agent's state directory names its cgroups, so that what a previous run of the same agent left running is ended
+ * (`leftovers`), and agents sharing a machine never touch each other's containers.
+ */
+export async function openIsolation(
+  mode: IsolationMode,
+  stateDir: string,
+  flag = '--isolation',
+): Promise<Isolation & { leftovers?: number }> {
   if (mode === 'none')
     return { summary: "unisolated (--isolation none): containers are plain processes of the agent's user" };
+  let sandbox: BubblewrapSandbox;
   try {
-    return {
-      sandbox: BubblewrapSandbox.detect(),
-      summary: ISOLATED,
-    };
+    sandbox = BubblewrapSandbox.detect({
+      scope: `agent-${createHash('sha256').update(resolve(stateDir)).digest('hex').slice(0, 16)}`,
+    });
   } catch (error) {
     const why = (error as Error).message;
     if (mode === 'bubblewrap') throw new ValidationError(flag, why);
     return { summary: `unisolated: ${why}` };
   }
+  return { sandbox, summary: ISOLATED, leftovers: await sandbox.sweepLeftovers() };
 }

@@ -168,20 +168,24 @@ export class BubblewrapSandbox {
   }
 
   /** `check`, then the cgroups of this process's containers (on cgroup v2 this process moves to a leaf). */
-  static detect(options: { devRoot?: string; path?: string } = {}): BubblewrapSandbox {
+  static detect(options: { devRoot?: string; path?: string; scope?: string } = {}): BubblewrapSandbox {
     const tools = BubblewrapSandbox.check(options);
     let cgroups: CgroupManager;
     try {
-      cgroups = CgroupManager.open();
+      cgroups = CgroupManager.open(options.scope ? { scope: options.scope } : {});
     } catch (error) {
       throw new Error(`cgroups are not usable: ${(error as Error).message}`);
     }
-    cgroups.sweepEmpty();
     return new BubblewrapSandbox({
       ...tools,
       cgroups,
       ...(options.devRoot ? { devRoot: options.devRoot } : {}),
     });
+  }
+
+  /** Ends what a previous run of this agent (the same scope) left running; how many containers that was. */
+  sweepLeftovers(): Promise<number> {
+    return this.o.cgroups.sweepLeftovers();
   }
 
   /** The command that starts the container, with its cgroup made and its user chosen. */

@@ -28,19 +28,19 @@ describe('container cgroups', () => {
     expect(CgroupManager.missingControllers(mountinfo, selfCgroup)).toBeUndefined();
     const manager = CgroupManager.open({ mountinfo, selfCgroup });
     const cgroup = manager.create('ctr_1', { cpu: 2, memoryMiB: 512, pids: 4096 });
-    const memory = join(dir, 'memory', 'svc', 'agent', 'gpubroker', 'ctr_1');
-    const cpu = join(dir, 'cpu,cpuacct', 'svc', 'agent', 'gpubroker', 'ctr_1');
+    const memory = join(dir, 'memory', 'svc', 'agent', 'gpubroker', 'default', 'ctr_1');
+    const cpu = join(dir, 'cpu,cpuacct', 'svc', 'agent', 'gpubroker', 'default', 'ctr_1');
     expect(cgroup.procsFiles).toEqual([
       join(memory, 'cgroup.procs'),
       join(cpu, 'cgroup.procs'),
-      join(dir, 'pids', 'svc', 'agent', 'gpubroker', 'ctr_1', 'cgroup.procs'),
+      join(dir, 'pids', 'svc', 'agent', 'gpubroker', 'default', 'ctr_1', 'cgroup.procs'),
     ]);
     expect(readFileSync(join(memory, 'memory.limit_in_bytes'), 'utf8')).toBe(String(512 * 1024 * 1024));
     expect(readFileSync(join(cpu, 'cpu.cfs_quota_us'), 'utf8')).toBe('200000');
     expect(readFileSync(join(cpu, 'cpu.cfs_period_us'), 'utf8')).toBe('100000');
-    expect(readFileSync(join(dir, 'pids', 'svc', 'agent', 'gpubroker', 'ctr_1', 'pids.max'), 'utf8')).toBe(
-      '4096',
-    );
+    expect(
+      readFileSync(join(dir, 'pids', 'svc', 'agent', 'gpubroker', 'default', 'ctr_1', 'pids.max'), 'utf8'),
+    ).toBe('4096');
     // The OOM killer's count, as the kernel reports it.
     writeFileSync(join(memory, 'memory.oom_control'), 'oom_kill_disable 0\nunder_oom 0\noom_kill 0\n');
     expect(cgroup.oomKills()).toBe(0);
@@ -58,12 +58,15 @@ describe('container cgroups', () => {
     const selfCgroup = '0::/system.slice/gpubroker-agent.service\n';
     expect(parseSelfCgroup(selfCgroup).v2).toBe('/system.slice/gpubroker-agent.service');
     expect(CgroupManager.missingControllers(mountinfo, selfCgroup)).toBeUndefined();
-    const manager = CgroupManager.open({ mountinfo, selfCgroup, selfPid: 4242 });
+    const manager = CgroupManager.open({ mountinfo, selfCgroup, selfPid: 4242, scope: 'agent-1' });
     expect(readFileSync(join(own, 'agent', 'cgroup.procs'), 'utf8')).toBe('4242');
     expect(readFileSync(join(own, 'cgroup.subtree_control'), 'utf8')).toBe('+memory +cpu +pids');
     expect(readFileSync(join(own, 'gpubroker', 'cgroup.subtree_control'), 'utf8')).toBe('+memory +cpu +pids');
+    expect(readFileSync(join(own, 'gpubroker', 'agent-1', 'cgroup.subtree_control'), 'utf8')).toBe(
+      '+memory +cpu +pids',
+    );
     const cgroup = manager.create('ctr_2', { cpu: 1, memoryMiB: 256, pids: 100 });
-    const leaf = join(own, 'gpubroker', 'ctr_2');
+    const leaf = join(own, 'gpubroker', 'agent-1', 'ctr_2');
     expect(cgroup.procsFiles).toEqual([join(leaf, 'cgroup.procs')]);
     expect(readFileSync(join(leaf, 'memory.max'), 'utf8')).toBe(String(256 * 1024 * 1024));
     expect(readFileSync(join(leaf, 'memory.swap.max'), 'utf8')).toBe('0');

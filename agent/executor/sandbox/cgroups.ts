@@ -102,10 +102,15 @@ export class CgroupManager {
 
   /**
    * Finds the cgroup hierarchy (v2 when `/sys/fs/cgroup` is cgroup2, else the v1 `memory`, `cpu` and `pids`
-   * hierarchies) and makes `gpubroker/` under this process's cgroup. `mountinfo` and `selfCgroup` are the text
-   * of /proc/self/mountinfo and /proc/self/cgroup (for tests).
+   * hierarchies) and makes `gpubroker/<scope>/` under this process's cgroup: one scope per agent (its state
+   * directory), so that agents sharing a machine never touch each other's containers. `mountinfo` and
+   * `selfCgroup` are the text of /proc/self/mountinfo and /proc/self/cgroup (for tests).
    */
-  static open(options: { mountinfo?: string; selfCgroup?: string; selfPid?: number } = {}): CgroupManager {
+  static open(
+    options: { mountinfo?: string; selfCgroup?: string; selfPid?: number; scope?: string } = {},
+  ): CgroupManager {
+    const scope = options.scope ?? 'default';
+    if (!/^[A-Za-z0-9_.-]+$/.test(scope)) throw new Error(`bad cgroup scope ${JSON.stringify(scope)}`);
     const mountinfo = options.mountinfo ?? readText('/proc/self/mountinfo');
     const selfCgroup = options.selfCgroup ?? readText('/proc/self/cgroup');
     const mounts = parseCgroupMounts(mountinfo);
@@ -121,7 +126,7 @@ export class CgroupManager {
         const path = own.v1.get(mount.options.split(',').find((o) => own.v1.has(o)) ?? controller) ?? '/';
         const ownDir = join(mount.mountPoint, relativeTo(mount.root, path));
         const base = existsSync(ownDir) ? ownDir : mount.mountPoint;
-        parents[controller] = join(base, 'gpubroker');
+        parents[controller] = join(base, 'gpubroker', scope);
         mkdirOrThrow(parents[controller]);
       }
       return new CgroupManager({ version: 1, parents });
@@ -141,7 +146,10 @@ export class CgroupManager {
       }
       const enable = CONTROLLERS.map((c) => `+${c}`).join(' ');
       writeOrThrow(join(ownDir, 'cgroup.subtree_control'), enable);
-      const parent = join(ownDir, 'gpubroker');
+      const group = join(ownDir, 'gpubroker');
+      mkdirOrThrow(group);
+      writeOrThrow(join(group, 'cgroup.subtree_control'), enable);
+      const parent = join(group, scope);
       mkdirOrThrow(parent);
       writeOrThrow(join(parent, 'cgroup.subtree_control'), enable);
       return new CgroupManager({ version: 2, parent });
@@ -207,26 +215,31 @@ export class CgroupManager {
     return cgroup;
   }
 
-  /** Removes container cgroups a previous run left empty (one that still holds processes is left alone). */
-  sweepEmpty(): void {
-    const parents = this.layout.version === 2 ? [this.layout.parent] : Object.values(this.layout.parents);
+  /**
+   * Ends the containers a previous run of this agent left (it died; nobody can reach them any more: their IPC
+   * channels died with it) and removes their cgroups. Returns how many there were.
+   */
+  async sweepLeftovers(): Promise<number> {
+    const layout = this.layout;
+    const parents = layout.version === 2 ? [layout.parent] : Object.values(layout.parents);
+    const names = new Set<string>();
     for (const parent of new Set(parents)) {
-      let entries: string[] = [];
       try {
-        entries = readdirSync(parent, { withFileTypes: true })
-          .filter((e) => e.isDirectory())
-          .map((e) => e.name);
+        for (const e of readdirSync(parent, { withFileTypes: true })) if (e.isDirectory()) names.add(e.name);
       } catch {
-        continue;
-      }
-      for (const name of entries) {
-        try {
-          rmdirSync(join(parent, name));
-        } catch {
-          // Busy: still running.
-        }
+        // Not there: nothing left.
       }
     }
+    for (const name of names) {
+      const dirs =
+        layout.version === 2
+          ? [join(layout.parent, name)]
+          : [...new Set(Object.values(layout.parents))].map((p) => join(p, name));
+      const memoryDir = layout.version === 2 ? (dirs[0] as string) : join(layout.parents.memory, name);
+      const present = dirs.filter((d) => existsSync(d));
+      await new ContainerCgroup(layout, present, memoryDir, { cpu: 1, memoryMiB: 1, pids: 1 }).remove();
+    }
+    return names.size;
   }
 }
 

@@ -224,6 +224,30 @@ describe.skipIf(!sandbox)(`containers in bubblewrap${sandbox ? '' : ` (skipped: 
     await roomy.stop();
   });
 
+  it("ends what a previous run of the same agent left running, and nobody else's", async () => {
+    const scope = `agent-test-${process.pid}`;
+    const other = new LocalExecutor({
+      workRoot: join(dir, 'other'),
+      sandbox: BubblewrapSandbox.detect({ devRoot, scope: `${scope}-other` }),
+    });
+    const dying = new LocalExecutor({
+      workRoot: join(dir, 'dying'),
+      sandbox: BubblewrapSandbox.detect({ devRoot, scope }),
+    });
+    const left = dying.start(spec('startsSleeper'));
+    const neighbour = other.start(spec('startsSleeper'));
+    expect(await left.invoke('l1', [])).toBe(true);
+    expect(await neighbour.invoke('l2', [])).toBe(true);
+    // The agent that started it is gone: a new run with the same state directory (the same scope) starts.
+    const again = BubblewrapSandbox.detect({ devRoot, scope });
+    expect(await again.sweepLeftovers()).toBe(1);
+    expect((await left.exited).reason).toMatch(/crashed/);
+    // The other agent's container runs on.
+    expect(await neighbour.invoke('l3', [])).toBe(true);
+    await other.close();
+    await dying.close();
+  });
+
   it('kills the whole cgroup when it stops, whatever the function started', async () => {
     const container = executor.start(spec('startsSleeper'));
     expect(await container.invoke('s1', [])).toBe(true);
