@@ -145,8 +145,10 @@ describe('agents', () => {
     );
     expect(result).toEqual({ code: 3, signal: null });
     const gpus = lease.allocations[0]?.gpuIndices.join(',');
-    // The allocation says where the machine is, as its agent reported it.
-    expect(lease.allocations[0]?.address).toMatch(/\S/);
+    // The allocation says where the machine is, as its agent reported it (asked again: its agent may have joined
+    // after the lease was ready).
+    const seen = await broker.call<{ allocations: { address?: string }[] }>('GET', `/v1/leases/${lease.id}`);
+    expect(seen.allocations[0]?.address).toMatch(/\S/);
     expect(chunks.join('')).toContain(`stdout:gpus=${gpus}`);
     expect(chunks.join('')).toContain('stderr:oops');
     // The CLI exits with the command's status and passes its output through.
