@@ -107,10 +107,7 @@ export function registerAgentRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): 
       },
     }),
     async (c) => {
-      const token = /^Bearer\s+(\S+)$/i.exec(c.req.header('authorization') ?? '')?.[1];
-      const auth = token ? await broker.agentRegistry.authenticate(token) : undefined;
-      if (!auth || auth.kind === 'join')
-        throw new HttpProblem(401, 'Unauthorized', 'send an agent credential', 'authorization');
+      await requireAgentCredential(broker, c.req.header('authorization'));
       const { tenantId, sha256 } = c.req.valid('param');
       if (!broker.bundles.has(tenantId, sha256))
         throw new HttpProblem(404, 'Not found', `no bundle ${sha256}`);
@@ -137,10 +134,7 @@ export function registerAgentRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): 
       },
     }),
     async (c) => {
-      const token = /^Bearer\s+(\S+)$/i.exec(c.req.header('authorization') ?? '')?.[1];
-      const auth = token ? await broker.agentRegistry.authenticate(token) : undefined;
-      if (!auth || auth.kind === 'join')
-        throw new HttpProblem(401, 'Unauthorized', 'send an agent credential', 'authorization');
+      await requireAgentCredential(broker, c.req.header('authorization'));
       const { tenantId, id } = c.req.valid('param');
       const layer = broker.layers.info(tenantId, id);
       if (!layer) throw new HttpProblem(404, 'Not found', `no layer ${id}`);
@@ -150,6 +144,14 @@ export function registerAgentRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): 
       });
     },
   );
+}
+
+/** The routes agents use take their own credential (a join token or a tenant's token opens nothing): 401 else. */
+async function requireAgentCredential(broker: BrokerCore, authorization: string | undefined): Promise<void> {
+  const token = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')?.[1];
+  const auth = token ? await broker.agentRegistry.authenticate(token) : undefined;
+  if (!auth || auth.kind === 'join')
+    throw new HttpProblem(401, 'Unauthorized', 'send an agent credential', 'authorization');
 }
 
 async function agentViews(broker: BrokerCore): Promise<z.infer<typeof agentSchema>[]> {
