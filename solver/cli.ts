@@ -10,7 +10,7 @@ import { parseDemandSpec } from './demand-spec.ts';
 import { toLpFormat } from './lp-format.ts';
 import { planCapacity, planningModel } from './plan.ts';
 import { type PlanningPolicyInput, planningPolicySchema } from './policy.ts';
-import type { Plan } from './types.ts';
+import type { Plan, PlanPool } from './types.ts';
 
 interface PlanFlags {
   demand: string;
@@ -111,14 +111,19 @@ function readPolicyFile(path: string): PlanningPolicyInput {
 const usd = (v: number) =>
   `$${v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
 
-/** The human-readable plan: pools, cost summary, explanation. */
-export function renderPlan(plan: Plan): string {
-  const pools = new Table({
+/** A plan's pools as a table, the most expensive first (`gpubroker plan`, `gpubroker plans show`). */
+export function renderPools(
+  pools: readonly (Pick<
+    PlanPool,
+    'vendor' | 'region' | 'instanceType' | 'gpu' | 'gpusPerInstance' | 'count' | 'usdPerHour'
+  > & { readonly capacityType: string })[],
+): string {
+  const table = new Table({
     head: ['vendor', 'region', 'instance type', 'GPU', 'capacity', 'count', 'GPUs', 'USD/h'],
     style: { head: [], border: [], compact: true },
   });
-  for (const p of [...plan.pools].sort((a, b) => b.usdPerHour - a.usdPerHour)) {
-    pools.push([
+  for (const p of [...pools].sort((a, b) => b.usdPerHour - a.usdPerHour))
+    table.push([
       p.vendor,
       p.region,
       p.instanceType,
@@ -128,14 +133,27 @@ export function renderPlan(plan: Plan): string {
       p.count * p.gpusPerInstance,
       usd(p.usdPerHour),
     ]);
-  }
+  return table.toString();
+}
+
+/** Unmet demand in the first period: `H100x8@us: 16, L4@eu: 2`. */
+export function renderUnmet(
+  unmet: readonly { gpu: string; gangSize: number; regionGroup: string; gpus: readonly number[] }[],
+): string {
+  return unmet
+    .map((u) => `${u.gpu}${u.gangSize > 1 ? `x${u.gangSize}` : ''}@${u.regionGroup}: ${u.gpus[0]}`)
+    .join(', ');
+}
+
+/** The human-readable plan: pools, cost summary, explanation. */
+export function renderPlan(plan: Plan): string {
   const lines = [
-    pools.toString(),
+    renderPools(plan.pools),
     '',
     `status ${plan.status} (${plan.backend}${plan.fallbackReason ? `, ${plan.fallbackReason}` : ''}), solved in ${plan.solveMs} ms`,
     `spend ${usd(plan.cost.usdPerHour)}/h; objective ${usd(plan.objective)} over ${plan.periods} × ${plan.periodMinutes} min, bound ${usd(plan.bound)}, gap ${(plan.gap * 100).toFixed(2)}%`,
     `  instances ${usd(plan.cost.instancesUsd)}, start-up ${usd(plan.cost.startupUsd)}, spot interruptions ${usd(plan.cost.interruptionUsd)}, unmet penalty ${usd(plan.cost.unmetPenaltyUsd)}, buffer penalty ${usd(plan.cost.bufferPenaltyUsd)}`,
-    `unmet GPUs ${plan.unmetGpus}${plan.unmet.length ? ` (${plan.unmet.map((u) => `${u.gpu}${u.gangSize > 1 ? `x${u.gangSize}` : ''}@${u.regionGroup}: ${u.gpus[0]}`).join(', ')})` : ''}; buffer shortfall ${plan.bufferShortfallGpus} GPUs`,
+    `unmet GPUs ${plan.unmetGpus}${plan.unmet.length ? ` (${renderUnmet(plan.unmet)})` : ''}; buffer shortfall ${plan.bufferShortfallGpus} GPUs`,
     `model: ${plan.model.offeringsAfterReduction} of ${plan.model.offerings} offerings after exact reduction, ${plan.model.integers} integers, ${plan.model.constraints} rows`,
   ];
   if (plan.explanation.length) lines.push('why:', ...plan.explanation.map((e) => `  ${e.text}`));

@@ -6,6 +6,7 @@
 import type { Command } from 'commander';
 import { parseIntegerIn } from '../../lib/cli-args.ts';
 import type { Schemas } from '../../sdk/wire.ts';
+import { renderPools, renderUnmet } from '../../solver/cli.ts';
 import { plainTable } from './billing-format.ts';
 import { brokerClient, type ClientFlags, printJson, talkTo, withClientOptions } from './client-options.ts';
 
@@ -16,31 +17,16 @@ const usd = (n: number) => `$${n.toFixed(2)}`;
 
 /** A plan as text: its pools, its status and cost, what it launched, what it left unmet, and why. */
 export function renderPlan(plan: Plan): string {
-  const pools = plainTable(
-    ['vendor', 'region', 'instance', 'GPUs each', 'capacity', 'count', 'GPUs', '$/h'],
-    [5, 6, 7],
-  );
-  for (const p of [...plan.pools].sort((a, b) => b.usdPerHour - a.usdPerHour))
-    pools.push([
-      p.vendor,
-      p.region,
-      p.instanceType,
-      `${p.gpusPerInstance}× ${p.gpu}`,
-      p.capacityType,
-      p.count,
-      p.count * p.gpusPerInstance,
-      usd(p.usdPerHour),
-    ]);
   const demand = plan.inputs.demand
     .map((d) => `${d.gpu}${d.gangSize > 1 ? `x${d.gangSize}` : ''}@${d.regionGroup}: ${d.gpus.join('/')}`)
     .join(', ');
   const lines = [
     `plan ${plan.id} at ${new Date(plan.createdAtMs).toISOString()} (policy version ${plan.policyVersion})`,
     `demand (GPUs per period): ${demand || 'none'}; ${plan.inputs.offerings} offerings, ${plan.inputs.unavailable.length} unavailable`,
-    plan.pools.length > 0 ? pools.toString() : 'holds nothing',
+    plan.pools.length > 0 ? renderPools(plan.pools) : 'holds nothing',
     `status ${plan.status} (${plan.backend}), solved in ${plan.solveMs} ms; spend ${usd(plan.usdPerHour)}/h; objective ${usd(plan.objective.objective)}, bound ${usd(plan.objective.bound)}, gap ${(plan.objective.gap * 100).toFixed(2)}%`,
     `launched ${plan.provision}, terminated ${plan.terminate} instances${plan.stockOuts.length > 0 ? `; stock-outs: ${plan.stockOuts.join(', ')}` : ''}`,
-    `unmet GPUs ${plan.unmetGpus}${plan.unmet.length > 0 ? ` (${plan.unmet.map((u) => `${u.gpu}${u.gangSize > 1 ? `x${u.gangSize}` : ''}@${u.regionGroup}: ${u.gpus[0]}`).join(', ')})` : ''}`,
+    `unmet GPUs ${plan.unmetGpus}${plan.unmet.length > 0 ? ` (${renderUnmet(plan.unmet)})` : ''}`,
   ];
   if (plan.explanation.length > 0) lines.push('why:', ...plan.explanation.map((e) => `  ${e.text}`));
   return `${lines.join('\n')}\n`;
