@@ -3,7 +3,7 @@
  * again on the same data directory; the agent (another process) reconnects with its credential and the runtime
  * takes over the container it still runs, so the next call is served warm by the same container, with no cold start.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,11 +12,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { deployModule } from '../broker/cli/run.ts';
 import type { FunctionHandle } from '../sdk/app.ts';
 import { Broker } from '../sdk/index.ts';
-import { agentIsolation } from '../test/agent-isolation.ts';
 import { type CliProcess, startCli } from '../test/cli-process.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY, until } from '../test/fast-aws.ts';
+import { spawnAgent } from '../test/test-agent.ts';
 
-const BIN = new URL('../bin/gpubroker.js', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'gpubroker-adopt-'));
 const children: ChildProcess[] = [];
 let serve: CliProcess | undefined;
@@ -63,22 +62,12 @@ describe('a broker restart with agents up', () => {
     const instanceId = lease.allocations[0]?.instanceId as string;
     await lease.release();
     const { token: joinToken } = await broker.call<{ token: string }>('POST', '/v1/tokens/join', {});
-    const agent = spawn(
-      process.execPath,
-      [
-        BIN,
-        'agent',
-        '--broker',
-        serve.url,
-        '--instance-id',
-        instanceId,
-        '--virtual-gpus',
-        '8xH100',
-        '--isolation',
-        agentIsolation(),
-        '--state-dir',
-        join(dir, 'agent'),
-      ],
+    const agent = spawnAgent(
+      {
+        broker: serve.url,
+        stateDir: join(dir, 'agent'),
+        args: ['--instance-id', instanceId, '--virtual-gpus', '8xH100'],
+      },
       { stdio: 'ignore', env: { ...process.env, GPUBROKER_JOIN_TOKEN: joinToken, GPUBROKER_LOG: 'silent' } },
     );
     children.push(agent);

@@ -4,7 +4,7 @@
  * would be, and the SDK's map over them. Then the faults: an agent killed with SIGKILL in the middle of a map
  * (every result arrives once, its inputs retried elsewhere), and a revoked agent (disconnected, its process ends).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,11 +14,10 @@ import { type RunningServer, startServer } from '../broker/server.ts';
 import { simScenario } from '../providers/sim/scenario.ts';
 import type { FunctionHandle } from '../sdk/app.ts';
 import { Broker } from '../sdk/index.ts';
-import { agentIsolation } from '../test/agent-isolation.ts';
 import { runCli } from '../test/cli-process.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY, until } from '../test/fast-aws.ts';
+import { agentIsolation, spawnAgent } from '../test/test-agent.ts';
 
-const BIN = new URL('../bin/gpubroker.js', import.meta.url).pathname;
 // Lost after 3 s of silence: long enough that a test machine busy with other suites does not lose agents.
 const HEARTBEAT_MS = 1_000;
 const dir = mkdtempSync(join(tmpdir(), 'gpubroker-agents-'));
@@ -29,24 +28,12 @@ const tokenFile = join(dir, 'join-token');
 const agents = new Map<string, { child: ChildProcess; output: () => string; exit: Promise<number | null> }>();
 
 function startAgent(instanceId: string, tokenFile: string): void {
-  const child = spawn(
-    process.execPath,
-    [
-      BIN,
-      'agent',
-      '--broker',
-      server.url,
-      '--token-file',
-      tokenFile,
-      '--instance-id',
-      instanceId,
-      '--virtual-gpus',
-      '8xH100',
-      '--isolation',
-      agentIsolation(),
-      '--state-dir',
-      join(dir, `agent-${instanceId}`),
-    ],
+  const child = spawnAgent(
+    {
+      broker: server.url,
+      stateDir: join(dir, `agent-${instanceId}`),
+      args: ['--token-file', tokenFile, '--instance-id', instanceId, '--virtual-gpus', '8xH100'],
+    },
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GPUBROKER_LOG: 'warn' } },
   );
   let output = '';

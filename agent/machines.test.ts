@@ -3,7 +3,7 @@
  * processes joined with a join token and no instance id (as one joins a workstation or an on-premises server),
  * leases and functions placed on them, and a revoked machine leaving the fleet.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,11 +12,10 @@ import { deployModule } from '../broker/cli/run.ts';
 import { type RunningServer, startServer } from '../broker/server.ts';
 import type { FunctionHandle } from '../sdk/app.ts';
 import { Broker } from '../sdk/index.ts';
-import { agentIsolation } from '../test/agent-isolation.ts';
 import { runCli } from '../test/cli-process.ts';
 import { until } from '../test/fast-aws.ts';
+import { spawnAgent } from '../test/test-agent.ts';
 
-const BIN = new URL('../bin/gpubroker.js', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'gpubroker-machines-'));
 let server: RunningServer;
 let broker: Broker;
@@ -38,24 +37,12 @@ beforeAll(async () => {
   const token = created.stdout.trim();
   expect(token).toMatch(/^gpj_/);
   for (let n = 0; n < 3; n++) {
-    const child = spawn(
-      process.execPath,
-      [
-        BIN,
-        'agent',
-        '--broker',
-        server.url,
-        '--virtual-gpus',
-        '2xH100',
-        '--usd-per-hour',
-        '1.5',
-        '--labels',
-        `rack=r${n}`,
-        '--isolation',
-        agentIsolation(),
-        '--state-dir',
-        join(dir, `machine-${n}`),
-      ],
+    const child = spawnAgent(
+      {
+        broker: server.url,
+        stateDir: join(dir, `machine-${n}`),
+        args: ['--virtual-gpus', '2xH100', '--usd-per-hour', '1.5', '--labels', `rack=r${n}`],
+      },
       { stdio: 'ignore', env: { ...process.env, GPUBROKER_JOIN_TOKEN: token, GPUBROKER_LOG: 'silent' } },
     );
     children.push(child);
@@ -122,20 +109,8 @@ describe('machines of your own', () => {
     const other = await startServer({ port: 0, providers: [], agentHost: false });
     try {
       const { token } = await other.broker.agentRegistry.createJoinToken({ createdBy: 'test' });
-      const run = spawn(
-        process.execPath,
-        [
-          BIN,
-          'agent',
-          '--broker',
-          other.url,
-          '--virtual-gpus',
-          '1xH100',
-          '--isolation',
-          agentIsolation(),
-          '--state-dir',
-          join(dir, 'refused'),
-        ],
+      const run = spawnAgent(
+        { broker: other.url, stateDir: join(dir, 'refused'), args: ['--virtual-gpus', '1xH100'] },
         { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, GPUBROKER_JOIN_TOKEN: token } },
       );
       let stderr = '';

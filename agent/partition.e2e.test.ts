@@ -5,7 +5,7 @@
  * delivers the late result of the old attempt, which matches no attempt the broker waits for and is dropped: the
  * call has one result, the retry's, and the cut-off container's usage ends at the last heartbeat.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,10 +16,9 @@ import { type RunningServer, startServer } from '../broker/server.ts';
 import { simScenario } from '../providers/sim/scenario.ts';
 import type { FunctionHandle } from '../sdk/app.ts';
 import { Broker } from '../sdk/index.ts';
-import { agentIsolation } from '../test/agent-isolation.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY, until } from '../test/fast-aws.ts';
+import { spawnAgent } from '../test/test-agent.ts';
 
-const BIN = new URL('../bin/gpubroker.js', import.meta.url).pathname;
 const HEARTBEAT_MS = 600;
 const dir = mkdtempSync(join(tmpdir(), 'gpubroker-partition-'));
 let server: RunningServer;
@@ -87,24 +86,12 @@ class Relay {
 
 function startAgent(brokerUrl: string, instanceId: string, tokenFile: string): void {
   children.push(
-    spawn(
-      process.execPath,
-      [
-        BIN,
-        'agent',
-        '--broker',
-        brokerUrl,
-        '--token-file',
-        tokenFile,
-        '--instance-id',
-        instanceId,
-        '--virtual-gpus',
-        '8xH100',
-        '--isolation',
-        agentIsolation(),
-        '--state-dir',
-        join(dir, `agent-${instanceId}`),
-      ],
+    spawnAgent(
+      {
+        broker: brokerUrl,
+        stateDir: join(dir, `agent-${instanceId}`),
+        args: ['--token-file', tokenFile, '--instance-id', instanceId, '--virtual-gpus', '8xH100'],
+      },
       { stdio: 'ignore', env: { ...process.env, GPUBROKER_LOG: 'silent' } },
     ),
   );

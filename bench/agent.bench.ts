@@ -35,8 +35,8 @@ import { simScenario } from '../providers/sim/scenario.ts';
 import type { ContainerHandle, ContainerSpec } from '../runtime/executor/executor.ts';
 import type { FunctionHandle } from '../sdk/app.ts';
 import { Broker } from '../sdk/index.ts';
-import { agentIsolation } from '../test/agent-isolation.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY, until } from '../test/fast-aws.ts';
+import { agentIsolation } from '../test/test-agent.ts';
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 1_000);
 const WARM_UP_CALLS = 200;
