@@ -31,23 +31,25 @@ export function resolveIsolation(
   mode: IsolationMode,
   flag = '--isolation',
 ): { mode: 'bubblewrap' | 'none'; summary: string } {
-  if (mode === 'none')
-    return {
-      mode,
-      summary: "unisolated (--isolation none): containers are plain processes of the agent's user",
-    };
+  if (mode === 'none') return { mode, summary: UNISOLATED };
   try {
     BubblewrapSandbox.check();
     return { mode: 'bubblewrap', summary: ISOLATED };
   } catch (error) {
-    const why = (error as Error).message;
-    if (mode === 'bubblewrap') throw new ValidationError(flag, why);
-    return { mode: 'none', summary: `unisolated: ${why}` };
+    return { mode: 'none', summary: unavailable(mode, flag, error) };
   }
 }
 
 const ISOLATED =
   'isolated in bubblewrap: own namespaces, cgroup limits, user and read-only root per container';
+const UNISOLATED = "unisolated (--isolation none): containers are plain processes of the agent's user";
+
+/** Isolation that cannot be had: an error for `bubblewrap`, the line that says why for `auto`. */
+function unavailable(mode: IsolationMode, flag: string, error: unknown): string {
+  const why = (error as Error).message;
+  if (mode === 'bubblewrap') throw new ValidationError(flag, why);
+  return `unisolated: ${why}`;
+}
 
 /**
  * Sets up the isolation asked for; `bubblewrap` that cannot be had throws ValidationError with the reason. The
@@ -59,17 +61,14 @@ export async function openIsolation(
   stateDir: string,
   flag = '--isolation',
 ): Promise<Isolation & { leftovers?: number }> {
-  if (mode === 'none')
-    return { summary: "unisolated (--isolation none): containers are plain processes of the agent's user" };
+  if (mode === 'none') return { summary: UNISOLATED };
   let sandbox: BubblewrapSandbox;
   try {
     sandbox = BubblewrapSandbox.detect({
       scope: `agent-${createHash('sha256').update(resolve(stateDir)).digest('hex').slice(0, 16)}`,
     });
   } catch (error) {
-    const why = (error as Error).message;
-    if (mode === 'bubblewrap') throw new ValidationError(flag, why);
-    return { summary: `unisolated: ${why}` };
+    return { summary: unavailable(mode, flag, error) };
   }
   return { sandbox, summary: ISOLATED, leftovers: await sandbox.sweepLeftovers() };
 }
