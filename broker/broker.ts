@@ -236,7 +236,9 @@ export class BrokerCore {
       retainMs: DEFAULT_RETAIN_CALLS_MS,
     });
     this.runtime = new Runtime({
-      onCallFinished: (view, outcome) => this.callJournal.finished(view, outcome),
+      onCallFinished: (callId, outcome, view) => {
+        if (this.callJournal.journals(callId)) this.callJournal.finished(view(), outcome);
+      },
       clock: o.clock,
       capacity: this.agents ? new AgentCapacity(this.fleet, this.agents) : this.fleet,
       executor: this.executor,

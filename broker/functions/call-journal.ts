@@ -89,6 +89,11 @@ export class CallJournal {
     await insert;
   }
 
+  /** Whether the call is on disk and unfinished there (its outcome is to be written). */
+  journals(callId: string): boolean {
+    return this.unfinished.has(callId);
+  }
+
   /** A call finished: written with the next flush. */
   finished(view: CallView, outcome: CallOutcome): void {
     if (this.closed || !this.unfinished.delete(view.callId)) return;
