@@ -96,4 +96,15 @@ describe('PeakAndLevelForecaster', () => {
     // A GPU type the catalog does not sell gets no class, buffered or not.
     expect(f.forecast(0, p, []).map((c) => c.regionGroup)).toEqual(['us']);
   });
+
+  it('changes nothing when asked: a forecast under a shorter window (a what-if) forgets no sample', () => {
+    const p = policy({ forecast: { windowMs: HOUR, smoothing: 1, margin: 0 } });
+    const f = new PeakAndLevelForecaster();
+    f.observe(0, [h100(12)], p);
+    f.observe(30 * MINUTE, [h100(2)], p);
+    const narrow = policy({ forecast: { windowMs: 10 * MINUTE, smoothing: 1, margin: 0 } });
+    expect(f.forecast(30 * MINUTE, narrow, ['H100'])[0]?.gpus).toEqual([2, 2]);
+    // The policy in force still sees the peak of 12 within its hour.
+    expect(f.forecast(30 * MINUTE, p, ['H100'])[0]?.gpus).toEqual([12, 12]);
+  });
 });

@@ -9,7 +9,10 @@ import type { BrokerPolicy } from './policy.ts';
 export interface Forecaster {
   /** Records the demand seen now. */
   observe(atMs: number, demand: readonly Demand[], policy: BrokerPolicy): void;
-  /** Demand classes for the next `policy.horizonPeriods` periods. */
+  /**
+   * Demand classes for the next `policy.horizonPeriods` periods. Changes nothing: a what-if asks with a policy
+   * that is not in force.
+   */
   forecast(atMs: number, policy: BrokerPolicy, gpuTypes: readonly string[]): DemandClass[];
 }
 
@@ -34,19 +37,17 @@ export class PeakAndLevelForecaster implements Forecaster {
     }
     // Classes with no open lease now still get a zero sample, so their peak and level decay.
     for (const [key, s] of this.series) if (!seen.has(key)) this.sample(key, s, atMs, 0, alpha);
+    for (const s of this.series.values()) s.samples = inWindow(s, atMs, policy);
   }
 
   forecast(atMs: number, policy: BrokerPolicy, gpuTypes: readonly string[]): DemandClass[] {
     const classes: DemandClass[] = [];
-    for (const [key, s] of this.series) {
-      s.samples = s.samples.filter((p) => p.atMs > atMs - policy.forecast.windowMs);
-      const peak = Math.max(0, ...s.samples.map((p) => p.gpus));
+    for (const s of this.series.values()) {
+      const samples = inWindow(s, atMs, policy);
+      const peak = Math.max(0, ...samples.map((p) => p.gpus));
       const level = Math.max(peak, s.level) * (1 + policy.forecast.margin);
       const gpus = Math.ceil(level / s.gangSize - 1e-9) * s.gangSize;
-      if (gpus === 0 && s.samples.every((p) => p.gpus === 0)) {
-        if (s.samples.length === 0) this.series.delete(key);
-        continue;
-      }
+      if (gpus === 0 && samples.every((p) => p.gpus === 0)) continue;
       classes.push({
         gpu: s.gpu,
         regionGroup: s.regionGroup,
@@ -72,6 +73,11 @@ export class PeakAndLevelForecaster implements Forecaster {
     s.samples.push({ atMs, gpus });
     s.level = s.level + alpha * (gpus - s.level);
   }
+}
+
+/** A series' samples within the policy's window at `atMs`. */
+function inWindow(s: Series, atMs: number, policy: BrokerPolicy): Series['samples'] {
+  return s.samples.filter((p) => p.atMs > atMs - policy.forecast.windowMs);
 }
 
 function flat(gpus: number, policy: BrokerPolicy): number[] {

@@ -15,7 +15,7 @@ import { usdToMicros } from '../lib/money.ts';
 import type { Offering } from '../providers/catalog/offering.ts';
 import { planCapacity } from '../solver/plan.ts';
 import { bufferTargetGpus } from '../solver/policy.ts';
-import type { DemandClass, FleetPool, Plan } from '../solver/types.ts';
+import type { DemandClass, FleetPool, Plan, PlanInput } from '../solver/types.ts';
 import type { ActionRow, Actuator } from './act.ts';
 import { isMachine } from './agents/machines.ts';
 import type { Database } from './db/open-database.ts';
@@ -34,6 +34,19 @@ import type { UnavailableCache } from './unavailable-cache.ts';
 const LAUNCH_ROUNDS = 3;
 /** How long a shortfall trigger waits, so a burst of lease requests leads to one tick. */
 const TRIGGER_DEBOUNCE_MS = 250;
+
+/** A plan's row as `record` writes it (and as a what-if shows it, unwritten). */
+export type PlanRow = typeof plans.$inferInsert;
+
+/** What the loop would plan now under another policy or demand (`ControlLoop.whatIf`). */
+export interface WhatIf {
+  /** The demand classes solved for: the forecast (or the override) as a tick passes it to the solver. */
+  readonly demand: DemandClass[];
+  /** Undefined when there is nothing to plan (no demand and no fleet: an idle tick). */
+  readonly plan: Plan | undefined;
+  /** The row a tick would record for that plan, under the id `what-if`. */
+  readonly row: PlanRow | undefined;
+}
 
 export interface TickReport {
   readonly planId: string;
@@ -95,7 +108,7 @@ export class ControlLoop {
   constructor(private readonly o: ControlLoopOptions) {}
 
   /** Writes a plan's row (the statement is built once: there is one per tick). */
-  private recordPlan(row: typeof plans.$inferInsert): Promise<unknown> {
+  private recordPlan(row: PlanRow): Promise<unknown> {
     this.insertPlan ??= prepareInsertPlan(this.o.db);
     return this.insertPlan.execute({
       ...row,
@@ -268,14 +281,20 @@ export class ControlLoop {
     return { terminated, leasesServed: await leases.servePending() };
   }
 
-  /**
-   * Forecast: demand classes over the horizon. Instances held for a GPU type and region group that nothing asks
-   * for are planned against zero demand, so that they scale down by policy.
-   */
+  /** Forecast: records the demand seen now, then forecasts it over the horizon (see `solverDemand`). */
   private forecast(policy: BrokerPolicy): DemandClass[] {
-    const { clock, fleet, offerings } = this.o;
+    const { clock, offerings } = this.o;
     this.o.forecaster.observe(clock.now(), this.o.demand(), policy);
-    const demand = this.o.forecaster.forecast(clock.now(), policy, offerings.gpuTypes());
+    return this.solverDemand(policy, this.o.forecaster.forecast(clock.now(), policy, offerings.gpuTypes()));
+  }
+
+  /**
+   * A forecast as the solver takes it. Instances held for a GPU type and region group that nothing asks for are
+   * planned against zero demand, so that they scale down by policy.
+   */
+  private solverDemand(policy: BrokerPolicy, forecast: readonly DemandClass[]): DemandClass[] {
+    const { fleet, offerings } = this.o;
+    const demand = [...forecast];
     const machines: HeldInstance[] = [];
     for (const i of fleet.all()) {
       if (isMachine(i)) {
@@ -296,9 +315,26 @@ export class ControlLoop {
     return netOfHeld(demand, machines);
   }
 
+  /**
+   * What the loop would plan now under `policy`, with `demand` (forecast classes) in place of the forecast when
+   * given: a tick's forecast and first solve, through the same `solverDemand` and `solveInput`, with nothing
+   * observed, launched or recorded. The forecaster is asked, not told: it records nothing.
+   */
+  async whatIf(policy: BrokerPolicy, version: number, demand?: readonly DemandClass[]): Promise<WhatIf> {
+    const { clock, offerings } = this.o;
+    const planned = this.solverDemand(
+      policy,
+      demand ?? this.o.forecaster.forecast(clock.now(), policy, offerings.gpuTypes()),
+    );
+    if (planned.length === 0) return { demand: planned, plan: undefined, row: undefined };
+    const plan = await planCapacity(await this.solveInput(policy, planned, false));
+    const row = this.planRow('what-if', version, planned, { plan, rounds: 1, stockOuts: [] });
+    return { demand: planned, plan, row };
+  }
+
   /** Plan and act: the failover rounds (see the header). */
   private async planAndAct(planId: string, policy: BrokerPolicy, demand: DemandClass[]): Promise<Acted> {
-    const { fleet, offerings, actuator } = this.o;
+    const { offerings, actuator } = this.o;
     const acted: Acted = {
       plan: undefined,
       rounds: 0,
@@ -310,28 +346,7 @@ export class ControlLoop {
     if (demand.length === 0) return acted;
     for (;;) {
       acted.rounds++;
-      const holdOnly = acted.rounds > LAUNCH_ROUNDS;
-      const quotes = offerings.all();
-      const unavailable = holdOnly
-        ? quotes.map((q) => q.id)
-        : [
-            ...new Set([
-              ...this.o.unavailable.blocked(),
-              ...quotes.filter((q) => !q.available).map((q) => q.id),
-            ]),
-          ];
-      // Launches whose outcome is unknown (the provider did not answer; repeated with their key at each tick)
-      // count as capacity on its way: planning around them would launch the same capacity again, once per tick
-      // of an outage.
-      const pools = withLaunchesInFlight(fleet.pools(), await actuator.pending());
-      const plan = await planCapacity({
-        offerings: quotes,
-        demand,
-        policy,
-        fleet: pools,
-        unavailable,
-        quotas: this.o.quotas.forPlan(demand, policy, heldByOffering(offerings, pools)),
-      });
+      const plan = await planCapacity(await this.solveInput(policy, demand, acted.rounds > LAUNCH_ROUNDS));
       acted.plan = plan;
       const roundStockOuts: string[] = [];
       let quotaRefused = false;
@@ -371,14 +386,57 @@ export class ControlLoop {
       }
       for (const id of roundStockOuts) this.o.unavailable.block(id, policy.unavailableTtlMs);
       acted.stockOuts.push(...roundStockOuts);
-      if (holdOnly) return acted;
+      if (acted.rounds > LAUNCH_ROUNDS) return acted;
     }
+  }
+
+  /**
+   * One solve's input: the offerings on sale less those blocked (stock-outs, unavailable; all of them in a
+   * hold-only round), the fleet with the launches still in flight, and the quotas within reach.
+   */
+  private async solveInput(
+    policy: BrokerPolicy,
+    demand: DemandClass[],
+    holdOnly: boolean,
+  ): Promise<PlanInput> {
+    const { fleet, offerings, actuator } = this.o;
+    const quotes = offerings.all();
+    const unavailable = holdOnly
+      ? quotes.map((q) => q.id)
+      : [
+          ...new Set([
+            ...this.o.unavailable.blocked(),
+            ...quotes.filter((q) => !q.available).map((q) => q.id),
+          ]),
+        ];
+    // Launches whose outcome is unknown (the provider did not answer; repeated with their key at each tick) count
+    // as capacity on its way: planning around them would launch the same capacity again, once per tick of an
+    // outage.
+    const pools = withLaunchesInFlight(fleet.pools(), await actuator.pending());
+    return {
+      offerings: quotes,
+      demand,
+      policy,
+      fleet: pools,
+      unavailable,
+      quotas: this.o.quotas.forPlan(demand, policy, heldByOffering(offerings, pools)),
+    };
   }
 
   /** Record: the plan with its inputs, result and explanation, for "why did we buy this?". */
   private async record(planId: string, version: number, demand: DemandClass[], acted: Acted): Promise<void> {
-    const plan = acted.plan as Plan;
-    await this.recordPlan({
+    await this.recordPlan(this.planRow(planId, version, demand, { ...acted, plan: acted.plan as Plan }));
+  }
+
+  /** A plan's row: its inputs, result and explanation. */
+  private planRow(
+    planId: string,
+    version: number,
+    demand: DemandClass[],
+    acted: Pick<Acted, 'rounds' | 'stockOuts'> & { plan: Plan },
+  ): PlanRow {
+    const { plan } = acted;
+    return {
       id: planId,
       createdAt: this.o.clock.now(),
       policyVersion: version,
@@ -402,7 +460,7 @@ export class ControlLoop {
         stockOuts: acted.stockOuts,
       },
       explanation: plan.explanation,
-    });
+    };
   }
 }
 
