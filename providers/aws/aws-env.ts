@@ -17,6 +17,7 @@ export const AWS_ENV = {
   brokerId: 'GPUBROKER_AWS_BROKER_ID',
   pollMs: 'GPUBROKER_AWS_POLL_MS',
   endpoint: 'GPUBROKER_AWS_ENDPOINT',
+  pricingEndpoint: 'GPUBROKER_AWS_PRICING_ENDPOINT',
 } as const;
 
 /** The adapter's options from the environment; everything but the clock. */
@@ -76,6 +77,7 @@ export function awsOptionsFromEnv(
     ...(env[AWS_ENV.brokerId] ? { brokerId: env[AWS_ENV.brokerId] } : {}),
     ...(pollMs ? { pollIntervalMs: Number(pollMs) } : {}),
     ...(env[AWS_ENV.endpoint] ? { endpoint: env[AWS_ENV.endpoint] } : {}),
+    ...(env[AWS_ENV.pricingEndpoint] ? { pricingEndpoint: env[AWS_ENV.pricingEndpoint] } : {}),
   };
 }
 

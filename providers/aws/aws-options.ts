@@ -7,6 +7,7 @@ import type { EC2ClientConfig } from '@aws-sdk/client-ec2';
 import type { Clock } from '../../lib/clock.ts';
 import { ValidationError } from '../../lib/errors.ts';
 import type { Offering } from '../catalog/offering.ts';
+import { DEFAULT_PRICE_REFRESH_MS, type PriceLog } from '../list-prices.ts';
 import { type BackoffPolicy, DEFAULT_BACKOFF } from './backoff.ts';
 
 /** How instances are launched in a region. Everything not set here comes from the launch template or EC2's defaults. */
@@ -41,6 +42,15 @@ export interface AwsProviderOptions {
   readonly credentials?: AwsCredentials;
   /** EC2 endpoint for every region instead of AWS's (tests, private endpoints). */
   readonly endpoint?: string;
+  /**
+   * Price List Query API endpoint instead of AWS's (us-east-1). Without it, an `endpoint` override turns on-demand
+   * list prices off (catalog prices): the Pricing API is not behind a test's or a private EC2 endpoint.
+   */
+  readonly pricingEndpoint?: string;
+  /** How long on-demand list prices are used before they are read again (default 1 hour). */
+  readonly priceRefreshMs?: number;
+  /** Told at debug level where prices came from when not from the price API (failures, missing entries). */
+  readonly log?: PriceLog;
   /** Inventory poll interval for events (default 5 s). */
   readonly pollIntervalMs?: number;
   /** Most items asked of one describe call, 5–1,000 (default 1,000). */
@@ -66,6 +76,10 @@ export interface ResolvedAwsOptions {
   readonly offerings: readonly Offering[];
   readonly credentials: AwsCredentials | undefined;
   readonly endpoint: string | undefined;
+  /** Where on-demand list prices are read: the Pricing API at AWS's endpoint or another, or nowhere (`off` says why). */
+  readonly pricing: { readonly endpoint: string | undefined } | { readonly off: string };
+  readonly priceRefreshMs: number;
+  readonly log: PriceLog | undefined;
   readonly pollIntervalMs: number;
   readonly pageSize: number;
   readonly backoff: BackoffPolicy;
@@ -115,6 +129,12 @@ export function resolveAwsOptions(
     throw new ValidationError('aws.backoff.maxRetries', 'must be a non-negative integer');
   if (options.endpoint !== undefined && !/^https?:\/\/[^/]+/.test(options.endpoint))
     throw new ValidationError('aws.endpoint', `"${options.endpoint}" is not an http(s) URL`);
+  if (options.pricingEndpoint !== undefined && !/^https?:\/\/[^/]+/.test(options.pricingEndpoint))
+    throw new ValidationError('aws.pricingEndpoint', `"${options.pricingEndpoint}" is not an http(s) URL`);
+  const pricing =
+    options.pricingEndpoint !== undefined || options.endpoint === undefined
+      ? { endpoint: options.pricingEndpoint }
+      : { off: `EC2's endpoint is ${options.endpoint} and no pricingEndpoint is set` };
 
   return {
     clock: options.clock,
@@ -124,6 +144,9 @@ export function resolveAwsOptions(
     offerings: catalog.filter((o) => o.vendor === 'aws' && regions.includes(o.region)),
     credentials: options.credentials,
     endpoint: options.endpoint,
+    pricing,
+    priceRefreshMs: positiveMs('aws.priceRefreshMs', options.priceRefreshMs, DEFAULT_PRICE_REFRESH_MS),
+    log: options.log,
     pollIntervalMs: positiveMs('aws.pollIntervalMs', options.pollIntervalMs, 5_000),
     pageSize,
     backoff: {

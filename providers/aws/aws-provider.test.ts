@@ -213,6 +213,130 @@ describe('AWS adapter', () => {
     expect(changes()).toEqual([expect.objectContaining({ microsPerHour: 111_111 })]);
   });
 
+  describe('on-demand list prices (Price List Query API)', () => {
+    /** Two instance types in both regions: few GetProducts calls per read. */
+    const small = catalog.filter(
+      (o) => o.vendor === 'aws' && ['g5.xlarge', 'p5.48xlarge'].includes(o.instanceType),
+    );
+    const catalogPrice = (id: string) => small.find((o) => o.id === id)?.microsPerHour;
+    const W2_A10G = 'aws/us-west-2/g5.xlarge/on-demand';
+
+    /** A fake with list prices for two types in us-east-1, and an adapter reading them from it. */
+    async function pricedSetup(options: Partial<AwsProviderOptions> = {}) {
+      const logs: { fields: Record<string, unknown>; message: string }[] = [];
+      const s = await setup({
+        onDemandPrices: [
+          { instanceType: 'g5.xlarge', region: 'us-east-1', usd: '1.234567' },
+          // Finer than a micro: rounds to the nearest one.
+          { instanceType: 'p5.48xlarge', region: 'us-east-1', usd: '55.1234567891' },
+        ],
+      });
+      const provider = await s.another({
+        offerings: small,
+        pricingEndpoint: s.endpoint,
+        log: { debug: (fields, message) => logs.push({ fields, message }) },
+        ...options,
+      });
+      const events: ProviderEvent[] = [];
+      // The iteration ends when the setup closes the provider.
+      void (async () => {
+        for await (const event of provider.events()) events.push(event);
+      })();
+      const price = async (id: string) =>
+        (await provider.offerings()).find((q) => q.id === id)?.microsPerHour;
+      return { fake: s.fake, provider, events, logs, price };
+    }
+
+    it('prices on-demand offerings from GetProducts, and keeps the catalog price where the list has none', async () => {
+      const { provider, fake, logs } = await pricedSetup();
+      const byId = new Map((await provider.offerings()).map((q) => [q.id, q]));
+      expect(byId.get(A10G)?.microsPerHour).toBe(1_234_567);
+      expect(byId.get(H100)?.microsPerHour).toBe(55_123_457);
+      expect(byId.get(W2_A10G)?.microsPerHour).toBe(catalogPrice(W2_A10G));
+      // Spot prices still come from the spot price history.
+      expect(byId.get(A10G_SPOT)?.microsPerHour).toBe(catalogPrice(A10G_SPOT));
+      // The filters single out the Linux on-demand product (the fake's decoys are priced otherwise), in us-east-1.
+      const call = fake.calls('GetProducts').find((c) => c.params['Filter.instanceType'] === 'g5.xlarge');
+      expect(call).toMatchObject({
+        region: 'us-east-1',
+        status: 200,
+        params: {
+          ServiceCode: 'AmazonEC2',
+          'Filter.regionCode': 'us-east-1',
+          'Filter.operatingSystem': 'Linux',
+          'Filter.tenancy': 'Shared',
+          'Filter.preInstalledSw': 'NA',
+          'Filter.capacitystatus': 'Used',
+        },
+      });
+      expect(logs).toContainEqual({
+        fields: { vendor: 'aws', offerings: expect.arrayContaining([W2_A10G]) },
+        message: expect.stringMatching(/no price for these offerings; they keep the catalog price/),
+      });
+      const [instance] = await provider.provision({
+        offeringId: A10G,
+        count: 1,
+        idempotencyKey: 'list-price',
+      });
+      expect(instance?.microsPerHour).toBe(1_234_567);
+    });
+
+    it('reads the list prices once per priceRefreshMs, whatever the number of offerings calls', async () => {
+      const { provider, fake } = await pricedSetup({ priceRefreshMs: 3_600_000 });
+      await Promise.all([provider.offerings(), provider.offerings()]);
+      await provider.offerings();
+      // One call per on-demand offering of the configured regions, for all three offerings calls.
+      expect(fake.calls('GetProducts')).toHaveLength(
+        small.filter((o) => o.capacityType === 'on-demand' && REGIONS.includes(o.region)).length,
+      );
+    });
+
+    it('keeps the catalog price when the Price List Query API fails, without failing offerings, and reads again later', async () => {
+      const { fake, logs, price } = await pricedSetup({ priceRefreshMs: 200 });
+      fake.failNext('GetProducts', 'ThrottlingException', { times: 2, message: 'Rate exceeded' });
+      expect(await price(A10G)).toBe(catalogPrice(A10G));
+      expect(logs).toContainEqual({
+        fields: { vendor: 'aws', err: expect.anything() },
+        message: 'reading list prices failed; offerings keep the catalog prices',
+      });
+      await waitUntil(async () => (await price(A10G)) === 1_234_567);
+    });
+
+    it('publishes an on-demand price change after the prices are read again', async () => {
+      const { fake, events, price } = await pricedSetup({ priceRefreshMs: 500 });
+      expect(await price(A10G)).toBe(1_234_567);
+      fake.setOnDemandPrice('g5.xlarge', 'us-east-1', '0.999999');
+      const changes = () => events.filter((e) => e.kind === 'price-changed' && e.offeringId === A10G);
+      await waitUntil(async () => (await price(A10G)) === 999_999);
+      await waitUntil(() => changes().length > 0);
+      expect(changes()).toEqual([expect.objectContaining({ vendor: 'aws', microsPerHour: 999_999 })]);
+    });
+
+    it('reads no list prices when EC2 has another endpoint and the Price List Query API has none', async () => {
+      const { fake } = await pricedSetup();
+      const logs: string[] = [];
+      const provider = await createAwsProvider({
+        clock,
+        regions: REGIONS,
+        launch: { imageId: IMAGE },
+        credentials: CREDENTIALS,
+        endpoint: fake.url,
+        offerings: small,
+        log: { debug: (_fields, message) => logs.push(message) },
+      });
+      try {
+        const before = fake.calls('GetProducts').length;
+        expect((await provider.offerings()).find((q) => q.id === A10G)?.microsPerHour).toBe(
+          catalogPrice(A10G),
+        );
+        expect(fake.calls('GetProducts')).toHaveLength(before);
+        expect(logs).toContain('live list prices are off; offerings keep the catalog prices');
+      } finally {
+        await provider.close();
+      }
+    });
+  });
+
   it('launches with the configured image, subnets and tags, MinCount = MaxCount, and spot market options', async () => {
     const { provider, fake } = await setup(
       { subnets: { 'subnet-0aaaaaaaaaaaaaaa1': 'us-east-1a' } },
@@ -621,6 +745,10 @@ describe('AWS adapter', () => {
       await expect(createAwsProvider({ ...base, regions: ['mars-north-1'] })).rejects.toThrow(/aws.regions/);
       await expect(createAwsProvider({ ...base, launch: {} })).rejects.toThrow(/imageId/);
       await expect(createAwsProvider({ ...base, pageSize: 2 })).rejects.toThrow(/aws.pageSize/);
+      await expect(createAwsProvider({ ...base, pricingEndpoint: 'pricing' })).rejects.toThrow(
+        /aws.pricingEndpoint/,
+      );
+      await expect(createAwsProvider({ ...base, priceRefreshMs: 0 })).rejects.toThrow(/aws.priceRefreshMs/);
     });
 
     it('refused credentials: one ProviderUnavailableError naming the cause', async () => {
@@ -675,6 +803,7 @@ describe('AWS adapter', () => {
         GPUBROKER_AWS_SECURITY_GROUPS: 'sg-0bbbbbbbbbbbbbbb2,us-west-2=sg-0ccccccccccccccc3',
         GPUBROKER_AWS_BROKER_ID: 'fleet-1',
         GPUBROKER_AWS_POLL_MS: '10000',
+        GPUBROKER_AWS_PRICING_ENDPOINT: 'https://pricing.example.com',
       });
       expect(options).toEqual({
         regions: ['us-east-1', 'us-west-2'],
@@ -693,6 +822,7 @@ describe('AWS adapter', () => {
         },
         brokerId: 'fleet-1',
         pollIntervalMs: 10_000,
+        pricingEndpoint: 'https://pricing.example.com',
       });
     });
 

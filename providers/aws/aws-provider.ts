@@ -3,7 +3,8 @@
  *
  * - offerings: the catalog's AWS offerings in the configured regions, available in the zones where EC2 offers the
  *   instance type (DescribeInstanceTypeOfferings) and, for spot, has a spot price (DescribeSpotPriceHistory, which
- *   also gives the spot price), minus zones that recently answered InsufficientInstanceCapacity.
+ *   also gives the spot price), minus zones that recently answered InsufficientInstanceCapacity. On-demand prices
+ *   come from the Price List Query API (on-demand-prices.ts), read again every `priceRefreshMs`.
  * - provision: RunInstances with MinCount = MaxCount = count (all or nothing, one zone), the zones tried in turn;
  *   idempotent through the RunInstances ClientToken (derived from the key) and the `gpubroker:key` tag, which is
  *   looked up first so that a key used before returns its instances.
@@ -27,13 +28,16 @@ import {
   type RunInstancesCommandInput,
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
+import { PricingClient } from '@aws-sdk/client-pricing';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
-import { type Micros, micros, parseUsd, usdToMicros } from '../../lib/money.ts';
+import { type Micros, micros } from '../../lib/money.ts';
 import { startupScriptFor } from '../agent-bootstrap.ts';
 import { loadCatalog } from '../catalog/load-catalog.ts';
 import { type Offering, offeringId } from '../catalog/offering.ts';
 import { regionGroupOf } from '../catalog/region-groups.ts';
 import { EventHub } from '../event-hub.ts';
+import { ListPrices } from '../list-prices.ts';
+import { PriceChanges } from '../price-changes.ts';
 import type {
   EventsOptions,
   Instance,
@@ -51,6 +55,7 @@ import {
   ProviderUnavailableError,
   ThrottledError,
 } from '../provider-errors.ts';
+import { usdPriceMicros } from '../usd-price.ts';
 import { type ErrorContext, ec2ErrorCode, toProviderError, VENDOR } from './aws-errors.ts';
 import { type AwsProviderOptions, type ResolvedAwsOptions, resolveAwsOptions } from './aws-options.ts';
 import { backoffDelayMs } from './backoff.ts';
@@ -65,6 +70,7 @@ import {
   TAG_OFFERING,
 } from './ec2-instance.ts';
 import { InstanceTracker } from './instance-tracker.ts';
+import { PRICING_REGION, readOnDemandPrices } from './on-demand-prices.ts';
 
 /** The most instances one provision asks for (RunInstances' own limit depends on the account). */
 const MAX_COUNT = 1_000;
@@ -131,7 +137,10 @@ export class AwsProvider implements Provider {
   private readonly stockouts = new Map<string, number>();
   /** Keys this process provisioned with, and their parameters: catches reuse across regions too. */
   private readonly keys = new Map<string, string>();
-  private readonly quoted = new Map<string, Micros>();
+  private readonly priceChanges = new PriceChanges(VENDOR);
+  private readonly pricing: PricingClient | undefined;
+  /** On-demand list prices (spot prices are part of each region's market). */
+  private readonly listPrices: ListPrices;
   private readonly stopping = new AbortController();
   private pollTimer: TimerHandle | undefined;
   private polling: Promise<void> | undefined;
@@ -161,6 +170,31 @@ export class AwsProvider implements Provider {
           },
         }),
       );
+    const { pricing } = options;
+    if ('endpoint' in pricing)
+      this.pricing = new PricingClient({
+        region: PRICING_REGION,
+        ...(pricing.endpoint ? { endpoint: pricing.endpoint } : {}),
+        ...(options.credentials ? { credentials: options.credentials } : {}),
+        // A failed read is tried again at the next refresh; it never holds up offerings for long.
+        maxAttempts: 1,
+        requestHandler: {
+          requestTimeout: options.requestTimeoutMs,
+          connectionTimeout: Math.min(options.requestTimeoutMs, 5_000),
+          throwOnRequestTimeout: true,
+        },
+      });
+    const onDemand = options.offerings.filter((o) => o.capacityType === 'on-demand');
+    const client = this.pricing;
+    this.listPrices = new ListPrices({
+      vendor: VENDOR,
+      clock: this.clock,
+      offerings: onDemand,
+      read: client ? () => readOnDemandPrices(client, onDemand, this.stopping.signal) : undefined,
+      ...('off' in pricing ? { off: pricing.off } : {}),
+      refreshMs: options.priceRefreshMs,
+      log: options.log,
+    });
   }
 
   /**
@@ -203,7 +237,10 @@ export class AwsProvider implements Provider {
 
   async offerings(): Promise<OfferingQuote[]> {
     this.assertOpen();
-    const settled = await Promise.allSettled(this.options.regions.map((region) => this.fetchMarket(region)));
+    const [settled] = await Promise.all([
+      Promise.allSettled(this.options.regions.map((region) => this.fetchMarket(region))),
+      this.listPrices.refresh(),
+    ]);
     const failures: ProviderError[] = [];
     settled.forEach((result, index) => {
       if (result.status === 'rejected')
@@ -214,18 +251,7 @@ export class AwsProvider implements Provider {
     if (failures.length === this.options.regions.length && failures[0]) throw failures[0];
 
     const quotes = [...this.catalog.values()].map((o) => this.quote(o, this.markets.get(o.region)));
-    for (const q of quotes) {
-      const before = this.quoted.get(q.id);
-      this.quoted.set(q.id, q.microsPerHour);
-      if (before !== undefined && before !== q.microsPerHour)
-        this.hub.publish({
-          kind: 'price-changed',
-          atMs: this.clock.now(),
-          vendor: VENDOR,
-          offeringId: q.id,
-          microsPerHour: q.microsPerHour,
-        });
-    }
+    for (const event of this.priceChanges.note(quotes, this.clock.now())) this.hub.publish(event);
     return quotes;
   }
 
@@ -351,6 +377,7 @@ export class AwsProvider implements Provider {
     this.stopping.abort();
     await this.polling;
     for (const client of this.clients.values()) client.destroy();
+    this.pricing?.destroy();
     this.hub.close();
   }
 
@@ -507,7 +534,7 @@ export class AwsProvider implements Provider {
   }
 
   private launchPrice(offering: Offering, zone: string, market: RegionMarket | undefined): Micros {
-    if (offering.capacityType !== 'spot') return offering.microsPerHour;
+    if (offering.capacityType !== 'spot') return this.listPrices.priceOf(offering);
     return market?.spot.get(offering.instanceType)?.get(zone) ?? offering.microsPerHour;
   }
 
@@ -698,7 +725,7 @@ export class AwsProvider implements Provider {
         return { items: answer.SpotPriceHistory ?? [], next: answer.NextToken };
       });
       for (const row of rows) {
-        const price = row.SpotPrice ? priceMicros(row.SpotPrice) : undefined;
+        const price = row.SpotPrice ? usdPriceMicros(row.SpotPrice) : undefined;
         if (!row.InstanceType || !row.AvailabilityZone || price === undefined) continue;
         const atMs = row.Timestamp?.getTime() ?? 0;
         const perZone = latest.get(row.InstanceType) ?? new Map();
@@ -718,10 +745,10 @@ export class AwsProvider implements Provider {
   }
 
   private quote(o: Offering, market: RegionMarket | undefined): OfferingQuote {
-    if (!market) return { ...o, available: false, availableZones: [] };
+    let price = o.capacityType === 'spot' ? o.microsPerHour : this.listPrices.priceOf(o);
+    if (!market) return { ...o, microsPerHour: price, available: false, availableZones: [] };
     const now = this.clock.now();
     let zones = (market.zones.get(o.instanceType) ?? []).filter((z) => !this.stockedOut(o.id, z, now));
-    let price = o.microsPerHour;
     if (o.capacityType === 'spot') {
       const prices = market.spot.get(o.instanceType) ?? new Map<string, Micros>();
       zones = zones.filter((z) => prices.has(z));
@@ -844,16 +871,6 @@ function readOnlyError(error: unknown, region: string | undefined): ProviderErro
   const mapped = toProviderError(error, { region: region ?? 'all regions' });
   if (mapped instanceof ThrottledError || mapped instanceof ProviderUnavailableError) return mapped;
   return new ProviderUnavailableError(VENDOR, region, mapped.message, { cause: mapped });
-}
-
-/** EC2 spot prices are decimal strings (`0.424600`); exact when they have at most 6 decimals. */
-function priceMicros(text: string): Micros | undefined {
-  try {
-    return parseUsd(text);
-  } catch {
-    const usd = Number(text);
-    return Number.isFinite(usd) && usd >= 0 ? usdToMicros(usd) : undefined;
-  }
 }
 
 function chunks<T>(items: readonly T[], size: number): T[][] {

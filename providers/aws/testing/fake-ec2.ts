@@ -9,13 +9,16 @@
  * It models what the adapter depends on: instances with their life cycle (pending → running → shutting-down →
  * terminated) on a Clock, tags, client-token idempotency, capacity per instance type, zone and market
  * (InsufficientInstanceCapacity), vCPU quotas per region, spot prices and spot interruptions, paginated describe
- * calls, eventual consistency of DescribeInstances, and injected errors.
+ * calls, eventual consistency of DescribeInstances, and injected errors. The same server also answers the Price
+ * List Query API (GetProducts, JSON protocol, see fake-pricing.ts) for on-demand list prices, so that one endpoint
+ * serves both clients, as LocalStack's does.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Clock, RealClock, type TimerHandle } from '../../../lib/clock.ts';
 import { errorXml, successXml, type XmlObject } from './ec2-xml.ts';
+import { FakePricing, type OnDemandPrice, PricingError } from './fake-pricing.ts';
 import { QueryParams } from './query-params.ts';
 
 export type Market = 'on-demand' | 'spot';
@@ -70,6 +73,8 @@ export interface FakeEc2Options {
     readonly zone: string;
     readonly usd: string;
   }>;
+  /** Linux on-demand list prices the Price List Query API answers with; a type and region without one has none. */
+  readonly onDemandPrices?: readonly OnDemandPrice[];
   /** Subnets the fake knows, with their zone. */
   readonly subnets?: Readonly<Record<string, string>>;
   readonly bootDelayMs?: number;
@@ -174,6 +179,7 @@ export class FakeEc2 {
   private readonly instances: FakeInstance[] = [];
   private readonly tokens = new Map<string, { fingerprint: string; reservation: Reservation }>();
   private readonly injected = new Map<string, Injected[]>();
+  private readonly pricing: FakePricing;
   private server: Server | undefined;
 
   constructor(private readonly options: FakeEc2Options) {
@@ -182,6 +188,7 @@ export class FakeEc2 {
     this.capacityRules = [...(options.capacity ?? [])];
     this.notOffered = new Set((options.notOffered ?? []).map((o) => `${o.instanceType}@${o.zone}`));
     for (const p of options.spotPrices ?? []) this.setSpotPrice(p.instanceType, p.zone, p.usd);
+    this.pricing = new FakePricing(options.onDemandPrices ?? [], options.pageSize ?? 1_000);
   }
 
   /** Starts listening on 127.0.0.1; returns the endpoint URL to give the SDK. */
@@ -212,7 +219,10 @@ export class FakeEc2 {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  /** The next `times` calls of `action` (`*`: any action) fail with this EC2 error code. */
+  /**
+   * The next `times` calls of `action` (`*`: any EC2 action; Price List Query API operations such as `GetProducts`
+   * only by name) fail with this error code.
+   */
   failNext(
     action: string,
     code: string,
@@ -230,6 +240,11 @@ export class FakeEc2 {
 
   setCapacity(rule: CapacityRule): void {
     this.capacityRules.push(rule);
+  }
+
+  /** The Linux on-demand list price the Price List Query API gives from now on. */
+  setOnDemandPrice(instanceType: string, region: string, usd: string): void {
+    this.pricing.set(instanceType, region, usd);
   }
 
   setSpotPrice(instanceType: string, zone: string, usd: string): void {
@@ -295,6 +310,9 @@ export class FakeEc2 {
   private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
+    const target = request.headers['x-amz-target'];
+    if (typeof target === 'string' && target.startsWith('AWSPriceListService.'))
+      return this.handlePricing(request, response, target.slice('AWSPriceListService.'.length), chunks);
     const params = QueryParams.parse(Buffer.concat(chunks).toString('utf8'));
     const action = params.get('Action') ?? '';
     const region = /Credential=[^/]+\/\d{8}\/([^/]+)\/ec2\/aws4_request/.exec(
@@ -339,8 +357,68 @@ export class FakeEc2 {
     response.end(body);
   }
 
-  private takeInjected(action: string): Injected | undefined {
-    for (const key of [action, '*']) {
+  /**
+   * A Price List Query API request (JSON 1.1 protocol): signed for service `pricing` in us-east-1, where the API
+   * lives; errors are `{ "__type", "message" }` with the code in `x-amzn-ErrorType` too.
+   */
+  private handlePricing(
+    request: IncomingMessage,
+    response: ServerResponse,
+    operation: string,
+    chunks: readonly Buffer[],
+  ): void {
+    const requestId = randomUUID();
+    const scope = /Credential=([^/]+)\/\d{8}\/([^/]+)\/([^/]+)\/aws4_request/.exec(
+      request.headers.authorization ?? '',
+    );
+    let status = 200;
+    let errorCode: string | undefined;
+    let body: unknown;
+    let parsed: unknown;
+    try {
+      if (request.method !== 'POST') throw new PricingError('UnknownOperationException', 'POST only');
+      if (scope?.[1] !== this.accessKeyId)
+        throw new PricingError(
+          'UnrecognizedClientException',
+          'The security token included in the request is invalid.',
+        );
+      if (scope[3] !== 'pricing' || scope[2] !== 'us-east-1')
+        throw new PricingError(
+          'InvalidSignatureException',
+          `Credential should be scoped to us-east-1/pricing, not ${scope[2]}/${scope[3]}`,
+        );
+      try {
+        parsed = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+      } catch {
+        throw new PricingError('SerializationException', 'Malformed JSON');
+      }
+      const injected = this.takeInjected(operation, false);
+      if (injected) throw new PricingError(injected.code, injected.message, injected.status ?? 400);
+      body = this.pricing.answer(operation, parsed);
+    } catch (error) {
+      if (!(error instanceof PricingError)) throw error;
+      status = error.status;
+      errorCode = error.code;
+      body = { __type: error.code, message: error.message };
+    }
+    this.requests.push({
+      action: operation,
+      region: scope?.[2] ?? '',
+      params: pricingParams(parsed),
+      atMs: this.clock.now(),
+      status,
+      ...(errorCode ? { errorCode } : {}),
+    });
+    response.writeHead(status, {
+      'content-type': 'application/x-amz-json-1.1',
+      'x-amzn-requestid': requestId,
+      ...(errorCode ? { 'x-amzn-errortype': errorCode } : {}),
+    });
+    response.end(JSON.stringify(body));
+  }
+
+  private takeInjected(action: string, anyAction = true): Injected | undefined {
+    for (const key of anyAction ? [action, '*'] : [action]) {
       const queue = this.injected.get(key);
       const next = queue?.[0];
       if (!queue || !next) continue;
@@ -978,4 +1056,18 @@ function checkUserData(text: string): void {
     throw new Ec2Error('InvalidParameterValue', 'Invalid BASE64 encoding of user data.');
   if (Buffer.from(text, 'base64').length > 16_384)
     throw new Ec2Error('InvalidParameterValue', 'User data is limited to 16384 bytes');
+}
+
+/** A GetProducts body as flat parameters for RecordedRequest: `ServiceCode`, `NextToken`, `Filter.<Field>`. */
+function pricingParams(body: unknown): Record<string, string> {
+  const request = (body ?? {}) as {
+    ServiceCode?: string;
+    NextToken?: string;
+    Filters?: { Field?: string; Value?: string }[];
+  };
+  return {
+    ...(request.ServiceCode ? { ServiceCode: request.ServiceCode } : {}),
+    ...(request.NextToken ? { NextToken: request.NextToken } : {}),
+    ...Object.fromEntries((request.Filters ?? []).map((f) => [`Filter.${f.Field}`, String(f.Value)])),
+  };
 }
