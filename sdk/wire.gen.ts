@@ -50,6 +50,20 @@ export interface paths {
     /** The latest plans, newest first (operator) */
     get: operations['listPlans'];
   };
+  '/v1/plans/what-if': {
+    /**
+     * The plan a policy change would lead to, and its difference from the latest plan (operator)
+     * @description Merges the partial policy onto the policy in force, validates it as PUT /v1/policy does, and plans from the current fleet and forecast (or the demand given) exactly as the next tick would plan its first round. Nothing is launched, terminated or stored.
+     */
+    post: operations['planWhatIf'];
+  };
+  '/v1/plans/buffer-curve': {
+    /**
+     * A GPU type's warm buffer from 0 to max GPUs: cost per hour and expected wait (operator)
+     * @description Each point is a what-if: the policy in force with the type’s buffer set to that many GPUs (per region group, fraction 0), planned from the current fleet and forecast. The wait is an M/G/∞ estimate: requests for one GPU arrive as a Poisson process, so the GPUs busy are Poisson with mean the forecast load (forecast GPUs of the type in the first period, an upper estimate of the mean); a request that finds every GPU the plan holds busy waits one boot (the policy’s provisioningMinutes). Expected wait = P(Poisson(load) ≥ held GPUs) × boot. Assumed: boots never stock out or queue, and any held GPU of the type fits a request (region groups and gangs are not told apart).
+     */
+    get: operations['bufferCurve'];
+  };
   '/v1/plans/latest': {
     /** The latest plan with its inputs, result and explanation (operator) */
     get: operations['latestPlan'];
@@ -290,59 +304,127 @@ export interface components {
       provision: number;
       terminate: number;
     };
-    Plan: components['schemas']['PlanSummary'] & {
-      objective: {
-        objective: number;
-        bound: number;
-        gap: number;
-        cost: {
-          [key: string]: number;
-        };
+    WhatIf: {
+      plan: components['schemas']['Plan'];
+      /** @description The policy it was planned under */
+      policy: {
+        [key: string]: unknown;
       };
-      inputs: {
-        demand: {
+      against: components['schemas']['PlanSummary'] & (Record<string, never> | null);
+      diff: {
+        usdPerHour: {
+          from: number;
+          to: number;
+          change: number;
+        };
+        unmetGpus: {
+          from: number;
+          to: number;
+          change: number;
+        };
+        /** @description Pools whose instance count changes, from the latest plan to this one */
+        pools: {
+          offeringId: string;
+          vendor: string;
+          region: string;
+          regionGroup: string;
+          instanceType: string;
+          gpu: string;
+          gpusPerInstance: number;
+          capacityType: string;
+          from: number;
+          to: number;
+          change: number;
+        }[];
+      };
+    };
+    /** @description The plan the loop would make now (id `what-if`, never stored); null: nothing to plan */
+    Plan: components['schemas']['PlanSummary'] &
+      ({
+        objective: {
+          objective: number;
+          bound: number;
+          gap: number;
+          cost: {
+            [key: string]: number;
+          };
+        };
+        inputs: {
+          demand: {
+            gpu: string;
+            regionGroup: string;
+            gangSize: number;
+            gpus: number[];
+          }[];
+          fleet: {
+            offeringId: string;
+            count: number;
+          }[];
+          unavailable: string[];
+          offerings: number;
+        };
+        pools: {
+          offeringId: string;
+          vendor: string;
+          region: string;
+          regionGroup: string;
+          instanceType: string;
+          gpu: string;
+          gpusPerInstance: number;
+          capacityType: string;
+          count: number;
+          usdPerHour: number;
+        }[];
+        actions: {
+          offeringId: string;
+          provision: number;
+          terminate: number;
+        }[];
+        unmet: {
           gpu: string;
           regionGroup: string;
           gangSize: number;
           gpus: number[];
         }[];
-        fleet: {
-          offeringId: string;
-          count: number;
+        stockOuts: string[];
+        explanation: {
+          constraint: string;
+          kind: string;
+          marginalUsdPerHour: number;
+          bindingAtPlan: boolean;
+          text: string;
         }[];
-        unavailable: string[];
-        offerings: number;
+      } | null);
+    WhatIfRequest: {
+      /**
+       * @description A partial policy, merged onto the policy in force (objects key by key; any other value replaces) and validated as PUT /v1/policy validates
+       * @default {}
+       */
+      policy?: {
+        [key: string]: unknown;
       };
-      pools: {
-        offeringId: string;
-        vendor: string;
-        region: string;
-        regionGroup: string;
-        instanceType: string;
+      /** @description Demand instead of the forecast: GPUs per (GPU type, region group, gang size), one number for every planning period or one per period */
+      demand?: {
         gpu: string;
-        gpusPerInstance: number;
-        capacityType: string;
-        count: number;
+        regionGroup: string;
+        /** @default 1 */
+        gangSize?: number;
+        gpus: number | number[];
+      }[];
+    };
+    BufferCurve: {
+      gpu: string;
+      /** @description Forecast GPUs of the type in the first period */
+      loadGpus: number;
+      /** @description A request's wait when no held GPU is free */
+      bootMs: number;
+      points: {
+        bufferGpus: number;
         usdPerHour: number;
-      }[];
-      actions: {
-        offeringId: string;
-        provision: number;
-        terminate: number;
-      }[];
-      unmet: {
-        gpu: string;
-        regionGroup: string;
-        gangSize: number;
-        gpus: number[];
-      }[];
-      stockOuts: string[];
-      explanation: {
-        constraint: string;
-        kind: string;
-        marginalUsdPerHour: number;
-        bindingAtPlan: boolean;
-        text: string;
+        heldGpus: number;
+        waitProbability: number;
+        expectedWaitMs: number;
+        status: string;
       }[];
     };
     AuditEvent: {
@@ -1015,6 +1097,106 @@ export interface operations {
           'application/json': {
             plans: components['schemas']['PlanSummary'][];
           };
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  /**
+   * The plan a policy change would lead to, and its difference from the latest plan (operator)
+   * @description Merges the partial policy onto the policy in force, validates it as PUT /v1/policy does, and plans from the current fleet and forecast (or the demand given) exactly as the next tick would plan its first round. Nothing is launched, terminated or stored.
+   */
+  planWhatIf: {
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['WhatIfRequest'];
+      };
+    };
+    responses: {
+      /** @description The plan it would make, and the difference */
+      200: {
+        content: {
+          'application/json': components['schemas']['WhatIf'];
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  /**
+   * A GPU type's warm buffer from 0 to max GPUs: cost per hour and expected wait (operator)
+   * @description Each point is a what-if: the policy in force with the type’s buffer set to that many GPUs (per region group, fraction 0), planned from the current fleet and forecast. The wait is an M/G/∞ estimate: requests for one GPU arrive as a Poisson process, so the GPUs busy are Poisson with mean the forecast load (forecast GPUs of the type in the first period, an upper estimate of the mean); a request that finds every GPU the plan holds busy waits one boot (the policy’s provisioningMinutes). Expected wait = P(Poisson(load) ≥ held GPUs) × boot. Assumed: boots never stock out or queue, and any held GPU of the type fits a request (region groups and gangs are not told apart).
+   */
+  bufferCurve: {
+    parameters: {
+      query: {
+        gpu: string;
+        /** @description Largest buffer, GPUs */
+        max?: number | null;
+      };
+    };
+    responses: {
+      /** @description The curve */
+      200: {
+        content: {
+          'application/json': components['schemas']['BufferCurve'];
         };
       };
       /** @description Invalid request */

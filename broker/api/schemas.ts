@@ -387,6 +387,83 @@ export const planDetailSchema = planSummarySchema
   })
   .openapi('Plan');
 
+/** A policy change to try (`POST /v1/plans/what-if`): nothing is launched, terminated or stored. */
+export const whatIfRequestSchema = z
+  .object({
+    policy: z.record(z.string(), z.unknown()).default({}).openapi({
+      description:
+        'A partial policy, merged onto the policy in force (objects key by key; any other value replaces) and validated as PUT /v1/policy validates',
+    }),
+    demand: z
+      .array(
+        z
+          .object({
+            gpu: z.string().min(1).max(32),
+            regionGroup: z.string().min(1).max(64),
+            gangSize: z.number().int().min(1).max(64).default(1),
+            gpus: z.union([
+              z.number().int().min(0).max(1_000_000),
+              z.array(z.number().int().min(0).max(1_000_000)).min(1).max(48),
+            ]),
+          })
+          .strict(),
+      )
+      .max(1_000)
+      .optional()
+      .openapi({
+        description:
+          'Demand instead of the forecast: GPUs per (GPU type, region group, gang size), one number for every planning period or one per period',
+      }),
+  })
+  .strict()
+  .openapi('WhatIfRequest');
+
+const changeSchema = z.object({ from: z.number(), to: z.number(), change: z.number() });
+
+/** The plan a policy change would lead to, and how it differs from the latest plan. */
+export const whatIfSchema = z
+  .object({
+    plan: planDetailSchema.nullable().openapi({
+      description: 'The plan the loop would make now (id `what-if`, never stored); null: nothing to plan',
+    }),
+    policy: z.record(z.string(), z.unknown()).openapi({ description: 'The policy it was planned under' }),
+    against: planSummarySchema.nullable().openapi({ description: 'The latest plan; null: none yet' }),
+    diff: z.object({
+      usdPerHour: changeSchema,
+      unmetGpus: changeSchema,
+      pools: z
+        .array(planPoolSchema.omit({ count: true, usdPerHour: true }).extend(changeSchema.shape))
+        .openapi({ description: 'Pools whose instance count changes, from the latest plan to this one' }),
+    }),
+  })
+  .openapi('WhatIf');
+
+export const bufferCurveQuerySchema = z
+  .object({
+    gpu: z.string().min(1).max(32).openapi({ example: 'H100' }),
+    max: z.coerce.number().int().min(0).max(64).default(16).openapi({ description: 'Largest buffer, GPUs' }),
+  })
+  .strict();
+
+/** Cost and expected wait of a GPU type's warm buffer from 0 to `max` GPUs (`GET /v1/plans/buffer-curve`). */
+export const bufferCurveSchema = z
+  .object({
+    gpu: z.string(),
+    loadGpus: z.number().openapi({ description: 'Forecast GPUs of the type in the first period' }),
+    bootMs: z.number().int().openapi({ description: "A request's wait when no held GPU is free" }),
+    points: z.array(
+      z.object({
+        bufferGpus: z.number().int(),
+        usdPerHour: z.number(),
+        heldGpus: z.number().int(),
+        waitProbability: z.number(),
+        expectedWaitMs: z.number().int(),
+        status: z.string(),
+      }),
+    ),
+  })
+  .openapi('BufferCurve');
+
 /** A token creation or tenant-limit change: who, when, what (`GET /v1/audit`). */
 export const auditEventSchema = z
   .object({
