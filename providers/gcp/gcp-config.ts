@@ -7,7 +7,9 @@ import type { Clock } from '../../lib/clock.ts';
 import { ValidationError } from '../../lib/errors.ts';
 import { BUNDLED_CATALOG_PATH, loadCatalog } from '../catalog/load-catalog.ts';
 import type { Offering } from '../catalog/offering.ts';
+import { DEFAULT_PRICE_REFRESH_MS, type PriceLog } from '../list-prices.ts';
 import { type BackoffPolicy, DEFAULT_BACKOFF } from './backoff.ts';
+import type { BillingClientOptions } from './billing-catalog.ts';
 import type { ComputeClientOptions } from './gce-api.ts';
 import { VENDOR } from './gce-api.ts';
 import type { InstanceSettings } from './machine-spec.ts';
@@ -30,7 +32,16 @@ export interface GcpProviderOptions {
   /** An auth client to use as is (google-auth-library), e.g. one holding a fixed access token in tests. */
   readonly authClient?: ComputeClientOptions['authClient'];
   /** Another Compute Engine endpoint (tests: the fake on 127.0.0.1). */
-  readonly endpoint?: { readonly host: string; readonly port: number; readonly protocol?: 'http' | 'https' };
+  readonly endpoint?: Endpoint;
+  /**
+   * Another Cloud Billing Catalog API endpoint (default Google's). Without it, an `endpoint` override turns live
+   * prices off (catalog prices): the billing catalog is not behind a test's or a private Compute endpoint.
+   */
+  readonly billingEndpoint?: Endpoint;
+  /** How long prices from the billing catalog are used before they are read again (default 1 hour). */
+  readonly priceRefreshMs?: number;
+  /** Told at debug level where prices came from when not from the billing catalog (failures, missing SKUs). */
+  readonly log?: PriceLog;
 
   /** Boot disk, network and service account of the VMs. */
   readonly instance?: Partial<InstanceSettings>;
@@ -55,6 +66,12 @@ export interface GcpProviderOptions {
   readonly seed?: number;
 }
 
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+  readonly protocol?: 'http' | 'https';
+}
+
 export interface GcpConfig {
   readonly clock: Clock;
   readonly project: string | undefined;
@@ -63,6 +80,11 @@ export interface GcpConfig {
   /** Every GCP offering of the catalog, to recognise VMs of regions no longer sold. */
   readonly catalog: ReadonlyMap<string, Offering>;
   readonly client: ComputeClientOptions;
+  /** The billing catalog client's options; undefined when live prices are off (`pricesOff` says why). */
+  readonly billing: BillingClientOptions | undefined;
+  readonly pricesOff: string | undefined;
+  readonly priceRefreshMs: number;
+  readonly log: PriceLog | undefined;
   readonly instance: InstanceSettings;
   readonly namePrefix: string;
   readonly pollIntervalMs: number;
@@ -90,11 +112,31 @@ export function gcpOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Omit<Gc
   const project = env.GPUBROKER_GCP_PROJECT;
   const owner = env.GPUBROKER_GCP_OWNER;
   const image = env.GPUBROKER_GCP_IMAGE;
+  const billing = env.GPUBROKER_GCP_BILLING_ENDPOINT;
   return {
     ...(project ? { project } : {}),
     ...(regions?.length ? { regions } : {}),
     ...(owner ? { owner } : {}),
     ...(image ? { instance: { bootImage: image } } : {}),
+    ...(billing ? { billingEndpoint: endpointOf('GPUBROKER_GCP_BILLING_ENDPOINT', billing) } : {}),
+  };
+}
+
+/** `https://host[:port]` as the SDK's endpoint options. */
+function endpointOf(name: string, url: string): Endpoint {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ValidationError(name, `"${url}" is not a URL`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+    throw new ValidationError(name, `"${url}" is not an http(s) URL`);
+  const protocol = parsed.protocol === 'http:' ? 'http' : 'https';
+  return {
+    host: parsed.hostname,
+    port: parsed.port ? Number(parsed.port) : protocol === 'http' ? 80 : 443,
+    protocol,
   };
 }
 
@@ -130,16 +172,19 @@ export function resolveConfig(options: GcpProviderOptions, env: NodeJS.ProcessEn
     throw new ValidationError('gcp.project', `"${project}" is not a GCP project id`);
 
   const endpoint = options.endpoint;
-  const client: ComputeClientOptions = {
+  const auth: ComputeClientOptions = {
     fallback: true,
     ...(project ? { projectId: project } : {}),
-    ...(endpoint
-      ? { apiEndpoint: endpoint.host, port: endpoint.port, protocol: endpoint.protocol ?? 'https' }
-      : {}),
     ...(options.authClient ? { authClient: options.authClient } : {}),
     ...(options.keyFilename ? { keyFilename: options.keyFilename } : {}),
     ...(options.credentials ? { credentials: { ...options.credentials } } : {}),
   };
+  const client: ComputeClientOptions = { ...auth, ...endpointOptions(endpoint) };
+  const billingEndpoint = options.billingEndpoint;
+  const pricesOff =
+    endpoint && !billingEndpoint
+      ? `Compute Engine's endpoint is ${endpoint.host}:${endpoint.port} and no billingEndpoint is set`
+      : undefined;
   const backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
   return {
     clock: options.clock,
@@ -148,6 +193,10 @@ export function resolveConfig(options: GcpProviderOptions, env: NodeJS.ProcessEn
     offerings,
     catalog: new Map(all.map((o) => [o.id, o])),
     client,
+    billing: pricesOff ? undefined : { ...auth, ...endpointOptions(billingEndpoint) },
+    pricesOff,
+    priceRefreshMs: positive('priceRefreshMs', options.priceRefreshMs, DEFAULT_PRICE_REFRESH_MS),
+    log: options.log,
     instance: { ...DEFAULT_INSTANCE, ...options.instance },
     namePrefix,
     pollIntervalMs: positive('pollIntervalMs', options.pollIntervalMs, 5_000),
@@ -163,4 +212,10 @@ export function resolveConfig(options: GcpProviderOptions, env: NodeJS.ProcessEn
     },
     seed: options.seed ?? `gcp|${owner}`,
   };
+}
+
+function endpointOptions(endpoint: Endpoint | undefined): ComputeClientOptions {
+  return endpoint
+    ? { apiEndpoint: endpoint.host, port: endpoint.port, protocol: endpoint.protocol ?? 'https' }
+    : {};
 }

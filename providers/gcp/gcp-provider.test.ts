@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RealClock } from '../../lib/clock.ts';
 import { ValidationError } from '../../lib/errors.ts';
 import { type AgentBootstrap, agentStartupScript } from '../agent-bootstrap.ts';
+import { loadCatalog } from '../catalog/load-catalog.ts';
 import { type ContractHarness, describeProviderContract } from '../provider.contract.ts';
 import type { ProviderEvent } from '../provider.ts';
 import {
@@ -22,6 +23,7 @@ import {
 } from './gcp-provider.ts';
 import { labelKey, labelValue } from './labels.ts';
 import { requestIdFor } from './request-ids.ts';
+import type { FakeSku } from './testing/fake-billing-catalog.ts';
 import { FakeCompute, type FakeComputeOptions } from './testing/fake-compute.ts';
 
 const L4 = 'gcp/us-central1/g2-standard-4/on-demand';
@@ -29,6 +31,36 @@ const L4_SPOT = 'gcp/us-central1/g2-standard-4/spot';
 const T4 = 'gcp/us-central1/n1-standard-4+1xT4/on-demand';
 const OWNER = 'fleet-test';
 const clock = new RealClock();
+
+const AMERICAS = ['us-central1', 'us-east1', 'us-west1'];
+const hourly = (
+  description: string,
+  resourceGroup: string,
+  usageType: FakeSku['usageType'],
+  usd: string,
+  unit: FakeSku['unit'] = 'h',
+): FakeSku => ({ description, resourceGroup, usageType, regions: AMERICAS, usd, unit });
+/** Compute Engine SKUs for G2 + L4 (on-demand and spot) and N1 + T4 (on-demand), with SKUs that must not count. */
+const SKUS: readonly FakeSku[] = [
+  hourly('G2 Instance Core running in Americas', 'CPU', 'OnDemand', '0.024988'),
+  hourly('G2 Instance Ram running in Americas', 'RAM', 'OnDemand', '0.002927', 'GiBy.h'),
+  hourly('Nvidia L4 GPU running in Americas', 'GPU', 'OnDemand', '0.56004'),
+  hourly('Spot Preemptible G2 Instance Core running in Americas', 'CPU', 'Preemptible', '0.009995'),
+  hourly('Spot Preemptible G2 Instance Ram running in Americas', 'RAM', 'Preemptible', '0.001171', 'GiBy.h'),
+  hourly('Nvidia L4 GPU attached to Spot Preemptible VMs running in Americas', 'GPU', 'Preemptible', '0.224'),
+  hourly('N1 Predefined Instance Core running in Americas', 'N1Standard', 'OnDemand', '0.031611'),
+  hourly('N1 Predefined Instance Ram running in Americas', 'N1Standard', 'OnDemand', '0.004237', 'GiBy.h'),
+  hourly('Nvidia Tesla T4 GPU running in Americas', 'GPU', 'OnDemand', '0.35'),
+  hourly('Commitment v1: G2 Cpu in Americas for 1 Year', 'CPU', 'Commit1Yr', '0.015743'),
+  hourly('DWS Defined Duration Nvidia L4 GPU running in Americas', 'GPU', 'OnDemand', '0.41'),
+  { ...hourly('Nvidia L4 GPU running in EMEA', 'GPU', 'OnDemand', '0.61'), regions: ['europe-west4'] },
+];
+/** What the SKUs above make of the offerings (vCPUs × core + GiB × RAM + GPUs × GPU, in micro-USD). */
+const SKU_PRICES = {
+  [L4]: 706_824, // 4 × 0.024988 + 16 × 0.002927 + 0.56004
+  [L4_SPOT]: 282_716, // 4 × 0.009995 + 16 × 0.001171 + 0.224
+  [T4]: 539_999, // 4 × 0.031611 + 15 × 0.004237 + 0.35
+};
 
 /** Every socket this file opens, with where it went: nothing may leave 127.0.0.1 (no token or metadata server). */
 const destinations: string[] = [];
@@ -669,6 +701,101 @@ describe('GCP adapter on the fake Compute Engine', () => {
     await fake.close();
   });
 
+  describe('prices from the Cloud Billing Catalog API', () => {
+    const catalog = loadCatalog();
+    const catalogPrice = (id: string) => catalog.find((o) => o.id === id)?.microsPerHour;
+
+    async function priced(options: Partial<GcpProviderOptions> = {}) {
+      const fake = await startFake({ skus: SKUS });
+      const logs: { fields: Record<string, unknown>; message: string }[] = [];
+      const provider = await connect(fake, {
+        billingEndpoint: fake.endpoint,
+        log: { debug: (fields, message) => logs.push({ fields, message }) },
+        ...options,
+      });
+      const recorder = record(provider);
+      const price = async (id: string) =>
+        (await provider.offerings()).find((q) => q.id === id)?.microsPerHour;
+      const dispose = async () => {
+        recorder.stop();
+        await provider.close();
+        await fake.close();
+      };
+      return { fake, provider, logs, events: recorder.events, price, dispose };
+    }
+
+    it('prices offerings from the SKUs of their cores, memory and GPUs, following every page', async () => {
+      const { fake, provider, logs, dispose } = await priced();
+      try {
+        const byId = new Map((await provider.offerings()).map((q) => [q.id, q.microsPerHour]));
+        expect(byId.get(L4)).toBe(SKU_PRICES[L4]);
+        expect(byId.get(L4_SPOT)).toBe(SKU_PRICES[L4_SPOT]);
+        expect(byId.get(T4)).toBe(SKU_PRICES[T4]);
+        // No spot SKUs for N1 or T4, no A2 SKUs at all: the catalog's prices, and the debug log says which.
+        const T4_SPOT = 'gcp/us-central1/n1-standard-4+1xT4/spot';
+        const A100 = 'gcp/us-central1/a2-highgpu-1g/on-demand';
+        expect(byId.get(T4_SPOT)).toBe(catalogPrice(T4_SPOT));
+        expect(byId.get(A100)).toBe(catalogPrice(A100));
+        expect(logs).toContainEqual({
+          fields: { vendor: 'gcp', offerings: expect.arrayContaining([T4_SPOT, A100]) },
+          message: expect.stringMatching(/no price for these offerings/),
+        });
+        // 12 SKUs, 5 a page: three pages, each asked for with the token of the one before, in USD.
+        const pages = fake.calls('services.skus.list');
+        expect(pages.map((r) => r.query.pageToken ?? '')).toEqual(['', '5', '10']);
+        expect(pages.every((r) => r.authorized && r.query.currencyCode === 'USD')).toBe(true);
+        expect(pages[0]?.path).toBe('/v1/services/6F81-5844-456A/skus');
+        const [vm] = await provider.provision({ offeringId: L4, count: 1, idempotencyKey: 'priced' });
+        expect(vm?.microsPerHour).toBe(SKU_PRICES[L4]);
+      } finally {
+        await dispose();
+      }
+    });
+
+    it('keeps the catalog prices when the billing catalog fails, without failing offerings, and reads again later', async () => {
+      const { fake, logs, price, dispose } = await priced({ priceRefreshMs: 200 });
+      try {
+        fake.inject('services.skus.list', { http: 503, reason: 'backendError', message: 'try later' }, 1);
+        expect(await price(L4)).toBe(catalogPrice(L4));
+        expect(logs).toContainEqual({
+          fields: { vendor: 'gcp', err: expect.anything() },
+          message: 'reading list prices failed; offerings keep the catalog prices',
+        });
+        await waitFor(async () => (await price(L4)) === SKU_PRICES[L4]);
+      } finally {
+        await dispose();
+      }
+    });
+
+    it('publishes a price change after the SKUs are read again', async () => {
+      const { fake, events, price, dispose } = await priced({ priceRefreshMs: 300 });
+      try {
+        expect(await price(L4)).toBe(SKU_PRICES[L4]);
+        fake.putSku(hourly('Nvidia L4 GPU running in Americas', 'GPU', 'OnDemand', '0.5'));
+        await waitFor(async () => (await price(L4)) === SKU_PRICES[L4] - 60_040);
+        const changes = () => events.filter((e) => e.kind === 'price-changed' && e.offeringId === L4);
+        await waitFor(() => changes().length > 0);
+        expect(changes()).toEqual([expect.objectContaining({ vendor: 'gcp', microsPerHour: 646_784 })]);
+      } finally {
+        await dispose();
+      }
+    });
+
+    it('reads no prices when Compute Engine has another endpoint and the billing catalog has none', async () => {
+      const fake = await startFake({ skus: SKUS });
+      const logs: string[] = [];
+      const provider = await connect(fake, { log: { debug: (_fields, message) => logs.push(message) } });
+      try {
+        await provider.offerings();
+        expect(fake.calls('services.skus.list')).toHaveLength(0);
+        expect(logs).toContain('live list prices are off; offerings keep the catalog prices');
+      } finally {
+        await provider.close();
+        await fake.close();
+      }
+    });
+  });
+
   it('reads its settings from the environment', () => {
     expect(
       gcpOptionsFromEnv({
@@ -678,6 +805,12 @@ describe('GCP adapter on the fake Compute Engine', () => {
       }),
     ).toEqual({ project: 'my-project', regions: ['us-central1', 'europe-west4'], owner: 'fleet-prod' });
     expect(gcpOptionsFromEnv({})).toEqual({});
+    expect(gcpOptionsFromEnv({ GPUBROKER_GCP_BILLING_ENDPOINT: 'http://127.0.0.1:8123' })).toEqual({
+      billingEndpoint: { host: '127.0.0.1', port: 8123, protocol: 'http' },
+    });
+    expect(() => gcpOptionsFromEnv({ GPUBROKER_GCP_BILLING_ENDPOINT: 'billing' })).toThrow(
+      /GPUBROKER_GCP_BILLING_ENDPOINT/,
+    );
   });
 
   it('sanitises tags into valid label keys and values', () => {

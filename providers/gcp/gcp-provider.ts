@@ -9,6 +9,8 @@
  * - list: `instances.aggregatedList` filtered by label, every page.
  * - events: the inventory is polled on the Clock; spot preemptions are read from `compute.instances.preempted`
  *   zone operations.
+ * - prices: from the Cloud Billing Catalog API's Compute Engine SKUs (billing-catalog.ts, sku-pricing.ts), read
+ *   again every `priceRefreshMs`, the catalog's where the SKUs do not price an offering; changes are published.
  */
 import type { protos } from '@google-cloud/compute';
 import type { TimerHandle } from '../../lib/clock.ts';
@@ -16,6 +18,8 @@ import { Random } from '../../lib/random.ts';
 import { startupScriptFor } from '../agent-bootstrap.ts';
 import type { Offering } from '../catalog/offering.ts';
 import { EventHub } from '../event-hub.ts';
+import { ListPrices } from '../list-prices.ts';
+import { PriceChanges } from '../price-changes.ts';
 import type {
   EventsOptions,
   Instance,
@@ -34,6 +38,7 @@ import {
   ProviderUnavailableError,
   QuotaExceededError,
 } from '../provider-errors.ts';
+import { BillingCatalog } from './billing-catalog.ts';
 import { GceApi, GceCallError, VENDOR } from './gce-api.ts';
 import { faultFromOperation, type GceFault } from './gce-fault.ts';
 import { type GcpConfig, type GcpProviderOptions, resolveConfig } from './gcp-config.ts';
@@ -52,6 +57,7 @@ import {
 } from './labels.ts';
 import { instancePropertiesFor, quotaMetricOf } from './machine-spec.ts';
 import { fingerprintOf, instanceNamesFor, requestIdFor } from './request-ids.ts';
+import { pricesFromSkus } from './sku-pricing.ts';
 import { ZoneDirectory } from './zone-directory.ts';
 
 export { type GcpProviderOptions, gcpOptionsFromEnv } from './gcp-config.ts';
@@ -136,6 +142,9 @@ export class GcpProvider implements Provider {
   private readonly hub = new EventHub<ProviderEvent>();
   private readonly tracker: InventoryTracker;
   private readonly offeringsById: ReadonlyMap<string, Offering>;
+  private readonly billing: BillingCatalog | undefined;
+  private readonly listPrices: ListPrices;
+  private readonly priceChanges = new PriceChanges(VENDOR);
   /** Provision calls answered by this process, by idempotency key. */
   private readonly launches = new Map<string, Launch>();
   /** Stopped VMs already asked to go away. */
@@ -160,6 +169,19 @@ export class GcpProvider implements Provider {
     this.zones = new ZoneDirectory(this.api, config.clock, config.zoneCacheMs);
     this.tracker = new InventoryTracker(config.clock, this.hub, VENDOR, config.terminatedRetentionMs);
     this.offeringsById = new Map(config.offerings.map((o) => [o.id, o]));
+    const billing = config.billing
+      ? new BillingCatalog(config.billing, config.clock, config.backoff, new Random(`${config.seed}|billing`))
+      : undefined;
+    this.billing = billing;
+    this.listPrices = new ListPrices({
+      vendor: VENDOR,
+      clock: config.clock,
+      offerings: config.offerings,
+      read: billing ? async () => pricesFromSkus(await billing.computeSkus(), config.offerings) : undefined,
+      ...(config.pricesOff ? { off: config.pricesOff } : {}),
+      refreshMs: config.priceRefreshMs,
+      log: config.log,
+    });
   }
 
   /** The credentials check, run once at start: a token, then one read call that needs it and the project. */
@@ -192,6 +214,7 @@ export class GcpProvider implements Provider {
 
   async offerings(): Promise<OfferingQuote[]> {
     this.assertOpen();
+    const prices = this.listPrices.refresh();
     const quotes: OfferingQuote[] = [];
     for (const offering of this.config.offerings) {
       let availableZones: string[];
@@ -202,7 +225,10 @@ export class GcpProvider implements Provider {
       }
       quotes.push({ ...offering, available: availableZones.length > 0, availableZones });
     }
-    return quotes;
+    await prices;
+    const priced = quotes.map((q) => ({ ...q, microsPerHour: this.listPrices.priceOf(q) }));
+    for (const event of this.priceChanges.note(priced, this.config.clock.now())) this.hub.publish(event);
+    return priced;
   }
 
   /**
@@ -350,7 +376,7 @@ export class GcpProvider implements Provider {
     this.closed = true;
     this.pollTimer?.cancel();
     this.hub.close();
-    await this.api.close();
+    await Promise.all([this.api.close(), this.billing?.close()]);
   }
 
   // ---- provisioning -------------------------------------------------------------------------------------------
@@ -438,12 +464,14 @@ export class GcpProvider implements Provider {
       request.idempotencyKey,
       request.count,
     );
+    // The price at launch: what the instance is billed at, also after a restart (it is read back from the record).
+    const microsPerHour = this.listPrices.priceOf(offering);
     const record = encodeLaunchRecord({
       tags,
       offeringId: offering.id,
       idempotencyKey: request.idempotencyKey,
       fingerprint,
-      microsPerHour: offering.microsPerHour,
+      microsPerHour,
     });
     const properties = instancePropertiesFor(offering, this.config.instance, labelsFor(tags), {
       [METADATA_KEY]: record,
@@ -485,7 +513,7 @@ export class GcpProvider implements Provider {
         tags,
         idempotencyKey: request.idempotencyKey,
         fingerprint,
-        microsPerHour: offering.microsPerHour,
+        microsPerHour,
         launchedAtMs: now,
         lastStartMs: undefined,
         spot: offering.capacityType === 'spot',

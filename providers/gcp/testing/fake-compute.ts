@@ -6,7 +6,8 @@
  *
  * Methods (each handler cites its reference page):
  *   instances: aggregatedList, list, get, bulkInsert, delete · zoneOperations: get, wait, list ·
- *   acceleratorTypes: aggregatedList.
+ *   acceleratorTypes: aggregatedList · and the Cloud Billing Catalog API's services.skus.list
+ *   (fake-billing-catalog.ts), which the adapter reads prices from, on the same server.
  *
  * Knobs: zones and their accelerator types, capacity per machine type / zone / provisioning model (stock-outs are
  * reported in the finished operation, as GCE does, or synchronously), GPU quotas per region, boot and stop delays,
@@ -16,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Clock, RealClock, type TimerHandle } from '../../../lib/clock.ts';
+import { FakeBillingCatalog, type FakeSku } from './fake-billing-catalog.ts';
 import { type Predicate, parseFilter } from './fake-filter.ts';
 import { errors, type GoogleErrorSpec, googleErrorBody } from './google-error.ts';
 
@@ -29,7 +31,8 @@ export type FakeMethod =
   | 'zoneOperations.wait'
   | 'zoneOperations.list'
   | 'acceleratorTypes.aggregatedList'
-  | 'regions.get';
+  | 'regions.get'
+  | 'services.skus.list';
 
 /** A failure to inject: an HTTP error response, or an operation that finishes with errors (writes only). */
 export type FakeFault = GoogleErrorSpec | { readonly operationError: OperationError };
@@ -77,6 +80,8 @@ export interface FakeComputeOptions {
   readonly waitTimeoutMs?: number;
   /** How stock-outs and quota errors are reported: in the finished operation (default) or as HTTP errors. */
   readonly failureDelivery?: 'operation' | 'http';
+  /** Compute Engine's SKUs in the billing catalog (services.skus.list pages them by `pageSize` too). */
+  readonly skus?: readonly FakeSku[];
 }
 
 export interface FakeInstance {
@@ -138,6 +143,7 @@ export class FakeCompute {
   private readonly byRequestId = new Map<string, FakeOperation>();
   private readonly faults: { method: FakeMethod; fault: FakeFault; times: number }[] = [];
   private readonly timers = new Set<TimerHandle>();
+  private readonly billing: FakeBillingCatalog;
   private server: Server | undefined;
   private nextId = 7_000_000_000_000_000_000n;
 
@@ -151,6 +157,7 @@ export class FakeCompute {
       'us-central1-b': ALL_ACCELERATORS,
       'us-east1-b': ALL_ACCELERATORS,
     };
+    this.billing = new FakeBillingCatalog(options.skus ?? [], options.pageSize ?? 500);
   }
 
   static async start(options: FakeComputeOptions = {}): Promise<FakeCompute> {
@@ -165,6 +172,11 @@ export class FakeCompute {
     const address = this.server?.address() as AddressInfo | undefined;
     if (!address) throw new Error('the fake is not listening');
     return { host: '127.0.0.1', port: address.port, protocol: 'http' };
+  }
+
+  /** Sets a SKU of the billing catalog (same description and usage type: a new price). */
+  putSku(sku: FakeSku): void {
+    this.billing.put(sku);
   }
 
   /** Makes the next `times` calls of `method` fail with `fault`. */
@@ -243,7 +255,8 @@ export class FakeCompute {
     const fail = (spec: GoogleErrorSpec) => send(spec.http, googleErrorBody(spec));
     if (!route) return fail(errors.notFound(url.pathname));
     if (!authorized) return fail(errors.unauthenticated());
-    if (route.project !== this.project) return fail(errors.notFound(`projects/${route.project}`));
+    if (route.project !== undefined && route.project !== this.project)
+      return fail(errors.notFound(`projects/${route.project}`));
     if (route.zone !== undefined && !(route.zone in this.zones))
       return fail(errors.notFound(`projects/${this.project}/zones/${route.zone}`));
     const injected = this.takeFault(route.method);
@@ -266,8 +279,17 @@ export class FakeCompute {
   private route(
     httpMethod: string,
     path: string,
-  ): { method: FakeMethod; project: string; zone?: string; name?: string } | undefined {
+  ): { method: FakeMethod; project?: string; zone?: string; name?: string } | undefined {
     const parts = path.split('/').filter(Boolean);
+    // Cloud Billing Catalog API: GET /v1/services/{service}/skus.
+    if (
+      httpMethod === 'GET' &&
+      parts[0] === 'v1' &&
+      parts[1] === 'services' &&
+      parts[3] === 'skus' &&
+      !parts[4]
+    )
+      return { method: 'services.skus.list', name: parts[2] ?? '' };
     if (parts[0] !== 'compute' || parts[1] !== 'v1' || parts[2] !== 'projects' || !parts[3]) return undefined;
     const project = parts[3];
     const rest = parts.slice(4).join('/');
@@ -335,6 +357,10 @@ export class FakeCompute {
         return this.aggregatedAcceleratorTypes(query);
       case 'regions.get':
         return this.getRegion(name);
+      case 'services.skus.list': {
+        const page = this.billing.list(name, query);
+        return page === undefined ? { error: errors.notFound(`services/${name}`) } : { json: page };
+      }
     }
   }
 
