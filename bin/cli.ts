@@ -25,7 +25,7 @@ type Register = (program: Command) => void;
  * `register…` function. Adding a command is one line here.
  */
 const COMMANDS: readonly (readonly [names: readonly string[], load: () => Promise<Register>])[] = [
-  [['plan'], async () => (await import('../solver/cli.ts')).registerPlanCommand],
+  [['plan'], async () => (await import('../broker/cli/plan-what-if.ts')).registerPlanCommand],
   [['serve'], async () => (await import('../broker/cli/serve.ts')).registerServeCommand],
   [['agent', 'agent-host'], async () => (await import('../agent/cli.ts')).registerAgentCommand],
   [['db'], async () => (await import('../broker/cli/db.ts')).registerDbCommand],

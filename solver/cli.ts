@@ -13,7 +13,7 @@ import { type PlanningPolicyInput, planningPolicySchema } from './policy.ts';
 import type { Plan, PlanPool } from './types.ts';
 
 interface PlanFlags {
-  demand: string;
+  demand?: string;
   buffer?: string;
   budget?: string;
   spotMax?: string;
@@ -27,12 +27,25 @@ interface PlanFlags {
   policy?: string;
 }
 
-/** `gpubroker plan`: one offline plan for a demand spec against the catalog. */
-export function registerPlanCommand(program: Command): void {
-  program
+/**
+ * `plan --what-if FILE` asks a running broker instead (broker/cli/plan-what-if.ts): the dispatcher passes it in, so
+ * that solver/ itself talks to no network.
+ */
+export interface WhatIfCommand {
+  /** Adds its options (`--what-if`, the client's) to the command. */
+  readonly options: (command: Command) => Command;
+  /** Answers the command line when it asks for a what-if (true); false leaves it to the offline plan. */
+  readonly run: (command: Command) => Promise<boolean>;
+}
+
+/** `gpubroker plan`: one offline plan for a demand spec against the catalog (or a broker's what-if). */
+export function registerPlanCommand(program: Command, whatIf?: WhatIfCommand): void {
+  const command = program
     .command('plan')
-    .description('plan the GPU pools to hold for a demand spec, at least cost (no server needed)')
-    .requiredOption(
+    .description(
+      'plan the GPU pools to hold for a demand spec, at least cost (no server needed); --what-if asks a running broker',
+    )
+    .option(
       '--demand <spec>',
       'GPU:COUNT[xGANG]@GROUP, comma separated, e.g. "H100:64@us,H100:16x8@us,A100-80GB:24@eu"',
     )
@@ -46,14 +59,20 @@ export function registerPlanCommand(program: Command): void {
     .option('--export <file>', 'write the model in CPLEX LP format')
     .option('--json', 'print the plan as one JSON object')
     .option('--catalog <file>', 'offerings CSV', BUNDLED_CATALOG_PATH)
-    .option('--policy <file>', 'planning policy JSON; flags override its fields')
-    .action(async (flags: PlanFlags) => {
-      const plan = await runPlan(flags);
-      process.stdout.write(flags.json ? `${JSON.stringify(plan)}\n` : renderPlan(plan));
-    });
+    .option('--policy <file>', 'planning policy JSON; flags override its fields');
+  (whatIf?.options(command) ?? command).action(async (flags: PlanFlags, self: Command) => {
+    if (await whatIf?.run(self)) return;
+    const plan = await runPlan(flags);
+    process.stdout.write(flags.json ? `${JSON.stringify(plan)}\n` : renderPlan(plan));
+  });
 }
 
 async function runPlan(flags: PlanFlags): Promise<Plan & { usdPerHour: number }> {
+  if (flags.demand === undefined)
+    throw new ValidationError(
+      '--demand',
+      'is required, e.g. --demand H100:64@us (or --what-if FILE to ask a broker)',
+    );
   const policyInput: PlanningPolicyInput = flags.policy ? readPolicyFile(flags.policy) : {};
   if (flags.buffer !== undefined) {
     policyInput.buffer = {

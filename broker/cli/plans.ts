@@ -1,10 +1,12 @@
 /**
- * `gpubroker plans list | show ID | latest` (operator): the plans the control loop made, and one with what it holds,
- * what it launched, what it could not cover and why (the binding constraints with their marginal costs), printed as
- * `gpubroker plan` prints its own.
+ * `gpubroker plans list | show ID | latest | buffer-curve` (operator): the plans the control loop made, and one with
+ * what it holds, what it launched, what it could not cover and why (the binding constraints with their marginal
+ * costs), printed as `gpubroker plan` prints its own; and what each size of a GPU type's warm buffer would cost and
+ * save in waiting. A what-if's plan (`gpubroker plan --what-if`) prints the same way.
  */
 import type { Command } from 'commander';
 import { parseIntegerIn } from '../../lib/cli-args.ts';
+import { ValidationError } from '../../lib/errors.ts';
 import type { Schemas } from '../../sdk/wire.ts';
 import { renderPools, renderUnmet } from '../../solver/cli.ts';
 import { plainTable } from './billing-format.ts';
@@ -12,20 +14,27 @@ import { brokerClient, type ClientFlags, printJson, talkTo, withClientOptions } 
 
 type PlanSummary = Schemas['PlanSummary'];
 type Plan = Schemas['Plan'];
+type BufferCurve = Schemas['BufferCurve'];
 
 const usd = (n: number) => `$${n.toFixed(2)}`;
 
-/** A plan as text: its pools, its status and cost, what it launched, what it left unmet, and why. */
-export function renderPlan(plan: Plan): string {
+/**
+ * A plan as text: its pools, its status and cost, what it launched, what it left unmet, and why. A what-if's plan
+ * (never stored) says so, and what it would launch.
+ */
+export function renderPlan(plan: Plan, o: { whatIf?: boolean } = {}): string {
   const demand = plan.inputs.demand
     .map((d) => `${d.gpu}${d.gangSize > 1 ? `x${d.gangSize}` : ''}@${d.regionGroup}: ${d.gpus.join('/')}`)
     .join(', ');
+  const at = new Date(plan.createdAtMs).toISOString();
   const lines = [
-    `plan ${plan.id} at ${new Date(plan.createdAtMs).toISOString()} (policy version ${plan.policyVersion})`,
+    o.whatIf
+      ? `what-if plan at ${at} (policy version ${plan.policyVersion} with the change; not stored, nothing done)`
+      : `plan ${plan.id} at ${at} (policy version ${plan.policyVersion})`,
     `demand (GPUs per period): ${demand || 'none'}; ${plan.inputs.offerings} offerings, ${plan.inputs.unavailable.length} unavailable`,
     plan.pools.length > 0 ? renderPools(plan.pools) : 'holds nothing',
     `status ${plan.status} (${plan.backend}), solved in ${plan.solveMs} ms; spend ${usd(plan.usdPerHour)}/h; objective ${usd(plan.objective.objective)}, bound ${usd(plan.objective.bound)}, gap ${(plan.objective.gap * 100).toFixed(2)}%`,
-    `launched ${plan.provision}, terminated ${plan.terminate} instances${plan.stockOuts.length > 0 ? `; stock-outs: ${plan.stockOuts.join(', ')}` : ''}`,
+    `${o.whatIf ? 'would launch' : 'launched'} ${plan.provision}, ${o.whatIf ? 'terminate' : 'terminated'} ${plan.terminate} instances${plan.stockOuts.length > 0 ? `; stock-outs: ${plan.stockOuts.join(', ')}` : ''}`,
     `unmet GPUs ${plan.unmetGpus}${plan.unmet.length > 0 ? ` (${renderUnmet(plan.unmet)})` : ''}`,
   ];
   if (plan.explanation.length > 0) lines.push('why:', ...plan.explanation.map((e) => `  ${e.text}`));
@@ -97,4 +106,53 @@ export function registerPlansCommand(program: Command): void {
         });
       });
   }
+
+  withClientOptions(
+    plans
+      .command('buffer-curve')
+      .description(
+        "a GPU type's warm buffer from 0 to --max GPUs: cost per hour and a request's expected wait",
+      ),
+  )
+    .option('--gpu <type>', 'the GPU type, e.g. H100')
+    .option('--max <gpus>', 'the largest buffer', '16')
+    .option('--json', 'print the answer as JSON ({ gpu, loadGpus, bootMs, points })')
+    .action(async (flags: BufferCurveFlags) => {
+      if (flags.gpu === undefined) throw new ValidationError('--gpu', 'is required, e.g. --gpu H100');
+      const max = parseIntegerIn('--max', flags.max, 0, 64);
+      const broker = brokerClient(flags);
+      await talkTo(broker, async () => {
+        const curve = await broker.call<BufferCurve>(
+          'GET',
+          `/v1/plans/buffer-curve?gpu=${encodeURIComponent(flags.gpu as string)}&max=${max}`,
+        );
+        if (flags.json) return printJson(curve);
+        process.stdout.write(renderBufferCurve(curve));
+      });
+    });
+}
+
+interface BufferCurveFlags extends ClientFlags {
+  gpu?: string;
+  max: string;
+  json?: boolean;
+}
+
+/** The curve as a table, with the load and the boot it was estimated from. */
+export function renderBufferCurve(curve: BufferCurve): string {
+  const table = plainTable(['buffer GPUs', 'held GPUs', '$/h', 'P(wait)', 'expected wait'], [0, 1, 2, 3, 4]);
+  for (const p of curve.points)
+    table.push([
+      p.bufferGpus,
+      p.heldGpus,
+      usd(p.usdPerHour),
+      `${(p.waitProbability * 100).toFixed(1)}%`,
+      `${(p.expectedWaitMs / 1000).toFixed(1)} s`,
+    ]);
+  return [
+    `${curve.gpu}: forecast load ${curve.loadGpus} GPUs; a request that finds every held GPU busy waits one boot (${(curve.bootMs / 1000).toFixed(0)} s)`,
+    table.toString(),
+    'wait: M/G/∞ estimate, P(Poisson(load) ≥ held GPUs) × boot (see GET /v1/plans/buffer-curve)',
+    '',
+  ].join('\n');
 }
