@@ -37,6 +37,7 @@ import { type Demand, sumDemand } from './demand.ts';
 import { Fleet } from './fleet.ts';
 import { PeakAndLevelForecaster } from './forecast.ts';
 import { BundleStore } from './functions/bundle-store.ts';
+import { RecentFailures } from './functions/recent-failures.ts';
 import { CallJournal } from './functions/call-journal.ts';
 import { LayerStore } from './functions/layer-store.ts';
 import { LeaseMetering } from './lease-metering.ts';
@@ -111,6 +112,9 @@ export class BrokerCore {
   readonly audit: AuditLog;
   /** Function calls on disk: none is lost to a crash. */
   readonly callJournal: CallJournal;
+  /** The last failed calls and why (the console's Functions page, `GET /v1/containers`). */
+  readonly recentFailures = new RecentFailures();
+  private readonly closers: (() => Promise<void> | void)[] = [];
   /** `/metrics` (prom-client). */
   readonly metrics: BrokerMetrics;
   readonly leaseWaits: LeaseWaitStats = { count: 0, sumMs: 0, recent: [] };
@@ -159,15 +163,19 @@ export class BrokerCore {
     this.fleet = new Fleet(db, o.clock);
     this.metrics = new BrokerMetrics({
       instances: () => this.fleet.all().map((i) => ({ ...i, usdPerHour: microsToUsd(i.microsPerHour) })),
-      readyBufferGpus: () => {
-        const ready = new Map<string, number>();
-        for (const slot of this.fleet.freeGpus())
-          ready.set(slot.gpu, (ready.get(slot.gpu) ?? 0) + slot.free.length);
-        return ready;
-      },
+      readyBufferGpus: () => this.fleet.freeGpusByType(),
       bufferTargetGpus: () => this.loop.bufferTargets,
       openLeases: () => this.leases.openOf(undefined),
-      callsInFlight: () => this.runtime.callsInFlight(),
+      callsInFlight: () => {
+        const perTenant = new Map<string, { tenantId: string; status: string; count: number }>();
+        for (const c of this.runtime.callsInFlight()) {
+          const key = `${c.tenantId}\u0000${c.status}`;
+          const entry = perTenant.get(key) ?? { tenantId: c.tenantId, status: c.status, count: 0 };
+          entry.count += c.count;
+          perTenant.set(key, entry);
+        }
+        return perTenant.values();
+      },
       lastTick: () => this.loop.last,
     });
     this.usage = new UsageStore(db);
@@ -237,6 +245,7 @@ export class BrokerCore {
     });
     this.runtime = new Runtime({
       onCallFinished: (callId, outcome, view) => {
+        if (outcome.status === 'failed') this.recentFailures.add(view(), outcome.error, o.clock.now());
         if (this.callJournal.journals(callId)) this.callJournal.finished(view(), outcome);
       },
       clock: o.clock,
@@ -564,7 +573,13 @@ export class BrokerCore {
     return version;
   }
 
+  /** Runs `closer` first when the broker closes (the console ends its event streams with it). */
+  onClose(closer: () => Promise<void> | void): void {
+    this.closers.push(closer);
+  }
+
   async close(): Promise<void> {
+    for (const closer of this.closers.splice(0)) await closer();
     this.loop.stop();
     await this.joinWatchdog?.stop();
     await this.loop.idle();

@@ -161,6 +161,13 @@ export class Fleet {
     }
   }
 
+  /** Free GPUs per GPU type: the warm buffer that is ready now. */
+  freeGpusByType(): Map<string, number> {
+    const ready = new Map<string, number>();
+    for (const slot of this.freeGpus()) ready.set(slot.gpu, (ready.get(slot.gpu) ?? 0) + slot.free.length);
+    return ready;
+  }
+
   /**
    * Free GPUs of running instances that take new work (not draining, not warned of a reclaim), one entry per
    * instance with any. The same array comes back until the fleet changes; callers must not modify it.

@@ -18,7 +18,7 @@ import { regionGroupOf } from '../providers/catalog/region-groups.ts';
 import { type Allocation, findAllocation, type LeaseWants, serves, shareOf, total } from './allocate.ts';
 import { type Lease, type LeaseRequest, leaseRequestSchema } from './api/schemas.ts';
 import type { Database } from './db/open-database.ts';
-import { leaseAllocations, leases } from './db/schema.ts';
+import { leaseAllocations, leases, tenants } from './db/schema.ts';
 import { type Demand, sumDemand } from './demand.ts';
 import type { Fleet } from './fleet.ts';
 import type { BrokerPolicy } from './policy.ts';
@@ -174,13 +174,15 @@ export class LeaseService {
     for (const wake of [...(this.waiters.get(id) ?? [])]) wake();
   }
 
+  /** The principal's leases (an operator's: everyone's), oldest first, each naming its tenant. */
   async list(principal: Principal): Promise<Lease[]> {
     const rows = await this.o.db
-      .select()
+      .select({ lease: leases, tenant: tenants.name })
       .from(leases)
+      .innerJoin(tenants, eq(tenants.id, leases.tenantId))
       .where(principal.role === 'operator' ? undefined : eq(leases.tenantId, principal.tenantId))
       .orderBy(asc(leases.createdAt), asc(leases.id));
-    return Promise.all(rows.map((row) => this.view(row)));
+    return Promise.all(rows.map(async (row) => ({ ...(await this.view(row.lease)), tenant: row.tenant })));
   }
 
   /** Ends a lease; releasing an ended lease changes nothing. */

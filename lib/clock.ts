@@ -228,3 +228,23 @@ export function stopwatch(): () => number {
   const start = performance.now();
   return () => Math.round(performance.now() - start);
 }
+
+/** Calls `callback` every `periodMs` of the clock's time until the returned handle is cancelled. */
+export function every(clock: Clock, periodMs: number, callback: () => void): TimerHandle {
+  let timer: TimerHandle | undefined;
+  let cancelled = false;
+  const arm = () => {
+    timer = clock.setTimer(clock.now() + periodMs, () => {
+      if (cancelled) return;
+      callback();
+      arm();
+    });
+  };
+  arm();
+  return {
+    cancel: () => {
+      cancelled = true;
+      timer?.cancel();
+    },
+  };
+}

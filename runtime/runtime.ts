@@ -155,6 +155,17 @@ export interface ContainerView {
   readonly reason?: string;
 }
 
+/** How many calls of one function one tenant has queued (`pending`) or `running`. */
+export interface CallsInFlight {
+  readonly tenantId: string;
+  /** The app's owner (a tenant may call another's deployed function). */
+  readonly appTenantId: string;
+  readonly app: string;
+  readonly functionName: string;
+  readonly status: CallStatus;
+  count: number;
+}
+
 export interface RuntimeLogLine extends LogLine {
   readonly tenantId: string;
   readonly app: string;
@@ -460,13 +471,21 @@ export class Runtime {
     return call.done;
   }
 
-  /** Calls queued (pending) or running, counted per tenant and status. */
-  callsInFlight(): { tenantId: string; status: CallStatus; count: number }[] {
-    const counts = new Map<string, { tenantId: string; status: CallStatus; count: number }>();
+  /** Calls queued (pending) or running, counted per tenant, app, function and status. */
+  callsInFlight(): CallsInFlight[] {
+    const counts = new Map<string, CallsInFlight>();
     for (const call of this.calls.values()) {
       if (call.status !== 'pending' && call.status !== 'running') continue;
-      const key = `${call.tenantId}\u0000${call.status}`;
-      const entry = counts.get(key) ?? { tenantId: call.tenantId, status: call.status, count: 0 };
+      const { app, name } = call.fn;
+      const key = `${call.tenantId}\u0000${app.tenantId}\u0000${app.app}\u0000${name}\u0000${call.status}`;
+      const entry = counts.get(key) ?? {
+        tenantId: call.tenantId,
+        appTenantId: app.tenantId,
+        app: app.app,
+        functionName: name,
+        status: call.status,
+        count: 0,
+      };
       entry.count++;
       counts.set(key, entry);
     }

@@ -130,6 +130,10 @@ export interface paths {
     /** Set a tenant's GPU quota and spend limits (operator); null removes a limit */
     put: operations['setTenantLimits'];
   };
+  '/v1/tenants': {
+    /** Every tenant with its GPU quota and spend limits (operator) */
+    get: operations['listTenants'];
+  };
   '/v1/bundles/{id}': {
     /** Whether the broker has this bundle (yours) */
     get: operations['getBundle'];
@@ -172,6 +176,14 @@ export interface paths {
     /** The app's container output as it comes, one JSON object a line, until the app stops */
     get: operations['streamAppLogs'];
   };
+  '/v1/fleet': {
+    /** Instances by vendor, region, offering and capacity type, and the warm buffer per GPU type (operator) */
+    get: operations['getFleet'];
+  };
+  '/v1/containers': {
+    /** Containers per machine, calls queued and running per function, recent failures and why */
+    get: operations['listContainers'];
+  };
 }
 
 export type webhooks = Record<string, never>;
@@ -205,6 +217,7 @@ export interface components {
       readyAtMs: number | null;
       endedAtMs: number | null;
       expiresAtMs: number | null;
+      tenant?: string;
     };
     Allocation: {
       instanceId: string;
@@ -557,6 +570,15 @@ export interface components {
       /** @enum {string} */
       onSpendLimit?: 'continue' | 'stop';
     };
+    Tenant: {
+      name: string;
+      createdAtMs: number;
+      gpuQuota: number | null;
+      spendLimitUsdPerHour: number | null;
+      spendLimitUsdPerMonth: number | null;
+      /** @enum {string} */
+      onSpendLimit: 'continue' | 'stop';
+    };
     Layer: {
       id: string;
       sha256: string;
@@ -609,6 +631,73 @@ export interface components {
       stream: 'stdout' | 'stderr';
       text: string;
       atMs: number;
+    };
+    Fleet: {
+      instances: components['schemas']['FleetInstance'][];
+      buffers: {
+        gpu: string;
+        /** @description The warm buffer the latest tick aimed at */
+        targetGpus: number;
+        /** @description GPUs of running instances not leased */
+        readyGpus: number;
+      }[];
+      usdPerHour: number;
+    };
+    FleetInstance: {
+      id: string;
+      vendor: string;
+      region: string;
+      zone: string;
+      instanceType: string;
+      /** @enum {string} */
+      capacityType: 'on-demand' | 'spot' | 'reserved';
+      gpu: string;
+      gpus: number;
+      /** @description GPUs held by leases and containers */
+      allocatedGpus: number;
+      /** @enum {string} */
+      state: 'pending' | 'running' | 'terminating' | 'terminated';
+      draining: boolean;
+      usdPerHour: number;
+      launchedAtMs: number;
+      runningAtMs: number | null;
+    };
+    Containers: {
+      containers: components['schemas']['Container'][];
+      calls: {
+        tenant: string;
+        app: string;
+        function: string;
+        queued: number;
+        running: number;
+      }[];
+      failures: {
+        callId: string;
+        tenant: string;
+        app: string;
+        function: string;
+        attempts: number;
+        error: string;
+        atMs: number;
+      }[];
+    };
+    Container: {
+      id: string;
+      tenant: string;
+      app: string;
+      function: string;
+      state: string;
+      instanceId: string;
+      gpu: string;
+      gpuIndices: number[];
+      vendor: string;
+      region: string;
+      capacityType: string;
+      inFlight: number;
+      placedAtMs: number;
+      readyAtMs?: number;
+      coldStartMs?: number;
+      reason?: string;
     };
   };
   responses: never;
@@ -2018,6 +2107,49 @@ export interface operations {
       };
     };
   };
+  /** Every tenant with its GPU quota and spend limits (operator) */
+  listTenants: {
+    responses: {
+      /** @description Tenants, by name */
+      200: {
+        content: {
+          'application/json': {
+            tenants: components['schemas']['Tenant'][];
+          };
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
   /** Whether the broker has this bundle (yours) */
   getBundle: {
     parameters: {
@@ -2638,6 +2770,93 @@ export interface operations {
       200: {
         content: {
           'application/x-ndjson': components['schemas']['LogLine'];
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  /** Instances by vendor, region, offering and capacity type, and the warm buffer per GPU type (operator) */
+  getFleet: {
+    responses: {
+      /** @description The fleet */
+      200: {
+        content: {
+          'application/json': components['schemas']['Fleet'];
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  /** Containers per machine, calls queued and running per function, recent failures and why */
+  listContainers: {
+    parameters: {
+      query?: {
+        failures?: number | null;
+      };
+    };
+    responses: {
+      /** @description Containers and calls */
+      200: {
+        content: {
+          'application/json': components['schemas']['Containers'];
         };
       };
       /** @description Invalid request */

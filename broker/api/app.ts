@@ -7,11 +7,14 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { HTTPException } from 'hono/http-exception';
 import type { BrokerCore } from '../broker.ts';
+import { createConsole } from '../console/console-routes.ts';
 import { registerAgentRoutes } from './agent-routes.ts';
 import { registerAuditRoutes } from './audit-routes.ts';
 import { authenticate, requireOperator } from './auth.ts';
 import { registerBillingRoutes } from './billing-routes.ts';
 import { clientVersion } from './client-version.ts';
+import { registerContainerRoutes } from './container-routes.ts';
+import { registerFleetRoutes } from './fleet-routes.ts';
 import { followersForward } from './forward.ts';
 import { registerFunctionRoutes } from './function-routes.ts';
 import { registerHealthRoutes } from './health-routes.ts';
@@ -90,6 +93,11 @@ export function createApp(broker: BrokerCore): OpenAPIHono<Env> {
 
   registerBillingRoutes(app, broker, requireOperator);
   registerFunctionRoutes(app, broker);
+  registerFleetRoutes(app, broker);
+  registerContainerRoutes(app, broker);
+
+  // The console's pages, outside `/v1` and the OpenAPI document; they read the API above, in process.
+  app.route('/', createConsole(broker, (request) => app.fetch(request)));
 
   app.openAPIRegistry.registerComponent('securitySchemes', BEARER, bearerScheme);
   app.doc31('/openapi.json', documentConfig);

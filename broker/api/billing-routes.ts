@@ -3,7 +3,7 @@
  * invoices only; operators see every tenant's (or one, with `?tenant=`) and manage prices, limits and closing.
  */
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
-import { eq } from 'drizzle-orm';
+import { asc, eq } from 'drizzle-orm';
 import type { Context } from 'hono';
 import { microsToUsd, usdToMicros } from '../../lib/money.ts';
 import { costReport } from '../billing/costs.ts';
@@ -24,6 +24,7 @@ import {
   monthParam,
   priceBookVersionSchema,
   tenantLimitsSchema,
+  tenantSchema,
   usageQuerySchema,
   usageSchema,
 } from './schemas.ts';
@@ -259,17 +260,40 @@ export function registerBillingRoutes(
           });
         });
       const [row] = await db.select().from(tenants).where(eq(tenants.id, tenantId));
+      return c.json(limitsView(row), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/tenants',
+      operationId: 'listTenants',
+      summary: 'Every tenant with its GPU quota and spend limits (operator)',
+      responses: {
+        200: json(z.object({ tenants: z.array(tenantSchema) }), 'Tenants, by name'),
+        ...problems,
+      },
+    }),
+    async (c) => {
+      operator(c);
+      const rows = await db.select().from(tenants).orderBy(asc(tenants.name));
       return c.json(
-        {
-          gpuQuota: row?.gpuQuota ?? null,
-          spendLimitUsdPerHour:
-            row?.spendLimitHourMicros == null ? null : microsToUsd(row.spendLimitHourMicros),
-          spendLimitUsdPerMonth:
-            row?.spendLimitMonthMicros == null ? null : microsToUsd(row.spendLimitMonthMicros),
-          onSpendLimit: row?.onSpendLimit ?? 'continue',
-        },
+        { tenants: rows.map((row) => ({ name: row.name, createdAtMs: row.createdAt, ...limitsView(row) })) },
         200,
       );
     },
   );
+}
+
+/** A tenant row's limits as the API shows them (USD; null: no limit). */
+function limitsView(
+  row: typeof tenants.$inferSelect | undefined,
+): Omit<z.infer<typeof tenantSchema>, 'name' | 'createdAtMs'> {
+  return {
+    gpuQuota: row?.gpuQuota ?? null,
+    spendLimitUsdPerHour: row?.spendLimitHourMicros == null ? null : microsToUsd(row.spendLimitHourMicros),
+    spendLimitUsdPerMonth: row?.spendLimitMonthMicros == null ? null : microsToUsd(row.spendLimitMonthMicros),
+    onSpendLimit: row?.onSpendLimit ?? 'continue',
+  };
 }

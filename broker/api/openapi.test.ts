@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerCore } from '../broker.ts';
+import { PAGES } from '../console/layout.ts';
 import { createApp } from './app.ts';
 import { BEARER } from './route-docs.ts';
 
@@ -36,6 +37,7 @@ function standIn(): BrokerCore {
 }
 
 const app = createApp(standIn());
+const CONSOLE_PATHS = ['/', '/login', '/logout', '/console', ...Object.values(PAGES).map((p) => p.path)];
 let doc: Document;
 beforeAll(async () => {
   const response = await app.request('/openapi.json');
@@ -48,6 +50,8 @@ function servedRoutes(): string[] {
   const routes = app.routes
     // The agents' WebSocket (a protocol upgrade, not an operation OpenAPI can describe: agent/protocol.ts).
     .filter((r) => r.method !== 'ALL' && r.path !== '/openapi.json' && r.path !== '/v1/agent/connect')
+    // The console's HTML pages (broker/console), which are not API operations.
+    .filter((r) => !CONSOLE_PATHS.some((prefix) => r.path === prefix || r.path.startsWith(`${prefix}/`)))
     .map((r) => `${r.method.toUpperCase()} ${r.path.replace(/:(\w+)(\{[^}]*\})?/g, '{$1}')}`);
   return [...new Set(routes)].sort();
 }

@@ -40,6 +40,7 @@ function fakeBroker(o: { leader?: boolean; leaderUrl?: string; lastTickAtMs?: nu
     };
   const broker = {
     logger: { error: () => undefined },
+    onClose: () => undefined,
     clock: { now: () => 0 },
     database: { db: {} },
     runtime: {},

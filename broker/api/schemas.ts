@@ -61,6 +61,8 @@ export const leaseSchema = z
     readyAtMs: z.number().int().nullable(),
     endedAtMs: z.number().int().nullable(),
     expiresAtMs: z.number().int().nullable(),
+    /** In lists: the lease's tenant (an operator lists everyone's). */
+    tenant: z.string().optional(),
   })
   .openapi('Lease');
 export type Lease = z.infer<typeof leaseSchema>;
@@ -310,6 +312,18 @@ export const tenantLimitsSchema = z
   .strict()
   .openapi('TenantLimits');
 
+/** A tenant and its limits (`GET /v1/tenants`). */
+export const tenantSchema = z
+  .object({
+    name: z.string(),
+    createdAtMs: z.number().int(),
+    gpuQuota: z.number().int().nullable(),
+    spendLimitUsdPerHour: z.number().nullable(),
+    spendLimitUsdPerMonth: z.number().nullable(),
+    onSpendLimit: z.enum(['continue', 'stop']),
+  })
+  .openapi('Tenant');
+
 /** A plan the control loop made, in brief (`GET /v1/plans`). */
 export const planSummarySchema = z
   .object({
@@ -475,3 +489,87 @@ export const auditEventSchema = z
     detail: z.record(z.string(), z.unknown()),
   })
   .openapi('AuditEvent');
+
+/** One instance of the fleet (`GET /v1/fleet`). */
+export const fleetInstanceSchema = z
+  .object({
+    id: z.string(),
+    vendor: z.string(),
+    region: z.string(),
+    zone: z.string(),
+    instanceType: z.string(),
+    capacityType: z.enum(['on-demand', 'spot', 'reserved']),
+    gpu: z.string(),
+    gpus: z.number().int(),
+    allocatedGpus: z.number().int().openapi({ description: 'GPUs held by leases and containers' }),
+    state: z.enum(['pending', 'running', 'terminating', 'terminated']),
+    draining: z.boolean(),
+    usdPerHour: z.number(),
+    launchedAtMs: z.number().int(),
+    runningAtMs: z.number().int().nullable(),
+  })
+  .openapi('FleetInstance');
+
+/** The fleet and its warm buffer (operator). */
+export const fleetSchema = z
+  .object({
+    instances: z.array(fleetInstanceSchema),
+    buffers: z.array(
+      z.object({
+        gpu: z.string(),
+        targetGpus: z.number().int().openapi({ description: 'The warm buffer the latest tick aimed at' }),
+        readyGpus: z.number().int().openapi({ description: 'GPUs of running instances not leased' }),
+      }),
+    ),
+    usdPerHour: z.number(),
+  })
+  .openapi('Fleet');
+
+/** A function's container (`GET /v1/containers`). */
+export const containerSchema = z
+  .object({
+    id: z.string(),
+    tenant: z.string(),
+    app: z.string(),
+    function: z.string(),
+    state: z.string(),
+    instanceId: z.string(),
+    gpu: z.string(),
+    gpuIndices: z.array(z.number().int()),
+    vendor: z.string(),
+    region: z.string(),
+    capacityType: z.string(),
+    inFlight: z.number().int(),
+    placedAtMs: z.number().int(),
+    readyAtMs: z.number().int().optional(),
+    coldStartMs: z.number().int().optional(),
+    reason: z.string().optional(),
+  })
+  .openapi('Container');
+
+/** Containers, calls in flight and recent failures of the functions a principal can see. */
+export const containersSchema = z
+  .object({
+    containers: z.array(containerSchema),
+    calls: z.array(
+      z.object({
+        tenant: z.string(),
+        app: z.string(),
+        function: z.string(),
+        queued: z.number().int(),
+        running: z.number().int(),
+      }),
+    ),
+    failures: z.array(
+      z.object({
+        callId: z.string(),
+        tenant: z.string(),
+        app: z.string(),
+        function: z.string(),
+        attempts: z.number().int(),
+        error: z.string(),
+        atMs: z.number().int(),
+      }),
+    ),
+  })
+  .openapi('Containers');

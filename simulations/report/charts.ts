@@ -2,9 +2,11 @@
  * The report's chart kinds as Vega-Lite specs, and their headless rendering to SVG. Nothing here knows about
  * simulations: callers hand in named, coloured series.
  */
-import * as vega from 'vega';
-import { compile, type TopLevelSpec } from 'vega-lite';
+import type { TopLevelSpec } from 'vega-lite';
 import type { Point } from './downsample.ts';
+
+// The report and the console render their charts alike.
+export { renderSvg } from '../../broker/console/vega-svg.ts';
 
 export interface Line {
   /** The legend entry. */
@@ -171,30 +173,4 @@ export function scatterSpec(chart: Scatter): TopLevelSpec {
       },
     ],
   };
-}
-
-/**
- * Compiles a Vega-Lite spec and renders it headless to an SVG string. Vega numbers its clip paths with a
- * process-wide counter; they are renamed `${idPrefix}-1`, `-2`, … so that several charts inline in one page keep
- * their own clips and the same input renders to the same text.
- */
-export async function renderSvg(spec: TopLevelSpec, idPrefix: string): Promise<string> {
-  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
-  try {
-    return scopeIds(await view.toSVG(), idPrefix);
-  } finally {
-    view.finalize();
-  }
-}
-
-function scopeIds(svg: string, prefix: string): string {
-  const renamed = new Map<string, string>();
-  for (const [, id] of svg.matchAll(/\sid="([^"]+)"/g)) {
-    if (id !== undefined && !renamed.has(id)) renamed.set(id, `${prefix}-${renamed.size + 1}`);
-  }
-  if (renamed.size === 0) return svg;
-  return svg.replace(/(\sid="|url\(#|href="#)([^")]+)/g, (whole, lead: string, id: string) => {
-    const to = renamed.get(id);
-    return to === undefined ? whole : `${lead}${to}`;
-  });
 }
