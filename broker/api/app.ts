@@ -97,7 +97,10 @@ export function createApp(broker: BrokerCore): OpenAPIHono<Env> {
   registerContainerRoutes(app, broker);
 
   // The console's pages, outside `/v1` and the OpenAPI document; they read the API above, in process.
-  app.route('/', createConsole(broker, (request) => app.fetch(request)));
+  app.route(
+    '/',
+    createConsole(broker, (request) => app.fetch(request)),
+  );
 
   app.openAPIRegistry.registerComponent('securitySchemes', BEARER, bearerScheme);
   app.doc31('/openapi.json', documentConfig);
