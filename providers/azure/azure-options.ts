@@ -7,6 +7,7 @@ import type { TokenCredential } from '@azure/core-auth';
 import type { Clock } from '../../lib/clock.ts';
 import { ValidationError } from '../../lib/errors.ts';
 import type { Offering } from '../catalog/offering.ts';
+import type { PriceLog } from '../list-prices.ts';
 import type { ThrottleSettings } from './arm-calls.ts';
 import type { VmSettings } from './vm-spec.ts';
 
@@ -32,6 +33,15 @@ export interface AzureProviderOptions {
   readonly endpoint?: string;
   /** Extra CA certificate (PEM) to trust for the endpoint: the fake's self-signed certificate in tests. */
   readonly tlsCa?: string;
+  /**
+   * Retail Prices API origin (default https://prices.azure.com). Without it, an `endpoint` override turns live
+   * prices off (catalog prices): the public price list is not behind a test's or a sovereign cloud's ARM endpoint.
+   */
+  readonly pricesEndpoint?: string;
+  /** How long prices from the Retail Prices API are used before they are read again (default 1 hour). */
+  readonly priceRefreshMs?: number;
+  /** Told at debug level where prices came from when not from the Retail Prices API (failures, missing entries). */
+  readonly log?: PriceLog;
   readonly clock?: Clock;
   /** Catalog offerings (default: the bundled catalog); those of other vendors are ignored. */
   readonly catalog?: readonly Offering[];
@@ -105,15 +115,19 @@ export function validateAzureOptions(options: AzureProviderOptions, azureRegions
     ['capacityRetryAfterMs', options.capacityRetryAfterMs],
     ['terminatedRetentionMs', options.terminatedRetentionMs],
     ['skuCacheMs', options.skuCacheMs],
+    ['priceRefreshMs', options.priceRefreshMs],
   ] as const)
     if (value !== undefined && (!Number.isSafeInteger(value) || value <= 0))
       fail(field, 'must be a positive integer number of ms');
+  if (options.pricesEndpoint !== undefined && !/^https?:\/\/[^/]+\/?$/.test(options.pricesEndpoint))
+    fail('pricesEndpoint', `"${options.pricesEndpoint}" is not an http(s) origin (scheme, host, port)`);
 }
 
 /**
  * Options from the environment, for `gpubroker serve --providers azure`:
  * AZURE_SUBSCRIPTION_ID, GPUBROKER_AZURE_RESOURCE_GROUP, GPUBROKER_AZURE_REGIONS (`region=subnetId,…`),
- * GPUBROKER_AZURE_SSH_PUBLIC_KEY, and optionally GPUBROKER_AZURE_BROKER_ID. Credentials come from the
+ * GPUBROKER_AZURE_SSH_PUBLIC_KEY, and optionally GPUBROKER_AZURE_BROKER_ID and GPUBROKER_AZURE_PRICES_ENDPOINT (another
+ * Retail Prices API origin). Credentials come from the
  * DefaultAzureCredential chain (AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, managed identity, `az login`, …).
  */
 export function azureOptionsFromEnv(env: Readonly<Record<string, string | undefined>>): AzureProviderOptions {
@@ -131,5 +145,6 @@ export function azureOptionsFromEnv(env: Readonly<Record<string, string | undefi
     regions,
     sshPublicKey: env.GPUBROKER_AZURE_SSH_PUBLIC_KEY ?? '',
     ...(env.GPUBROKER_AZURE_BROKER_ID ? { brokerId: env.GPUBROKER_AZURE_BROKER_ID } : {}),
+    ...(env.GPUBROKER_AZURE_PRICES_ENDPOINT ? { pricesEndpoint: env.GPUBROKER_AZURE_PRICES_ENDPOINT } : {}),
   };
 }

@@ -16,8 +16,10 @@ import {
   QuotaExceededError,
   ThrottledError,
 } from '../provider-errors.ts';
+import { azureOptionsFromEnv } from './azure-options.ts';
 import { type AzureProvider, type AzureProviderOptions, createAzureProvider } from './azure-provider.ts';
 import { FAKE_ARM_CA, FakeArm, type FakeArmOptions } from './testing/fake-arm.ts';
+import { FakeRetailPrices, vmPriceItems } from './testing/fake-retail-prices.ts';
 
 const SUBSCRIPTION = '00000000-1111-2222-3333-444444444444';
 const GROUP = 'gpubroker-test';
@@ -415,6 +417,8 @@ describe('Azure adapter', () => {
         [{ regions: { mars: { subnetId: SUBNET } } }, 'azure.regions.mars'],
         [{ regions: { eastus: { subnetId: 'subnet-1' } } }, 'azure.regions.eastus.subnetId'],
         [{ sshPublicKey: '' }, 'azure.sshPublicKey'],
+        [{ pricesEndpoint: 'prices.azure.com' }, 'azure.pricesEndpoint'],
+        [{ priceRefreshMs: 0 }, 'azure.priceRefreshMs'],
       ];
       for (const [override, field] of cases) {
         const error = await createAzureProvider({ ...base, ...override }).catch((e: unknown) => e);
@@ -505,6 +509,94 @@ describe('Azure adapter', () => {
       expect(fake.virtualMachines().map((v) => v.provisioningState)).toEqual(['Succeeded', 'Succeeded']);
       expect(fake.requests.filter((r) => r.status === 429 && r.path.includes('/operations/'))).toHaveLength(
         2,
+      );
+    });
+  });
+
+  describe('prices from the Retail Prices API', () => {
+    const retail: FakeRetailPrices[] = [];
+    afterEach(async () => {
+      for (const r of retail.splice(0)) await r.close();
+    });
+
+    /** The ARM fake and, beside it, a Retail Prices API with NC24ads A100 v4 in eastus at $3.12345 ($0.987654 spot). */
+    async function priced(options: Partial<AzureProviderOptions> = {}, pageSize = 2) {
+      const prices = await FakeRetailPrices.start({
+        items: vmPriceItems('eastus', 'Standard_NC24ads_A100_v4', 3.12345, 0.987654),
+        pageSize,
+      });
+      retail.push(prices);
+      const logs: { fields: Record<string, unknown>; message: string }[] = [];
+      const { fake, open } = await setup();
+      const provider = await open({
+        pricesEndpoint: prices.url,
+        log: { debug: (fields, message) => logs.push({ fields, message }) },
+        ...options,
+      });
+      const price = async (id: string) =>
+        (await provider.offerings()).find((q) => q.id === id)?.microsPerHour;
+      return { fake, prices, provider, logs, price };
+    }
+
+    it('prices Linux on-demand and Spot hours, over every NextPageLink, and keeps the catalog price where none', async () => {
+      const { prices, provider, logs } = await priced();
+      const byId = new Map((await provider.offerings()).map((q) => [q.id, q.microsPerHour]));
+      expect(byId.get(NC24)).toBe(3_123_450);
+      expect(byId.get(NC24_SPOT)).toBe(987_654);
+      // No items for NC48ads: the catalog's $7.346.
+      expect(byId.get(NC48)).toBe(7_346_000);
+      expect(logs).toContainEqual({
+        fields: { vendor: 'azure', offerings: expect.arrayContaining([NC48]) },
+        message: expect.stringMatching(/no price for these offerings/),
+      });
+      // NC24ads has 6 pay-as-you-go items (Linux, Windows, Low Priority ×2, Spot ×2; the query leaves out its
+      // reservation), 2 a page: 3 pages.
+      const nc24 = prices.requests.filter((r) =>
+        r.filter.includes("armSkuName eq 'Standard_NC24ads_A100_v4'"),
+      );
+      expect(nc24.map((r) => r.skip)).toEqual([0, 2, 4]);
+      expect(nc24[0]?.filter).toBe(
+        "serviceName eq 'Virtual Machines' and armRegionName eq 'eastus' and armSkuName eq 'Standard_NC24ads_A100_v4' and priceType eq 'Consumption'",
+      );
+      const [vm] = await provider.provision({ offeringId: NC24, count: 1, idempotencyKey: 'retail-price' });
+      expect(vm?.microsPerHour).toBe(3_123_450);
+    });
+
+    it('keeps the catalog price when the Retail Prices API fails, without failing offerings, and reads again later', async () => {
+      const { prices, logs, price } = await priced({ priceRefreshMs: 200 });
+      prices.failNext(500, 2);
+      expect(await price(NC24)).toBe(3_673_000);
+      expect(logs).toContainEqual({
+        fields: { vendor: 'azure', err: expect.anything() },
+        message: 'reading list prices failed; offerings keep the catalog prices',
+      });
+      await until(async () => (await price(NC24)) === 3_123_450);
+    });
+
+    it('publishes a price change after the prices are read again', async () => {
+      const { prices, provider, price } = await priced({ priceRefreshMs: 300 });
+      const { events } = record(provider);
+      expect(await price(NC24_SPOT)).toBe(987_654);
+      prices.put(...vmPriceItems('eastus', 'Standard_NC24ads_A100_v4', 3.12345, 0.5));
+      await until(async () => (await price(NC24_SPOT)) === 500_000);
+      const changes = () => events.filter((e) => e.kind === 'price-changed' && e.offeringId === NC24_SPOT);
+      await until(() => changes().length > 0);
+      expect(changes()).toEqual([expect.objectContaining({ vendor: 'azure', microsPerHour: 500_000 })]);
+    });
+
+    it('reads no prices when ARM has another endpoint and the Retail Prices API has none', async () => {
+      const { open } = await setup();
+      const logs: string[] = [];
+      const provider = await open({ log: { debug: (_fields, message) => logs.push(message) } });
+      expect((await provider.offerings()).find((q) => q.id === NC24)?.microsPerHour).toBe(3_673_000);
+      expect(logs).toContain('live list prices are off; offerings keep the catalog prices');
+    });
+
+    it('reads the endpoint from GPUBROKER_AZURE_PRICES_ENDPOINT', () => {
+      expect(azureOptionsFromEnv({ GPUBROKER_AZURE_PRICES_ENDPOINT: 'http://127.0.0.1:8080' })).toMatchObject(
+        {
+          pricesEndpoint: 'http://127.0.0.1:8080',
+        },
       );
     });
   });

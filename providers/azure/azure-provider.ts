@@ -13,6 +13,8 @@
  * - Spot eviction (policy Delete) shows as the VM going away: terminated, reason `preempted`. Azure's 30-second
  *   eviction notice (Scheduled Events, `Preempt`) is only visible from inside the VM, so no `interruption-notice` is
  *   published. https://learn.microsoft.com/en-us/azure/virtual-machines/linux/scheduled-events
+ * - prices: on-demand and spot from the Retail Prices API (retail-prices.ts), read again every `priceRefreshMs`,
+ *   the catalog's where it has none; changes are published as `price-changed`.
  */
 import { ComputeManagementClient, restorePoller, type VirtualMachine } from '@azure/arm-compute';
 import type { TokenCredential } from '@azure/identity';
@@ -23,6 +25,8 @@ import { loadCatalog } from '../catalog/load-catalog.ts';
 import type { Offering } from '../catalog/offering.ts';
 import { EventHub } from '../event-hub.ts';
 import { instanceSnapshot, stateChangedEvent } from '../instance-snapshot.ts';
+import { DEFAULT_PRICE_REFRESH_MS, ListPrices } from '../list-prices.ts';
+import { PriceChanges } from '../price-changes.ts';
 import type {
   EventsOptions,
   Instance,
@@ -45,6 +49,7 @@ import {
 import { ArmCalls, type Outcome, type ThrottleSettings } from './arm-calls.ts';
 import { AZURE, armFailure, toProviderError } from './azure-errors.ts';
 import { type AzureProviderOptions, DEFAULT_IMAGE, validateAzureOptions } from './azure-options.ts';
+import { RETAIL_PRICES_ENDPOINT, readRetailPrices } from './retail-prices.ts';
 import { type SizePlacement, sizePlacements } from './sku-availability.ts';
 import {
   azureZoneOf,
@@ -71,6 +76,8 @@ export type { AzureProviderOptions } from './azure-options.ts';
 
 /** The most VMs one provision call may ask for. */
 const MAX_COUNT = 1_000;
+/** Longest wait for one page of the Retail Prices API. */
+const PRICES_TIMEOUT_MS = 30_000;
 
 /**
  * Creates the Azure provider: validates the options (ValidationError naming the option), then makes one call with the
@@ -170,6 +177,8 @@ export class AzureProvider implements Provider {
   >();
   /** `offeringId@zone` → until when a capacity failure keeps it unavailable. */
   private readonly capacityBlocks = new Map<string, number>();
+  private readonly listPrices: ListPrices;
+  private readonly priceChanges = new PriceChanges(AZURE);
   private refreshChain: Promise<void> = Promise.resolve();
   private epoch = 0;
   private timer: TimerHandle | undefined;
@@ -209,6 +218,18 @@ export class AzureProvider implements Provider {
       maxDelayMs: options.throttle?.maxDelayMs ?? 30_000,
     };
     this.calls = new ArmCalls(this.clock, throttle);
+    const pricesEndpoint =
+      options.pricesEndpoint ?? (options.endpoint === undefined ? RETAIL_PRICES_ENDPOINT : undefined);
+    const priced = { endpoint: pricesEndpoint ?? '', clock: this.clock, timeoutMs: PRICES_TIMEOUT_MS };
+    this.listPrices = new ListPrices({
+      vendor: AZURE,
+      clock: this.clock,
+      offerings: this.sold,
+      read: pricesEndpoint ? () => readRetailPrices(this.sold, priced) : undefined,
+      off: `the ARM endpoint is ${options.endpoint} and no pricesEndpoint is set`,
+      refreshMs: options.priceRefreshMs ?? DEFAULT_PRICE_REFRESH_MS,
+      log: options.log,
+    });
   }
 
   /** One authenticated call: lists the first page of the resource group's VMs. */
@@ -244,8 +265,9 @@ export class AzureProvider implements Provider {
 
   async offerings(): Promise<OfferingQuote[]> {
     this.assertOpen();
+    const prices = this.listPrices.refresh();
+    const quotes: OfferingQuote[] = [];
     try {
-      const quotes: OfferingQuote[] = [];
       for (const region of this.regions) {
         const sizes = await this.sizesIn(region);
         for (const o of this.sold) {
@@ -254,10 +276,13 @@ export class AzureProvider implements Provider {
           quotes.push({ ...o, available: availableZones.length > 0, availableZones });
         }
       }
-      return quotes;
     } catch (error) {
       throw this.fail(error, false);
     }
+    await prices;
+    const priced = quotes.map((q) => ({ ...q, microsPerHour: this.listPrices.priceOf(q) }));
+    for (const event of this.priceChanges.note(priced, this.clock.now())) this.hub.publish(event);
+    return priced;
   }
 
   async provision(request: ProvisionRequest): Promise<Instance[]> {
@@ -548,7 +573,7 @@ export class AzureProvider implements Provider {
           zone,
           cloudTags: { ...(vms[i]?.tags ?? tags) },
           key,
-          microsPerHour: offering.microsPerHour,
+          microsPerHour: this.listPrices.priceOf(offering),
           launchedAtMs: now,
           epoch: this.epoch,
           state: 'pending',
@@ -643,7 +668,7 @@ export class AzureProvider implements Provider {
       zone: zoneId(offering.region, vm.zones?.[0]),
       cloudTags: { ...(vm.tags ?? {}) },
       key: tagValue(vm.tags, KEY_TAG) ?? '',
-      microsPerHour: offering.microsPerHour,
+      microsPerHour: this.listPrices.priceOf(offering),
       launchedAtMs: Math.min(now, vm.timeCreated?.getTime() ?? now),
       epoch,
       state: observed.state,
