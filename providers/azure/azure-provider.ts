@@ -179,6 +179,8 @@ export class AzureProvider implements Provider {
   private readonly capacityBlocks = new Map<string, number>();
   private readonly listPrices: ListPrices;
   private readonly priceChanges = new PriceChanges(AZURE);
+  /** Aborted on close: ends a price read under way. */
+  private readonly stopping = new AbortController();
   private refreshChain: Promise<void> = Promise.resolve();
   private epoch = 0;
   private timer: TimerHandle | undefined;
@@ -220,12 +222,20 @@ export class AzureProvider implements Provider {
     this.calls = new ArmCalls(this.clock, throttle);
     const pricesEndpoint =
       options.pricesEndpoint ?? (options.endpoint === undefined ? RETAIL_PRICES_ENDPOINT : undefined);
-    const priced = { endpoint: pricesEndpoint ?? '', clock: this.clock, timeoutMs: PRICES_TIMEOUT_MS };
     this.listPrices = new ListPrices({
       vendor: AZURE,
       clock: this.clock,
       offerings: this.sold,
-      read: pricesEndpoint ? () => readRetailPrices(this.sold, priced) : undefined,
+      read:
+        pricesEndpoint === undefined
+          ? undefined
+          : () =>
+              readRetailPrices(this.sold, {
+                endpoint: pricesEndpoint,
+                clock: this.clock,
+                timeoutMs: PRICES_TIMEOUT_MS,
+                signal: this.stopping.signal,
+              }),
       off: `the ARM endpoint is ${options.endpoint} and no pricesEndpoint is set`,
       refreshMs: options.priceRefreshMs ?? DEFAULT_PRICE_REFRESH_MS,
       log: options.log,
@@ -373,6 +383,7 @@ export class AzureProvider implements Provider {
     this.closed = true;
     this.timer?.cancel();
     this.timer = undefined;
+    this.stopping.abort();
     await this.refreshChain.catch(() => undefined);
     this.hub.close();
   }

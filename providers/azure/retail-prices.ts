@@ -39,6 +39,8 @@ export interface RetailPricesOptions {
   readonly clock: Clock;
   /** Longest wait for one page. */
   readonly timeoutMs: number;
+  /** Ends the read (the adapter closed). */
+  readonly signal?: AbortSignal;
 }
 
 /** The hourly price of each offering the API prices unambiguously, by offering id; throws when a query fails. */
@@ -116,11 +118,14 @@ async function getJson(
   url: URL,
   options: RetailPricesOptions,
 ): Promise<{ items: RetailItem[]; next: string | undefined }> {
-  const { clock, timeoutMs } = options;
+  const { clock, timeoutMs, signal } = options;
   const abort = new AbortController();
   const timer = clock.setTimer(clock.now() + timeoutMs, () =>
     abort.abort(new Error(`no answer from ${url.origin} within ${timeoutMs} ms`)),
   );
+  const stop = () => abort.abort(signal?.reason);
+  if (signal?.aborted) stop();
+  signal?.addEventListener('abort', stop, { once: true });
   try {
     const response = await fetch(url, { headers: { accept: 'application/json' }, signal: abort.signal });
     const text = await response.text();
@@ -133,6 +138,7 @@ async function getJson(
     return { items, next: link ? `${link.pathname}${link.search}` : undefined };
   } finally {
     timer.cancel();
+    signal?.removeEventListener('abort', stop);
   }
 }
 
