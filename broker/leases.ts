@@ -60,6 +60,8 @@ interface Replacing {
 }
 
 export class LeaseService {
+  /** Counts every stored change of a lease (made, served, moved, ended): a cheap "did anything change?". */
+  changes = 0;
   private readonly open = new Map<string, LeaseRow>();
   /** Pending leases that were ready and lost their GPUs, by lease id. */
   private readonly replacing = new Map<string, Replacing>();
@@ -135,6 +137,7 @@ export class LeaseService {
         row.endedAt = now;
       }
       await this.o.db.insert(leases).values(row);
+      this.changes++;
       if (row.status === 'pending') {
         this.open.set(row.id, row);
         if (!(await this.tryServe(row))) this.o.onShortfall();
@@ -171,6 +174,7 @@ export class LeaseService {
 
   /** Wakes the long polls of a lease whose status just changed. */
   private statusChanged(id: string): void {
+    this.changes++;
     for (const wake of [...(this.waiters.get(id) ?? [])]) wake();
   }
 
@@ -273,6 +277,7 @@ export class LeaseService {
         for (const a of next) this.o.fleet.allocate(row.id, a.instanceId, a.gpuIndices);
         row.microsPerHour = total(next);
         row.reason = `moved: ${reason}`;
+        this.changes++;
         this.o.onAllocations?.(row, next, this.o.clock.now());
       }
     });

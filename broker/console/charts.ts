@@ -63,7 +63,8 @@ export function stackedBarsOverTime(options: {
     data: { values: [...options.rows] },
     mark: { type: 'bar' },
     encoding: {
-      x: { field: options.time, type: 'ordinal', title: null, axis: { labelAngle: -40 } },
+      // In the rows' order (oldest first), not sorted by label: 23:00 comes before 00:00 of the next day.
+      x: { field: options.time, type: 'ordinal', title: null, sort: null, axis: { labelAngle: -40 } },
       y: {
         field: options.value,
         type: 'quantitative',
@@ -100,7 +101,7 @@ export function linesOverTime(options: {
         field: options.time,
         type: options.timeType ?? 'ordinal',
         title: null,
-        ...(options.timeType === 'temporal' ? {} : { axis: { labelAngle: -40 } }),
+        ...(options.timeType === 'temporal' ? {} : { sort: null, axis: { labelAngle: -40 } }),
       },
       y: {
         field: options.value,

@@ -151,8 +151,10 @@ export function createConsole(broker: BrokerCore, api: Fetch): Hono {
         close = resolve;
       });
       stream.onAbort(() => close());
+      // A write to a page that went away ends this stream (and is never an unhandled rejection).
+      const send = (write: Promise<unknown>) => void write.catch(() => close());
       const unsubscribe = feed.subscribe(
-        (topic) => void stream.writeSSE({ event: topic, data: String(now()) }),
+        (topic) => send(stream.writeSSE({ event: topic, data: String(now()) })),
         () => close(),
       );
       const stopLogs = broker.runtime.onLog((line) => {
@@ -164,10 +166,10 @@ export function createConsole(broker: BrokerCore, api: Fetch): Hono {
         if (pending.length === 0 && skipped === 0) return;
         const fragment = logFragment(pending.splice(0), skipped);
         skipped = 0;
-        void Promise.resolve(fragment).then((text) => stream.writeSSE({ event: 'log', data: String(text) }));
+        send(Promise.resolve(fragment).then((text) => stream.writeSSE({ event: 'log', data: String(text) })));
       });
-      const keepalive = every(broker.clock, KEEPALIVE_MS, () => void stream.write(': keepalive\n\n'));
-      await stream.writeSSE({ event: 'hello', data: principal.tenantName });
+      const keepalive = every(broker.clock, KEEPALIVE_MS, () => send(stream.write(': keepalive\n\n')));
+      send(stream.writeSSE({ event: 'hello', data: principal.tenantName }));
       await ended;
       flush.cancel();
       keepalive.cancel();

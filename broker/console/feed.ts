@@ -64,15 +64,27 @@ export class ConsoleFeed {
   /** Takes the fingerprints; the first round after a start only records them. */
   private async check(run: number, announce = true): Promise<void> {
     this.timer = undefined;
-    const withPolicy = this.checks++ % POLICY_EVERY === 0;
-    const prints = this.fingerprints();
-    if (withPolicy) prints.push(['policy', await this.policyPrint().catch(() => '')]);
-    if (this.closed || this.listeners.size === 0 || run !== this.run) return;
-    for (const [topic, print] of prints) {
-      const before = this.last.get(topic);
-      this.last.set(topic, print);
-      if (announce && before !== undefined && before !== print) for (const l of this.listeners) l(topic);
+    try {
+      const withPolicy = this.checks++ % POLICY_EVERY === 0;
+      const prints = this.fingerprints();
+      if (withPolicy) prints.push(['policy', await this.policyPrint().catch(() => '')]);
+      if (this.closed || this.listeners.size === 0 || run !== this.run) return;
+      for (const [topic, print] of prints) {
+        const before = this.last.get(topic);
+        this.last.set(topic, print);
+        if (announce && before !== undefined && before !== print)
+          for (const listener of [...this.listeners])
+            try {
+              listener(topic);
+            } catch (error) {
+              this.broker.logger.warn({ err: error }, 'console feed: a listener failed');
+            }
+      }
+    } catch (error) {
+      this.broker.logger.warn({ err: error }, 'console feed: a check failed');
     }
+    // The next check, unless this run was stopped meanwhile.
+    if (this.closed || this.listeners.size === 0 || run !== this.run || this.timer) return;
     const { clock } = this.broker;
     this.timer = clock.setTimer(clock.now() + PERIOD_MS, () => void this.check(run));
   }
@@ -84,10 +96,6 @@ export class ConsoleFeed {
       .map((i) => `${i.id}:${i.state}:${i.draining ? 1 : 0}:${i.allocated.size}`)
       .join(',');
     const buffers = [...loop.bufferTargets].map(([gpu, n]) => `${gpu}=${n}`).join(',');
-    const open = leases
-      .openOf(undefined)
-      .map((l) => `${l.id}:${l.status}:${l.readyAt ?? ''}`)
-      .join(',');
     const containers = runtime
       .containers()
       .map((k) => `${k.containerId}:${k.state}:${k.inFlight}`)
@@ -99,7 +107,7 @@ export class ConsoleFeed {
     const tick = String(loop.last?.atMs ?? '');
     return [
       ['fleet', `${instances}|${buffers}`],
-      ['leases', open],
+      ['leases', String(leases.changes)],
       ['functions', `${containers}|${calls}|${recentFailures.total}`],
       ['plans', tick],
       ['money', tick],

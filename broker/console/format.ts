@@ -40,6 +40,8 @@ export function percent(share: number): string {
   return `${(share * 100).toFixed(1)} %`;
 }
 
+/** Hours, with two decimals below ten (a young broker's GPU-hours are small). */
 export function hours(seconds: number): string {
-  return (seconds / 3_600).toFixed(1);
+  const h = seconds / 3_600;
+  return h < 10 ? h.toFixed(2) : h.toFixed(1);
 }

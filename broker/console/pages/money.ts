@@ -59,22 +59,29 @@ export async function moneyPage(
 
   const [reports, month] = await Promise.all([
     Promise.all(
-      windows.map((w) => api.get('/v1/costs', { query: { from: iso(w.fromMs), to: iso(w.toMs) } })),
+      // A window ends now at the latest: the report counts running instances up to its end.
+      windows.map((w) =>
+        api.get('/v1/costs', { query: { from: iso(w.fromMs), to: iso(Math.min(w.toMs, nowMs)) } }),
+      ),
     ),
     api.get('/v1/costs', { query: { from: iso(windows[0]?.fromMs ?? nowMs), to: iso(nowMs) } }),
   ]);
+  const gpus = [...new Set(reports.flatMap((r) => r.byGpu.map((g) => g.gpu)))].sort();
+  // Every window and GPU type, zero where nothing was held: the time axis shows the whole range.
   const rows = reports.flatMap((r, i) =>
-    r.byGpu.map((g) => ({
-      at: windows[i]?.label ?? '',
-      gpu: g.gpu,
-      cost: g.costMicroUsd / 1e6,
-      revenue: g.revenueMicroUsd / 1e6,
-      utilization: g.utilization,
-      billedGpuHours: g.billedGpuSeconds / 3_600,
-    })),
+    gpus
+      .map((gpu) => r.byGpu.find((g) => g.gpu === gpu) ?? zero(gpu))
+      .map((g) => ({
+        at: windows[i]?.label ?? '',
+        gpu: g.gpu,
+        cost: g.costMicroUsd / 1e6,
+        revenue: g.revenueMicroUsd / 1e6,
+        utilization: g.utilization,
+        billedGpuHours: g.billedGpuSeconds / 3_600,
+      })),
   );
   const [costChart, revenueChart, utilisationChart] =
-    rows.length === 0
+    gpus.length === 0
       ? ['', '', '']
       : await Promise.all([
           chart(
@@ -109,7 +116,7 @@ export async function moneyPage(
               series: 'gpu',
               value: 'utilization',
               valueTitle: 'utilisation',
-              format: '.0%',
+              format: '.1~%',
             }),
             'Utilisation per GPU type over time',
           ),
@@ -151,13 +158,18 @@ async function tenantMoney(
       api.get('/v1/usage', { query: { from: iso(w.fromMs), to: iso(w.toMs), groupBy: 'gpu' } }),
     ),
   );
+  const gpus = [...new Set(usage.flatMap((u) => u.rows.map((r) => r.key)))].sort();
   const rows = usage.flatMap((u, i) =>
-    u.rows.map((r) => ({ at: windows[i]?.label ?? '', gpu: r.key, usd: r.amountMicroUsd / 1e6 })),
+    gpus.map((gpu) => ({
+      at: windows[i]?.label ?? '',
+      gpu,
+      usd: u.rows.filter((r) => r.key === gpu).reduce((sum, r) => sum + r.amountMicroUsd, 0) / 1e6,
+    })),
   );
   const total = usage.reduce((sum, u) => sum + u.totalMicroUsd, 0);
   const gpuSeconds = usage.reduce((sum, u) => sum + u.totalGpuSeconds, 0);
   const usageChart =
-    rows.length === 0
+    gpus.length === 0
       ? ''
       : await chart(
           stackedBarsOverTime({
@@ -180,4 +192,16 @@ ${cards([
 ${usageChart || html`<p class="empty">No usage in this window.</p>`}
 <h2>Invoices</h2>
 ${invoiceTable}`;
+}
+
+function zero(gpu: string) {
+  return {
+    gpu,
+    provisionedGpuSeconds: 0,
+    billedGpuSeconds: 0,
+    utilization: 0,
+    costMicroUsd: 0,
+    revenueMicroUsd: 0,
+    marginMicroUsd: 0,
+  };
 }

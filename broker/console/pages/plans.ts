@@ -82,7 +82,7 @@ ${table(
   ),
   'No demand: the plan holds only the warm buffer.',
 )}
-<p class="subtitle">${plan.inputs.offerings} offerings considered; fleet of ${plan.inputs.fleet.reduce((s, f) => s + f.count, 0)} instances; ${
+<p class="note">${plan.inputs.offerings} offerings considered; fleet of ${plan.inputs.fleet.reduce((s, f) => s + f.count, 0)} instances; ${
     plan.inputs.unavailable.length
   } offerings unavailable${plan.inputs.unavailable.length > 0 ? html` (${plan.inputs.unavailable.join(', ')})` : ''}.</p>
 ${
