@@ -9,6 +9,7 @@ import { createServer } from 'node:http';
 import { type AddressInfo, isIP } from 'node:net';
 import { join } from 'node:path';
 import { getRequestListener } from '@hono/node-server';
+import { type Logger, pino } from 'pino';
 import { type Clock, RealClock } from '../lib/clock.ts';
 import { withDeadline } from '../lib/deadline.ts';
 import { GpubrokerError, StartupError, ValidationError } from '../lib/errors.ts';
@@ -92,6 +93,7 @@ export async function makeProviders(
   scenario?: SimScenario,
   dataDir?: string,
   defaultScenario?: SimScenario,
+  logger?: Logger,
 ): Promise<Provider[]> {
   const providers: Provider[] = [];
   for (const name of names) {
@@ -112,15 +114,33 @@ export async function makeProviders(
     else if (name === 'aws') {
       const { createAwsProvider } = await import('../providers/aws/aws-provider.ts');
       const { awsOptionsFromEnv } = await import('../providers/aws/aws-env.ts');
-      providers.push(await createAwsProvider({ clock, ...awsOptionsFromEnv(process.env) }));
+      providers.push(
+        await createAwsProvider({
+          clock,
+          ...awsOptionsFromEnv(process.env),
+          log: logger?.child({ provider: 'aws' }),
+        }),
+      );
     } else if (name === 'azure') {
       const { createAzureProvider } = await import('../providers/azure/azure-provider.ts');
       const { azureOptionsFromEnv } = await import('../providers/azure/azure-options.ts');
-      providers.push(await createAzureProvider({ ...azureOptionsFromEnv(process.env), clock }));
+      providers.push(
+        await createAzureProvider({
+          ...azureOptionsFromEnv(process.env),
+          clock,
+          log: logger?.child({ provider: 'azure' }),
+        }),
+      );
     } else if (name === 'gcp') {
       const { createGcpProvider } = await import('../providers/gcp/gcp-provider.ts');
       const { gcpOptionsFromEnv } = await import('../providers/gcp/gcp-config.ts');
-      providers.push(await createGcpProvider({ clock, ...gcpOptionsFromEnv(process.env) }));
+      providers.push(
+        await createGcpProvider({
+          clock,
+          ...gcpOptionsFromEnv(process.env),
+          log: logger?.child({ provider: 'gcp' }),
+        }),
+      );
     } else providers.push(...(await connectRemoteProviders(name, clock)));
   }
   return providers;
@@ -150,6 +170,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const clock = options.clock ?? new RealClock();
   const host = options.host ?? '127.0.0.1';
   const stepMs = options.startupStepTimeoutMs ?? STARTUP_STEP_TIMEOUT_MS;
+  // One logger for the broker and the clouds' adapters (their price reads log at debug).
+  const logger = pino({ level: process.env.GPUBROKER_LOG ?? 'silent' });
   const undo: (() => Promise<void> | void)[] = [];
   const unwind = async () => {
     for (const step of undo.reverse()) await Promise.resolve(step()).catch(() => undefined);
@@ -206,6 +228,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
         options.scenario,
         options.dataDir,
         options.defaultScenario,
+        logger,
       ),
       stepMs,
       () => new StartupError('--providers', `no answer within ${stepMs / 1000} s`),
@@ -230,6 +253,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     const broker = new BrokerCore({
       database,
       clock,
+      logger,
       providers,
       ...(options.seed !== undefined ? { seed: options.seed } : {}),
       ...(options.meterHeartbeatMs !== undefined ? { meterHeartbeatMs: options.meterHeartbeatMs } : {}),

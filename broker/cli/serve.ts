@@ -109,6 +109,7 @@ export function registerServeCommand(program: Command): void {
                 ]),
             `  agents: ${server.agentHostPid ? `simulated instances run their containers through a local agent host, ${isolation.summary}` : 'containers run on the machines whose agents joined'}`,
             `  operator token: ${server.operatorTokenFile} (export GPUBROKER_TOKEN=$(cat ${server.operatorTokenFile}))`,
+            `  console: ${server.url}/ (log in with the operator token)`,
             `  OpenAPI: ${server.url}/openapi.json   metrics: ${server.url}/metrics`,
             '',
             '  import { Broker } from "gpubroker";',
