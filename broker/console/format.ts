@@ -1,4 +1,5 @@
 /** How the console writes money, durations and times: short, fixed-width-friendly, in UTC. */
+import { microsToUsd } from '../../lib/money.ts';
 
 const dollars = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
 const rate = new Intl.NumberFormat('en-US', {
@@ -18,7 +19,7 @@ export function usdPerHour(value: number): string {
 }
 
 export function microUsd(micros: number): string {
-  return usd(micros / 1_000_000);
+  return usd(microsToUsd(micros));
 }
 
 export function duration(ms: number): string {

@@ -3,6 +3,7 @@
  * invoices per tenant. The last 24 hours by hour, or the last 30 days by day (`?range=month`).
  */
 import { html } from 'hono/html';
+import { microsToUsd } from '../../../lib/money.ts';
 import type { Principal } from '../../tokens.ts';
 import type { ConsoleApi } from '../api.ts';
 import { chart, linesOverTime, stackedBarsOverTime } from '../charts.ts';
@@ -74,10 +75,9 @@ export async function moneyPage(
       .map((g) => ({
         at: windows[i]?.label ?? '',
         gpu: g.gpu,
-        cost: g.costMicroUsd / 1e6,
-        revenue: g.revenueMicroUsd / 1e6,
+        cost: microsToUsd(g.costMicroUsd),
+        revenue: microsToUsd(g.revenueMicroUsd),
         utilization: g.utilization,
-        billedGpuHours: g.billedGpuSeconds / 3_600,
       })),
   );
   const [costChart, revenueChart, utilisationChart] =
@@ -163,7 +163,7 @@ async function tenantMoney(
     gpus.map((gpu) => ({
       at: windows[i]?.label ?? '',
       gpu,
-      usd: u.rows.filter((r) => r.key === gpu).reduce((sum, r) => sum + r.amountMicroUsd, 0) / 1e6,
+      usd: microsToUsd(u.rows.filter((r) => r.key === gpu).reduce((sum, r) => sum + r.amountMicroUsd, 0)),
     })),
   );
   const total = usage.reduce((sum, u) => sum + u.totalMicroUsd, 0);

@@ -3,8 +3,9 @@
  * tenants' limits, and the audit log (token creations and limit changes: who, when, what).
  */
 import { html } from 'hono/html';
+import { microsToUsd } from '../../../lib/money.ts';
 import type { ConsoleApi } from '../api.ts';
-import { time } from '../format.ts';
+import { time, usdPerHour } from '../format.ts';
 import { type Html, table } from '../layout.ts';
 
 interface Versioned {
@@ -51,10 +52,10 @@ export async function policyPage(api: ConsoleApi): Promise<Html> {
 ${history(policies.versions, 'No policy versions yet.')}
 <h2>Price book in force <small>v${prices.version}</small></h2>
 ${table(
-  ['GPU', 'rate per GPU-hour'],
+  ['GPU', 'price per GPU-hour'],
   Object.entries(prices.gpuRates).map(
     ([gpu, micros]) =>
-      html`<tr><td>${gpu}</td><td class="num">$${((micros * 3_600) / 1e6).toFixed(4)}</td></tr>`,
+      html`<tr><td>${gpu}</td><td class="num">${usdPerHour(microsToUsd(micros * 3_600))}</td></tr>`,
   ),
   'No GPU rates.',
 )}
