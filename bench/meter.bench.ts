@@ -19,6 +19,7 @@ import { type OpenedDatabase, openDatabase } from '../broker/db/open-database.ts
 import { TokenStore } from '../broker/tokens.ts';
 import { VirtualClock } from '../lib/clock.ts';
 import { IdGenerator } from '../lib/ids.ts';
+import { microsToUsd } from '../lib/money.ts';
 import { Random } from '../lib/random.ts';
 import { loadCatalog } from '../providers/catalog/load-catalog.ts';
 import { type UsageEvent, usageEventId } from '../runtime/meter/usage-event.ts';
@@ -112,7 +113,7 @@ async function measure(storage: string, database: OpenedDatabase): Promise<Row> 
     invoiceIntervals: INVOICE_INTERVALS,
     invoiceLines: invoice.lines.length,
     invoiceMs: Math.round(invoiceMs),
-    invoiceTotalUsd: Math.round(invoice.totalMicroUsd / 1e6),
+    invoiceTotalUsd: Math.round(microsToUsd(invoice.totalMicroUsd)),
   };
 }
 

@@ -3,7 +3,19 @@ import { describe, expect, it } from 'vitest';
 import { sameElements } from './arrays.ts';
 import { VirtualClock } from './clock.ts';
 import { IdGenerator } from './ids.ts';
-import { costOf, formatUsd, micros, parseUsd, usdToMicros } from './money.ts';
+import {
+  costOf,
+  costOfSecondsRoundedUp,
+  formatUsd,
+  micros,
+  microsToUsd,
+  parseUsd,
+  perHourRate,
+  perSecondRateRoundedUp,
+  roundUsdToMicro,
+  unroundedCostOf,
+  usdToMicros,
+} from './money.ts';
 import { Random } from './random.ts';
 
 describe('money', () => {
@@ -36,6 +48,35 @@ describe('money', () => {
   it('formats USD', () => {
     expect(formatUsd(usdToMicros(1234.5))).toBe('$1,234.50');
     expect(formatUsd(micros(100))).toBe('$0.0001');
+  });
+
+  it('converts between micros and USD floats, rounding only where it says so', () => {
+    expect(microsToUsd(12_290_000)).toBe(12.29);
+    expect(usdToMicros(12.2900004)).toBe(12_290_000);
+    expect(roundUsdToMicro(98.3200004)).toBe(98.32);
+    expect(roundUsdToMicro(0.0000005)).toBe(0.000001);
+  });
+
+  it('converts rates per hour and per second, and costs seconds and milliseconds', () => {
+    // 12,290,000 micro-USD an hour is 3,413.88… a second: the price book's rate rounds up.
+    expect(perSecondRateRoundedUp(12_290_000)).toBe(3_414);
+    expect(perSecondRateRoundedUp(3_600)).toBe(1);
+    expect(perHourRate(3_414)).toBe(12_290_400);
+    // 61 s of a 98.32 $/h instance: 1,665,977.77… micros, rounded up.
+    expect(costOfSecondsRoundedUp(98_320_000, 61)).toBe(1_665_978);
+    expect(unroundedCostOf(98_320_000, 61_000)).toBeCloseTo(1_665_977.7778, 3);
+    // Rounded up: the least whole micro that is not below the cost (exact integer arithmetic on both sides).
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 200_000_000 }),
+        fc.integer({ min: 0, max: 86_400 }),
+        (price, s) => {
+          const cost = costOfSecondsRoundedUp(price, s);
+          expect(cost * 3_600).toBeGreaterThanOrEqual(s * price);
+          expect((cost - 1) * 3_600).toBeLessThan(s * price);
+        },
+      ),
+    );
   });
 });
 

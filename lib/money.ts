@@ -5,7 +5,9 @@
 export type Micros = number & { readonly __brand: 'micro-USD' };
 
 export const MICROS_PER_USD = 1_000_000;
-const MS_PER_HOUR = 3_600_000n;
+const SECONDS_PER_HOUR = 3_600;
+const MS_PER_HOUR = 3_600_000;
+const MS_PER_HOUR_BIG = BigInt(MS_PER_HOUR);
 
 /** Parses a decimal USD string ("55.04", "0.0001") exactly into micros; more than 6 decimals is an error. */
 export function parseUsd(text: string): Micros {
@@ -22,9 +24,14 @@ export function usdToMicros(usd: number): Micros {
   return micros(Math.round(usd * MICROS_PER_USD));
 }
 
-/** USD as a float, for display and for the API's `usd` fields (never for arithmetic that is billed). */
+/** USD as a float, for display, the API's `usd` fields and the solver's objective (never for amounts that are billed). */
 export function microsToUsd(amount: number): number {
   return amount / MICROS_PER_USD;
+}
+
+/** A USD float rounded to the nearest micro, still a float: figures of a plan, which come from a solver's floats. */
+export function roundUsdToMicro(usd: number): number {
+  return Math.round(usd * MICROS_PER_USD) / MICROS_PER_USD;
 }
 
 /** Checks that a number is a safe integer and brands it. */
@@ -40,7 +47,30 @@ export function micros(value: number): Micros {
 export function costOf(microsPerHour: Micros, durationMs: number): Micros {
   if (!Number.isSafeInteger(durationMs) || durationMs < 0) throw new RangeError(`durationMs: ${durationMs}`);
   const product = BigInt(microsPerHour) * BigInt(durationMs);
-  return micros(Number((product + MS_PER_HOUR / 2n) / MS_PER_HOUR));
+  return micros(Number((product + MS_PER_HOUR_BIG / 2n) / MS_PER_HOUR_BIG));
+}
+
+/**
+ * Cost of `durationMs` at `microsPerHour` in fractional micros, not rounded: for a running sum that is rounded once
+ * at its end (a simulation's cost series).
+ */
+export function unroundedCostOf(microsPerHour: number, durationMs: number): number {
+  return (microsPerHour * durationMs) / MS_PER_HOUR;
+}
+
+/** Cost of whole `seconds` at `microsPerHour`, rounded up to a whole micro (what an instance cost in a window). */
+export function costOfSecondsRoundedUp(microsPerHour: number, seconds: number): number {
+  return Math.ceil((seconds * microsPerHour) / SECONDS_PER_HOUR);
+}
+
+/** A rate per hour as a rate per second, rounded up to a whole micro (a price book's rate never undercuts it). */
+export function perSecondRateRoundedUp(microsPerHour: number): number {
+  return Math.ceil(microsPerHour / SECONDS_PER_HOUR);
+}
+
+/** A rate per second as a rate per hour (exact for whole micros per second). */
+export function perHourRate(microsPerSecond: number): number {
+  return microsPerSecond * SECONDS_PER_HOUR;
 }
 
 /** "$1,234.56" with cents; sub-cent amounts keep up to 4 decimals so that small prices stay readable. */

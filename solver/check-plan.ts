@@ -1,3 +1,4 @@
+import { microsToUsd } from '../lib/money.ts';
 import { type Offering, reservedTwin } from '../providers/catalog/offering.ts';
 import { bufferFor, bufferGpus } from './policy.ts';
 import { isAllowed } from './reduce.ts';
@@ -108,7 +109,7 @@ export function checkPlan(input: PlanInput, plan: Plan): string[] {
     if (policy.budgetUsdPerHour !== null) {
       const spend = known.reduce(
         (acc, p) =>
-          p.o.capacityType === 'reserved' ? acc : acc + (p.o.microsPerHour / 1e6) * count(p.id, t),
+          p.o.capacityType === 'reserved' ? acc : acc + microsToUsd(p.o.microsPerHour) * count(p.id, t),
         0,
       );
       if (spend > policy.budgetUsdPerHour + 1e-6)

@@ -42,6 +42,7 @@
  * to one period. Only start, stopDef, churn and lifetime rows from the second period on join periods; quota rows
  * join GPU types only within one vendor × region; spread and budget rows join region groups.
  */
+import { microsToUsd } from '../lib/money.ts';
 import type { Offering } from '../providers/catalog/offering.ts';
 import { type LinearModel, LinearModelBuilder, lpPart } from './linear-model.ts';
 import { bufferFor, bufferGpus, interruptionsPerHour, type PlanningPolicy } from './policy.ts';
@@ -106,7 +107,7 @@ export function buildModel(input: ModelInput): PlanningModel {
   const x: number[][] = [];
   const add: number[][] = [];
   offerings.forEach((o, i) => {
-    const price = o.capacityType === 'reserved' ? 0 : o.microsPerHour / 1e6;
+    const price = o.capacityType === 'reserved' ? 0 : microsToUsd(o.microsPerHour);
     const lambda = o.capacityType === 'spot' ? interruptionsPerHour(policy, o.vendor) : 0;
     const hourly = L * price * (1 + lambda * (P + W));
     const xs: number[] = [];
@@ -247,7 +248,7 @@ export function buildModel(input: ModelInput): PlanningModel {
         Number.NEGATIVE_INFINITY,
         policy.budgetUsdPerHour,
         members.map((i) => x[i]?.[t] as number),
-        members.map((i) => (offerings[i]?.microsPerHour as number) / 1e6),
+        members.map((i) => microsToUsd(offerings[i]?.microsPerHour as number)),
         `budget $${policy.budgetUsdPerHour}/h`,
       );
     }

@@ -1,5 +1,6 @@
 import { stopwatch } from '../lib/clock.ts';
 import { ValidationError } from '../lib/errors.ts';
+import { microsToUsd, roundUsdToMicro } from '../lib/money.ts';
 import type { LpRelaxation, MipResult } from './backends/backend.ts';
 import { glpkBackend } from './backends/glpk.ts';
 import { greedyCounts } from './backends/greedy.ts';
@@ -163,7 +164,7 @@ function assemblePlan(pm: PlanningModel, values: Float64Array, catalogSize: numb
   const { offerings, policy, periods } = input;
   const counts = readCounts(pm, values);
   const price = (i: number) =>
-    offerings[i]?.capacityType === 'reserved' ? 0 : (offerings[i]?.microsPerHour as number) / 1e6;
+    offerings[i]?.capacityType === 'reserved' ? 0 : microsToUsd(offerings[i]?.microsPerHour as number);
 
   const sumCols = (cols: number[], pick: (j: number) => boolean = () => true) =>
     cols.reduce((acc, j) => (pick(j) ? acc + (lp.colCost[j] as number) * (values[j] as number) : acc), 0);
@@ -176,7 +177,7 @@ function assemblePlan(pm: PlanningModel, values: Float64Array, catalogSize: numb
   const pools = offerings.flatMap((o, i) => {
     const count = counts[i]?.[0] ?? 0;
     if (count === 0) return [];
-    const usdPerHour = round6(price(i) * count);
+    const usdPerHour = roundUsdToMicro(price(i) * count);
     return [
       {
         offeringId: o.id,
@@ -215,13 +216,13 @@ function assemblePlan(pm: PlanningModel, values: Float64Array, catalogSize: numb
     }),
     pools,
     cost: {
-      usdPerHour: round6(pools.reduce((acc, p) => acc + p.usdPerHour, 0)),
-      instancesUsd: round6(instancesUsd),
-      startupUsd: round6(sumCols(pm.add.flat())),
+      usdPerHour: roundUsdToMicro(pools.reduce((acc, p) => acc + p.usdPerHour, 0)),
+      instancesUsd: roundUsdToMicro(instancesUsd),
+      startupUsd: roundUsdToMicro(sumCols(pm.add.flat())),
       // An x column's cost is its hourly price plus, for spot, the expected interruption cost.
-      interruptionUsd: round6(sumCols(xCols) - instancesUsd),
-      unmetPenaltyUsd: round6(sumCols(pm.unmet.flat())),
-      bufferPenaltyUsd: round6(sumCols(pm.bufferShort.flatMap((b) => b.cols))),
+      interruptionUsd: roundUsdToMicro(sumCols(xCols) - instancesUsd),
+      unmetPenaltyUsd: roundUsdToMicro(sumCols(pm.unmet.flat())),
+      bufferPenaltyUsd: roundUsdToMicro(sumCols(pm.bufferShort.flatMap((b) => b.cols))),
     },
     unmet,
     unmetGpus: unmet.reduce((acc, u) => acc + (u.gpus[0] ?? 0), 0),
@@ -237,8 +238,4 @@ function assemblePlan(pm: PlanningModel, values: Float64Array, catalogSize: numb
       constraints: lp.rowLower.length,
     },
   };
-}
-
-function round6(v: number): number {
-  return Math.round(v * 1e6) / 1e6;
 }

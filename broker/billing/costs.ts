@@ -4,6 +4,7 @@
  * GPU-seconds: the figure operators tune the warm buffer with.
  */
 import { and, isNull, lt, or, sql } from 'drizzle-orm';
+import { costOfSecondsRoundedUp } from '../../lib/money.ts';
 import type { Database } from '../db/open-database.ts';
 import { instances } from '../db/schema.ts';
 import { priceLines } from './invoices.ts';
@@ -62,7 +63,7 @@ export async function costReport(
     const seconds = Math.max(0, Number(r.seconds));
     const c = cell(r.gpu);
     c.provisioned += seconds * r.gpusPerInstance;
-    c.cost += Math.ceil((seconds * r.microsPerHour) / 3600);
+    c.cost += costOfSecondsRoundedUp(r.microsPerHour, seconds);
   }
   for (const line of priceLines(await usageGroups(db, fromMs, toMs), rates)) {
     const c = cell(line.gpu);

@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import type { Clock } from '../../lib/clock.ts';
 import { validationErrorFromIssues } from '../../lib/errors.ts';
+import { perSecondRateRoundedUp } from '../../lib/money.ts';
 import type { Offering } from '../../providers/catalog/offering.ts';
 import type { Database } from '../db/open-database.ts';
 import { priceBooks } from '../db/schema.ts';
@@ -65,7 +66,7 @@ export class Rates {
     for (const [gpu, prices] of perGpu) {
       prices.sort((a, b) => a - b);
       const median = prices[Math.floor((prices.length - 1) / 2)] as number;
-      this.base.set(gpu, Math.ceil((median * (1 + version.book.markup)) / 3600));
+      this.base.set(gpu, perSecondRateRoundedUp(median * (1 + version.book.markup)));
     }
   }
 

@@ -5,6 +5,7 @@
  */
 import type { Command } from 'commander';
 import { ValidationError } from '../../lib/errors.ts';
+import { perHourRate } from '../../lib/money.ts';
 import type { Invoice } from '../../sdk/index.ts';
 import { monthOf } from '../billing/months.ts';
 import { formatMicroUsd, parseMonthFlag, plainTable } from './billing-format.ts';
@@ -118,7 +119,7 @@ function renderInvoices(invoices: readonly Invoice[], month: string): string {
           l.lease ?? l.function ?? '',
           l.seconds,
           l.gpuSeconds,
-          formatMicroUsd(l.rateMicroUsd * 3600),
+          formatMicroUsd(perHourRate(l.rateMicroUsd)),
           formatMicroUsd(l.amountMicroUsd),
           l.lateFrom ?? '',
         ]);

@@ -3,6 +3,7 @@
  * and the history need an operator token. A new version prices usage from the month it is in force at the end of.
  */
 import type { Command } from 'commander';
+import { perHourRate } from '../../lib/money.ts';
 import type { PriceBookVersion } from '../../sdk/index.ts';
 import { formatMicroUsd, plainTable } from './billing-format.ts';
 import { brokerClient, type ClientFlags, printJson, talkTo, withClientOptions } from './client-options.ts';
@@ -70,6 +71,7 @@ export function registerPricesCommand(program: Command): void {
 /** Effective rates before region and capacity multipliers: micro-USD per GPU-second and USD per GPU-hour. */
 function renderRates(v: PriceBookVersion): string {
   const table = plainTable(['GPU', 'micro-USD/GPU-s', 'USD/GPU-hour'], [1, 2]);
-  for (const [gpu, rate] of Object.entries(v.gpuRates)) table.push([gpu, rate, formatMicroUsd(rate * 3600)]);
+  for (const [gpu, rate] of Object.entries(v.gpuRates))
+    table.push([gpu, rate, formatMicroUsd(perHourRate(rate))]);
   return `${table.toString()}\n`;
 }

@@ -3,7 +3,7 @@
  * a sweep over launches and ends, integrating the hourly rate between them. The headline cost comes from the
  * billing code's `costReport`, which rounds each instance up to whole seconds; this series does not round.
  */
-import { microsToUsd } from '../../lib/money.ts';
+import { microsToUsd, unroundedCostOf } from '../../lib/money.ts';
 
 export interface InstanceSpan {
   readonly launchedAt: number;
@@ -27,12 +27,12 @@ export function cumulativeCostUsd(instances: readonly InstanceSpan[], timesMs: r
   for (const t of timesMs) {
     for (; j < events.length && (events[j]?.atMs as number) <= t; j++) {
       const e = events[j] as { atMs: number; deltaMicrosPerHour: number };
-      micros += (rate * (e.atMs - last)) / 3_600_000;
+      micros += unroundedCostOf(rate, e.atMs - last);
       last = e.atMs;
       rate += e.deltaMicrosPerHour;
     }
     if (t > last) {
-      micros += (rate * (t - last)) / 3_600_000;
+      micros += unroundedCostOf(rate, t - last);
       last = t;
     }
     result.push(microsToUsd(Math.round(micros)));

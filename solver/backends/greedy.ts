@@ -1,3 +1,4 @@
+import { microsToUsd } from '../../lib/money.ts';
 import type { ModelInput } from '../model.ts';
 import { bufferFor, bufferGpus, interruptionsPerHour } from '../policy.ts';
 import { quotaCovers } from '../types.ts';
@@ -14,7 +15,7 @@ export function greedyCounts(input: ModelInput): number[][] {
   const P = policy.provisioningMinutes / 60;
   const W = policy.interruptionLostMinutes / 60;
   const effective = offerings.map((o) => {
-    const price = o.capacityType === 'reserved' ? 0 : o.microsPerHour / 1e6;
+    const price = o.capacityType === 'reserved' ? 0 : microsToUsd(o.microsPerHour);
     const lambda = o.capacityType === 'spot' ? interruptionsPerHour(policy, o.vendor) : 0;
     return price * (1 + lambda * (P + W));
   });
@@ -86,7 +87,7 @@ export function greedyCounts(input: ModelInput): number[][] {
       if (policy.budgetUsdPerHour !== null && o.capacityType !== 'reserved') {
         const spend = sum(
           (j) => offerings[j]?.capacityType !== 'reserved',
-          (j) => (offerings[j]?.microsPerHour as number) / 1e6,
+          (j) => microsToUsd(offerings[j]?.microsPerHour as number),
         );
         if (spend > policy.budgetUsdPerHour + 1e-9) return true;
       }
@@ -153,9 +154,9 @@ export function greedyCounts(input: ModelInput): number[][] {
       if (policy.budgetUsdPerHour !== null && o.capacityType !== 'reserved') {
         const spend = sum(
           (j) => offerings[j]?.capacityType !== 'reserved',
-          (j) => (offerings[j]?.microsPerHour as number) / 1e6,
+          (j) => microsToUsd(offerings[j]?.microsPerHour as number),
         );
-        if (spend + o.microsPerHour / 1e6 > policy.budgetUsdPerHour + 1e-9) return false;
+        if (spend + microsToUsd(o.microsPerHour) > policy.budgetUsdPerHour + 1e-9) return false;
       }
       // Share rules are checked against the larger of the type's need and its capacity after the addition.
       const base = Math.max(needByGpu.get(o.gpu) ?? 0, sum((j) => offerings[j]?.gpu === o.gpu, gpusOf) + g);
