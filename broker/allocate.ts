@@ -1,9 +1,10 @@
 /**
  * Where a lease's GPUs go, among the free GPUs of running instances. Pure: the lease service persists the answer.
  * Cheapest GPUs first; among equals, the fullest instance that fits (best fit keeps whole nodes free for gangs).
- * Free GPUs are described as the runtime's placement sees them (`FreeGpuSlot`): one type for both.
+ * Free GPUs and their orders are the runtime placement's (`FreeGpuSlot`, `priceThenFit`, `priceThenRoomiest` in
+ * `runtime/capacity.ts`, which says why a lease leads with price and a container with fit).
  */
-import type { FreeGpuSlot } from '../runtime/capacity.ts';
+import { type FreeGpuSlot, priceThenFit, priceThenRoomiest } from '../runtime/capacity.ts';
 
 export type Placement = 'single-node' | 'same-region' | 'any';
 export type LeaseCapacityType = 'on-demand' | 'spot' | 'any';
@@ -48,15 +49,9 @@ export function findAllocation(
   candidates: readonly FreeGpuSlot[],
 ): Allocation[] | undefined {
   const usable = candidates.filter((c) => c.free.length > 0 && serves(wants, c));
-  const perGpu = (c: FreeGpuSlot) => c.microsPerHour / c.gpusPerInstance;
   let best: Allocation[] | undefined;
   if (wants.placement === 'single-node') {
-    const fits = usable
-      .filter((c) => c.free.length >= wants.count)
-      .sort(
-        (a, b) => perGpu(a) - perGpu(b) || a.free.length - b.free.length || cmp(a.instanceId, b.instanceId),
-      );
-    const chosen = fits[0];
+    const chosen = usable.filter((c) => c.free.length >= wants.count).sort(priceThenFit)[0];
     if (chosen) best = [take(chosen, wants.count)];
   } else if (wants.placement === 'same-region') {
     for (const region of [...new Set(usable.map((c) => c.region))].sort()) {
@@ -80,12 +75,7 @@ export function total(allocations: readonly Allocation[]): number {
 
 /** Cheapest GPUs first, taking from instances with more free GPUs first so a lease spans few instances. */
 function greedy(candidates: readonly FreeGpuSlot[], count: number): Allocation[] | undefined {
-  const sorted = [...candidates].sort(
-    (a, b) =>
-      a.microsPerHour / a.gpusPerInstance - b.microsPerHour / b.gpusPerInstance ||
-      b.free.length - a.free.length ||
-      cmp(a.instanceId, b.instanceId),
-  );
+  const sorted = [...candidates].sort(priceThenRoomiest);
   const result: Allocation[] = [];
   let left = count;
   for (const c of sorted) {
@@ -103,8 +93,4 @@ function take(c: FreeGpuSlot, n: number): Allocation {
     gpuIndices: c.free.slice(0, n),
     microsPerHour: shareOf(c.microsPerHour, n, c.gpusPerInstance),
   };
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -1,8 +1,9 @@
 /**
  * Where a container goes, among the free GPUs of running instances. Pure: the runtime holds the answer through
- * `GpuCapacity.allocate`. The GPU preference list is tried in order; for one entry the choice is best fit:
- *   1. the instance with the fewest free GPUs that still has `count` of them (fill the busiest instances first, so
- *      that idle ones drain and whole nodes stay free for gangs),
+ * `GpuCapacity.allocate`. The GPU preference list is tried in order; for one entry the choice is best fit, the first
+ * instance with `count` free GPUs in `fitThenPrice` order (`capacity.ts`):
+ *   1. the fewest free GPUs (fill the busiest instances first, so that idle ones drain and whole nodes stay free
+ *      for gangs),
  *   2. then the cheapest per GPU,
  *   3. then the smallest instanceId (deterministic).
  * The GPUs taken are the lowest free indices, so two containers never share a GPU of a snapshot.
@@ -11,7 +12,7 @@
  * answers from slots bucketed by GPU type and free count, and takes placements as it goes, so a reconcile that
  * places many containers on a 1,000-instance snapshot looks only at instances that can fit.
  */
-import type { FreeGpuSlot } from './capacity.ts';
+import { type FreeGpuSlot, fitThenPrice } from './capacity.ts';
 import type { GpuWant } from './function-spec.ts';
 
 export interface PlacementWants {
@@ -39,21 +40,11 @@ export function placeContainer(
     for (const slot of slots) {
       if (slot.gpu !== gpu || slot.free.length < count) continue;
       if (regions && !regions.includes(slot.region)) continue;
-      if (!best || better(slot, best)) best = slot;
+      if (!best || fitThenPrice(slot, best) < 0) best = slot;
     }
     if (best) return { instanceId: best.instanceId, gpu, gpuIndices: best.free.slice(0, count), slot: best };
   }
   return undefined;
-}
-
-/** Whether `a` is the better fit than `b` (both fit): fewer free GPUs, then cheaper per GPU, then id. */
-export function better(a: FreeGpuSlot, b: FreeGpuSlot): boolean {
-  if (a.free.length !== b.free.length) return a.free.length < b.free.length;
-  // Per-GPU prices compared without division: a.µ/a.n < b.µ/b.n ⇔ a.µ·b.n < b.µ·a.n.
-  const pa = a.microsPerHour * b.gpusPerInstance;
-  const pb = b.microsPerHour * a.gpusPerInstance;
-  if (pa !== pb) return pa < pb;
-  return a.instanceId < b.instanceId;
 }
 
 /**
@@ -109,7 +100,7 @@ export class SlotIndex {
         let best: FreeGpuSlot | undefined;
         for (const slot of (buckets[n] as Map<string, FreeGpuSlot>).values()) {
           if (regions && !regions.includes(slot.region)) continue;
-          if (!best || better(slot, best)) best = slot;
+          if (!best || fitThenPrice(slot, best) < 0) best = slot;
         }
         if (best)
           return { instanceId: best.instanceId, gpu, gpuIndices: best.free.slice(0, count), slot: best };
