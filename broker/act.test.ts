@@ -1,20 +1,23 @@
 /**
  * The actuator's pending actions on a real PGlite and simulated AWS: an action whose outcome a regional outage
  * left unknown stays pending until it is repeated, the set kept in memory matches the table at every step, and
- * actions another process wrote are seen once the leadership is won again (`forgetPending`).
+ * actions another process wrote are seen once the leadership is won again (`forgetPending`); and which throttled
+ * provider calls the actuator retries itself.
  */
 import { eq } from 'drizzle-orm';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { VirtualClock } from '../lib/clock.ts';
 import { loadCatalog } from '../providers/catalog/load-catalog.ts';
+import type { Provider } from '../providers/provider.ts';
+import { ThrottledError } from '../providers/provider-errors.ts';
 import { createSimClouds } from '../providers/sim/sim-clouds.ts';
 import { emptyDatabase } from '../test/empty-database.ts';
 import { quietAwsScenario } from '../test/fast-aws.ts';
 import { type ActionRow, Actuator } from './act.ts';
 import type { OpenedDatabase } from './db/open-database.ts';
 import { actions } from './db/schema.ts';
-import { Fleet } from './fleet.ts';
+import { Fleet, type LiveInstance } from './fleet.ts';
 
 const START = Date.UTC(2026, 10, 23);
 const MINUTE = 60_000;
@@ -120,5 +123,64 @@ describe('actuator: pending actions', () => {
     next.forgetPending();
     expect(ids(await next.pending())).toEqual(['act-1', 'act-2']);
     expect(ids(await next.pending())).toEqual(await pendingInTable());
+  });
+});
+
+describe('actuator: throttled provider calls', () => {
+  it('retries a throttle its provider did not retry, after retryAfterMs doubled each time, and never one an adapter retried already', async () => {
+    const clock = new VirtualClock(START);
+    const database = await emptyDatabase();
+    opened.push(database);
+    const fleet = new Fleet(database.db, clock);
+    await fleet.load();
+    const calls: number[] = [];
+    let throttles = 0;
+    let retried = false;
+    const provider = {
+      vendor: 'aws',
+      terminate: async () => {
+        calls.push(clock.now());
+        if (calls.length <= throttles) throw new ThrottledError('aws', 100, 'request rate exceeded', retried);
+      },
+    } as unknown as Provider;
+    const act = new Actuator({
+      db: database.db,
+      clock,
+      providers: new Map([['aws', provider]]),
+      fleet,
+      fleetId: () => 'fleet-1',
+      logger: pino({ level: 'silent' }),
+    });
+    const targets = [{ id: 'i-1', offeringId: 'aws-l4' }] as unknown as LiveInstance[];
+    /** Runs the clock until `work` ends (its database writes are real I/O, so the event loop turns in between). */
+    const settle = async <T>(work: Promise<T>): Promise<T> => {
+      let ended = false;
+      const tracked = work.finally(() => {
+        ended = true;
+      });
+      while (!ended) {
+        await new Promise((resolve) => setImmediate(resolve));
+        await clock.runUntilIdle();
+      }
+      return tracked;
+    };
+
+    // A simulated cloud throttles without waiting: three retries, 100, 200 and 400 ms apart.
+    throttles = 3;
+    expect((await settle(act.terminate('plan-1', 'stop-1', 'aws', targets))).status).toBe('done');
+    expect(calls.map((at) => at - (calls[0] as number))).toEqual([0, 100, 300, 700]);
+
+    // One more throttle than retries: the terminate stays pending for the next tick.
+    calls.length = 0;
+    throttles = 4;
+    expect((await settle(act.terminate('plan-1', 'stop-2', 'aws', targets))).status).toBe('pending');
+    expect(calls).toHaveLength(4);
+
+    // An adapter that retried already (its ThrottledError says so) is not retried again.
+    calls.length = 0;
+    throttles = 1;
+    retried = true;
+    expect((await settle(act.terminate('plan-1', 'stop-3', 'aws', targets))).status).toBe('pending');
+    expect(calls).toHaveLength(1);
   });
 });

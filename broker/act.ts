@@ -6,6 +6,7 @@
  */
 import { eq, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
+import { BackoffExhausted, type BackoffPolicy, withBackoff } from '../lib/backoff.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { AgentBootstrap } from '../providers/agent-bootstrap.ts';
 import type { Offering } from '../providers/catalog/offering.ts';
@@ -23,7 +24,17 @@ import type { Fleet, LiveInstance } from './fleet.ts';
 
 export const FLEET_TAG = 'gpubroker-fleet';
 export const ACTION_TAG = 'gpubroker-action';
-const MAX_THROTTLE_RETRIES = 3;
+/**
+ * Retries of a provider call whose ThrottledError nobody retried yet (`retried` false: a provider that throttles
+ * without waiting, like the simulated clouds): three, after the provider's `retryAfterMs` (`baseDelayFrom`, in place
+ * of `baseDelayMs`), doubled at each retry. An adapter that retried already is not retried again: the rule, for
+ * every caller, is ThrottledError's (providers/provider-errors.ts).
+ */
+const THROTTLE_RETRIES: BackoffPolicy = {
+  maxRetries: 3,
+  baseDelayMs: 1_000,
+  maxDelayMs: Number.POSITIVE_INFINITY,
+};
 /**
  * Most instances one launch call asks for. A provider launches all or nothing in one zone, so a plan's 300
  * instances of one offering go out as batches: a stock-out then costs one batch, and what was had is kept.
@@ -283,15 +294,20 @@ export class Actuator {
     return this.statements;
   }
 
+  /** Runs a provider call, retrying it while throttled if its provider did not retry (`THROTTLE_RETRIES`). */
   private async withRetries<T>(call: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await call();
-      } catch (error) {
-        if (!(error instanceof ThrottledError) || attempt >= MAX_THROTTLE_RETRIES) throw error;
-        // Back off at least as long as the provider asks, longer on each retry.
-        await this.clock.sleep(error.retryAfterMs * 2 ** attempt);
-      }
+    try {
+      return await withBackoff(
+        {
+          clock: this.clock,
+          policy: THROTTLE_RETRIES,
+          retryable: (error) => error instanceof ThrottledError && !error.retried,
+          baseDelayFrom: (error) => (error as ThrottledError).retryAfterMs,
+        },
+        call,
+      );
+    } catch (error) {
+      throw error instanceof BackoffExhausted ? error.last : error;
     }
   }
 

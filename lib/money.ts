@@ -24,7 +24,7 @@ export function usdToMicros(usd: number): Micros {
   return micros(Math.round(usd * MICROS_PER_USD));
 }
 
-/** USD as a float, for display, the API's `usd` fields and the solver's objective (never for amounts that are billed). */
+/** USD as a float, for display, the API's `usd` fields and the solver (never for amounts that are billed). */
 export function microsToUsd(amount: number): number {
   return amount / MICROS_PER_USD;
 }

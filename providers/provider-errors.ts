@@ -44,12 +44,26 @@ export class QuotaExceededError extends ProviderError {
   }
 }
 
-/** The API rate limit was hit. Nothing happened; the same call may be repeated after `retryAfterMs`. */
+/**
+ * The API rate limit was hit. Nothing happened; the same call may be repeated after `retryAfterMs`.
+ *
+ * Who retries a throttled call, so that retries never stack (a call retried inside another's retries):
+ * - an adapter that speaks to a cloud's API (aws, gcp, azure) retries each throttled API call itself (a page, a
+ *   poll, a write), with `withBackoff` (lib/backoff.ts) on its Clock and as its vendor asks (Retry-After, jitter);
+ *   when its retries run out it throws this error with `retried` true;
+ * - an error with `retried` false comes from a provider that throttles without waiting (the simulated clouds):
+ *   the actuator (broker/act.ts) retries its provision and terminate calls a few times, `retryAfterMs` doubled at
+ *   each retry;
+ * - nobody retries an error with `retried` true in process: the actuator fails the provision (the loop re-plans)
+ *   or keeps the terminate pending, readers keep their last answer, and the next tick asks again.
+ */
 export class ThrottledError extends ProviderError {
   constructor(
     vendor: string,
     readonly retryAfterMs: number,
     message: string,
+    /** The provider already retried the call with backoff until its retries ran out. */
+    readonly retried = false,
   ) {
     super('throttled', vendor, message);
   }

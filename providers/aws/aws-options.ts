@@ -4,11 +4,11 @@
  * Bad settings fail here, once, with a ValidationError naming the option.
  */
 import type { EC2ClientConfig } from '@aws-sdk/client-ec2';
+import type { BackoffPolicy } from '../../lib/backoff.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { ValidationError } from '../../lib/errors.ts';
 import type { Offering } from '../catalog/offering.ts';
 import { DEFAULT_PRICE_REFRESH_MS, type PriceLog } from '../list-prices.ts';
-import { type BackoffPolicy, DEFAULT_BACKOFF } from './backoff.ts';
 
 /** How instances are launched in a region. Everything not set here comes from the launch template or EC2's defaults. */
 export interface AwsLaunchSettings {
@@ -88,6 +88,14 @@ export interface ResolvedAwsOptions {
   readonly requestTimeoutMs: number;
   readonly onPollError: (error: unknown) => void;
 }
+
+/**
+ * Retries of throttled EC2 calls (RequestLimitExceeded): exponential backoff, as AWS asks of API clients
+ * (https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html), without jitter so that runs stay
+ * reproducible. The SDK's own retries are off, so the waits are ours, on the adapter's Clock, and a test can
+ * measure them.
+ */
+export const DEFAULT_BACKOFF: BackoffPolicy = { maxRetries: 5, baseDelayMs: 250, maxDelayMs: 10_000 };
 
 const REGION = /^[a-z]{2}(?:-[a-z]+)+-\d+$/;
 

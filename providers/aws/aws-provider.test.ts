@@ -489,6 +489,7 @@ describe('AWS adapter', () => {
         .catch((e: unknown) => e);
       expect(error).toBeInstanceOf(ThrottledError);
       expect((error as ThrottledError).retryAfterMs).toBe(80);
+      expect((error as ThrottledError).retried).toBe(true);
       expect(fake.calls('RunInstances')).toHaveLength(4);
       expect(fake.list()).toEqual([]);
     });

@@ -29,6 +29,7 @@ import {
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { PricingClient } from '@aws-sdk/client-pricing';
+import { BackoffExhausted, withBackoff } from '../../lib/backoff.ts';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import { type Micros, micros } from '../../lib/money.ts';
 import { startupScriptFor } from '../agent-bootstrap.ts';
@@ -51,14 +52,13 @@ import type {
 import {
   InsufficientCapacityError,
   InvalidRequestError,
-  type ProviderError,
+  ProviderError,
   ProviderUnavailableError,
   ThrottledError,
 } from '../provider-errors.ts';
 import { usdPriceMicros } from '../usd-price.ts';
 import { type ErrorContext, ec2ErrorCode, toProviderError, VENDOR } from './aws-errors.ts';
 import { type AwsProviderOptions, type ResolvedAwsOptions, resolveAwsOptions } from './aws-options.ts';
-import { backoffDelayMs } from './backoff.ts';
 import { clientToken } from './client-token.ts';
 import {
   type Observation,
@@ -778,8 +778,9 @@ export class AwsProvider implements Provider {
   }
 
   /**
-   * One EC2 call with the contract's errors: throttling is retried after base × 2^attempt ms on the Clock, up to
-   * the configured retries, then becomes ThrottledError; anything else is mapped at once.
+   * One EC2 call with the contract's errors: throttling is retried with exponential backoff on the Clock
+   * (`withBackoff`: base × 2^retry ms, no jitter), up to the configured retries, then becomes ThrottledError
+   * (`retried`: nobody retries it again); anything else is mapped at once.
    */
   private async ec2<T>(
     region: string,
@@ -787,32 +788,38 @@ export class AwsProvider implements Provider {
     context: Omit<ErrorContext, 'region'> = {},
   ): Promise<T> {
     const client = this.client(region);
-    const { backoff } = this.options;
-    for (let attempt = 0; ; attempt++) {
+    const attempt = async () => {
       this.assertOpen();
-      const wait = backoffDelayMs(backoff, attempt);
       try {
         return await call(client, this.stopping.signal);
       } catch (error) {
-        const mapped = toProviderError(error, {
+        throw toProviderError(error, {
           region,
           capacityRetryAfterMs: this.options.capacityRetryAfterMs,
-          throttleRetryAfterMs: wait,
           ...context,
         });
-        if (!(mapped instanceof ThrottledError)) throw mapped;
-        if (attempt >= backoff.maxRetries)
-          throw new ThrottledError(
-            VENDOR,
-            wait,
-            `${mapped.message} (still throttled after ${attempt + 1} attempts)`,
-          );
-        try {
-          await this.clock.sleep(wait, this.stopping.signal);
-        } catch {
-          throw closedError();
-        }
       }
+    };
+    try {
+      return await withBackoff(
+        {
+          clock: this.clock,
+          policy: this.options.backoff,
+          retryable: (error) => error instanceof ThrottledError,
+          signal: this.stopping.signal,
+        },
+        attempt,
+      );
+    } catch (error) {
+      if (error instanceof BackoffExhausted)
+        throw new ThrottledError(
+          VENDOR,
+          error.retryAfterMs,
+          `${(error.last as ThrottledError).message} (still throttled after ${error.attempts} attempts)`,
+          true,
+        );
+      if (error instanceof ProviderError) throw error;
+      throw closedError(); // a wait between retries was cut short: the client is closing
     }
   }
 

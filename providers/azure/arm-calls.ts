@@ -1,22 +1,15 @@
 /**
- * How the adapter makes ARM calls through the SDK: throttling retried with exponential backoff on the Clock (the SDK's
- * own retry policy is off, so these waits are the only ones), pages followed one `nextLink` at a time (a throttled
- * page is asked for again, not the whole list), and long-running operations polled on the Clock.
+ * How the adapter makes ARM calls through the SDK: throttling retried with exponential backoff on the Clock, no
+ * jitter, never sooner than a Retry-After header asks (`withBackoff`; the SDK's own retry policy is off, so these
+ * waits are the only ones), pages followed one `nextLink` at a time (a throttled page is asked for again, not the
+ * whole list), and long-running operations polled on the Clock.
  * https://learn.microsoft.com/en-us/azure/azure-resource-manager/management/request-limits-and-throttling
  */
 import type { PagedAsyncIterableIterator } from '@azure/arm-compute';
+import { BackoffExhausted, type BackoffPolicy, backoffDelayMs, withBackoff } from '../../lib/backoff.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { ProviderUnavailableError, ThrottledError } from '../provider-errors.ts';
 import { AZURE, armFailure, isThrottled } from './azure-errors.ts';
-
-export interface ThrottleSettings {
-  /** Retries after the first throttled attempt (default 4). */
-  readonly maxRetries: number;
-  /** First backoff; doubles per retry (default 500 ms). */
-  readonly baseDelayMs: number;
-  /** Backoff cap (default 30 s). */
-  readonly maxDelayMs: number;
-}
 
 /**
  * The part of the SDK's PollerLike (@azure/core-lro) the adapter uses. A poller is never awaited or returned from an
@@ -46,27 +39,33 @@ export type Outcome<T> =
 export class ArmCalls {
   constructor(
     private readonly clock: Clock,
-    private readonly throttle: ThrottleSettings,
+    private readonly throttle: BackoffPolicy,
   ) {}
 
-  /** Runs `call`, retrying while Azure throttles; after the last retry, ThrottledError. Other errors pass through. */
+  /**
+   * Runs `call`, retrying while Azure throttles; after the last retry, ThrottledError (`retried`: nobody retries it
+   * again). Other errors pass through.
+   */
   async retrying<T>(call: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await call();
-      } catch (error) {
-        const failure = armFailure(error, this.clock.now());
-        if (!isThrottled(failure)) throw error;
-        const backoff = Math.min(this.throttle.maxDelayMs, this.throttle.baseDelayMs * 2 ** attempt);
-        const delay = Math.max(backoff, failure.retryAfterMs ?? 0);
-        if (attempt >= this.throttle.maxRetries)
-          throw new ThrottledError(
-            AZURE,
-            delay,
-            `still throttled after ${attempt + 1} attempts (${failure.code ?? 429}: ${failure.message})`,
-          );
-        await this.clock.sleep(delay);
-      }
+    try {
+      return await withBackoff(
+        {
+          clock: this.clock,
+          policy: this.throttle,
+          retryable: (error) => isThrottled(armFailure(error, this.clock.now())),
+          atLeastMs: (error) => armFailure(error, this.clock.now()).retryAfterMs,
+        },
+        call,
+      );
+    } catch (error) {
+      if (!(error instanceof BackoffExhausted)) throw error;
+      const failure = armFailure(error.last, this.clock.now());
+      throw new ThrottledError(
+        AZURE,
+        error.retryAfterMs,
+        `still throttled after ${error.attempts} attempts (${failure.code ?? 429}: ${failure.message})`,
+        true,
+      );
     }
   }
 
@@ -131,10 +130,7 @@ export class ArmCalls {
         holder = { poller: restore(before) };
         if (isThrottled(failure))
           await this.clock.sleep(
-            Math.max(
-              failure.retryAfterMs ?? 0,
-              Math.min(this.throttle.maxDelayMs, this.throttle.baseDelayMs * 2 ** transientFailures),
-            ),
+            Math.max(failure.retryAfterMs ?? 0, backoffDelayMs(this.throttle, transientFailures)),
           );
       }
     }

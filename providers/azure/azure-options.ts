@@ -4,11 +4,11 @@
  * Checked once, up front, into one ValidationError naming the option.
  */
 import type { TokenCredential } from '@azure/core-auth';
+import type { BackoffPolicy } from '../../lib/backoff.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { ValidationError } from '../../lib/errors.ts';
 import type { Offering } from '../catalog/offering.ts';
 import type { PriceLog } from '../list-prices.ts';
-import type { ThrottleSettings } from './arm-calls.ts';
 import type { VmSettings } from './vm-spec.ts';
 
 export interface AzureProviderOptions {
@@ -51,7 +51,8 @@ export interface AzureProviderOptions {
   readonly operationPollIntervalMs?: number;
   /** How long provision waits for Azure to allocate before answering "unknown, repeat" (default 20 min). */
   readonly provisionTimeoutMs?: number;
-  readonly throttle?: Partial<ThrottleSettings>;
+  /** Throttled ARM calls: retries after the first try (default 4), first wait (500 ms, doubling), longest (30 s). */
+  readonly throttle?: Partial<BackoffPolicy>;
   /** How long an offering/zone that ran out of capacity is reported unavailable (default 10 min). */
   readonly capacityRetryAfterMs?: number;
   /** How long terminated instances stay listed (`includeTerminated`); Azure forgets deleted VMs at once (default 1 h). */

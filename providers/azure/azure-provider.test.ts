@@ -474,6 +474,8 @@ describe('Azure adapter', () => {
       expect(error).toBeInstanceOf(ThrottledError);
       expect(clock.sleeps).toEqual([500, 1_000, 2_000, 4_000]);
       expect((error as ThrottledError).retryAfterMs).toBe(8_000);
+      // Retried here already: the broker does not retry it again.
+      expect((error as ThrottledError).retried).toBe(true);
       expect(fake.count('GET', '/skus')).toBe(5);
     });
 

@@ -18,6 +18,7 @@
  */
 import { ComputeManagementClient, restorePoller, type VirtualMachine } from '@azure/arm-compute';
 import type { TokenCredential } from '@azure/identity';
+import type { BackoffPolicy } from '../../lib/backoff.ts';
 import { type Clock, RealClock, type TimerHandle } from '../../lib/clock.ts';
 import type { Micros } from '../../lib/money.ts';
 import { startupScriptFor } from '../agent-bootstrap.ts';
@@ -46,7 +47,7 @@ import {
   QuotaExceededError,
   ThrottledError,
 } from '../provider-errors.ts';
-import { ArmCalls, type Outcome, type ThrottleSettings } from './arm-calls.ts';
+import { ArmCalls, type Outcome } from './arm-calls.ts';
 import { AZURE, armFailure, toProviderError } from './azure-errors.ts';
 import { type AzureProviderOptions, DEFAULT_IMAGE, validateAzureOptions } from './azure-options.ts';
 import { RETAIL_PRICES_ENDPOINT, readRetailPrices } from './retail-prices.ts';
@@ -214,7 +215,7 @@ export class AzureProvider implements Provider {
     this.capacityRetryAfterMs = options.capacityRetryAfterMs ?? 10 * 60_000;
     this.terminatedRetentionMs = options.terminatedRetentionMs ?? 60 * 60_000;
     this.skuCacheMs = options.skuCacheMs ?? 10 * 60_000;
-    const throttle: ThrottleSettings = {
+    const throttle: BackoffPolicy = {
       maxRetries: options.throttle?.maxRetries ?? 4,
       baseDelayMs: options.throttle?.baseDelayMs ?? 500,
       maxDelayMs: options.throttle?.maxDelayMs ?? 30_000,

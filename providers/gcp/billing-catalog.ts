@@ -6,9 +6,9 @@
  * https://cloud.google.com/billing/docs/reference/rest/v1/services.skus/list
  */
 import { CloudCatalogClient, type protos } from '@google-cloud/billing';
+import { type BackoffPolicy, withBackoff } from '../../lib/backoff.ts';
 import type { Clock } from '../../lib/clock.ts';
 import type { Random } from '../../lib/random.ts';
-import { type BackoffPolicy, withBackoff } from './backoff.ts';
 import { faultFromError } from './gce-fault.ts';
 import { COMPUTE_ENGINE_SERVICE } from './sku-pricing.ts';
 
@@ -38,10 +38,12 @@ export class BillingCatalog {
     let pageToken = '';
     do {
       const [page, , response] = await withBackoff(
-        this.clock,
-        this.backoff,
-        this.random,
-        (error) => faultFromError(error).kind === 'throttled',
+        {
+          clock: this.clock,
+          policy: this.backoff,
+          jitter: this.random,
+          retryable: (error) => faultFromError(error).kind === 'throttled',
+        },
         () =>
           this.client.listSkus(
             { parent: COMPUTE_ENGINE_SERVICE, currencyCode: 'USD', pageSize: PAGE_SIZE, pageToken },

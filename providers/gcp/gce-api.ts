@@ -11,10 +11,10 @@ import {
   RegionsClient,
   ZoneOperationsClient,
 } from '@google-cloud/compute';
+import { BackoffExhausted, type BackoffPolicy, withBackoff } from '../../lib/backoff.ts';
 import type { Clock } from '../../lib/clock.ts';
 import type { Random } from '../../lib/random.ts';
 import { ThrottledError } from '../provider-errors.ts';
-import { BackoffExhausted, type BackoffPolicy, withBackoff } from './backoff.ts';
 import { faultFromError, type GceFault } from './gce-fault.ts';
 
 type IInstance = protos.google.cloud.compute.v1.IInstance;
@@ -37,6 +37,7 @@ export interface GceApiOptions {
   readonly project: string;
   readonly clock: Clock;
   readonly backoff: BackoffPolicy;
+  /** The backoff's jitter. */
   readonly random: Random;
   readonly client: ComputeClientOptions;
 }
@@ -221,10 +222,12 @@ export class GceApi {
   private async call<T>(run: () => Promise<T>): Promise<T> {
     try {
       return await withBackoff(
-        this.options.clock,
-        this.options.backoff,
-        this.options.random,
-        (error) => faultFromError(error).kind === 'throttled',
+        {
+          clock: this.options.clock,
+          policy: this.options.backoff,
+          jitter: this.options.random,
+          retryable: (error) => faultFromError(error).kind === 'throttled',
+        },
         run,
       );
     } catch (error) {
@@ -232,7 +235,8 @@ export class GceApi {
         throw new ThrottledError(
           VENDOR,
           error.retryAfterMs,
-          `Compute Engine kept throttling after ${this.options.backoff.attempts} tries: ${faultFromError(error.last).message}`,
+          `Compute Engine kept throttling after ${error.attempts} tries: ${faultFromError(error.last).message}`,
+          true,
         );
       throw new GceCallError(faultFromError(error));
     }

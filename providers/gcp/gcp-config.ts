@@ -3,12 +3,12 @@
  * set (endpoint, explicit credentials, short timings), and the defaults. Validation happens here, before any
  * network call, so a bad setting is one clear error naming the setting.
  */
+import type { BackoffPolicy } from '../../lib/backoff.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { ValidationError } from '../../lib/errors.ts';
 import { BUNDLED_CATALOG_PATH, loadCatalog } from '../catalog/load-catalog.ts';
 import type { Offering } from '../catalog/offering.ts';
 import { DEFAULT_PRICE_REFRESH_MS, type PriceLog } from '../list-prices.ts';
-import { type BackoffPolicy, DEFAULT_BACKOFF } from './backoff.ts';
 import type { BillingClientOptions } from './billing-catalog.ts';
 import type { ComputeClientOptions } from './gce-api.ts';
 import { VENDOR } from './gce-api.ts';
@@ -61,10 +61,25 @@ export interface GcpProviderOptions {
   /** How long the zones' accelerator list is reused (default 1 h). */
   readonly zoneCacheMs?: number;
   /** Retries of throttled calls. */
-  readonly backoff?: Partial<BackoffPolicy>;
+  readonly backoff?: Partial<GcpBackoffOptions>;
   /** Seed of the backoff jitter (default: derived from the owner). */
   readonly seed?: number;
 }
+
+/**
+ * Retrying throttled calls: exponential backoff with equal jitter (half of each wait fixed, half random, so that
+ * replicas do not retry in step), slept on the adapter's Clock, a bounded number of times. GCE answers rate limits
+ * with HTTP 429 or 403 `rateLimitExceeded` (https://cloud.google.com/compute/api-rate-limits).
+ */
+export interface GcpBackoffOptions {
+  /** Tries in all, the first one included. */
+  readonly attempts: number;
+  /** The wait before the first retry, before jitter; it doubles at each retry after. */
+  readonly baseDelayMs: number;
+  readonly maxDelayMs: number;
+}
+
+export const DEFAULT_BACKOFF: GcpBackoffOptions = { attempts: 5, baseDelayMs: 500, maxDelayMs: 20_000 };
 
 export interface Endpoint {
   readonly host: string;
@@ -206,7 +221,7 @@ export function resolveConfig(options: GcpProviderOptions, env: NodeJS.ProcessEn
     operationPollMs: positive('operationPollMs', options.operationPollMs, 1_000),
     zoneCacheMs: positive('zoneCacheMs', options.zoneCacheMs, 3_600_000),
     backoff: {
-      attempts: positive('backoff.attempts', backoff.attempts, DEFAULT_BACKOFF.attempts),
+      maxRetries: positive('backoff.attempts', backoff.attempts, DEFAULT_BACKOFF.attempts) - 1,
       baseDelayMs: positive('backoff.baseDelayMs', backoff.baseDelayMs, DEFAULT_BACKOFF.baseDelayMs),
       maxDelayMs: positive('backoff.maxDelayMs', backoff.maxDelayMs, DEFAULT_BACKOFF.maxDelayMs),
     },

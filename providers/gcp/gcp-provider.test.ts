@@ -462,6 +462,7 @@ describe('GCP adapter on the fake Compute Engine', () => {
         expected: (e) => {
           expect(e).toBeInstanceOf(ThrottledError);
           expect((e as ThrottledError).retryAfterMs).toBeGreaterThan(0);
+          expect((e as ThrottledError).retried).toBe(true);
         },
       },
       {

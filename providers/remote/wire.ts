@@ -40,6 +40,8 @@ export interface WireError {
   readonly requested?: number;
   readonly field?: string;
   readonly region?: string;
+  /** A ThrottledError's `retried` (sent only when true). */
+  readonly retried?: boolean;
 }
 
 /** One line of the events stream: the opening line gives the sequence number reached, then one line per event. */
@@ -70,7 +72,13 @@ export function errorToWire(error: ProviderError): WireError {
       requested: error.requested,
     };
   if (error instanceof ThrottledError)
-    return { code: error.code, vendor: error.vendor, detail, retryAfterMs: error.retryAfterMs };
+    return {
+      code: error.code,
+      vendor: error.vendor,
+      detail,
+      retryAfterMs: error.retryAfterMs,
+      ...(error.retried ? { retried: true } : {}),
+    };
   if (error instanceof InvalidRequestError)
     return { code: error.code, vendor: error.vendor, detail: strip(detail, error.field), field: error.field };
   if (error instanceof ProviderUnavailableError)
@@ -102,7 +110,7 @@ export function errorFromWire(wire: WireError): ProviderError {
         wire.detail,
       );
     case 'throttled':
-      return new ThrottledError(wire.vendor, wire.retryAfterMs ?? 1000, wire.detail);
+      return new ThrottledError(wire.vendor, wire.retryAfterMs ?? 1000, wire.detail, wire.retried === true);
     case 'invalid_request':
       return new InvalidRequestError(wire.vendor, wire.field ?? 'request', wire.detail);
     default:
