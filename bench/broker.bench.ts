@@ -13,7 +13,12 @@
  *    billed time each ready lease lost per crash, against the time the broker was down (kill → first answer;
  *    target: lost ≤ down + one meter heartbeat).
  *
- * `BENCH_ONLY=latency|ticks|restart` runs one part; `BENCH_GPUBROKER_BIN` runs part 3 against another build's
+ * 4. An idle broker: `gpubroker serve` as `npm start` runs it (the embedded defaults, a fresh data directory, then
+ *    started again on it), left alone for `BENCH_IDLE_S` seconds (60) after it answers: its resident memory (VmRSS of
+ *    the broker process; the local agent host is a process of its own, reported beside it) and the CPU time it used
+ *    while idle (utime + stime from /proc). Targets: ≤ 250 MB and near-zero CPU.
+ *
+ * `BENCH_ONLY=latency|ticks|restart|idle` runs one part; `BENCH_GPUBROKER_BIN` runs part 3 against another build's
  * `bin/gpubroker.js` (for before/after figures). Writes bench/results/broker-<timestamp>.json and prints tables.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,6 +40,7 @@ const REQUESTS = Number(process.env.BENCH_LEASES ?? 1_000);
 const TICKS = Number(process.env.BENCH_TICKS ?? 20);
 const RESTARTS = Number(process.env.BENCH_RESTARTS ?? 7);
 const ONLY = process.env.BENCH_ONLY;
+const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 60);
 const BIN = process.env.BENCH_GPUBROKER_BIN;
 /** The default meter heartbeat, so that the lost time is the embedded default's. */
 const HEARTBEAT_MS = 5_000;
@@ -322,6 +328,72 @@ async function crashRestarts(clouds: 'embedded' | 'remote'): Promise<RestartRow>
   }
 }
 
+interface IdleRow {
+  start: 'fresh' | 'restart';
+  idleSeconds: number;
+  rssMb: number;
+  agentHostRssMb: number | null;
+  cpuSecondsIdle: number;
+  cpuPercentIdle: number;
+}
+
+/** VmRSS in MB (10^6 bytes) and utime + stime in seconds of a process, from /proc. */
+function processUse(pid: number): { rssMb: number; cpuSeconds: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rssKb = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? Number.NaN);
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return { rssMb: Math.round((rssKb * 1024) / 1e5) / 10, cpuSeconds: ticks / 100 };
+}
+
+function childPids(pid: number): number[] {
+  const text = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+  return text ? text.split(/\s+/).map(Number) : [];
+}
+
+/** The broker of `npm start` left idle: fresh, then restarted on its data directory. */
+async function idleBroker(): Promise<IdleRow[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'gpubroker-bench-idle-'));
+  const rows: IdleRow[] = [];
+  try {
+    for (const start of ['fresh', 'restart'] as const) {
+      const url = `http://127.0.0.1:${await freePort()}`;
+      const broker = await spawnUntilAnswer(
+        ['serve', '--port', url.split(':')[2] as string, '--data-dir', join(dir, 'data')],
+        { url },
+      );
+      try {
+        const pid = broker.child.pid as number;
+        // Settle first (the first tick, the agent host's start), then measure a window of doing nothing.
+        await new Promise((resolve) => setTimeout(resolve, 10_000));
+        const before = processUse(pid);
+        await new Promise((resolve) => setTimeout(resolve, IDLE_S * 1_000));
+        const after = processUse(pid);
+        const hostPid = childPids(pid).find((child) =>
+          readFileSync(`/proc/${child}/cmdline`, 'utf8').includes('agent'),
+        );
+        const cpu = after.cpuSeconds - before.cpuSeconds;
+        rows.push({
+          start,
+          idleSeconds: IDLE_S,
+          rssMb: after.rssMb,
+          agentHostRssMb: hostPid === undefined ? null : processUse(hostPid).rssMb,
+          cpuSecondsIdle: Math.round(cpu * 100) / 100,
+          cpuPercentIdle: Math.round((cpu / IDLE_S) * 1_000) / 10,
+        });
+      } finally {
+        await stopCli(broker, 'SIGTERM');
+      }
+      process.stderr.write(`idle broker (${start}): done\n`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return rows;
+}
+
 const latency: LatencyRow[] = [];
 if (!ONLY || ONLY === 'latency')
   for (const storage of ['pglite-dir', 'pglite-memory'] as const) {
@@ -332,6 +404,7 @@ const ticks = !ONLY || ONLY === 'ticks' ? await fullCatalogTicks() : undefined;
 const restart: RestartRow[] = [];
 if (!ONLY || ONLY === 'restart')
   for (const clouds of ['embedded', 'remote'] as const) restart.push(await crashRestarts(clouds));
+const idle = !ONLY || ONLY === 'idle' ? await idleBroker() : [];
 
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 const file = new URL(
@@ -340,7 +413,7 @@ const file = new URL(
 );
 writeFileSync(
   file,
-  `${JSON.stringify({ node: process.version, ...(BIN ? { bin: BIN } : {}), latency, ticks, restart }, null, 2)}\n`,
+  `${JSON.stringify({ node: process.version, ...(BIN ? { bin: BIN } : {}), latency, ticks, restart, idle }, null, 2)}\n`,
 );
 
 const latencyTable = new Table({
@@ -407,3 +480,21 @@ if (restart.length > 0) {
   console.log(restartTable.toString());
 }
 console.log(`written ${file.pathname}`);
+
+if (idle.length > 0) {
+  const idleTable = new Table({
+    head: ['start', 'idle s', 'broker RSS MB (≤ 250)', 'agent host RSS MB', 'CPU s idle', 'CPU % idle'],
+    style: { head: [], border: [] },
+  });
+  for (const r of idle)
+    idleTable.push([
+      r.start,
+      r.idleSeconds,
+      r.rssMb,
+      r.agentHostRssMb ?? '–',
+      r.cpuSecondsIdle,
+      r.cpuPercentIdle,
+    ]);
+  console.log('An idle broker (`npm start`: embedded defaults)');
+  console.log(idleTable.toString());
+}
