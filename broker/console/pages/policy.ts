@@ -3,7 +3,7 @@
  * tenants' limits, and the audit log (token creations and limit changes: who, when, what).
  */
 import { html } from 'hono/html';
-import { microsToUsd } from '../../../lib/money.ts';
+import { microsToUsd, perHourRate } from '../../../lib/money.ts';
 import type { ConsoleApi } from '../api.ts';
 import { time, usdPerHour } from '../format.ts';
 import { type Html, table } from '../layout.ts';
@@ -55,7 +55,7 @@ ${table(
   ['GPU', 'price per GPU-hour'],
   Object.entries(prices.gpuRates).map(
     ([gpu, micros]) =>
-      html`<tr><td>${gpu}</td><td class="num">${usdPerHour(microsToUsd(micros * 3_600))}</td></tr>`,
+      html`<tr><td>${gpu}</td><td class="num">${usdPerHour(microsToUsd(perHourRate(micros)))}</td></tr>`,
   ),
   'No GPU rates.',
 )}
