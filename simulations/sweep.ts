@@ -60,7 +60,8 @@ export function sweepPolicies(bases: readonly SimPolicy[], axes: readonly SweepA
 }
 
 function applyPoint(base: SimPolicy, point: readonly [string, unknown][], name: string): SimPolicy {
-  const broker = structuredClone(base.broker) as unknown as Record<string, unknown>;
+  // A plain copy to set paths in; the schema below checks what it becomes.
+  const broker: Record<string, unknown> = { ...structuredClone(base.broker) };
   const fn: Record<string, unknown> = { ...base.function };
   for (const [key, value] of point) {
     if (key === 'buffer') {
