@@ -9,12 +9,13 @@ import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import type { BrokerCore } from '../broker.ts';
 import { requireOperator } from './auth.ts';
 import { HttpProblem } from './problem.ts';
-import { type Env, json, problems } from './route-docs.ts';
+import { type Env, json, problems, router } from './route-docs.ts';
 import { agentListSchema, agentSchema, joinTokenRequestSchema, joinTokenSchema } from './schemas.ts';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-export function registerAgentRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): void {
+export function agentRoutes(broker: BrokerCore): OpenAPIHono<Env> {
+  const app = router();
   app.openapi(
     createRoute({
       method: 'post',
@@ -144,6 +145,7 @@ export function registerAgentRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): 
       });
     },
   );
+  return app;
 }
 
 /** The routes agents use take their own credential (a join token or a tenant's token opens nothing): 401 else. */

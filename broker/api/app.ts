@@ -1,30 +1,31 @@
 /**
  * The HTTP API (hono + zod-openapi), composed: error handling, then the `/v1` middleware in order (client
- * version, follower forwarding, input guard, authentication), then one router file per resource (health, leases,
- * policy, tokens, billing, functions). Routes are declared with their schemas, validated on the way in and
+ * version, follower forwarding, input guard, authentication), then one router per resource, each a file of its own
+ * mounted with `.route()` (health, leases, policy, tokens, plans, audit, agents, billing, functions, fleet,
+ * containers). Routes are declared with their schemas, validated on the way in and
  * described by the OpenAPI document at `/openapi.json`. Errors are problem+json (see problem.ts).
  */
-import { OpenAPIHono } from '@hono/zod-openapi';
+import type { OpenAPIHono } from '@hono/zod-openapi';
 import { HTTPException } from 'hono/http-exception';
 import type { BrokerCore } from '../broker.ts';
 import { createConsole } from '../console/console-routes.ts';
-import { registerAgentRoutes } from './agent-routes.ts';
-import { registerAuditRoutes } from './audit-routes.ts';
+import { agentRoutes } from './agent-routes.ts';
+import { auditRoutes } from './audit-routes.ts';
 import { authenticate, requireOperator } from './auth.ts';
-import { registerBillingRoutes } from './billing-routes.ts';
+import { billingRoutes } from './billing-routes.ts';
 import { clientVersion } from './client-version.ts';
-import { registerContainerRoutes } from './container-routes.ts';
-import { registerFleetRoutes } from './fleet-routes.ts';
+import { containerRoutes } from './container-routes.ts';
+import { fleetRoutes } from './fleet-routes.ts';
 import { followersForward } from './forward.ts';
-import { registerFunctionRoutes } from './function-routes.ts';
-import { registerHealthRoutes } from './health-routes.ts';
+import { functionRoutes } from './function-routes.ts';
+import { healthRoutes } from './health-routes.ts';
 import { type GuardedRoute, inputGuard } from './input-guard.ts';
-import { registerLeaseRoutes } from './lease-routes.ts';
-import { registerPlanRoutes } from './plan-routes.ts';
-import { registerPolicyRoutes } from './policy-routes.ts';
+import { leaseRoutes } from './lease-routes.ts';
+import { planRoutes } from './plan-routes.ts';
+import { policyRoutes } from './policy-routes.ts';
 import { HttpProblem, problemFor } from './problem.ts';
-import { BEARER, bearerScheme, documentConfig, type Env } from './route-docs.ts';
-import { registerTokenRoutes } from './token-routes.ts';
+import { BEARER, bearerScheme, documentConfig, type Env, router } from './route-docs.ts';
+import { tokenRoutes } from './token-routes.ts';
 
 /** The app's routes with what the OpenAPI registry says of their bodies (read once, after every route is added). */
 function guardedRoutes(app: OpenAPIHono<Env>): GuardedRoute[] {
@@ -45,15 +46,7 @@ function guardedRoutes(app: OpenAPIHono<Env>): GuardedRoute[] {
 
 export function createApp(broker: BrokerCore): OpenAPIHono<Env> {
   let guarded: GuardedRoute[] | undefined;
-  const app = new OpenAPIHono<Env>({
-    defaultHook: (result) => {
-      if (!result.success) {
-        const issue = result.error.issues[0];
-        const field = issue?.path.map(String).join('.') || 'body';
-        throw new HttpProblem(400, 'Invalid request', `${field}: ${issue?.message ?? 'invalid'}`, field);
-      }
-    },
-  });
+  const app = router();
   app.onError((error, c) => {
     let problem = problemFor(error);
     if (error instanceof HTTPException && error.status < 500)
@@ -83,18 +76,19 @@ export function createApp(broker: BrokerCore): OpenAPIHono<Env> {
   );
   app.use('/v1/*', authenticate(broker));
 
-  registerHealthRoutes(app, broker);
-  registerLeaseRoutes(app, broker);
-  registerPolicyRoutes(app, broker);
-  registerTokenRoutes(app, broker);
-  registerPlanRoutes(app, broker);
-  registerAuditRoutes(app, broker);
-  registerAgentRoutes(app, broker);
-
-  registerBillingRoutes(app, broker, requireOperator);
-  registerFunctionRoutes(app, broker);
-  registerFleetRoutes(app, broker);
-  registerContainerRoutes(app, broker);
+  // One router per resource (its own file), mounted after the middleware above so that it runs first.
+  app
+    .route('/', healthRoutes(broker))
+    .route('/', leaseRoutes(broker))
+    .route('/', policyRoutes(broker))
+    .route('/', tokenRoutes(broker))
+    .route('/', planRoutes(broker))
+    .route('/', auditRoutes(broker))
+    .route('/', agentRoutes(broker))
+    .route('/', billingRoutes(broker, requireOperator))
+    .route('/', functionRoutes(broker))
+    .route('/', fleetRoutes(broker))
+    .route('/', containerRoutes(broker));
 
   // The console's pages, outside `/v1` and the OpenAPI document; they read the API above, in process.
   app.route(

@@ -2,10 +2,11 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import type { BrokerCore } from '../broker.ts';
 import { requireOperator } from './auth.ts';
-import { type Env, json, problems } from './route-docs.ts';
+import { type Env, json, problems, router } from './route-docs.ts';
 import { auditEventSchema } from './schemas.ts';
 
-export function registerAuditRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): void {
+export function auditRoutes(broker: BrokerCore): OpenAPIHono<Env> {
+  const app = router();
   app.openapi(
     createRoute({
       method: 'get',
@@ -23,4 +24,5 @@ export function registerAuditRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): 
       return c.json({ events: events.map((e) => ({ ...e, detail: { ...e.detail } })) }, 200);
     },
   );
+  return app;
 }

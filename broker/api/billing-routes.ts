@@ -15,7 +15,7 @@ import type { BrokerCore } from '../broker.ts';
 import { tenants } from '../db/schema.ts';
 import type { Principal } from '../tokens.ts';
 import { HttpProblem } from './problem.ts';
-import { type Env, json, problems } from './route-docs.ts';
+import { type Env, json, problems, router } from './route-docs.ts';
 import {
   costsQuerySchema,
   costsSchema,
@@ -30,11 +30,8 @@ import {
 } from './schemas.ts';
 import { registerVersionedRoutes } from './versioned-routes.ts';
 
-export function registerBillingRoutes(
-  app: OpenAPIHono<Env>,
-  broker: BrokerCore,
-  operator: (c: Context<Env>) => void,
-): void {
+export function billingRoutes(broker: BrokerCore, operator: (c: Context<Env>) => void): OpenAPIHono<Env> {
+  const app = router();
   const { db } = broker.database;
   const clock = broker.clock;
   const names = async () =>
@@ -284,6 +281,7 @@ export function registerBillingRoutes(
       );
     },
   );
+  return app;
 }
 
 /** A tenant row's limits as the API shows them (USD; null: no limit). */

@@ -6,12 +6,13 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import type { BrokerCore } from '../broker.ts';
 import { tenants } from '../db/schema.ts';
-import { type Env, json, problems } from './route-docs.ts';
+import { type Env, json, problems, router } from './route-docs.ts';
 import { containersSchema } from './schemas.ts';
 
 type Containers = z.infer<typeof containersSchema>;
 
-export function registerContainerRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): void {
+export function containerRoutes(broker: BrokerCore): OpenAPIHono<Env> {
+  const app = router();
   const { db } = broker.database;
   app.openapi(
     createRoute({
@@ -89,4 +90,5 @@ export function registerContainerRoutes(app: OpenAPIHono<Env>, broker: BrokerCor
       return c.json(answer, 200);
     },
   );
+  return app;
 }

@@ -6,10 +6,11 @@ import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { microsToUsd } from '../../lib/money.ts';
 import type { BrokerCore } from '../broker.ts';
 import { requireOperator } from './auth.ts';
-import { type Env, json, problems } from './route-docs.ts';
+import { type Env, json, problems, router } from './route-docs.ts';
 import { fleetSchema } from './schemas.ts';
 
-export function registerFleetRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): void {
+export function fleetRoutes(broker: BrokerCore): OpenAPIHono<Env> {
+  const app = router();
   app.openapi(
     createRoute({
       method: 'get',
@@ -56,4 +57,5 @@ export function registerFleetRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): 
       );
     },
   );
+  return app;
 }

@@ -22,7 +22,7 @@ import type { BrokerCore } from '../broker.ts';
 import { apps } from '../db/schema.ts';
 import type { Principal } from '../tokens.ts';
 import { HttpProblem } from './problem.ts';
-import { type Env, json, problems } from './route-docs.ts';
+import { type Env, json, problems, router } from './route-docs.ts';
 
 const appName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'use 1–63 lower-case letters, digits or "-"');
 const bundleId = z.string().regex(/^[0-9a-f]{64}$/, 'must be the SHA-256 of the bundle, in hex');
@@ -78,7 +78,8 @@ const logLineSchema = z
   })
   .openapi('LogLine');
 
-export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): void {
+export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
+  const app = router();
   const { runtime, bundles } = broker;
   const { db } = broker.database;
 
@@ -527,4 +528,5 @@ export function registerFunctionRoutes(app: OpenAPIHono<Env>, broker: BrokerCore
       }
     });
   });
+  return app;
 }

@@ -1,10 +1,11 @@
 /** `/healthz` and `/metrics`: no token, for load balancers and Prometheus. */
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import type { BrokerCore } from '../broker.ts';
-import { type Env, json, noToken, publicProblems } from './route-docs.ts';
+import { type Env, json, noToken, publicProblems, router } from './route-docs.ts';
 import { healthSchema } from './schemas.ts';
 
-export function registerHealthRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): void {
+export function healthRoutes(broker: BrokerCore): OpenAPIHono<Env> {
+  const app = router();
   app.openapi(
     createRoute({
       method: 'get',
@@ -34,4 +35,5 @@ export function registerHealthRoutes(app: OpenAPIHono<Env>, broker: BrokerCore):
       ...publicProblems,
     },
   });
+  return app;
 }

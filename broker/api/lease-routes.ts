@@ -4,7 +4,7 @@ import { stream } from 'hono/streaming';
 import { execOnAgent } from '../agents/remote-exec.ts';
 import type { BrokerCore } from '../broker.ts';
 import { HttpProblem } from './problem.ts';
-import { type Env, json, problems } from './route-docs.ts';
+import { type Env, json, problems, router } from './route-docs.ts';
 import {
   execEventSchema,
   execRequestSchema,
@@ -17,7 +17,8 @@ const idParam = z.object({ id: z.string().min(1).max(64) });
 /** How long a read of a pending lease may wait for it to change (the calls' long poll has the same bound). */
 const leaseWaitQuery = z.object({ waitMs: z.coerce.number().int().min(0).max(60_000).optional() }).strict();
 
-export function registerLeaseRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): void {
+export function leaseRoutes(broker: BrokerCore): OpenAPIHono<Env> {
+  const app = router();
   app.openapi(
     createRoute({
       method: 'post',
@@ -151,4 +152,5 @@ export function registerLeaseRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): 
       }) as never;
     },
   );
+  return app;
 }

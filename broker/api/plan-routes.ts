@@ -10,11 +10,12 @@ import { plans } from '../db/schema.ts';
 import { requireOperator } from './auth.ts';
 import { latestPlanRow, planDetail, planSummary } from './plan-view.ts';
 import { HttpProblem } from './problem.ts';
-import { type Env, json, problems } from './route-docs.ts';
+import { type Env, json, problems, router } from './route-docs.ts';
 import { planDetailSchema, planSummarySchema } from './schemas.ts';
 import { registerWhatIfRoutes } from './what-if-routes.ts';
 
-export function registerPlanRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): void {
+export function planRoutes(broker: BrokerCore): OpenAPIHono<Env> {
+  const app = router();
   const { db } = broker.database;
   app.openapi(
     createRoute({
@@ -66,4 +67,5 @@ export function registerPlanRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): v
       return c.json(planDetail(row), 200);
     },
   );
+  return app;
 }

@@ -3,10 +3,12 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { BrokerCore } from '../broker.ts';
 import type { PolicyVersion } from '../policy-store.ts';
 import type { Env } from './route-docs.ts';
+import { router } from './route-docs.ts';
 import { policyVersionSchema } from './schemas.ts';
 import { registerVersionedRoutes } from './versioned-routes.ts';
 
-export function registerPolicyRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): void {
+export function policyRoutes(broker: BrokerCore): OpenAPIHono<Env> {
+  const app = router();
   registerVersionedRoutes(app, {
     path: '/v1/policy',
     noun: 'policy',
@@ -25,4 +27,5 @@ export function registerPolicyRoutes(app: OpenAPIHono<Env>, broker: BrokerCore):
       diff: [...v.diff],
     }),
   });
+  return app;
 }

@@ -2,10 +2,11 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import type { BrokerCore } from '../broker.ts';
 import { requireOperator } from './auth.ts';
-import { type Env, json, problems } from './route-docs.ts';
+import { type Env, json, problems, router } from './route-docs.ts';
 import { tokenRequestSchema, tokenSchema } from './schemas.ts';
 
-export function registerTokenRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): void {
+export function tokenRoutes(broker: BrokerCore): OpenAPIHono<Env> {
+  const app = router();
   app.openapi(
     createRoute({
       method: 'post',
@@ -30,4 +31,5 @@ export function registerTokenRoutes(app: OpenAPIHono<Env>, broker: BrokerCore): 
       return c.json({ token, tenant: body.tenant, role: body.role }, 201);
     },
   );
+  return app;
 }
