@@ -23,6 +23,7 @@ import { apps } from '../db/schema.ts';
 import type { Principal } from '../tokens.ts';
 import { HttpProblem } from './problem.ts';
 import { type Env, json, problems, router } from './route-docs.ts';
+import { spendCheck } from './spend-check.ts';
 
 const appName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'use 1–63 lower-case letters, digits or "-"');
 const bundleId = z.string().regex(/^[0-9a-f]{64}$/, 'must be the SHA-256 of the bundle, in hex');
@@ -363,6 +364,7 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
     createRoute({
       method: 'post',
       path: '/v1/apps/{name}/functions/{fn}/calls',
+      middleware: [spendCheck(broker)] as const,
       operationId: 'callFunction',
       summary: 'Call a function once per input (each input is the argument list)',
       request: {
@@ -380,7 +382,6 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
     }),
     async (c) => {
       const principal = c.get('principal');
-      await broker.spend.check(principal.tenantId);
       const { name, fn } = c.req.valid('param');
       const { inputs } = c.req.valid('json');
       const callIds = inputs.map((args) => runtime.call(principal.tenantId, name, fn, args));

@@ -12,6 +12,7 @@ import {
   leaseRequestSchema,
   leaseSchema,
 } from './schemas.ts';
+import { spendCheck } from './spend-check.ts';
 
 const idParam = z.object({ id: z.string().min(1).max(64) });
 /** How long a read of a pending lease may wait for it to change (the calls' long poll has the same bound). */
@@ -25,6 +26,7 @@ export function leaseRoutes(broker: BrokerCore): OpenAPIHono<Env> {
       path: '/v1/leases',
       operationId: 'requestLease',
       summary: 'Request GPUs',
+      middleware: [spendCheck(broker)] as const,
       request: { body: { content: { 'application/json': { schema: leaseRequestSchema } }, required: true } },
       responses: {
         201: json(leaseSchema, 'The lease (ready, pending or failed with a reason)'),
@@ -33,7 +35,6 @@ export function leaseRoutes(broker: BrokerCore): OpenAPIHono<Env> {
       },
     }),
     async (c) => {
-      await broker.spend.check(c.get('principal').tenantId);
       const { lease, created } = await broker.leases.request(c.get('principal'), c.req.valid('json'));
       return c.json(lease, created ? 201 : 200);
     },
