@@ -1,7 +1,8 @@
 /**
  * The console in a real browser: Debian's Chromium driven by playwright-core, against a broker on PGlite with
- * simulated AWS (2 s boots). Every page renders with no console error; a bad token at login shows the error; a
- * lease turning ready appears on the Leases page without a reload. A screenshot of each page is written to
+ * simulated AWS (2 s boots) and its local agent host. Every page renders with no console error; a bad token at
+ * login shows the error; a lease turning ready appears on the Leases page without a reload; a deployed app's
+ * containers, a failed call and its live logs appear on the Functions page. A screenshot of each page is written to
  * `test-results/console/` (GPUBROKER_SCREENSHOTS=DIR writes them elsewhere: `docs/console` for the README's).
  * `.ci/run` installs chromium; under CI a missing browser fails the suite.
  */
@@ -11,8 +12,10 @@ import { join, resolve } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { simScenario } from '../../providers/sim/scenario.ts';
+import type { FunctionHandle } from '../../sdk/app.ts';
 import { Broker } from '../../sdk/index.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY } from '../../test/fast-aws.ts';
+import { deployModule } from '../cli/run.ts';
 import { type RunningServer, startServer } from '../server.ts';
 import { PAGES } from './layout.ts';
 
@@ -33,7 +36,6 @@ beforeAll(async () => {
     dataDir: join(dir, 'data'),
     seed: 11,
     scenario: simScenario(FAST_AWS_SCENARIO as never),
-    agentHost: false,
   });
   await server.broker.setPolicy(FAST_POLICY, 'operator');
   tenant = (await server.broker.tokens.create('acme', 'tenant')).token;
@@ -76,6 +78,26 @@ async function logIn(page: Page, token: string): Promise<void> {
 }
 
 describe.skipIf(!available)('the console in Chromium', () => {
+  it("shows an app's containers, a failed call with its reason, and its logs as they are written", async () => {
+    const client = new Broker({ url: server.url, token: server.operatorToken as string });
+    const { exports } = await deployModule(client, 'test/fixtures/functions-app.ts', true);
+    const square = exports.square as FunctionHandle<[number], number>;
+    const boom = exports.boom as FunctionHandle<[string], never>;
+    expect(await square.remote(3)).toBe(9);
+    const { page, errors } = await openPage();
+    await logIn(page, server.operatorToken as string);
+    await page.goto(`${server.url}/functions`);
+    await page.locator('tr[data-container]').first().waitFor({ timeout: 30_000 });
+    // Written after the page opened: the lines arrive through the event stream.
+    for await (const _ of square.map([11, 12, 13])) void _;
+    await boom.remote('kaboom from the console test').catch(() => undefined);
+    await page.locator('#logs', { hasText: 'squaring 12' }).waitFor({ timeout: 30_000 });
+    await page.locator('td.reason', { hasText: 'kaboom from the console test' }).waitFor({ timeout: 30_000 });
+    await page.screenshot({ path: join(SHOTS, 'functions.png'), fullPage: true });
+    expect(errors).toEqual([]);
+    await page.context().close();
+  });
+
   it('shows an error for a bad token and stays on the login page', async () => {
     const { page, errors } = await openPage();
     await logIn(page, 'gpb_this_is_not_a_token');
@@ -105,7 +127,8 @@ describe.skipIf(!available)('the console in Chromium', () => {
       await page.waitForLoadState('load');
       const heading = await page.locator('main h1').first().textContent();
       expect(heading, name).toContain(name === 'plans' ? 'Plan' : definition.title);
-      await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+      // Functions has its own test (and screenshot) with an app deployed.
+      if (name !== 'functions') await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
     }
     expect(errors).toEqual([]);
     await lease.release();
