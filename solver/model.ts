@@ -82,6 +82,13 @@ export interface PlanningModel {
   readonly periodHours: number;
   /** The period (0-based) each column belongs to: decompose.ts splits the model by it. */
   readonly colPeriod: Int32Array;
+  /**
+   * What fixes the model's columns, rows, coefficients, costs and names (offerings, demand classes, quota keys,
+   * policy, periods): two inputs with the same key give models that differ only in the numbers `fill` writes.
+   */
+  readonly key: string;
+  /** Writes the numbers that follow from the demand, the fleet and the quota limits (see updateModel). */
+  readonly fill: (input: ModelInput, lp: LinearModel, shortGpus: number[][]) => void;
 }
 
 const period = (t: number) => `t${t + 1}`;
@@ -103,20 +110,17 @@ export function buildModel(input: ModelInput): PlanningModel {
   const P = policy.provisioningMinutes / 60;
   const W = policy.interruptionLostMinutes / 60;
   const b = new LinearModelBuilder('gpubroker_capacity_plan');
-
+  // Bounds and right-hand sides that follow from the demand, the fleet and the quota limits are written by `fill`
+  // (below), once the columns and rows exist: a warm re-plan of the same structure rewrites only them (updateModel).
   const x: number[][] = [];
   const add: number[][] = [];
-  offerings.forEach((o, i) => {
+  offerings.forEach((o) => {
     const price = o.capacityType === 'reserved' ? 0 : microsToUsd(o.microsPerHour);
     const lambda = o.capacityType === 'spot' ? interruptionsPerHour(policy, o.vendor) : 0;
     const hourly = L * price * (1 + lambda * (P + W));
     const xs: number[] = [];
     const adds: number[] = [];
-    for (let t = 0; t < periods; t++) {
-      const lower = input.protectedCounts[i]?.[t] ?? 0;
-      const upper = Math.max(lower, input.maxCount[i]?.[t] ?? Number.POSITIVE_INFINITY);
-      xs.push(b.addColumn(`x_${safeId(o)}_${period(t)}`, lower, upper, hourly, true));
-    }
+    for (let t = 0; t < periods; t++) xs.push(b.addColumn(`x_${safeId(o)}_${period(t)}`, 0, 0, hourly, true));
     for (let t = 0; t < periods; t++)
       adds.push(b.addColumn(`add_${safeId(o)}_${period(t)}`, 0, Number.POSITIVE_INFINITY, P * price, false));
     x.push(xs);
@@ -124,11 +128,11 @@ export function buildModel(input: ModelInput): PlanningModel {
   });
 
   const unmet = demand.map((d) =>
-    d.gpus.map((gpus, t) =>
+    d.gpus.map((_, t) =>
       b.addColumn(
         `unmet_${d.gpu}_${d.regionGroup}_g${d.gangSize}_${period(t)}`,
         0,
-        gpus,
+        0,
         L * policy.unmetPenaltyUsdPerGpuHour,
         false,
       ),
@@ -145,29 +149,38 @@ export function buildModel(input: ModelInput): PlanningModel {
   });
 
   const bufferShort: PlanningModel['bufferShort'] = [];
+  /** Per cell: its coverage row and its gang rows (gang size, row, the classes it counts) per period. */
+  const cellRows: { cover: number[]; gangs: { size: number; rows: number[]; classes: number[] }[] }[] = [];
   for (const cell of cells.values()) {
     const members = offerings.flatMap((o, i) =>
       o.gpu === cell.gpu && o.regionGroup === cell.regionGroup ? [i] : [],
     );
-    const buffer = bufferFor(policy, cell.gpu);
     const short = {
       gpu: cell.gpu,
       regionGroup: cell.regionGroup,
       cols: [] as number[],
       gpus: [] as number[],
     };
+    const gangSizes = [...new Set(cell.classes.map((di) => demand[di]?.gangSize as number))]
+      .filter((s) => s > 1)
+      .sort((a, c) => a - c);
+    const rows = {
+      cover: [] as number[],
+      gangs: gangSizes.map((size) => ({
+        size,
+        rows: [] as number[],
+        classes: cell.classes.filter((di) => (demand[di]?.gangSize as number) >= size),
+      })),
+    };
     for (let t = 0; t < periods; t++) {
-      const demandGpus = cell.classes.reduce((sum, di) => sum + (demand[di]?.gpus[t] ?? 0), 0);
-      const bufferT = bufferGpus(buffer, demandGpus);
       const shortCol = b.addColumn(
         `short_${cell.gpu}_${cell.regionGroup}_${period(t)}`,
         0,
-        bufferT,
+        0,
         L * policy.bufferPenaltyUsdPerGpuHour,
         false,
       );
       short.cols.push(shortCol);
-      short.gpus.push(bufferT);
       const cols = [
         ...members.map((i) => x[i]?.[t] as number),
         ...cell.classes.map((di) => unmet[di]?.[t] as number),
@@ -178,45 +191,47 @@ export function buildModel(input: ModelInput): PlanningModel {
         ...cell.classes.map(() => 1),
         1,
       ];
-      b.addRow(
-        `cover_${cell.gpu}_${cell.regionGroup}_${period(t)}`,
-        'coverage',
-        demandGpus + bufferT,
-        Number.POSITIVE_INFINITY,
-        cols,
-        coefs,
-        `coverage ${cell.gpu}/${cell.regionGroup}`,
+      rows.cover.push(
+        b.addRow(
+          `cover_${cell.gpu}_${cell.regionGroup}_${period(t)}`,
+          'coverage',
+          0,
+          Number.POSITIVE_INFINITY,
+          cols,
+          coefs,
+          `coverage ${cell.gpu}/${cell.regionGroup}`,
+        ),
       );
 
-      const gangSizes = [...new Set(cell.classes.map((di) => demand[di]?.gangSize as number))]
-        .filter((s) => s > 1)
-        .sort((a, c) => a - c);
-      for (const s of gangSizes) {
-        const bigger = cell.classes.filter((di) => (demand[di]?.gangSize as number) >= s);
-        const need = bigger.reduce((sum, di) => sum + (demand[di]?.gpus[t] ?? 0), 0);
+      for (const gang of rows.gangs) {
+        const s = gang.size;
         const gangCols = [
           ...members.map((i) => x[i]?.[t] as number),
-          ...bigger.map((di) => unmet[di]?.[t] as number),
+          ...gang.classes.map((di) => unmet[di]?.[t] as number),
         ];
         const gangCoefs = [
           ...members.map((i) => s * Math.floor((offerings[i]?.gpusPerInstance as number) / s)),
-          ...bigger.map(() => 1),
+          ...gang.classes.map(() => 1),
         ];
-        b.addRow(
-          `gang${s}_${cell.gpu}_${cell.regionGroup}_${period(t)}`,
-          'gang',
-          need,
-          Number.POSITIVE_INFINITY,
-          gangCols,
-          gangCoefs,
-          `${s}-GPU gangs ${cell.gpu}/${cell.regionGroup}`,
+        gang.rows.push(
+          b.addRow(
+            `gang${s}_${cell.gpu}_${cell.regionGroup}_${period(t)}`,
+            'gang',
+            0,
+            Number.POSITIVE_INFINITY,
+            gangCols,
+            gangCoefs,
+            `${s}-GPU gangs ${cell.gpu}/${cell.regionGroup}`,
+          ),
         );
       }
     }
     bufferShort.push(short);
+    cellRows.push(rows);
   }
 
   // start_o_t: add ≥ x_t − x_(t−1)
+  const firstStart: number[] = [];
   offerings.forEach((_, i) => {
     for (let t = 0; t < periods; t++) {
       const cols = [add[i]?.[t] as number, x[i]?.[t] as number];
@@ -225,18 +240,19 @@ export function buildModel(input: ModelInput): PlanningModel {
         cols.push(x[i]?.[t - 1] as number);
         coefs.push(1);
       }
-      b.addRow(
+      const row = b.addRow(
         `start_${safeId(offerings[i] as Offering)}_${period(t)}`,
         'link',
-        t === 0 ? -(input.current[i] ?? 0) : 0,
+        0,
         Number.POSITIVE_INFINITY,
         cols,
         coefs,
       );
+      if (t === 0) firstStart.push(row);
     }
   });
 
-  addQuotaRows(b, input, x);
+  const quotaRows = addQuotaRows(b, input, x);
   addShareRows(b, input, x);
 
   if (policy.budgetUsdPerHour !== null) {
@@ -255,34 +271,183 @@ export function buildModel(input: ModelInput): PlanningModel {
   }
 
   const stop = offerings.map(() => Array.from({ length: periods }, () => -1));
-  if (policy.maxTerminateFraction < 1) addChurnRows(b, input, x, stop);
-  addLifetimeRows(b, input, x, add);
+  const churnRows = policy.maxTerminateFraction < 1 ? addChurnRows(b, input, x, stop) : undefined;
+  const lifetimeRows = addLifetimeRows(b, input, x, add);
 
   const colPeriod = new Int32Array(b.model.colCost.length);
   for (const cols of [...x, ...add, ...stop, ...unmet, ...bufferShort.map((s) => s.cols)])
     cols.forEach((j, t) => {
       if (j >= 0) colPeriod[j] = t;
     });
-  return { lp: b.model, input, x, add, stop, unmet, bufferShort, periodHours: L, colPeriod };
+
+  /** The numbers that follow from the demand, the fleet (held, protected, bounds) and the quota limits. */
+  const fill = (inp: ModelInput, lp: LinearModel, shortGpus: number[][]): void => {
+    x.forEach((cols, i) => {
+      cols.forEach((j, t) => {
+        const lower = inp.protectedCounts[i]?.[t] ?? 0;
+        lp.colLower[j] = lower;
+        lp.colUpper[j] = Math.max(lower, inp.maxCount[i]?.[t] ?? Number.POSITIVE_INFINITY);
+      });
+    });
+    unmet.forEach((cols, di) => {
+      cols.forEach((j, t) => {
+        lp.colUpper[j] = inp.demand[di]?.gpus[t] ?? 0;
+      });
+    });
+    [...cells.values()].forEach((cell, c) => {
+      const short = bufferShort[c] as PlanningModel['bufferShort'][number];
+      const rows = cellRows[c] as (typeof cellRows)[number];
+      const buffer = bufferFor(inp.policy, cell.gpu);
+      const gpus = shortGpus[c] as number[];
+      for (let t = 0; t < periods; t++) {
+        const demandGpus = cell.classes.reduce((sum, di) => sum + (inp.demand[di]?.gpus[t] ?? 0), 0);
+        const bufferT = bufferGpus(buffer, demandGpus);
+        gpus[t] = bufferT;
+        lp.colUpper[short.cols[t] as number] = bufferT;
+        lp.rowLower[rows.cover[t] as number] = demandGpus + bufferT;
+        for (const gang of rows.gangs)
+          lp.rowLower[gang.rows[t] as number] = gang.classes.reduce(
+            (sum, di) => sum + (inp.demand[di]?.gpus[t] ?? 0),
+            0,
+          );
+      }
+    });
+    firstStart.forEach((row, i) => {
+      lp.rowLower[row] = -(inp.current[i] ?? 0);
+    });
+    for (const { quota, rows } of quotaRows) {
+      const q = inp.quotas[quota] as Quota;
+      for (const row of rows) {
+        lp.rowUpper[row] = q.maxGpus;
+        lp.rowLabels[row] = `quota ${quotaLabel(q)} (${q.maxGpus} GPUs)`;
+      }
+    }
+    if (churnRows) {
+      churnRows.firstStopDef.forEach((row, i) => {
+        if (row >= 0) lp.rowLower[row] = inp.current[i] ?? 0;
+      });
+      const fleet = inp.offerings.reduce(
+        (sum, _, i) => (inp.churnExempt[i] ? sum : sum + (inp.current[i] ?? 0)),
+        0,
+      );
+      lp.rowUpper[churnRows.first] = inp.policy.maxTerminateFraction * fleet;
+    }
+    lifetimeRows.forEach((rows, i) => {
+      rows.forEach((row, t) => {
+        if (row >= 0) lp.rowLower[row] = inp.protectedCounts[i]?.[t] ?? 0;
+      });
+    });
+  };
+  const lp = b.model;
+  const gpusPerCell = bufferShort.map((short) => short.gpus);
+  fill(input, lp, gpusPerCell);
+  return {
+    lp,
+    input,
+    x,
+    add,
+    stop,
+    unmet,
+    bufferShort,
+    periodHours: L,
+    colPeriod,
+    key: structureKey(input),
+    fill,
+  };
 }
 
-function addQuotaRows(b: LinearModelBuilder, input: ModelInput, x: number[][]): void {
+/**
+ * What fixes a model's columns, rows, coefficients, costs and names: the offerings (and what the model reads of
+ * them), the demand classes (not their GPUs), the quotas (not their limits), the policy, the periods, which
+ * offerings the churn rule exempts and which have lifetime rows. The rest is what `fill` writes.
+ */
+function structureKey(input: ModelInput): string {
+  return JSON.stringify([
+    input.periods,
+    input.policy,
+    input.offerings.map((o) => [
+      o.id,
+      o.vendor,
+      o.region,
+      o.regionGroup,
+      o.gpu,
+      o.gpusPerInstance,
+      o.capacityType,
+      o.microsPerHour,
+    ]),
+    input.demand.map((d) => [d.gpu, d.regionGroup, d.gangSize]),
+    input.quotas.map((q) => [q.vendor, q.region, q.gpu ?? null, q.capacityType ?? null]),
+    input.churnExempt,
+    input.maxCount.map((counts) => counts.every((c) => c === 0)),
+  ]);
+}
+
+/**
+ * The model of `input`, from `previous` when both have the same structure (the broker's next tick: demand, fleet
+ * or quota limits moved): its columns, rows, coefficients, costs and names are shared, and only the numbers that
+ * follow from the demand, the fleet and the quota limits are written again, by the same code that wrote them in
+ * buildModel. Otherwise a new model. Either way the result equals buildModel(input) number for number (tested).
+ */
+export function updateModel(previous: PlanningModel, input: ModelInput): PlanningModel {
+  const key = structureKey(input);
+  if (key !== previous.key) return buildModel(input);
+  const old = previous.lp;
+  const lp: LinearModel = {
+    name: old.name,
+    get colNames() {
+      return old.colNames;
+    },
+    colLower: Float64Array.from(old.colLower),
+    colUpper: Float64Array.from(old.colUpper),
+    colCost: Float64Array.from(old.colCost),
+    colInteger: old.colInteger,
+    get rowNames() {
+      return old.rowNames;
+    },
+    rowKinds: old.rowKinds,
+    rowLabels: [...old.rowLabels],
+    rowLower: Float64Array.from(old.rowLower),
+    rowUpper: Float64Array.from(old.rowUpper),
+    rowStarts: old.rowStarts,
+    rowIndices: old.rowIndices,
+    rowValues: old.rowValues,
+  };
+  const bufferShort = previous.bufferShort.map((short) => ({ ...short, gpus: [...short.gpus] }));
+  previous.fill(
+    input,
+    lp,
+    bufferShort.map((short) => short.gpus),
+  );
+  return { ...previous, lp, input, bufferShort, key };
+}
+
+/** quota rows, per quota (index in input.quotas) and period; their limits are written by `fill`. */
+function addQuotaRows(
+  b: LinearModelBuilder,
+  input: ModelInput,
+  x: number[][],
+): { quota: number; rows: number[] }[] {
   const { offerings, periods } = input;
-  for (const q of input.quotas) {
+  const out: { quota: number; rows: number[] }[] = [];
+  input.quotas.forEach((q, quota) => {
     const members = offerings.flatMap((o, i) => (quotaCovers(q, o) ? [i] : []));
-    if (members.length === 0) continue;
+    if (members.length === 0) return;
+    const rows: number[] = [];
     for (let t = 0; t < periods; t++) {
-      b.addRow(
-        `quota_${q.vendor}_${q.region}${q.gpu ? `_${q.gpu}` : ''}${q.capacityType ? `_${q.capacityType}` : ''}_${period(t)}`,
-        'quota',
-        Number.NEGATIVE_INFINITY,
-        q.maxGpus,
-        members.map((i) => x[i]?.[t] as number),
-        members.map((i) => offerings[i]?.gpusPerInstance as number),
-        `quota ${quotaLabel(q)} (${q.maxGpus} GPUs)`,
+      rows.push(
+        b.addRow(
+          `quota_${q.vendor}_${q.region}${q.gpu ? `_${q.gpu}` : ''}${q.capacityType ? `_${q.capacityType}` : ''}_${period(t)}`,
+          'quota',
+          Number.NEGATIVE_INFINITY,
+          0,
+          members.map((i) => x[i]?.[t] as number),
+          members.map((i) => offerings[i]?.gpusPerInstance as number),
+        ),
       );
     }
-  }
+    out.push({ quota, rows });
+  });
+  return out;
 }
 
 /** spot_k_g_t, spreadRegion_k_r_t, spreadVendor_k_v_t: a part of a GPU type's capacity ≤ a share of all of it. */
@@ -358,8 +523,16 @@ function addShareRows(b: LinearModelBuilder, input: ModelInput, x: number[][]): 
   }
 }
 
-function addChurnRows(b: LinearModelBuilder, input: ModelInput, x: number[][], stopCols: number[][]): void {
+/** stopDef and churn rows; returns the rows whose sides `fill` writes (the first period's). */
+function addChurnRows(
+  b: LinearModelBuilder,
+  input: ModelInput,
+  x: number[][],
+  stopCols: number[][],
+): { firstStopDef: number[]; first: number } {
   const { offerings, periods, policy } = input;
+  const firstStopDef = offerings.map(() => -1);
+  let first = -1;
   for (let t = 0; t < periods; t++) {
     const stops: number[] = [];
     offerings.forEach((o, i) => {
@@ -373,23 +546,23 @@ function addChurnRows(b: LinearModelBuilder, input: ModelInput, x: number[][], s
         cols.push(x[i]?.[t - 1] as number);
         coefs.push(-1);
       }
-      b.addRow(
+      const row = b.addRow(
         `stopDef_${safeId(o)}_${period(t)}`,
         'link',
-        t === 0 ? (input.current[i] ?? 0) : 0,
+        0,
         Number.POSITIVE_INFINITY,
         cols,
         coefs,
       );
+      if (t === 0) firstStopDef[i] = row;
     });
     const held = offerings.flatMap((_, i) => (input.churnExempt[i] ? [] : [i]));
     if (t === 0) {
-      const fleet = held.reduce((sum, i) => sum + (input.current[i] ?? 0), 0);
-      b.addRow(
+      first = b.addRow(
         `churn_${period(t)}`,
         'churn',
         Number.NEGATIVE_INFINITY,
-        policy.maxTerminateFraction * fleet,
+        0,
         stops,
         stops.map(() => 1),
         'scale-down budget',
@@ -406,22 +579,32 @@ function addChurnRows(b: LinearModelBuilder, input: ModelInput, x: number[][], s
       );
     }
   }
+  return { firstStopDef, first };
 }
 
-/** lifetime_o_t: instances added in the last m − 1 periods are still too young to stop. */
-function addLifetimeRows(b: LinearModelBuilder, input: ModelInput, x: number[][], add: number[][]): void {
+/**
+ * lifetime_o_t: instances added in the last m − 1 periods are still too young to stop. Returns the rows per
+ * offering and period (−1 where none); their sides (the protected counts) are written by `fill`.
+ */
+function addLifetimeRows(
+  b: LinearModelBuilder,
+  input: ModelInput,
+  x: number[][],
+  add: number[][],
+): number[][] {
   const { offerings, periods, policy } = input;
+  const rows = offerings.map(() => new Array<number>(periods).fill(-1));
   const m = Math.ceil(policy.minLifetimeMinutes / policy.periodMinutes);
-  if (m < 2) return;
+  if (m < 2) return rows;
   offerings.forEach((o, i) => {
     if (input.maxCount[i]?.every((c) => c === 0)) return;
     for (let t = 1; t < periods; t++) {
       const recent: number[] = [];
       for (let tau = Math.max(0, t - m + 1); tau < t; tau++) recent.push(add[i]?.[tau] as number);
-      b.addRow(
+      (rows[i] as number[])[t] = b.addRow(
         `lifetime_${safeId(o)}_${period(t)}`,
         'lifetime',
-        input.protectedCounts[i]?.[t] ?? 0,
+        0,
         Number.POSITIVE_INFINITY,
         [x[i]?.[t] as number, ...recent],
         [1, ...recent.map(() => -1)],
@@ -429,4 +612,5 @@ function addLifetimeRows(b: LinearModelBuilder, input: ModelInput, x: number[][]
       );
     }
   });
+  return rows;
 }

@@ -7,7 +7,7 @@ import { greedyCounts } from './backends/greedy.ts';
 import { highsBackend } from './backends/highs.ts';
 import { explainPlan } from './explain.ts';
 import { integralPoint, objectiveAt } from './linear-model.ts';
-import { buildModel, type PlanningModel } from './model.ts';
+import { buildModel, type PlanningModel, updateModel } from './model.ts';
 import { reduceInput } from './reduce.ts';
 import { completeSolution, readCounts } from './solution.ts';
 import { solvePlanningModel } from './solve.ts';
@@ -124,9 +124,14 @@ function boundByCost(pm: PlanningModel, greedyObjective: number): void {
   });
 }
 
-/** The model a plan solves (after reduction), e.g. to export it in LP format. */
+/**
+ * The model a plan solves (after reduction), e.g. to export it in LP format. With the previous plan passed back,
+ * its model is updated in place of a new one when the structure is the same (see updateModel).
+ */
 export function planningModel(input: PlanInput): PlanningModel {
-  return buildModel(reduceInput(input, validatePeriods(input)));
+  const modelInput = reduceInput(input, validatePeriods(input));
+  const previous = input.previous?.warmStart?.model;
+  return previous ? updateModel(previous, modelInput) : buildModel(modelInput);
 }
 
 function validatePeriods(input: PlanInput): number {

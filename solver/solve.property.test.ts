@@ -4,9 +4,11 @@ import { loadCatalog } from '../providers/catalog/load-catalog.ts';
 import type { Offering } from '../providers/catalog/offering.ts';
 import { glpkBackend } from './backends/glpk.ts';
 import { checkPlan } from './check-plan.ts';
-import { objectiveAt } from './linear-model.ts';
+import { type LinearModel, objectiveAt } from './linear-model.ts';
+import { buildModel, updateModel } from './model.ts';
 import { planCapacity, planningModel } from './plan.ts';
 import { planningPolicy } from './policy.ts';
+import { reduceInput } from './reduce.ts';
 import { solvePlanningModel } from './solve.ts';
 import type { DemandClass, PlanInput } from './types.ts';
 
@@ -169,6 +171,92 @@ describe('the decomposed solve', () => {
     expect(reused).toBeGreaterThan(10);
     // Every input but the two GLPK cannot prove (and those the first plan found infeasible) met its reference.
     expect(checked).toBeGreaterThanOrEqual(36);
+  });
+
+  it('updates the previous model to the one built anew, number for number and name for name', async () => {
+    let shared = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        multiPeriod,
+        fc.nat(),
+        fc.integer({ min: -3, max: 3 }),
+        fc.constantFrom('demand', 'fleet', 'quota', 'ages'),
+        fc.constantFrom('plain', 'churn', 'lifetime', 'budget'),
+        async (base, pick, step, change, rules) => {
+          const policy = planningPolicy({
+            ...base.policy,
+            ...(rules === 'churn' ? { maxTerminateFraction: 0.3 } : {}),
+            ...(rules === 'lifetime' ? { minLifetimeMinutes: 150 } : {}),
+            ...(rules === 'budget' ? { budgetUsdPerHour: 400 } : {}),
+          });
+          const input: PlanInput = {
+            ...base,
+            policy,
+            fleet: (base.fleet ?? []).map((f) => ({ ...f, instanceAgesMs: f.count > 0 ? [0] : [] })),
+          };
+          const periods = input.demand[0]?.gpus.length ?? 0;
+          let next: PlanInput = input;
+          if (change === 'demand') {
+            const d = pick % input.demand.length;
+            next = {
+              ...input,
+              demand: input.demand.map((c, i) =>
+                i === d ? { ...c, gpus: c.gpus.map((g) => Math.max(0, g + step * c.gangSize)) } : c,
+              ),
+            };
+          } else if (change === 'fleet' || change === 'ages') {
+            next = {
+              ...input,
+              fleet: (input.fleet ?? []).map((f, i) =>
+                i === pick % 2
+                  ? change === 'fleet'
+                    ? { ...f, count: Math.max(0, f.count + step) }
+                    : { ...f, instanceAgesMs: (f.instanceAgesMs ?? []).map(() => 3_600_000) }
+                  : f,
+              ),
+            };
+          } else {
+            next = {
+              ...input,
+              quotas: (input.quotas ?? []).map((q, i) =>
+                i === pick % 3 ? { ...q, maxGpus: Math.max(0, q.maxGpus + 8 * step) } : q,
+              ),
+            };
+          }
+          const previous = buildModel(reduceInput(input, periods));
+          const updated = updateModel(previous, reduceInput(next, periods));
+          const fresh = buildModel(reduceInput(next, periods));
+          if (updated.lp.rowStarts === previous.lp.rowStarts) shared++;
+          const fields: (keyof LinearModel)[] = [
+            'colNames',
+            'colLower',
+            'colUpper',
+            'colCost',
+            'colInteger',
+            'rowNames',
+            'rowKinds',
+            'rowLabels',
+            'rowLower',
+            'rowUpper',
+            'rowStarts',
+            'rowIndices',
+            'rowValues',
+          ];
+          for (const field of fields)
+            expect(Array.from(updated.lp[field] as ArrayLike<unknown>)).toEqual(
+              Array.from(fresh.lp[field] as ArrayLike<unknown>),
+            );
+          expect(updated.bufferShort).toEqual(fresh.bufferShort);
+          expect(updated.x).toEqual(fresh.x);
+          expect(updated.unmet).toEqual(fresh.unmet);
+          // The previous model is left as it was.
+          expect([...previous.lp.rowLower]).toEqual([...buildModel(reduceInput(input, periods)).lp.rowLower]);
+        },
+      ),
+      { numRuns: 120, seed: 20261209 },
+    );
+    // Most changes keep the structure (a fleet change can add or drop a dominated offering, which rebuilds).
+    expect(shared).toBeGreaterThan(60);
   });
 
   it('finds the same plans with its block MIPs on worker threads', async () => {

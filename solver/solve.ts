@@ -1,6 +1,6 @@
 import type { LpRelaxation, MipResult } from './backends/backend.ts';
 import { glpkBackend } from './backends/glpk.ts';
-import { highsBackend, solveMipOnWorker } from './backends/highs.ts';
+import { highsBackend, solveMipOnWorker, solveRelaxationKept } from './backends/highs.ts';
 import { analyse, lagrangianCosts, looseValue, type Part, type Structure, subModel } from './decompose.ts';
 import { integralPoint, type LinearModel, objectiveAt } from './linear-model.ts';
 import type { PlanningModel } from './model.ts';
@@ -71,7 +71,7 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
   const shape = shapeOf(pm);
   const previous = options.warm && sameShape(options.warm.shape, shape) ? options.warm : undefined;
 
-  const relaxation = await highsBackend.solveRelaxation(lp, previous?.basis).catch(() => undefined);
+  const relaxation = await solveRelaxationKept(lp, previous?.basis).catch(() => undefined);
   profile.lpMs = performance.now() - started;
   if (!relaxation) {
     // No LP optimum (infeasible rules, or numerical trouble): the MIP solver says which.
@@ -81,10 +81,17 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
     });
     return { ...mip, profile };
   }
-  const keep = (multipliers: Float64Array, blocks: BlockCache, plan?: Float64Array): WarmState => ({
+  const keep = (
+    multipliers: Float64Array,
+    blocks: BlockCache,
+    plan?: Float64Array,
+    structure?: Structure,
+  ): WarmState => ({
     shape,
     multipliers,
     blocks,
+    model: pm,
+    ...(structure ? { structure } : {}),
     ...(relaxation.basis ? { basis: relaxation.basis } : {}),
     ...(plan ? { plan } : {}),
   });
@@ -99,7 +106,13 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
       profile,
     };
 
-  const structure = analyse(lp, pm.colPeriod);
+  // A model updated from the previous one shares its matrix, so its structure too.
+  const structure =
+    previous?.structure &&
+    previous.model.lp.rowStarts === lp.rowStarts &&
+    previous.model.colPeriod === pm.colPeriod
+      ? previous.structure
+      : analyse(lp, pm.colPeriod);
   const t0 = performance.now();
   const nComp = structure.components.length;
   const lpPart = new Float64Array(nComp);
@@ -230,11 +243,11 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
       status: 'none',
       message: 'no plan within the time limit',
       relaxation,
-      warm: keep(multipliers, cache),
+      warm: keep(multipliers, cache, undefined, structure),
       profile,
     };
   const plan = completeSolution(pm, readCounts(pm, values));
-  const warm = keep(multipliers, cache, plan);
+  const warm = keep(multipliers, cache, plan, structure);
   return {
     status: within() ? 'optimal' : 'feasible',
     values: plan,

@@ -1,3 +1,4 @@
+import type { Structure } from './decompose.ts';
 import type { LinearModel } from './linear-model.ts';
 import type { PlanningModel } from './model.ts';
 
@@ -9,7 +10,9 @@ import type { PlanningModel } from './model.ts';
  *    did not change (all but the periods and region groups where demand or the fleet moved) is the same MIP, and
  *  - the block results: such a block's solution and bound are taken as they are;
  *  - the LP basis: the LP relaxation restarts from it;
- *  - the plan: what it holds in each period is a candidate for that period again.
+ *  - the plan: what it holds in each period is a candidate for that period again;
+ *  - the model and its structure: a next model of the same structure is the same columns and rows with new
+ *    bounds (model.ts, updateModel), whose names, matrix and blocks are shared rather than made again.
  * Any multipliers give a valid bound; when stale ones leave the plan outside the gap, the solve prices the blocks
  * afresh with the new LP's duals.
  */
@@ -20,6 +23,8 @@ export interface WarmState {
   readonly basis?: { colStatus: Int32Array; rowStatus: Int32Array };
   /** The plan's columns: its instance counts per period are candidates for the next plan's periods. */
   readonly plan?: Float64Array;
+  readonly model: PlanningModel;
+  readonly structure?: Structure;
 }
 
 /** The model's shape: what must match for rows and columns to mean the same thing in the next model. */
@@ -30,13 +35,14 @@ interface Shape {
   rowIndices: Int32Array;
 }
 
+/** The model's arrays are kept, not copied: nothing changes a model's matrix once built. */
 export function shapeOf(pm: PlanningModel): Shape {
   const { lp } = pm;
   return {
     offerings: pm.input.offerings.map((o) => o.id).join('\n'),
     rowKinds: lp.rowKinds.join(','),
-    rowStarts: Int32Array.from(lp.rowStarts),
-    rowIndices: Int32Array.from(lp.rowIndices),
+    rowStarts: lp.rowStarts,
+    rowIndices: lp.rowIndices,
   };
 }
 
@@ -50,6 +56,7 @@ export function sameShape(a: Shape, b: Shape): boolean {
 }
 
 function equalInts(a: Int32Array, b: Int32Array): boolean {
+  if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let k = 0; k < a.length; k++) if (a[k] !== b[k]) return false;
   return true;
