@@ -1,12 +1,16 @@
-/** Fleet (operator): instances by vendor, region, offering and capacity type; the warm buffer, target against ready. */
+/**
+ * Fleet (operator): instances by vendor, region, offering and capacity type; the warm buffer, target against ready;
+ * the agents that joined, with their GPUs and health (a failed check takes a machine out of placement).
+ */
 import { html } from 'hono/html';
 import type { ConsoleApi } from '../api.ts';
 import { chart, groupedBars } from '../charts.ts';
-import { duration, usdPerHour } from '../format.ts';
+import { duration, time, usdPerHour } from '../format.ts';
 import { badge, cards, type Html, table } from '../layout.ts';
 
 export async function fleetPage(api: ConsoleApi, nowMs: number): Promise<Html> {
-  const fleet = await api.get('/v1/fleet');
+  const [fleet, { agents }] = await Promise.all([api.get('/v1/fleet'), api.get('/v1/agents')]);
+  const joined = agents.filter((a) => a.revokedAt === null);
   const live = fleet.instances.filter((i) => i.state !== 'terminated');
   const running = live.filter((i) => i.state === 'running');
   const gpus = live.reduce((sum, i) => sum + i.gpus, 0);
@@ -83,6 +87,27 @@ ${table(
       html`<tr><td>${g.key.vendor}</td><td>${g.key.region}</td><td>${g.key.instanceType}</td><td>${g.key.capacityType}</td><td class="num">${g.running}</td><td class="num">${g.pending}</td><td class="num">${g.gpus} × ${g.key.gpu}</td><td class="num">${g.allocated}</td><td class="num">${usdPerHour(g.usd)}</td></tr>`,
   ),
   'The fleet is empty.',
+)}
+<h2>Agents</h2>
+${table(
+  ['agent', 'instance', 'host', 'GPUs', 'health', 'placement', 'last seen'],
+  joined.map((a) => {
+    const link = a.connection;
+    const health = !link
+      ? badge('disconnected', 'bad')
+      : link.health.ok
+        ? badge(`ok${link.health.driverVersion ? ` · driver ${link.health.driverVersion}` : ''}`, 'ok')
+        : badge(link.health.problems.join('; ') || 'unhealthy', 'bad');
+    const gpus = link
+      ? [...new Set(link.gpus.map((g) => g.name))]
+          .map((name) => `${link.gpus.filter((g) => g.name === name).length} × ${name}`)
+          .join(', ')
+      : '–';
+    return html`<tr data-agent="${a.agentId}"><td><code>${a.agentId}</code></td><td><code>${a.instanceId}</code></td><td>${a.hostname}</td><td>${gpus}</td><td>${health}</td><td>${
+      link?.placeable ? badge('takes containers', 'ok') : badge('out of placement', 'warn')
+    }</td><td>${link ? time(Date.parse(link.lastSeenAt)) : '–'}</td></tr>`;
+  }),
+  'No agent has joined: simulated instances are served by the local agent host once they boot; a machine joins with gpubroker agent.',
 )}
 <h2>Instances</h2>
 ${table(
