@@ -88,26 +88,23 @@ export class LinearModelBuilder {
         this.names ??= uniqueNames(this.rawCols, this.rawRows, this.order);
         return this.names;
       };
-      this.built = {
-        name: this.name,
-        get colNames() {
-          return names().cols;
+      this.built = new NamedWhenRead(
+        {
+          name: this.name,
+          colLower: this.colLower.view(),
+          colUpper: this.colUpper.view(),
+          colCost: this.colCost.view(),
+          colInteger: this.colInteger,
+          rowKinds: this.rowKinds,
+          rowLabels: this.rowLabels,
+          rowLower: this.rowLower.view(),
+          rowUpper: this.rowUpper.view(),
+          rowStarts: this.rowStarts.view(),
+          rowIndices: this.rowIndices.view(),
+          rowValues: this.rowValues.view(),
         },
-        colLower: this.colLower.view(),
-        colUpper: this.colUpper.view(),
-        colCost: this.colCost.view(),
-        colInteger: this.colInteger,
-        get rowNames() {
-          return names().rows;
-        },
-        rowKinds: this.rowKinds,
-        rowLabels: this.rowLabels,
-        rowLower: this.rowLower.view(),
-        rowUpper: this.rowUpper.view(),
-        rowStarts: this.rowStarts.view(),
-        rowIndices: this.rowIndices.view(),
-        rowValues: this.rowValues.view(),
-      };
+        names,
+      );
     }
     return this.built;
   }
@@ -185,6 +182,54 @@ export class LinearModelBuilder {
     this.rowLower.push(lower);
     this.rowUpper.push(upper);
     return row;
+  }
+}
+
+/** A model's numbers, without its names. */
+export type Unnamed = Omit<LinearModel, 'colNames' | 'rowNames'>;
+
+/**
+ * A LinearModel whose names are made when first read (the LP export, GLPK, the explanation), by `names`: the
+ * builder's, or those of the model an updated model shares them with. One class, so that the solver's loops over
+ * a model's arrays see one shape of object.
+ */
+export class NamedWhenRead implements LinearModel {
+  readonly name: string;
+  readonly colLower: Float64Array;
+  readonly colUpper: Float64Array;
+  readonly colCost: Float64Array;
+  readonly colInteger: boolean[];
+  readonly rowKinds: (RowKind | 'link')[];
+  readonly rowLabels: string[];
+  readonly rowLower: Float64Array;
+  readonly rowUpper: Float64Array;
+  readonly rowStarts: Int32Array;
+  readonly rowIndices: Int32Array;
+  readonly rowValues: Float64Array;
+  private readonly names: () => { cols: string[]; rows: string[] };
+
+  constructor(model: Unnamed, names: () => { cols: string[]; rows: string[] }) {
+    this.name = model.name;
+    this.colLower = model.colLower;
+    this.colUpper = model.colUpper;
+    this.colCost = model.colCost;
+    this.colInteger = model.colInteger;
+    this.rowKinds = model.rowKinds;
+    this.rowLabels = model.rowLabels;
+    this.rowLower = model.rowLower;
+    this.rowUpper = model.rowUpper;
+    this.rowStarts = model.rowStarts;
+    this.rowIndices = model.rowIndices;
+    this.rowValues = model.rowValues;
+    this.names = names;
+  }
+
+  get colNames(): string[] {
+    return this.names().cols;
+  }
+
+  get rowNames(): string[] {
+    return this.names().rows;
   }
 }
 

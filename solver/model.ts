@@ -44,7 +44,7 @@
  */
 import { microsToUsd } from '../lib/money.ts';
 import type { Offering } from '../providers/catalog/offering.ts';
-import { type LinearModel, LinearModelBuilder, lpPart } from './linear-model.ts';
+import { type LinearModel, LinearModelBuilder, lpPart, NamedWhenRead } from './linear-model.ts';
 import { bufferFor, bufferGpus, interruptionsPerHour, type PlanningPolicy } from './policy.ts';
 import { type DemandClass, type Quota, quotaCovers, quotaLabel } from './types.ts';
 
@@ -392,26 +392,23 @@ export function updateModel(previous: PlanningModel, input: ModelInput): Plannin
   const key = structureKey(input);
   if (key !== previous.key) return buildModel(input);
   const old = previous.lp;
-  const lp: LinearModel = {
-    name: old.name,
-    get colNames() {
-      return old.colNames;
+  const lp = new NamedWhenRead(
+    {
+      name: old.name,
+      colLower: Float64Array.from(old.colLower),
+      colUpper: Float64Array.from(old.colUpper),
+      colCost: Float64Array.from(old.colCost),
+      colInteger: old.colInteger,
+      rowKinds: old.rowKinds,
+      rowLabels: [...old.rowLabels],
+      rowLower: Float64Array.from(old.rowLower),
+      rowUpper: Float64Array.from(old.rowUpper),
+      rowStarts: old.rowStarts,
+      rowIndices: old.rowIndices,
+      rowValues: old.rowValues,
     },
-    colLower: Float64Array.from(old.colLower),
-    colUpper: Float64Array.from(old.colUpper),
-    colCost: Float64Array.from(old.colCost),
-    colInteger: old.colInteger,
-    get rowNames() {
-      return old.rowNames;
-    },
-    rowKinds: old.rowKinds,
-    rowLabels: [...old.rowLabels],
-    rowLower: Float64Array.from(old.rowLower),
-    rowUpper: Float64Array.from(old.rowUpper),
-    rowStarts: old.rowStarts,
-    rowIndices: old.rowIndices,
-    rowValues: old.rowValues,
-  };
+    () => ({ cols: old.colNames, rows: old.rowNames }),
+  );
   const bufferShort = previous.bufferShort.map((short) => ({ ...short, gpus: [...short.gpus] }));
   previous.fill(
     input,

@@ -21,9 +21,16 @@ export function completeSolution(pm: PlanningModel, counts: readonly (readonly n
   });
 
   for (const cell of cellsOf(pm)) {
+    const unmet = new Float64Array(cell.classes.length);
+    const held = new Float64Array(cell.members.length);
     for (let t = 0; t < input.periods; t++) {
-      const { unmet, short } = completeCell(pm, cell, t, (i) => counts[i]?.[t] ?? 0);
-      for (const [di, gpus] of unmet) values[pm.unmet[di]?.[t] as number] = gpus;
+      cell.members.forEach((i, m) => {
+        held[m] = counts[i]?.[t] ?? 0;
+      });
+      const short = completeCell(pm, cell, t, held, unmet);
+      cell.classes.forEach((di, c) => {
+        values[pm.unmet[di]?.[t] as number] = unmet[c] as number;
+      });
       values[cell.short.cols[t] as number] = short;
     }
   }
@@ -33,7 +40,11 @@ export function completeSolution(pm: PlanningModel, counts: readonly (readonly n
 /** A (GPU type, region group) of the model: its offerings, demand classes, gang sizes and shortfall columns. */
 export interface Cell {
   members: number[];
+  /** GPUs per instance of each member. */
+  memberGpus: number[];
   classes: number[];
+  /** Gang size of each class. */
+  classGang: number[];
   /** Gang sizes asked for, largest first. */
   sizes: number[];
   short: PlanningModel['bufferShort'][number];
@@ -52,10 +63,17 @@ export function cellsOf(pm: PlanningModel): Cell[] {
     const classes = input.demand.flatMap((d, di) =>
       d.gpu === short.gpu && d.regionGroup === short.regionGroup ? [di] : [],
     );
-    const sizes = [...new Set(classes.map((di) => input.demand[di]?.gangSize as number))].sort(
-      (a, b) => b - a,
-    );
-    return { members: members.get(`${short.gpu}\u0000${short.regionGroup}`) ?? [], classes, sizes, short };
+    const classGang = classes.map((di) => input.demand[di]?.gangSize as number);
+    const sizes = [...new Set(classGang)].sort((a, b) => b - a);
+    const cellMembers = members.get(`${short.gpu}\u0000${short.regionGroup}`) ?? [];
+    return {
+      members: cellMembers,
+      memberGpus: cellMembers.map((i) => input.offerings[i]?.gpusPerInstance as number),
+      classes,
+      classGang,
+      sizes,
+      short,
+    };
   });
 }
 
@@ -63,52 +81,60 @@ export function cellsOf(pm: PlanningModel): Cell[] {
  * The least unmet GPUs (per demand class) and buffer shortfall that one cell's coverage and gang rows require in
  * period t at the given instance counts: gang thresholds from the largest down, then the coverage row, whose
  * deficit goes to the shortfall first (its penalty is lower), then to any class with room.
+ * `held[m]`: instances of the cell's m-th member; writes the unmet GPUs of its c-th class to `unmet[c]` and returns
+ * the shortfall (no allocation: the start-up DP calls it for every period and candidate).
  */
 export function completeCell(
   pm: PlanningModel,
   cell: Cell,
   t: number,
-  count: (i: number) => number,
-): { unmet: Map<number, number>; short: number } {
-  const { input } = pm;
-  const gpus = (di: number) => input.demand[di]?.gpus[t] ?? 0;
-  const unmet = new Map<number, number>();
+  held: ArrayLike<number>,
+  unmet: Float64Array,
+): number {
+  const { demand } = pm.input;
+  const { classes, classGang, memberGpus } = cell;
+  const nClasses = classes.length;
+  const nMembers = memberGpus.length;
+  const gpus = (c: number) => demand[classes[c] as number]?.gpus[t] ?? 0;
+  unmet.fill(0);
   for (const s of cell.sizes) {
     let capacity = 0;
-    for (const i of cell.members)
-      capacity += s * Math.floor((input.offerings[i]?.gpusPerInstance as number) / s) * count(i);
+    for (let m = 0; m < nMembers; m++)
+      capacity += s * Math.floor((memberGpus[m] as number) / s) * (held[m] as number);
     let need = 0;
     let already = 0;
-    for (const di of cell.classes) {
-      if ((input.demand[di]?.gangSize as number) < s) continue;
-      need += gpus(di);
-      already += unmet.get(di) ?? 0;
+    for (let c = 0; c < nClasses; c++) {
+      if ((classGang[c] as number) < s) continue;
+      need += gpus(c);
+      already += unmet[c] as number;
     }
     let deficit = need - capacity - already;
-    for (const di of cell.classes) {
-      if (input.demand[di]?.gangSize !== s) continue;
-      const room = gpus(di) - (unmet.get(di) ?? 0);
+    for (let c = 0; c < nClasses; c++) {
+      if (classGang[c] !== s) continue;
+      const room = gpus(c) - (unmet[c] as number);
       const take = Math.max(0, Math.min(room, deficit));
-      unmet.set(di, (unmet.get(di) ?? 0) + take);
+      unmet[c] = (unmet[c] as number) + take;
       deficit -= take;
     }
   }
   let capacity = 0;
-  for (const i of cell.members) capacity += (input.offerings[i]?.gpusPerInstance as number) * count(i);
+  for (let m = 0; m < nMembers; m++) capacity += (memberGpus[m] as number) * (held[m] as number);
   let need = cell.short.gpus[t] ?? 0;
-  for (const di of cell.classes) need += gpus(di);
   let unmetTotal = 0;
-  for (const u of unmet.values()) unmetTotal += u;
+  for (let c = 0; c < nClasses; c++) {
+    need += gpus(c);
+    unmetTotal += unmet[c] as number;
+  }
   let deficit = need - capacity - unmetTotal;
   const short = Math.max(0, Math.min(cell.short.gpus[t] ?? 0, deficit));
   deficit -= short;
-  for (const di of cell.classes) {
+  for (let c = 0; c < nClasses; c++) {
     if (deficit <= 0) break;
-    const take = Math.min(gpus(di) - (unmet.get(di) ?? 0), deficit);
-    unmet.set(di, (unmet.get(di) ?? 0) + take);
+    const take = Math.min(gpus(c) - (unmet[c] as number), deficit);
+    unmet[c] = (unmet[c] as number) + take;
     deficit -= take;
   }
-  return { unmet, short };
+  return short;
 }
 
 /** Rounded instance counts x[o][t] from a column vector. */

@@ -345,6 +345,8 @@ function smoothStartUps(
   solutions: readonly Float64Array[],
 ): Float64Array | undefined {
   const { lp, input } = pm;
+  // The model's arrays as locals: the loops below read them hundreds of thousands of times.
+  const { colLower, colUpper, colCost } = lp;
   if (structure.linking.some((i) => lp.rowKinds[i] !== 'link')) return undefined;
   if (pm.stop.some((cols) => cols.some((j) => j >= 0))) return undefined;
   const T = input.periods;
@@ -363,8 +365,6 @@ function smoothStartUps(
     rowsOf.set(key, [...(rowsOf.get(key) ?? []), ...checked]);
   }
   const scratch = Float64Array.from(solutions[0] as Float64Array);
-  /** Instances per offering of the candidate being priced (only the component's offerings are read). */
-  const at = new Float64Array(input.offerings.length);
   for (let ci = 0; ci < structure.components.length; ci++) {
     const offs = input.offerings.flatMap((_, i) =>
       structure.colComponent[pm.x[i]?.[0] as number] === ci ? [i] : [],
@@ -381,12 +381,55 @@ function smoothStartUps(
     }
     const candidates = [...seen.values()];
     const K = candidates.length;
+    const N = offs.length;
+    // Each cell's part of the candidates: a change of plan touches few cells, so most candidates share most
+    // cells' parts, and each distinct part is completed (unmet, shortfall) once per period.
+    const position = new Map(offs.map((i, n) => [i, n]));
+    const parts = compCells.map((cell) => {
+      const places = cell.members.map((i) => position.get(i) as number);
+      const ids = new Map<string, number>();
+      const of = new Int32Array(K);
+      const held: Float64Array[] = [];
+      candidates.forEach((vector, k) => {
+        const part = places.map((n) => vector[n] as number);
+        const key = part.join(',');
+        let id = ids.get(key);
+        if (id === undefined) {
+          id = held.length;
+          ids.set(key, id);
+          held.push(Float64Array.from(part));
+        }
+        of[k] = id;
+      });
+      return {
+        cell,
+        of,
+        held,
+        unmet: held.map(() => new Float64Array(cell.classes.length)),
+        short: new Float64Array(held.length),
+        cost: new Float64Array(held.length),
+      };
+    });
     // cost[t][k]: period t holding candidate k (Infinity where it breaks a bound or a row of period t).
     const cost = Array.from({ length: T }, () => new Float64Array(K));
-    const N = offs.length;
     for (let t = 0; t < T; t++) {
       const rows = rowsOf.get(`${ci}/${t}`) ?? [];
       const xCols = Int32Array.from(offs, (i) => pm.x[i]?.[t] as number);
+      for (const part of parts) {
+        const { cell } = part;
+        const shortCost = colCost[cell.short.cols[t] as number] as number;
+        for (let h = 0; h < part.held.length; h++) {
+          const unmet = part.unmet[h] as Float64Array;
+          const short = completeCell(pm, cell, t, part.held[h] as Float64Array, unmet);
+          part.short[h] = short;
+          let c = shortCost * short;
+          for (let c2 = 0; c2 < unmet.length; c2++)
+            c +=
+              (colCost[pm.unmet[cell.classes[c2] as number]?.[t] as number] as number) *
+              (unmet[c2] as number);
+          part.cost[h] = c;
+        }
+      }
       for (let k = 0; k < K; k++) {
         const vector = candidates[k] as number[];
         let c = 0;
@@ -394,62 +437,71 @@ function smoothStartUps(
         for (let n = 0; n < N; n++) {
           const j = xCols[n] as number;
           const v = vector[n] as number;
-          if (v < (lp.colLower[j] as number) - 1e-9 || v > (lp.colUpper[j] as number) + 1e-9) {
+          if (v < (colLower[j] as number) - 1e-9 || v > (colUpper[j] as number) + 1e-9) {
             ok = false;
             break;
           }
           scratch[j] = v;
-          c += (lp.colCost[j] as number) * v;
-          at[offs[n] as number] = v;
+          c += (colCost[j] as number) * v;
         }
         if (!ok) {
           (cost[t] as Float64Array)[k] = Number.POSITIVE_INFINITY;
           continue;
         }
-        for (const cell of compCells) {
-          const { unmet, short } = completeCell(pm, cell, t, (i) => at[i] as number);
-          for (const di of cell.classes) scratch[pm.unmet[di]?.[t] as number] = unmet.get(di) ?? 0;
-          scratch[cell.short.cols[t] as number] = short;
-          for (const [di, gpus] of unmet) c += (lp.colCost[pm.unmet[di]?.[t] as number] as number) * gpus;
-          c += (lp.colCost[cell.short.cols[t] as number] as number) * short;
+        for (const part of parts) {
+          const h = part.of[k] as number;
+          const unmet = part.unmet[h] as Float64Array;
+          part.cell.classes.forEach((di, c2) => {
+            scratch[pm.unmet[di]?.[t] as number] = unmet[c2] as number;
+          });
+          scratch[part.cell.short.cols[t] as number] = part.short[h] as number;
+          c += part.cost[h] as number;
         }
         if (!rowsHold(lp, rows, scratch, pm.colPeriod, t)) c = Number.POSITIVE_INFINITY;
         (cost[t] as Float64Array)[k] = c;
       }
     }
-    const addCost = (n: number, t: number) => lp.colCost[pm.add[offs[n] as number]?.[t] as number] as number;
-    const startUp = (t: number, from: (n: number) => number, to: number[]) => {
+    /** Start-up cost of each candidate after each candidate, in period t's prices. */
+    const addCosts = (t: number) =>
+      Float64Array.from(offs, (i) => colCost[pm.add[i]?.[t] as number] as number);
+    const startUp = (price: Float64Array, from: ArrayLike<number>, to: ArrayLike<number>) => {
       let acc = 0;
-      for (let n = 0; n < offs.length; n++) acc += addCost(n, t) * Math.max(0, (to[n] as number) - from(n));
+      for (let n = 0; n < N; n++) {
+        const up = (to[n] as number) - (from[n] as number);
+        if (up > 0) acc += (price[n] as number) * up;
+      }
       return acc;
     };
     // Start-up costs between candidates, once for all periods where they are priced alike (they are: P·price).
-    const alike = offs.every((_, n) => {
-      for (let t = 2; t < T; t++) if (addCost(n, t) !== addCost(n, 1)) return false;
-      return true;
-    });
+    const first = T > 1 ? addCosts(1) : new Float64Array(N);
+    let alike = true;
+    for (let t = 2; t < T && alike; t++) {
+      const prices = addCosts(t);
+      for (let n = 0; n < N; n++) if (prices[n] !== first[n]) alike = false;
+    }
     const transitions = new Map<number, Float64Array>();
     const transition = (t: number) => {
       const key = alike ? 1 : t;
       let matrix = transitions.get(key);
       if (!matrix) {
         matrix = new Float64Array(K * K);
+        const prices = addCosts(key);
         for (let q = 0; q < K; q++) {
           const from = candidates[q] as number[];
-          for (let k = 0; k < K; k++)
-            matrix[q * K + k] = startUp(key, (n) => from[n] as number, candidates[k] as number[]);
+          for (let k = 0; k < K; k++) matrix[q * K + k] = startUp(prices, from, candidates[k] as number[]);
         }
         transitions.set(key, matrix);
       }
       return matrix;
     };
+    const held = Float64Array.from(offs, (i) => input.current[i] ?? 0);
+    const firstPrices = addCosts(0);
     const best = Array.from({ length: T }, () => new Float64Array(K).fill(Number.POSITIVE_INFINITY));
     const back = Array.from({ length: T }, () => new Int32Array(K).fill(-1));
     for (let k = 0; k < K; k++) {
       const c = (cost[0] as Float64Array)[k] as number;
       if (Number.isFinite(c))
-        (best[0] as Float64Array)[k] =
-          c + startUp(0, (n) => input.current[offs[n] as number] ?? 0, candidates[k] as number[]);
+        (best[0] as Float64Array)[k] = c + startUp(firstPrices, held, candidates[k] as number[]);
     }
     for (let t = 1; t < T; t++) {
       const matrix = transition(t);
@@ -491,15 +543,17 @@ function rowsHold(
   colPeriod: Int32Array,
   t: number,
 ): boolean {
+  const { rowStarts, rowIndices, rowValues, rowLower, rowUpper } = lp;
   for (const i of rows) {
     let a = 0;
-    for (let k = lp.rowStarts[i] as number; k < (lp.rowStarts[i + 1] as number); k++) {
-      const j = lp.rowIndices[k] as number;
+    const end = rowStarts[i + 1] as number;
+    for (let k = rowStarts[i] as number; k < end; k++) {
+      const j = rowIndices[k] as number;
       if (colPeriod[j] !== t) return false;
-      a += (lp.rowValues[k] as number) * (values[j] as number);
+      a += (rowValues[k] as number) * (values[j] as number);
     }
-    const lower = lp.rowLower[i] as number;
-    const upper = lp.rowUpper[i] as number;
+    const lower = rowLower[i] as number;
+    const upper = rowUpper[i] as number;
     if (a < lower - 1e-6 * Math.max(1, Math.abs(lower)) || a > upper + 1e-6 * Math.max(1, Math.abs(upper)))
       return false;
   }
