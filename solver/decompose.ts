@@ -1,4 +1,4 @@
-import type { LinearModel } from './linear-model.ts';
+import { type LinearModel, NamedWhenRead } from './linear-model.ts';
 
 /**
  * The shape of a capacity model that makes it cheap to solve: which columns and rows form independent pieces.
@@ -151,8 +151,8 @@ export function analyse(lp: LinearModel, colPeriod: Int32Array): Structure {
 
 /**
  * The part of the model on `part`'s columns and rows, with the given column costs. Columns outside the part that
- * its rows touch are fixed at `fixed` and moved into the row bounds. Its names are short placeholders (c0, r0, …):
- * a part is solved, never exported.
+ * its rows touch are fixed at `fixed` and moved into the row bounds. Its names are short placeholders (c0, r0, …),
+ * made only if read (GLPK reads them): a part is solved, never exported.
  */
 export function subModel(
   lp: LinearModel,
@@ -199,22 +199,26 @@ export function subModel(
     rowUpper.push((lp.rowUpper[i] as number) - shift);
   }
   const nRows = rowLower.length;
-  return {
-    name: lp.name,
-    colNames: Array.from({ length: nCols }, (_, k) => `c${k}`),
-    colLower,
-    colUpper,
-    colCost,
-    colInteger,
-    rowNames: Array.from({ length: nRows }, (_, k) => `r${k}`),
-    rowKinds,
-    rowLabels: new Array<string>(nRows).fill(''),
-    rowLower: Float64Array.from(rowLower),
-    rowUpper: Float64Array.from(rowUpper),
-    rowStarts: Int32Array.from(rowStarts),
-    rowIndices: Int32Array.from(rowIndices),
-    rowValues: Float64Array.from(rowValues),
-  };
+  return new NamedWhenRead(
+    {
+      name: lp.name,
+      colLower,
+      colUpper,
+      colCost,
+      colInteger,
+      rowKinds,
+      rowLabels: new Array<string>(nRows).fill(''),
+      rowLower: Float64Array.from(rowLower),
+      rowUpper: Float64Array.from(rowUpper),
+      rowStarts: Int32Array.from(rowStarts),
+      rowIndices: Int32Array.from(rowIndices),
+      rowValues: Float64Array.from(rowValues),
+    },
+    () => ({
+      cols: Array.from({ length: nCols }, (_, k) => `c${k}`),
+      rows: Array.from({ length: nRows }, (_, k) => `r${k}`),
+    }),
+  );
 }
 
 /**

@@ -206,7 +206,8 @@ export class NamedWhenRead implements LinearModel {
   readonly rowStarts: Int32Array;
   readonly rowIndices: Int32Array;
   readonly rowValues: Float64Array;
-  private readonly names: () => { cols: string[]; rows: string[] };
+  private readonly source: () => { cols: string[]; rows: string[] };
+  private made: { cols: string[]; rows: string[] } | undefined;
 
   constructor(model: Unnamed, names: () => { cols: string[]; rows: string[] }) {
     this.name = model.name;
@@ -221,7 +222,12 @@ export class NamedWhenRead implements LinearModel {
     this.rowStarts = model.rowStarts;
     this.rowIndices = model.rowIndices;
     this.rowValues = model.rowValues;
-    this.names = names;
+    this.source = names;
+  }
+
+  private names(): { cols: string[]; rows: string[] } {
+    this.made ??= this.source();
+    return this.made;
   }
 
   get colNames(): string[] {

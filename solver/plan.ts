@@ -33,8 +33,7 @@ export async function planCapacity(input: PlanInput): Promise<Plan> {
     }
     return greedy;
   };
-  if (pm.x.some((cols) => cols.some((j) => !Number.isFinite(pm.lp.colUpper[j] as number))))
-    boundByCost(pm, greedyPlan().objective);
+  if (hasUnboundedX(pm)) boundByCost(pm, greedyPlan().objective);
   let backend: BackendName = solver.backend;
   let status: PlanStatus = 'feasible';
   let values: Float64Array | undefined;
@@ -110,6 +109,19 @@ export async function planCapacity(input: PlanInput): Promise<Plan> {
   return plan;
 }
 
+function countIntegers(lp: PlanningModel['lp']): number {
+  let n = 0;
+  for (const isInteger of lp.colInteger) if (isInteger) n++;
+  return n;
+}
+
+/** Whether reduce.ts left some x column without an upper bound (spread and churn rules). */
+function hasUnboundedX(pm: PlanningModel): boolean {
+  const upper = pm.lp.colUpper;
+  for (const cols of pm.x) for (const j of cols) if (!Number.isFinite(upper[j] as number)) return true;
+  return false;
+}
+
 /**
  * Every optimal plan costs no more than the greedy one, and each instance-period costs at least L·p on its own,
  * so x ≤ ⌊greedy objective / (L·p)⌋. Tightens the columns that reduce.ts left unbounded (spread and churn rules).
@@ -171,14 +183,19 @@ function assemblePlan(pm: PlanningModel, values: Float64Array, catalogSize: numb
   const price = (i: number) =>
     offerings[i]?.capacityType === 'reserved' ? 0 : microsToUsd(offerings[i]?.microsPerHour as number);
 
-  const sumCols = (cols: number[], pick: (j: number) => boolean = () => true) =>
-    cols.reduce((acc, j) => (pick(j) ? acc + (lp.colCost[j] as number) * (values[j] as number) : acc), 0);
-  const xCols = pm.x.flat();
-  const instancesUsd = pm.x.reduce(
-    (acc, cols, i) => acc + cols.reduce((a, j) => a + periodHours * price(i) * (values[j] as number), 0),
-    0,
-  );
-
+  const { colCost } = lp;
+  const sumCols = (groups: readonly (readonly number[])[]) => {
+    let acc = 0;
+    for (const cols of groups) for (const j of cols) acc += (colCost[j] as number) * (values[j] as number);
+    return acc;
+  };
+  let instancesUsd = 0;
+  pm.x.forEach((cols, i) => {
+    const hourly = periodHours * price(i);
+    let offering = 0;
+    for (const j of cols) offering += hourly * (values[j] as number);
+    instancesUsd += offering;
+  });
   const pools = offerings.flatMap((o, i) => {
     const count = counts[i]?.[0] ?? 0;
     if (count === 0) return [];
@@ -223,11 +240,11 @@ function assemblePlan(pm: PlanningModel, values: Float64Array, catalogSize: numb
     cost: {
       usdPerHour: roundUsdToMicro(pools.reduce((acc, p) => acc + p.usdPerHour, 0)),
       instancesUsd: roundUsdToMicro(instancesUsd),
-      startupUsd: roundUsdToMicro(sumCols(pm.add.flat())),
+      startupUsd: roundUsdToMicro(sumCols(pm.add)),
       // An x column's cost is its hourly price plus, for spot, the expected interruption cost.
-      interruptionUsd: roundUsdToMicro(sumCols(xCols) - instancesUsd),
-      unmetPenaltyUsd: roundUsdToMicro(sumCols(pm.unmet.flat())),
-      bufferPenaltyUsd: roundUsdToMicro(sumCols(pm.bufferShort.flatMap((b) => b.cols))),
+      interruptionUsd: roundUsdToMicro(sumCols(pm.x) - instancesUsd),
+      unmetPenaltyUsd: roundUsdToMicro(sumCols(pm.unmet)),
+      bufferPenaltyUsd: roundUsdToMicro(sumCols(pm.bufferShort.map((b) => b.cols))),
     },
     unmet,
     unmetGpus: unmet.reduce((acc, u) => acc + (u.gpus[0] ?? 0), 0),
@@ -239,7 +256,7 @@ function assemblePlan(pm: PlanningModel, values: Float64Array, catalogSize: numb
       offerings: catalogSize,
       offeringsAfterReduction: offerings.length,
       variables: lp.colCost.length,
-      integers: lp.colInteger.filter(Boolean).length,
+      integers: countIntegers(lp),
       constraints: lp.rowLower.length,
     },
   };

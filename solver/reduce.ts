@@ -67,6 +67,7 @@ export function reduceInput(input: PlanInput, periods: number): ModelInput {
   const current = kept.map((o) => fleet.get(o.id)?.count ?? 0);
   const protectedCounts = kept.map((o) => {
     const ages = fleet.get(o.id)?.ages ?? [];
+    if (ages.length === 0) return new Array<number>(periods).fill(0);
     return Array.from(
       { length: periods },
       (_, t) => ages.filter((age) => age + t * periodMs < minLifetimeMs).length,

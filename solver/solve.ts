@@ -5,7 +5,7 @@ import { analyse, lagrangianCosts, looseValue, type Part, type Structure, subMod
 import { integralPoint, type LinearModel, objectiveAt } from './linear-model.ts';
 import type { PlanningModel } from './model.ts';
 import { cellsOf, completeCell, completeSolution, readCounts } from './solution.ts';
-import { BlockCache, sameShape, shapeOf, type WarmState } from './warm.ts';
+import { BlockCache, blockKey, sameShape, shapeOf, type WarmState } from './warm.ts';
 
 /**
  * How planCapacity solves the model with HiGHS. The model in model.ts is the only formulation; this is a way to
@@ -293,7 +293,8 @@ async function lagrangianBlocks(
   const blockBounds = await Promise.all(
     structure.blocks.map(async (block) => {
       const sub = subModel(lp, block, cost);
-      let result = caches.next.get(sub) ?? caches.previous?.get(sub);
+      const key = blockKey(sub);
+      let result = caches.next.get(key) ?? caches.previous?.get(key);
       if (result) reused++;
       else if (ownDuals(block.component) && blockIntegral(lp, block, relaxation.values)) {
         // With the LP's own duals as the component's multipliers, the LP optimum restricted to the block is the
@@ -315,7 +316,7 @@ async function lagrangianBlocks(
               : Number.NEGATIVE_INFINITY),
         };
       }
-      caches.next.set(sub, result);
+      caches.next.set(key, result);
       const found = result.values;
       if (found) {
         block.cols.forEach((j, k) => {
@@ -414,7 +415,8 @@ function smoothStartUps(
     const cost = Array.from({ length: T }, () => new Float64Array(K));
     for (let t = 0; t < T; t++) {
       const rows = rowsOf.get(`${ci}/${t}`) ?? [];
-      const xCols = Int32Array.from(offs, (i) => pm.x[i]?.[t] as number);
+      const xCols = new Int32Array(N);
+      for (let n = 0; n < N; n++) xCols[n] = pm.x[offs[n] as number]?.[t] as number;
       for (const part of parts) {
         const { cell } = part;
         const shortCost = colCost[cell.short.cols[t] as number] as number;
@@ -462,8 +464,11 @@ function smoothStartUps(
       }
     }
     /** Start-up cost of each candidate after each candidate, in period t's prices. */
-    const addCosts = (t: number) =>
-      Float64Array.from(offs, (i) => colCost[pm.add[i]?.[t] as number] as number);
+    const addCosts = (t: number) => {
+      const prices = new Float64Array(N);
+      for (let n = 0; n < N; n++) prices[n] = colCost[pm.add[offs[n] as number]?.[t] as number] as number;
+      return prices;
+    };
     const startUp = (price: Float64Array, from: ArrayLike<number>, to: ArrayLike<number>) => {
       let acc = 0;
       for (let n = 0; n < N; n++) {
@@ -494,7 +499,8 @@ function smoothStartUps(
       }
       return matrix;
     };
-    const held = Float64Array.from(offs, (i) => input.current[i] ?? 0);
+    const held = new Float64Array(N);
+    for (let n = 0; n < N; n++) held[n] = input.current[offs[n] as number] ?? 0;
     const firstPrices = addCosts(0);
     const best = Array.from({ length: T }, () => new Float64Array(K).fill(Number.POSITIVE_INFINITY));
     const back = Array.from({ length: T }, () => new Int32Array(K).fill(-1));
@@ -586,13 +592,14 @@ async function plainBlocks(
     structure.blocks.map(async (block) => {
       if (remaining() <= 0 || !components.has(block.component)) return;
       const sub = subModel(lp, block, lp.colCost);
-      let result = caches.next.get(sub) ?? caches.previous?.get(sub);
+      const key = blockKey(sub);
+      let result = caches.next.get(key) ?? caches.previous?.get(key);
       if (!result) {
         mips++;
         const solved = await solveBlock(sub, relativeGap, remaining, threads);
         result = { values: solved.values, bound: solved.bound ?? Number.NEGATIVE_INFINITY };
       }
-      caches.next.set(sub, result);
+      caches.next.set(key, result);
       const found = result.values;
       if (found)
         block.cols.forEach((j, k) => {

@@ -67,19 +67,28 @@ export interface BlockResult {
   bound: number;
 }
 
+/** A block MIP by its exact numbers: every cost, bound and coefficient (made once per block and solve). */
+export interface BlockKey {
+  readonly data: Float64Array;
+  readonly hash: string;
+}
+
+export function blockKey(model: LinearModel): BlockKey {
+  const data = fingerprint(model);
+  return { data, hash: hashOf(data) };
+}
+
 /** Block MIP results by their exact numbers: a hit needs every cost, bound and coefficient to be equal. */
 export class BlockCache {
   private readonly entries = new Map<string, { data: Float64Array; result: BlockResult }>();
 
-  get(model: LinearModel): BlockResult | undefined {
-    const data = fingerprint(model);
-    const entry = this.entries.get(hashOf(data));
-    return entry && equalFloats(entry.data, data) ? entry.result : undefined;
+  get(key: BlockKey): BlockResult | undefined {
+    const entry = this.entries.get(key.hash);
+    return entry && equalFloats(entry.data, key.data) ? entry.result : undefined;
   }
 
-  set(model: LinearModel, result: BlockResult): void {
-    const data = fingerprint(model);
-    this.entries.set(hashOf(data), { data, result });
+  set(key: BlockKey, result: BlockResult): void {
+    this.entries.set(key.hash, { data: key.data, result });
   }
 
   get size(): number {
