@@ -88,13 +88,14 @@ describe('simulations on the virtual clock', () => {
     // Every call is a cold start or reuses a container; cold starts come from the measured model loads.
     expect(none.coldStarts).toBeGreaterThan(0);
     expect(none.coldStarts).toBeLessThan(none.requests);
-    // The cheap invariants hold at every step of the clock, not only at the 5-minute samples (13 in an hour).
+    // The cheap invariants hold at every step of the clock that changed what they read, not only at the 5-minute
+    // samples (13 in an hour).
     const { gpuNotDoubleBooked, meterTracksContainers, noInputLost } = none.invariants as Record<
       string,
       { checks: number; violations: number }
     >;
     expect(noInputLost?.checks).toBe(13);
-    expect(gpuNotDoubleBooked?.checks).toBeGreaterThan(100 * (noInputLost?.checks ?? 0));
+    expect(gpuNotDoubleBooked?.checks).toBeGreaterThan(50 * (noInputLost?.checks ?? 0));
     expect(meterTracksContainers?.checks).toBe(gpuNotDoubleBooked?.checks);
   });
 

@@ -36,6 +36,8 @@ export class SimMetrics implements SimExecutorListener {
   private starting = 0;
   /** Calls that arrived and no container has taken yet. */
   private readonly waiting = new Set<SimCallArgs>();
+  /** Containers started and exited so far: the step invariants look again only when this (or the fleet) moved. */
+  containerEvents = 0;
   /** Every container the executor started, by id (the live ones have no end). */
   readonly containers = new Map<string, ContainerRecord>();
   readonly live = new Map<string, ContainerRecord>();
@@ -90,6 +92,7 @@ export class SimMetrics implements SimExecutorListener {
 
   containerStarted(spec: ContainerSpec, atMs: number): void {
     this.touch();
+    this.containerEvents++;
     this.coldStarts++;
     this.starting++;
     const record: ContainerRecord = {
@@ -114,6 +117,7 @@ export class SimMetrics implements SimExecutorListener {
 
   containerExited(containerId: string, atMs: number): void {
     this.touch();
+    this.containerEvents++;
     const record = this.live.get(containerId);
     if (!record) return;
     if (!record.ready) this.starting--;
