@@ -4,7 +4,7 @@ import { highsBackend, solveMipOnWorker, solveRelaxationKept } from './backends/
 import { analyse, lagrangianCosts, looseValue, type Part, type Structure, subModel } from './decompose.ts';
 import { integralPoint, type LinearModel, objectiveAt } from './linear-model.ts';
 import type { PlanningModel } from './model.ts';
-import { cellsOf, completeCell, completeSolution, readCounts } from './solution.ts';
+import { type Cell, cellsOf, completeCell, completeSolution, readCounts } from './solution.ts';
 import { BlockCache, blockKey, sameShape, shapeOf, type WarmState } from './warm.ts';
 
 /**
@@ -383,11 +383,19 @@ function smoothStartUps(
     const candidates = [...seen.values()];
     const K = candidates.length;
     const N = offs.length;
-    // Each cell's part of the candidates: a change of plan touches few cells, so most candidates share most
-    // cells' parts, and each distinct part is completed (unmet, shortfall) once per period.
+    // The candidates in parts: each cell's offerings, and the offerings of no cell (held, with no demand for
+    // them). A change of plan touches few cells, so most candidates share most parts; each distinct part is
+    // checked against its bounds, priced and completed (unmet, shortfall) once per period.
     const position = new Map(offs.map((i, n) => [i, n]));
-    const parts = compCells.map((cell) => {
+    const inCell = new Uint8Array(N);
+    const groups: { cell: Cell | undefined; places: number[] }[] = compCells.map((cell) => {
       const places = cell.members.map((i) => position.get(i) as number);
+      for (const n of places) inCell[n] = 1;
+      return { cell, places };
+    });
+    const rest = [...inCell.keys()].filter((n) => inCell[n] === 0);
+    if (rest.length > 0) groups.push({ cell: undefined, places: rest });
+    const parts = groups.map(({ cell, places }) => {
       const ids = new Map<string, number>();
       const of = new Int32Array(K);
       const held: Float64Array[] = [];
@@ -404,60 +412,66 @@ function smoothStartUps(
       });
       return {
         cell,
+        places,
         of,
         held,
-        unmet: held.map(() => new Float64Array(cell.classes.length)),
+        unmet: held.map(() => new Float64Array(cell?.classes.length ?? 0)),
         short: new Float64Array(held.length),
+        /** Period t's cost of the part (instances, unmet, shortfall); Infinity where it breaks a bound. */
         cost: new Float64Array(held.length),
       };
     });
     // cost[t][k]: period t holding candidate k (Infinity where it breaks a bound or a row of period t).
     const cost = Array.from({ length: T }, () => new Float64Array(K));
+    const xCols = new Int32Array(N);
     for (let t = 0; t < T; t++) {
       const rows = rowsOf.get(`${ci}/${t}`) ?? [];
-      const xCols = new Int32Array(N);
       for (let n = 0; n < N; n++) xCols[n] = pm.x[offs[n] as number]?.[t] as number;
       for (const part of parts) {
-        const { cell } = part;
-        const shortCost = colCost[cell.short.cols[t] as number] as number;
+        const { cell, places } = part;
         for (let h = 0; h < part.held.length; h++) {
-          const unmet = part.unmet[h] as Float64Array;
-          const short = completeCell(pm, cell, t, part.held[h] as Float64Array, unmet);
-          part.short[h] = short;
-          let c = shortCost * short;
-          for (let c2 = 0; c2 < unmet.length; c2++)
-            c +=
-              (colCost[pm.unmet[cell.classes[c2] as number]?.[t] as number] as number) *
-              (unmet[c2] as number);
+          const vector = part.held[h] as Float64Array;
+          let c = 0;
+          for (let m = 0; m < places.length; m++) {
+            const j = xCols[places[m] as number] as number;
+            const v = vector[m] as number;
+            if (v < (colLower[j] as number) - 1e-9 || v > (colUpper[j] as number) + 1e-9) {
+              c = Number.POSITIVE_INFINITY;
+              break;
+            }
+            c += (colCost[j] as number) * v;
+          }
+          if (cell && Number.isFinite(c)) {
+            const unmet = part.unmet[h] as Float64Array;
+            const short = completeCell(pm, cell, t, vector, unmet);
+            part.short[h] = short;
+            c += (colCost[cell.short.cols[t] as number] as number) * short;
+            for (let c2 = 0; c2 < unmet.length; c2++)
+              c +=
+                (colCost[pm.unmet[cell.classes[c2] as number]?.[t] as number] as number) *
+                (unmet[c2] as number);
+          }
           part.cost[h] = c;
         }
       }
       for (let k = 0; k < K; k++) {
-        const vector = candidates[k] as number[];
         let c = 0;
-        let ok = true;
-        for (let n = 0; n < N; n++) {
-          const j = xCols[n] as number;
-          const v = vector[n] as number;
-          if (v < (colLower[j] as number) - 1e-9 || v > (colUpper[j] as number) + 1e-9) {
-            ok = false;
-            break;
-          }
-          scratch[j] = v;
-          c += (colCost[j] as number) * v;
-        }
-        if (!ok) {
+        for (const part of parts) c += part.cost[part.of[k] as number] as number;
+        if (!Number.isFinite(c)) {
           (cost[t] as Float64Array)[k] = Number.POSITIVE_INFINITY;
           continue;
         }
+        // The rows left to check (quota, spot, spread, budget) read the candidate's instances.
+        const vector = candidates[k] as number[];
+        for (let n = 0; n < N; n++) scratch[xCols[n] as number] = vector[n] as number;
         for (const part of parts) {
+          if (!part.cell) continue;
           const h = part.of[k] as number;
           const unmet = part.unmet[h] as Float64Array;
           part.cell.classes.forEach((di, c2) => {
             scratch[pm.unmet[di]?.[t] as number] = unmet[c2] as number;
           });
           scratch[part.cell.short.cols[t] as number] = part.short[h] as number;
-          c += part.cost[h] as number;
         }
         if (!rowsHold(lp, rows, scratch, pm.colPeriod, t)) c = Number.POSITIVE_INFINITY;
         (cost[t] as Float64Array)[k] = c;
