@@ -94,6 +94,7 @@ export interface ControlLoopOptions {
 
 export class ControlLoop {
   private running: Promise<TickReport> | undefined;
+  private readonly observers = new Set<(report: TickReport) => void | Promise<void>>();
   private queued: Promise<TickReport> | undefined;
   private scheduled: TimerHandle | undefined;
   private debounce: TimerHandle | undefined;
@@ -196,6 +197,20 @@ export class ControlLoop {
     return now;
   }
 
+  /**
+   * Calls `observer` after every tick with its report; the tick counts as in flight (busy) until an async observer
+   * settles, so a simulation's virtual clock does not move on while it reacts. Returns the unsubscribe.
+   */
+  onTickDone(observer: (report: TickReport) => void | Promise<void>): () => void {
+    this.observers.add(observer);
+    return () => this.observers.delete(observer);
+  }
+
+  /** A tick is running or queued (or its observers are still reacting to it). */
+  get busy(): boolean {
+    return this.running !== undefined || this.queued !== undefined;
+  }
+
   /** Settles any tick in flight (for shutdown and tests). */
   async idle(): Promise<void> {
     while (this.running || this.queued) await (this.queued ?? this.running)?.catch(() => undefined);
@@ -203,9 +218,14 @@ export class ControlLoop {
 
   private startTick(): Promise<TickReport> {
     this.queued = undefined;
-    this.running = this.runTick().finally(() => {
-      this.running = undefined;
-    });
+    this.running = this.runTick()
+      .then(async (report) => {
+        for (const observer of [...this.observers]) await observer(report);
+        return report;
+      })
+      .finally(() => {
+        this.running = undefined;
+      });
     return this.running;
   }
 

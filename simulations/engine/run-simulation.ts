@@ -191,32 +191,23 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
   let solveMs = 0;
   let ticks = 0;
   let tickMs = 0;
-  let ticksInFlight = 0;
   let lastPlanId = '';
   // Static peak reservation: the plans hold the peak as a buffer until the fleet has it, then stop nothing.
   let peakToReach: number | undefined;
-  const tick = broker.loop.tick.bind(broker.loop);
-  broker.loop.tick = () => {
-    ticksInFlight++;
-    return tick()
-      .then(async (report) => {
-        if (report.planId !== lastPlanId) {
-          solveMs += report.solveMs;
-          ticks++;
-          tickMs += report.tickMs;
-        }
-        lastPlanId = report.planId;
-        leases?.markDirty();
-        if (peakToReach !== undefined && gpusHeld(broker, workload.gpu) >= peakToReach) {
-          peakToReach = undefined;
-          await broker.setPolicy(staticPeakLaterPlans(policy.broker), 'simulation');
-        }
-        return report;
-      })
-      .finally(() => {
-        ticksInFlight--;
-      });
-  };
+  // The loop counts as busy until this has reacted, so the clock does not move on in between.
+  broker.loop.onTickDone(async (report) => {
+    if (report.planId !== lastPlanId) {
+      solveMs += report.solveMs;
+      ticks++;
+      tickMs += report.tickMs;
+    }
+    lastPlanId = report.planId;
+    leases?.markDirty();
+    if (peakToReach !== undefined && gpusHeld(broker, workload.gpu) >= peakToReach) {
+      peakToReach = undefined;
+      await broker.setPolicy(staticPeakLaterPlans(policy.broker), 'simulation');
+    }
+  });
 
   try {
     if (policy.staticPeak) {
@@ -294,14 +285,14 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
     };
     const currentPolicy = () => (policy.staticPeak ? staticPeakLaterPlans(policy.broker) : policy.broker);
     await driveUntil(clock, endMs, {
-      busy: () => ticksInFlight > 0 || leaseDriver.busy,
+      busy: () => broker.loop.busy || leaseDriver.busy,
       afterStep: () => {
         steps++;
         // The cheap invariants after every step that changed what they read (containers, the fleet, leases, a
         // tick), once the moment settled (not while a tick is still in flight, whose work is half done): a
         // violation stops the run at the simulated time it happened. Steps that changed none of it (most of the
         // millions in a long run) would only find the same answer again.
-        if (ticksInFlight === 0 && !leaseDriver.busy) {
+        if (!broker.loop.busy && !leaseDriver.busy) {
           const stamp = `${metrics.containerEvents}|${providerEvents}|${ticks}|${broker.leases.changes}`;
           if (stamp !== checkedAt) {
             checkedAt = stamp;
