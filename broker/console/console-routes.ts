@@ -26,6 +26,15 @@ import { plansPage } from './pages/plans.ts';
 import { policyPage } from './pages/policy.ts';
 import { endSession, type Session, safeNext, sessionOf, startSession, tokenOf } from './session.ts';
 
+const SECURITY_HEADERS = [
+  [
+    'content-security-policy',
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+  ],
+  ['x-content-type-options', 'nosniff'],
+  ['referrer-policy', 'same-origin'],
+] as const;
+
 /** Log lines a console receives at most per flush (4 a second); the rest are counted, not sent. */
 const LOG_LINES_PER_FLUSH = 50;
 const LOG_FLUSH_MS = 250;
@@ -35,6 +44,14 @@ export function createConsole(broker: BrokerCore, api: Fetch): Hono {
   const app = new Hono();
   const feed = new ConsoleFeed(broker);
   broker.onClose(() => feed.close());
+
+  // Defence in depth for pages that show what tenants named: only this origin's scripts run (htmx and its SSE
+  // extension, no inline script), nothing is framed; the charts' SVG carries inline style attributes.
+  app.use(async (c, next) => {
+    await next();
+    if (c.res.headers.get('content-type')?.startsWith('text/html'))
+      for (const [name, value] of SECURITY_HEADERS) c.res.headers.set(name, value);
+  });
 
   app.onError((error, c) => {
     broker.logger.error({ err: error }, 'console page failed');

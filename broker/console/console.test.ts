@@ -82,6 +82,8 @@ describe('console sessions', () => {
     const session = cookie.split(';')[0] as string;
     const page = await get('/policy', { cookie: session });
     expect(page.status).toBe(200);
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    expect(page.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
     expect(await page.text()).toContain('<h1>Policy</h1>');
     const out = await fetch(`${server.url}/logout`, {
       method: 'POST',
