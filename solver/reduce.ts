@@ -82,19 +82,31 @@ export function reduceInput(input: PlanInput, periods: number): ModelInput {
     if (policy.maxTerminateFraction < 1 || policy.maxRegionShare < 1 || policy.maxVendorShare < 1) {
       return new Array<number>(periods).fill(Number.POSITIVE_INFINITY);
     }
-    const perPeriod = Array.from({ length: periods }, (_, t) => usefulMax(o, t));
-    if (lifetimePeriods >= 2) return perPeriod.map((_, t) => Math.max(...perPeriod.slice(0, t + 1)));
+    const perPeriod = new Array<number>(periods);
+    const useful = usefulMax(o);
+    for (let t = 0; t < periods; t++) perPeriod[t] = useful(t);
+    // The most any period so far needed, with a minimum lifetime.
+    if (lifetimePeriods >= 2)
+      for (let t = 1; t < periods; t++)
+        perPeriod[t] = Math.max(perPeriod[t - 1] as number, perPeriod[t] as number);
     return perPeriod;
   });
-  const maxCount = kept.map((o, i) =>
-    Array.from({ length: periods }, (_, t) => {
-      if (!isAllowed(o, policy)) return 0; // drained as soon as the lifetime rule allows (lower bound wins)
-      const cap = Math.max(current[i] ?? 0, bounds[i]?.[t] ?? 0);
-      if (o.capacityType === 'reserved') return Math.min(cap, reservedCount.get(o.id) ?? 0);
-      if (unavailable.has(o.id) || dominated.has(o.id)) return Math.min(cap, current[i] ?? 0);
-      return cap;
-    }),
-  );
+  const maxCount = kept.map((o, i) => {
+    const counts = new Array<number>(periods);
+    // Not allowed: drained as soon as the lifetime rule allows (lower bound wins).
+    if (!isAllowed(o, policy)) return counts.fill(0);
+    const held = current[i] ?? 0;
+    for (let t = 0; t < periods; t++) {
+      const cap = Math.max(held, bounds[i]?.[t] ?? 0);
+      counts[t] =
+        o.capacityType === 'reserved'
+          ? Math.min(cap, reservedCount.get(o.id) ?? 0)
+          : unavailable.has(o.id) || dominated.has(o.id)
+            ? Math.min(cap, held)
+            : cap;
+    }
+    return counts;
+  });
   return {
     offerings: kept,
     demand: input.demand,
@@ -114,7 +126,7 @@ export function reduceInput(input: PlanInput, periods: number): ModelInput {
  * Finite bounds matter: without them HiGHS spends seconds in root cut separation on models of a few hundred
  * integers.
  */
-function usefulInstanceBound(input: PlanInput, periods: number): (o: Offering, t: number) => number {
+function usefulInstanceBound(input: PlanInput, periods: number): (o: Offering) => (t: number) => number {
   const { policy } = input;
   const rowsByCell = new Map<string, { size: number; need: number[] }[]>();
   for (const cell of new Set(input.demand.map((d) => `${d.gpu}\u0000${d.regionGroup}`))) {
@@ -132,12 +144,16 @@ function usefulInstanceBound(input: PlanInput, periods: number): (o: Offering, t
     }
     rowsByCell.set(cell, rows);
   }
-  return (o, t) => {
+  return (o) => {
     const rows = rowsByCell.get(`${o.gpu}\u0000${o.regionGroup}`) ?? [];
-    return rows.reduce((acc, row) => {
-      const usable = row.size * Math.floor(o.gpusPerInstance / row.size);
-      return usable > 0 ? Math.max(acc, Math.ceil((row.need[t] ?? 0) / usable)) : acc;
-    }, 0);
+    return (t) => {
+      let most = 0;
+      for (const row of rows) {
+        const usable = row.size * Math.floor(o.gpusPerInstance / row.size);
+        if (usable > 0) most = Math.max(most, Math.ceil((row.need[t] ?? 0) / usable));
+      }
+      return most;
+    };
   };
 }
 
