@@ -77,11 +77,17 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 );
 
 describe('Fleet.freeGpus', () => {
-  it('always equals the live instances’ free GPUs, and is the same array until something changes', async () => {
+  it('always equals the live instances’ free GPUs, also to a listener told of the change, and is the same array until something changes', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 40 }), async (ops) => {
         await database.db.delete(instances);
         const fleet = new Fleet(database.db, new VirtualClock(0));
+        // A listener told of a change reads the fleet after it (the local agent host joins instances that run).
+        fleet.onFreed(() => {
+          expect(fleet.freeGpus().map(({ instanceId, free }) => ({ instanceId, free }))).toEqual(
+            expectedFree(fleet),
+          );
+        });
         let launches = 0;
         for (const o of ops) {
           const live = fleet.all();

@@ -51,7 +51,7 @@ export class Fleet {
   /** Loads instances not yet terminated and the allocations of ready leases. */
   async load(): Promise<void> {
     this.live.clear();
-    this.freeGpusChanged();
+    this.freeSnapshot = undefined;
     const rows = await this.db.select().from(instances).where(ne(instances.state, 'terminated'));
     for (const row of rows) this.live.set(row.id, fromRow(row));
     const allocations = await this.db
@@ -67,6 +67,7 @@ export class Fleet {
       const instance = this.live.get(a.instanceId);
       if (instance) for (const index of a.gpuIndices) instance.allocated.set(index, a.leaseId);
     }
+    this.freeGpusChanged();
   }
 
   get(id: string): LiveInstance | undefined {
@@ -103,24 +104,26 @@ export class Fleet {
   }
 
   private remember(instance: Instance, row: InstanceInsert): LiveInstance {
-    this.freeGpusChanged();
     const known = this.live.get(instance.id);
+    let result: LiveInstance;
     if (instance.state === 'terminated') {
       this.live.delete(instance.id);
-      return {
+      result = {
         ...fromRow({ ...row, draining: known?.draining ?? false }),
         allocated: known?.allocated ?? new Map(),
       };
-    }
-    if (known) {
+    } else if (known) {
       known.state = instance.state;
       known.runningAt = row.runningAt;
       known.interruptAt = row.interruptAt;
-      return known;
+      result = known;
+    } else {
+      result = fromRow({ ...row, draining: false });
+      this.live.set(result.id, result);
     }
-    const fresh = fromRow({ ...row, draining: false });
-    this.live.set(fresh.id, fresh);
-    return fresh;
+    // Listeners read the fleet as it is now.
+    this.freeGpusChanged();
+    return result;
   }
 
   async setState(
@@ -140,11 +143,12 @@ export class Fleet {
       reason: terminated ? (fields.reason ?? null) : null,
     });
     if (!instance) return undefined;
-    this.freeGpusChanged();
     instance.state = state;
     if (fields.runningAt !== undefined) instance.runningAt = fields.runningAt;
     if (fields.interruptAt !== undefined) instance.interruptAt = fields.interruptAt;
     if (terminated) this.live.delete(id);
+    // After the change: a listener (the local agent host joining running instances) reads the new state.
+    this.freeGpusChanged();
     return instance;
   }
 
@@ -154,11 +158,11 @@ export class Fleet {
       .update(instances)
       .set({ draining: true })
       .where(inArray(instances.id, [...ids]));
-    this.freeGpusChanged();
     for (const id of ids) {
       const instance = this.live.get(id);
       if (instance) instance.draining = true;
     }
+    this.freeGpusChanged();
   }
 
   /** Free GPUs per GPU type: the warm buffer that is ready now. */
@@ -220,9 +224,9 @@ export class Fleet {
   }
 
   free(leaseId: string): void {
-    this.freeGpusChanged();
     for (const instance of this.live.values())
       for (const [g, holder] of instance.allocated) if (holder === leaseId) instance.allocated.delete(g);
+    this.freeGpusChanged();
   }
 
   leasesOn(instanceId: string): string[] {
