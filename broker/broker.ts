@@ -38,6 +38,7 @@ import { Fleet } from './fleet.ts';
 import { PeakAndLevelForecaster } from './forecast.ts';
 import { BundleStore } from './functions/bundle-store.ts';
 import { CallJournal } from './functions/call-journal.ts';
+import { EndedRuns } from './functions/ended-runs.ts';
 import { LayerStore } from './functions/layer-store.ts';
 import { RecentFailures } from './functions/recent-failures.ts';
 import { LeaseMetering } from './lease-metering.ts';
@@ -112,6 +113,8 @@ export class BrokerCore {
   readonly audit: AuditLog;
   /** Function calls on disk: none is lost to a crash. */
   readonly callJournal: CallJournal;
+  /** Apps of `gpubroker run`s that ended, kept warm until their scale-down window has passed. */
+  readonly endedRuns: EndedRuns;
   /** The last failed calls and why (the console's Functions page, `GET /v1/containers`). */
   readonly recentFailures = new RecentFailures();
   private readonly closers: (() => Promise<void> | void)[] = [];
@@ -261,6 +264,12 @@ export class BrokerCore {
       onShortfall: () => this.loop.trigger(),
       logger: this.logger,
       ids,
+    });
+    this.endedRuns = new EndedRuns({
+      clock: o.clock,
+      runtime: this.runtime,
+      stop: (tenantId, app) => this.stopApp(tenantId, app),
+      onError: (error, app) => this.logger.error({ err: error, app }, 'cannot stop the app of an ended run'),
     });
     this.leases = new LeaseService({
       addressOf: (instanceId) => this.agents?.addressOf(instanceId),
@@ -578,7 +587,15 @@ export class BrokerCore {
     this.closers.push(closer);
   }
 
+  /** Stops an app for good: its stored row goes, its containers stop and its unfinished calls fail. */
+  async stopApp(tenantId: string, app: string): Promise<void> {
+    this.endedRuns.forget(tenantId, app);
+    await this.o.database.db.delete(apps).where(and(eq(apps.tenantId, tenantId), eq(apps.name, app)));
+    await this.runtime.stopApp(tenantId, app);
+  }
+
   async close(): Promise<void> {
+    this.endedRuns.close();
     for (const closer of this.closers.splice(0)) await closer();
     this.loop.stop();
     await this.joinWatchdog?.stop();

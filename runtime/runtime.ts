@@ -277,6 +277,7 @@ export class Runtime {
   /** Exited containers whose in-flight inputs the executor has not settled yet. */
   private readonly orphans = new Set<ContainerRecord>();
   private readonly logListeners = new Set<(line: RuntimeLogLine) => void>();
+  private readonly finishListeners = new Set<(callId: string) => void>();
   private readonly dirty = new Set<FunctionState>();
   private kickTimer: TimerHandle | undefined;
   private tickTimer: TimerHandle | undefined;
@@ -394,6 +395,15 @@ export class Runtime {
     return state && this.appView(state);
   }
 
+  /** The longest scale-down window of the app's functions: how long its last idle container may stay up. */
+  scaledownWindowMs(tenantId: string, app: string): number | undefined {
+    const state = this.apps.get(appKey(tenantId, app));
+    if (!state) return undefined;
+    let longest = 0;
+    for (const fn of state.functions.values()) longest = Math.max(longest, fn.spec.scaledownWindowMs);
+    return longest;
+  }
+
   /** Calls of a deployed app since its first deploy: finished (in any way) and in all. */
   callCounts(tenantId: string, app: string): { done: number; total: number } {
     const state = this.apps.get(appKey(tenantId, app));
@@ -506,6 +516,11 @@ export class Runtime {
     return true;
   }
 
+  /** The call's status, without making its view (undefined for an unknown call). */
+  statusOf(callId: string): CallStatus | undefined {
+    return this.calls.get(callId)?.status;
+  }
+
   get(callId: string): CallView | undefined {
     const call = this.calls.get(callId);
     if (!call) return undefined;
@@ -529,6 +544,12 @@ export class Runtime {
   onLog(listener: (line: RuntimeLogLine) => void): () => void {
     this.logListeners.add(listener);
     return () => this.logListeners.delete(listener);
+  }
+
+  /** Each call that finishes from now on (succeeded, failed or cancelled), by id. Returns the unsubscribe. */
+  onFinished(listener: (callId: string) => void): () => void {
+    this.finishListeners.add(listener);
+    return () => this.finishListeners.delete(listener);
   }
 
   /** Containers holding GPUs (placed, starting, ready or draining). */
@@ -1243,6 +1264,7 @@ export class Runtime {
     call.resolve(outcome);
     // The view only when asked for: most finished calls (a simulation's millions) are not journaled.
     this.o.onCallFinished?.(call.callId, outcome, () => this.get(call.callId) as CallView);
+    for (const listener of this.finishListeners) listener(call.callId);
   }
 
   /**

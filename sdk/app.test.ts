@@ -264,6 +264,14 @@ describe('map', () => {
     expect(Math.max(...fake.submissions)).toBeLessThanOrEqual(3);
   });
 
+  it('refills the window once a quarter of it is free, not result by result', async () => {
+    fake.finishing = 'last';
+    const many = Array.from({ length: 20 }, (_, i) => i);
+    const results = await collect(square.map(many, { orderOutputs: false, window: 8 }));
+    expect(results.sort((a, b) => a - b)).toEqual(many.map((x) => x * x));
+    expect(fake.submissions).toEqual([8, 2, 2, 2, 2, 2, 2]);
+  });
+
   it('submits in batches of at most 500 inputs', async () => {
     const many = Array.from({ length: 1_200 }, (_, i) => i);
     expect(await collect(square.map(many))).toEqual(many.map((x) => x * x));

@@ -151,7 +151,7 @@ export interface paths {
     get: operations['getApp'];
     /** Deploy an app (or re-deploy it with new code) */
     put: operations['deployApp'];
-    /** Stop an app: its containers stop and its unfinished calls fail */
+    /** Stop an app: its containers stop and its unfinished calls fail; with keepWarm (a run's end), once its containers' scale-down window has passed, unless it is deployed again before */
     delete: operations['stopApp'];
   };
   '/v1/apps': {
@@ -169,7 +169,7 @@ export interface paths {
     delete: operations['cancelCall'];
   };
   '/v1/calls/wait': {
-    /** Waits until one of the calls has finished (or waitMs); answers those that have */
+    /** Waits until some of the calls have finished (one of one; of more, a quarter, or those done 20 ms after the first) or waitMs; answers those that have */
     post: operations['waitForCalls'];
   };
   '/v1/apps/{name}/logs': {
@@ -2463,20 +2463,26 @@ export interface operations {
       };
     };
   };
-  /** Stop an app: its containers stop and its unfinished calls fail */
+  /** Stop an app: its containers stop and its unfinished calls fail; with keepWarm (a run's end), once its containers' scale-down window has passed, unless it is deployed again before */
   stopApp: {
     parameters: {
+      query?: {
+        /** @description true: stop it only once its idle containers would have scaled down, so that a deploy before then (the next `gpubroker run` of the same code) finds them warm */
+        keepWarm?: 'true' | 'false';
+      };
       path: {
         name: string;
       };
     };
     responses: {
-      /** @description Stopped */
+      /** @description Stopped, or to stop */
       200: {
         content: {
           'application/json': {
             name: string;
             stopped: boolean;
+            /** @description With keepWarm: when it stops */
+            stopsAtMs?: number;
           };
         };
       };
@@ -2706,7 +2712,7 @@ export interface operations {
       };
     };
   };
-  /** Waits until one of the calls has finished (or waitMs); answers those that have */
+  /** Waits until some of the calls have finished (one of one; of more, a quarter, or those done 20 ms after the first) or waitMs; answers those that have */
   waitForCalls: {
     requestBody: {
       content: {

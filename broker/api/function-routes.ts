@@ -6,7 +6,8 @@
  *   PUT  /v1/bundles/{id}                      the bundle's bytes; the id must be their SHA-256
  *   PUT  /v1/apps/{app}                        { bundleId, functions: { name: options }, ephemeral? }
  *   GET  /v1/apps, GET /v1/apps/{app}          apps with their containers and calls
- *   DELETE /v1/apps/{app}                      stops it: containers stop, unfinished calls fail
+ *   DELETE /v1/apps/{app}[?keepWarm=true]      stops it: containers stop, unfinished calls fail (keepWarm: once its
+ *                                              containers' scale-down window has passed, unless deployed again)
  *   POST /v1/apps/{app}/functions/{fn}/calls   { inputs: [[...args], …] } → 202 { callIds }
  *   GET  /v1/calls/{id}?waitMs=                the call (waits up to waitMs for it to finish)
  *   POST /v1/calls/wait                        { callIds, waitMs } → the calls among them that have finished
@@ -20,6 +21,7 @@ import { stream } from 'hono/streaming';
 import { parseFunctionOptions } from '../../runtime/function-spec.ts';
 import type { BrokerCore } from '../broker.ts';
 import { apps } from '../db/schema.ts';
+import { CallWaits } from '../functions/call-waits.ts';
 import type { Principal } from '../tokens.ts';
 import { HttpProblem } from './problem.ts';
 import { type Env, json, problems, router } from './route-docs.ts';
@@ -106,22 +108,7 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
       ...(view.finishedAtMs !== undefined ? { finishedAtMs: view.finishedAtMs } : {}),
     };
   };
-  const isDone = (id: string) => {
-    const status = runtime.get(id)?.status;
-    return status === 'succeeded' || status === 'failed' || status === 'cancelled';
-  };
-  /** Waits until one of `ids` has finished or `waitMs` passed. */
-  const waitAny = async (ids: readonly string[], waitMs: number) => {
-    if (waitMs <= 0 || ids.some(isDone)) return;
-    let timer: { cancel(): void } | undefined;
-    await Promise.race([
-      ...ids.map((id) => runtime.result(id).catch(() => undefined)),
-      new Promise<void>((resolve) => {
-        timer = broker.clock.setTimer(broker.clock.now() + waitMs, resolve);
-      }),
-    ]);
-    timer?.cancel();
-  };
+  const waits = new CallWaits(runtime, broker.clock);
   const status = (principal: Principal, name: string, ephemeral: boolean) => {
     const view = runtime.getApp(principal.tenantId, name);
     if (!view) throw new HttpProblem(404, 'Not found', `no app "${name}"`);
@@ -284,6 +271,8 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
         bundleId: `${principal.tenantId}/${body.bundleId}`,
         functions,
       });
+      // A run that ended left it warm; deployed again, it is kept.
+      broker.endedRuns.forget(principal.tenantId, name);
       const now = broker.clock.now();
       await db
         .insert(apps)
@@ -345,17 +334,41 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
       method: 'delete',
       path: '/v1/apps/{name}',
       operationId: 'stopApp',
-      summary: 'Stop an app: its containers stop and its unfinished calls fail',
-      request: { params: z.object({ name: appName }) },
-      responses: { 200: json(z.object({ name: z.string(), stopped: z.boolean() }), 'Stopped'), ...problems },
+      summary:
+        "Stop an app: its containers stop and its unfinished calls fail; with keepWarm (a run's end), once its containers' scale-down window has passed, unless it is deployed again before",
+      request: {
+        params: z.object({ name: appName }),
+        query: z
+          .object({
+            keepWarm: z.enum(['true', 'false']).default('false').openapi({
+              description:
+                'true: stop it only once its idle containers would have scaled down, so that a deploy before then (the next `gpubroker run` of the same code) finds them warm',
+            }),
+          })
+          .strict(),
+      },
+      responses: {
+        200: json(
+          z.object({
+            name: z.string(),
+            stopped: z.boolean(),
+            stopsAtMs: z.number().int().optional().openapi({ description: 'With keepWarm: when it stops' }),
+          }),
+          'Stopped, or to stop',
+        ),
+        ...problems,
+      },
     }),
     async (c) => {
       const principal = c.get('principal');
       const { name } = c.req.valid('param');
       if (!runtime.getApp(principal.tenantId, name))
         throw new HttpProblem(404, 'Not found', `no app "${name}"`);
-      await db.delete(apps).where(and(eq(apps.tenantId, principal.tenantId), eq(apps.name, name)));
-      await runtime.stopApp(principal.tenantId, name);
+      if (c.req.valid('query').keepWarm === 'true') {
+        const stopsAtMs = broker.endedRuns.ended(principal.tenantId, name) as number;
+        return c.json({ name, stopped: false, stopsAtMs }, 200);
+      }
+      await broker.stopApp(principal.tenantId, name);
       return c.json({ name, stopped: true }, 200);
     },
   );
@@ -421,7 +434,7 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
       const principal = c.get('principal');
       const { id } = c.req.valid('param');
       ownCall(principal, id);
-      await waitAny([id], c.req.valid('query').waitMs);
+      await waits.wait([id], c.req.valid('query').waitMs);
       return c.json(await callView(principal, id), 200);
     },
   );
@@ -430,7 +443,8 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
       method: 'post',
       path: '/v1/calls/wait',
       operationId: 'waitForCalls',
-      summary: 'Waits until one of the calls has finished (or waitMs); answers those that have',
+      summary:
+        'Waits until some of the calls have finished (one of one; of more, a quarter, or those done 20 ms after the first) or waitMs; answers those that have',
       request: {
         body: {
           content: {
@@ -452,8 +466,10 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
       const principal = c.get('principal');
       const { callIds, waitMs } = c.req.valid('json');
       for (const id of callIds) ownCall(principal, id);
-      await waitAny(callIds, waitMs);
-      const calls = await Promise.all(callIds.filter(isDone).map((id) => callView(principal, id)));
+      await waits.wait(callIds, waitMs);
+      const calls = await Promise.all(
+        callIds.filter((id) => waits.finished(id)).map((id) => callView(principal, id)),
+      );
       return c.json({ calls }, 200);
     },
   );

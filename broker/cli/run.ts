@@ -1,8 +1,10 @@
 /**
  * `gpubroker run FILE.ts [--detach]` and `gpubroker deploy FILE.ts`: bundle a module with esbuild, upload the bundle
  * (content-addressed: unchanged code uploads nothing), deploy its app, and for `run` call its exported `main` here
- * while the functions run in containers, streaming their output prefixed by container id; the ephemeral app stops
- * when `main` ends (unless `--detach`). `deploy` keeps the app for `broker.functions.lookup` from anywhere.
+ * while the functions run in containers, streaming their output prefixed by container id. When `main` ends the
+ * ephemeral app stays warm until its containers' scale-down window has passed (then stops, unless the next run
+ * deployed it again), so a second run of the same code starts warm; Ctrl-C stops it at once; `--detach` leaves it.
+ * `deploy` keeps the app for `broker.functions.lookup` from anywhere.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -206,14 +208,25 @@ export function registerRunCommands(program: Command): void {
       const stopLogs = new AbortController();
       const logs = followLogs(broker, app.name, stopLogs.signal);
       const progress = showProgress(broker, app.name);
-      const stop = async () => {
+      // At the end the app stays warm until its containers' scale-down window has passed, so that running the same
+      // code again reuses them; interrupted, it stops at once.
+      const stop = async (keepWarm: boolean) => {
         progress.stop();
         stopLogs.abort();
         await logs;
-        if (!flags.detach)
-          await broker.call('DELETE', `/v1/apps/${encodeURIComponent(app.name)}`).catch(() => {});
+        if (flags.detach) return;
+        const answer = await broker
+          .call<{ stopsAtMs?: number }>(
+            'DELETE',
+            `/v1/apps/${encodeURIComponent(app.name)}${keepWarm ? '?keepWarm=true' : ''}`,
+          )
+          .catch(() => undefined);
+        if (answer?.stopsAtMs !== undefined)
+          process.stderr.write(
+            `app ${app.name}: containers kept warm for ${Math.round((answer.stopsAtMs - Date.now()) / 1000)} s (the next run of this code reuses them)\n`,
+          );
       };
-      const interrupted = () => void stop().then(() => process.exit(130));
+      const interrupted = () => void stop(false).then(() => process.exit(130));
       process.once('SIGINT', interrupted);
       try {
         const main = exports.main;
@@ -221,7 +234,7 @@ export function registerRunCommands(program: Command): void {
         await (main as () => unknown)();
       } finally {
         process.off('SIGINT', interrupted);
-        await stop();
+        await stop(true);
       }
     });
   });

@@ -10,7 +10,7 @@ import { simScenario } from '../../providers/sim/scenario.ts';
 import type { FunctionHandle } from '../../sdk/app.ts';
 import { Broker, BrokerApiError, RemoteFunctionError } from '../../sdk/index.ts';
 import { runCli } from '../../test/cli-process.ts';
-import { FAST_AWS_SCENARIO, FAST_POLICY } from '../../test/fast-aws.ts';
+import { FAST_AWS_SCENARIO, FAST_POLICY, until } from '../../test/fast-aws.ts';
 import { deployModule } from '../cli/run.ts';
 import { type RunningServer, startServer } from '../server.ts';
 
@@ -125,7 +125,7 @@ describe('functions', () => {
     expect(apps.apps).toEqual([]);
   });
 
-  it('runs an app with gpubroker run (a child process), and a second run uploads nothing', async () => {
+  it('runs an app with gpubroker run (a child process); a second run uploads nothing and finds its containers warm, which go after their scale-down window', async () => {
     const args = [
       'run',
       'test/fixtures/run-app.ts',
@@ -139,9 +139,22 @@ describe('functions', () => {
     expect(first.stdout).toBe('672400\n');
     expect(first.stderr).toMatch(/\[ctr_[^\]]+\] cubing \d+/);
     expect(first.stderr).toContain('app runner: cube');
+    expect(first.stderr).toContain('app runner: containers kept warm for 3 s');
+    const containersOf = (stderr: string) =>
+      new Set([...stderr.matchAll(/\[(ctr_[^\]]+)\]/g)].map((m) => m[1]));
     const second = await runCli(args);
     expect(second.code).toBe(0);
     expect(second.stdout).toBe('672400\n');
     expect(second.stderr).toContain('unchanged');
+    // The second run's inputs ran in containers of the first.
+    const warm = containersOf(first.stderr);
+    expect([...containersOf(second.stderr)].some((id) => warm.has(id))).toBe(true);
+    // Nobody runs it again: it stops with its containers once they have been idle for 3 s.
+    await until('the ended run’s app to stop, and its containers', async () =>
+      (await broker.call('GET', '/v1/apps/runner').catch((e: unknown) => e)) instanceof BrokerApiError &&
+      !server.broker.runtime.containers().some((c) => c.app === 'runner')
+        ? true
+        : undefined,
+    );
   }, 120_000);
 });
