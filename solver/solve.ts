@@ -5,7 +5,16 @@ import { analyse, lagrangianCosts, looseValue, type Part, type Structure, subMod
 import { integralPoint, type LinearModel, objectiveAt } from './linear-model.ts';
 import type { PlanningModel } from './model.ts';
 import { type Cell, cellsOf, completeCell, completeSolution, readCounts } from './solution.ts';
-import { BlockCache, blockKey, sameShape, shapeOf, type WarmState } from './warm.ts';
+import {
+  BlockCache,
+  type BlockKey,
+  BlockMemo,
+  type BlockResult,
+  blockKey,
+  sameShape,
+  shapeOf,
+  type WarmState,
+} from './warm.ts';
 
 /**
  * How planCapacity solves the model with HiGHS. The model in model.ts is the only formulation; this is a way to
@@ -86,10 +95,12 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
     blocks: BlockCache,
     plan?: Float64Array,
     structure?: Structure,
+    blockMemo?: BlockMemo,
   ): WarmState => ({
     shape,
     multipliers,
     blocks,
+    ...(blockMemo ? { blockMemo } : {}),
     model: pm,
     ...(structure ? { structure } : {}),
     ...(relaxation.basis ? { basis: relaxation.basis } : {}),
@@ -128,7 +139,12 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
   // rows are its own, so each component may be priced by other multipliers: where stale ones leave a component
   // outside the gap, its rows take the new LP's duals and only its blocks are solved again.
   const cache = new BlockCache();
-  const caches = { previous: previous?.blocks, next: cache };
+  const memo = new BlockMemo(lp);
+  const caches = {
+    previous: previous?.blocks,
+    next: cache,
+    memos: [memo, ...(previous?.blockMemo && previous.structure === structure ? [previous.blockMemo] : [])],
+  };
   const multipliers = Float64Array.from(previous ? previous.multipliers : relaxation.rowDuals);
   const lagrange = await lagrangianBlocks(
     pm,
@@ -243,11 +259,11 @@ export async function solvePlanningModel(pm: PlanningModel, options: SolveOption
       status: 'none',
       message: 'no plan within the time limit',
       relaxation,
-      warm: keep(multipliers, cache, undefined, structure),
+      warm: keep(multipliers, cache, undefined, structure, memo),
       profile,
     };
   const plan = completeSolution(pm, readCounts(pm, values));
-  const warm = keep(multipliers, cache, plan, structure);
+  const warm = keep(multipliers, cache, plan, structure, memo);
   return {
     status: within() ? 'optimal' : 'feasible',
     values: plan,
@@ -269,7 +285,7 @@ async function lagrangianBlocks(
   relaxation: LpRelaxation,
   relativeGap: number,
   remaining: () => number,
-  caches: { previous?: BlockCache | undefined; next: BlockCache },
+  caches: { previous?: BlockCache | undefined; next: BlockCache; memos: BlockMemo[] },
   ownDuals: (component: number) => boolean,
   threads: number,
 ): Promise<{ values: Float64Array; bound: Float64Array; mips: number; reused: number }> {
@@ -291,10 +307,21 @@ async function lagrangianBlocks(
   let reused = 0;
   // Blocks run side by side (HiGHS on worker threads, GLPK here); their bounds are summed in block order.
   const blockBounds = await Promise.all(
-    structure.blocks.map(async (block) => {
-      const sub = subModel(lp, block, cost);
-      const key = blockKey(sub);
-      let result = caches.next.get(key) ?? caches.previous?.get(key);
+    structure.blocks.map(async (block, b) => {
+      // A block whose numbers did not change since it was last solved (this solve or the previous one's) is taken
+      // as it was, without cutting it out of the model again.
+      let remembered: { key: BlockKey; result: BlockResult } | undefined;
+      for (const m of caches.memos) {
+        remembered = m.find(b, block, lp, cost);
+        if (remembered) break;
+      }
+      let sub: LinearModel | undefined;
+      const cut = () => {
+        sub ??= subModel(lp, block, cost);
+        return sub;
+      };
+      const key = remembered?.key ?? blockKey(cut());
+      let result = remembered?.result ?? caches.next.get(key) ?? caches.previous?.get(key);
       if (result) reused++;
       else if (ownDuals(block.component) && blockIntegral(lp, block, relaxation.values)) {
         // With the LP's own duals as the component's multipliers, the LP optimum restricted to the block is the
@@ -303,20 +330,21 @@ async function lagrangianBlocks(
           const v = relaxation.values[j] as number;
           return lp.colInteger[j] ? Math.round(v) : v;
         });
-        result = { values: own, bound: objectiveOf(sub, own) };
+        result = { values: own, bound: objectiveOf(cut(), own) };
       } else {
         mips++;
-        const solved = await solveBlock(sub, relativeGap, remaining, threads);
+        const solved = await solveBlock(cut(), relativeGap, remaining, threads);
         result = {
           values: solved.values,
           bound:
             solved.bound ??
             (solved.status === 'optimal' && solved.values
-              ? objectiveOf(sub, solved.values)
+              ? objectiveOf(cut(), solved.values)
               : Number.NEGATIVE_INFINITY),
         };
       }
       caches.next.set(key, result);
+      caches.memos[0]?.set(b, block, cost, key, result);
       const found = result.values;
       if (found) {
         block.cols.forEach((j, k) => {
@@ -595,7 +623,7 @@ async function plainBlocks(
   structure: Structure,
   relativeGap: number,
   remaining: () => number,
-  caches: { previous?: BlockCache | undefined; next: BlockCache },
+  caches: { previous?: BlockCache | undefined; next: BlockCache; memos: BlockMemo[] },
   components: ReadonlySet<number>,
   threads: number,
 ): Promise<{ values: Float64Array; mips: number }> {
