@@ -20,6 +20,7 @@ import {
   ContainerExitedError,
   type ContainerHandle,
   type Executor,
+  InputNotStartedError,
   RemoteError,
 } from '../runtime/executor/executor.ts';
 import type { BundleCache } from './bundle-cache.ts';
@@ -80,6 +81,8 @@ interface RunningContainer {
   readonly handle: ContainerHandle;
   readonly order: ContainerOrder;
   ready: boolean;
+  /** How long inputs ran that ended and are not reported yet (sent with their result). */
+  readonly ranMs: Map<string, number>;
 }
 
 const MAX_OUTBOX = 100_000;
@@ -390,7 +393,8 @@ export class Agent {
       return;
     }
     void handle.ready.then(leave, leave);
-    const running: RunningContainer = { handle, order, ready: false };
+    const running: RunningContainer = { handle, order, ready: false, ranMs: new Map() };
+    handle.onInputRan?.((callId, ms) => running.ranMs.set(callId, ms));
     this.containers.set(order.containerId, running);
     handle.onLog((line) =>
       this.send({
@@ -453,6 +457,8 @@ export class Agent {
       .invoke(callId, args, message.timeoutMs !== undefined ? { timeoutMs: message.timeoutMs } : {})
       .then(
         (value) => {
+          const ranMs = running.ranMs.get(callId);
+          running.ranMs.delete(callId);
           let encoded: string;
           try {
             encoded = encodeValue(value);
@@ -466,15 +472,26 @@ export class Agent {
               message: `the result cannot be sent: ${(error as Error).message}`,
             });
           }
-          this.send({ type: 'result', containerId, callId, attempt, value: encoded });
+          this.send({
+            type: 'result',
+            containerId,
+            callId,
+            attempt,
+            value: encoded,
+            ...(ranMs === undefined ? {} : { ranMs }),
+          });
         },
         (error: Error) => {
+          const ranMs = running.ranMs.get(callId);
+          running.ranMs.delete(callId);
           const kind =
             error instanceof RemoteError
               ? 'remote'
-              : error instanceof ContainerExitedError
-                ? 'exited'
-                : 'refused';
+              : error instanceof InputNotStartedError
+                ? 'not-started'
+                : error instanceof ContainerExitedError
+                  ? 'exited'
+                  : 'refused';
           this.send({
             type: 'failed',
             containerId,
@@ -482,6 +499,7 @@ export class Agent {
             attempt,
             kind,
             message: error instanceof ContainerExitedError ? error.reason : error.message,
+            ...(ranMs === undefined ? {} : { ranMs }),
             ...(error instanceof RemoteError && error.remoteStack ? { stack: error.remoteStack } : {}),
             name: error instanceof RemoteError ? error.remoteName : error.name,
           });

@@ -93,14 +93,21 @@ export const agentMessageSchema = z.discriminatedUnion('type', [
     callId: id,
     attempt: z.number().int().min(1),
     value: z.string(),
+    /** How long it ran in the container, ms. */
+    ranMs: z.number().int().min(0).optional(),
   }),
-  /** The input failed: the function threw (`remote`), or the container died while running it (`exited`). */
+  /**
+   * The input failed: the function threw (`remote`), the container died while running it (`exited`) or before it
+   * started (`not-started`: it waited for a slot, nothing of it ran), or it could not be sent (`refused`).
+   */
   z.object({
     type: z.literal('failed'),
     containerId: id,
     callId: id,
     attempt: z.number().int().min(1),
-    kind: z.enum(['remote', 'exited', 'refused']),
+    kind: z.enum(['remote', 'exited', 'not-started', 'refused']),
+    /** How long it ran in the container, ms (`remote`). */
+    ranMs: z.number().int().min(0).optional(),
     ...errorFields,
   }),
   z.object({

@@ -12,6 +12,7 @@ import {
   type ContainerHandle,
   type ContainerSpec,
   type Executor,
+  InputNotStartedError,
   type LogLine,
   RemoteError,
 } from './executor/executor.ts';
@@ -51,6 +52,10 @@ class InProcessExecutor implements Executor {
   orphanInputsOnCrash = false;
   /** A start failure reason for a container, if it should fail to start. */
   failStart: ((spec: ContainerSpec) => string | undefined) | undefined;
+  /** Inputs beyond a container's concurrency wait their turn next to it (as the agents' executor does). */
+  queuesInputs = false;
+  /** Most inputs one container held at once, running and waiting. */
+  maxHeld = 0;
 
   constructor(
     private readonly clock: VirtualClock,
@@ -63,6 +68,9 @@ class InProcessExecutor implements Executor {
     const id = spec.containerId;
     let state: 'starting' | 'ready' | 'exited' = 'starting';
     const inFlight = new Map<string, (error: Error) => void>();
+    /** Inputs waiting for a slot (queuesInputs): start one, or fail it when the container ends. */
+    const waiting: { begin(): void; fail(error: Error): void }[] = [];
+    const ranListeners = new Set<(callId: string, ranMs: number) => void>();
     const listeners = new Set<(line: LogLine) => void>();
     let resolveExit!: (exit: ContainerExit) => void;
     const exited = new Promise<ContainerExit>((resolve) => {
@@ -73,6 +81,7 @@ class InProcessExecutor implements Executor {
       state = 'exited';
       if (!(crashed && this.orphanInputsOnCrash))
         for (const fail of [...inFlight.values()]) fail(new ContainerExitedError(id, reason));
+      for (const w of waiting.splice(0)) w.fail(new InputNotStartedError(id, reason));
       resolveExit({ code, signal: null, reason });
     };
     const ready = clock.sleep(this.coldStartMs).then(() => {
@@ -85,50 +94,66 @@ class InProcessExecutor implements Executor {
       state = 'ready';
     });
     const fn = this.functions[spec.functionName];
+    const invoke = (
+      callId: string,
+      args: readonly unknown[],
+      options: { timeoutMs?: number } | undefined,
+    ): Promise<unknown> => {
+      if (state !== 'ready') return Promise.reject(new ContainerExitedError(id, 'not running'));
+      return new Promise((resolve, reject) => {
+        let done = false;
+        const startedAtMs = clock.now();
+        const timer =
+          options?.timeoutMs === undefined
+            ? undefined
+            : clock.setTimer(clock.now() + options.timeoutMs, () => exit('killed: input timed out', null));
+        const settle = (ok: boolean, value: unknown) => {
+          if (done) return;
+          done = true;
+          timer?.cancel();
+          inFlight.delete(callId);
+          if (ok || value instanceof RemoteError)
+            for (const listener of ranListeners) listener(callId, clock.now() - startedAtMs);
+          if (ok) resolve(value);
+          else reject(value);
+          if (state === 'ready' && inFlight.size < spec.concurrency) waiting.shift()?.begin();
+        };
+        inFlight.set(callId, (error) => settle(false, error));
+        this.maxInFlight = Math.max(this.maxInFlight, inFlight.size);
+        this.began.push(typeof args[0] === 'string' ? args[0] : callId);
+        const ctx: Ctx = {
+          containerId: id,
+          callId,
+          spec,
+          sleep: (ms) => clock.sleep(ms),
+          log: (text) => {
+            for (const l of listeners) l({ containerId: id, stream: 'stdout', text, atMs: clock.now() });
+          },
+        };
+        Promise.resolve()
+          .then(() => {
+            if (!fn) throw new Error(`no function ${spec.functionName} in the bundle`);
+            return fn(args, ctx);
+          })
+          .then(
+            (value) => settle(true, value),
+            (error: Error) => {
+              if (error instanceof Crash) exit('crashed (exit 1)', 1, true);
+              else settle(false, new RemoteError(error.message, error.stack, error.name));
+            },
+          );
+      });
+    };
     const handle: ContainerHandle = {
       containerId: id,
       ready,
       exited,
       invoke: (callId, args, options) => {
-        if (state !== 'ready') return Promise.reject(new ContainerExitedError(id, 'not running'));
+        this.maxHeld = Math.max(this.maxHeld, inFlight.size + waiting.length + 1);
+        if (!this.queuesInputs || state !== 'ready' || inFlight.size < spec.concurrency)
+          return invoke(callId, args, options);
         return new Promise((resolve, reject) => {
-          let done = false;
-          const timer =
-            options?.timeoutMs === undefined
-              ? undefined
-              : clock.setTimer(clock.now() + options.timeoutMs, () => exit('killed: input timed out', null));
-          const settle = (ok: boolean, value: unknown) => {
-            if (done) return;
-            done = true;
-            timer?.cancel();
-            inFlight.delete(callId);
-            if (ok) resolve(value);
-            else reject(value);
-          };
-          inFlight.set(callId, (error) => settle(false, error));
-          this.maxInFlight = Math.max(this.maxInFlight, inFlight.size);
-          this.began.push(typeof args[0] === 'string' ? args[0] : callId);
-          const ctx: Ctx = {
-            containerId: id,
-            callId,
-            spec,
-            sleep: (ms) => clock.sleep(ms),
-            log: (text) => {
-              for (const l of listeners) l({ containerId: id, stream: 'stdout', text, atMs: clock.now() });
-            },
-          };
-          Promise.resolve()
-            .then(() => {
-              if (!fn) throw new Error(`no function ${spec.functionName} in the bundle`);
-              return fn(args, ctx);
-            })
-            .then(
-              (value) => settle(true, value),
-              (error: Error) => {
-                if (error instanceof Crash) exit('crashed (exit 1)', 1, true);
-                else settle(false, new RemoteError(error.message, error.stack, error.name));
-              },
-            );
+          waiting.push({ begin: () => invoke(callId, args, options).then(resolve, reject), fail: reject });
         });
       },
       stop: () => {
@@ -138,6 +163,10 @@ class InProcessExecutor implements Executor {
       onLog: (listener) => {
         listeners.add(listener);
         return () => listeners.delete(listener);
+      },
+      onInputRan: (listener) => {
+        ranListeners.add(listener);
+        return () => ranListeners.delete(listener);
       },
     };
     this.handles.set(id, handle);
@@ -314,6 +343,59 @@ describe('Runtime', () => {
     expect(t.executor.started).toHaveLength(2);
     // 20 inputs, 8 at a time, 5 s each, after a 2 s cold start: done at 2 + 3 × 5 s.
     expect(Math.max(...ids.map((id) => t.runtime.get(id)?.finishedAtMs ?? 0))).toBe(START + 17_000);
+    await t.runtime.close();
+  });
+
+  it('gives a quick function’s container inputs to hold beyond its concurrency where the executor queues them, never a slow one’s', async () => {
+    const slow: TestFunction = async (args, ctx) => {
+      await ctx.sleep(1_000);
+      return args[0];
+    };
+    const held = async (name: 'double' | 'slow', queuesInputs: boolean) => {
+      const t = setup({ double, slow });
+      t.executor.queuesInputs = queuesInputs;
+      t.deploy({ [name]: { gpu: 'H100', maxContainers: 1 } });
+      const ids = Array.from({ length: 40 }, (_, i) => t.runtime.call('acme', 'demo', name, [i]));
+      for (const id of ids) expect((await t.outcome(id)).status).toBe('succeeded');
+      // One input ran at a time (concurrency 1), whatever waited next to the container.
+      expect(t.executor.maxInFlight).toBe(1);
+      await t.runtime.close();
+      return t.executor.maxHeld;
+    };
+    // Quick (no time at all on this clock): up to 32 wait behind the running one once the first has finished.
+    expect(await held('double', true)).toBe(33);
+    expect(await held('double', false)).toBe(1);
+    // 1 s an input: past QUEUED_WORK_MS, nothing waits.
+    expect(await held('slow', true)).toBe(1);
+  });
+
+  it('runs inputs that waited next to a container that crashed on another one, without using a retry', async () => {
+    const crashy: TestFunction = async (args, ctx) => {
+      if (args[0] === 'crash') {
+        await ctx.sleep(50);
+        throw new Crash('segfault');
+      }
+      return args[0];
+    };
+    const t = setup({ crashy });
+    t.executor.queuesInputs = true;
+    t.deploy({ crashy: { gpu: 'H100', maxContainers: 1, retries: 0 } });
+    // Quick inputs first, so that inputs are queued next to the container.
+    expect(await t.outcome(t.runtime.call('acme', 'demo', 'crashy', ['warm']))).toEqual({
+      status: 'succeeded',
+      value: 'warm',
+    });
+    const crash = t.runtime.call('acme', 'demo', 'crashy', ['crash']);
+    const behind = ['a', 'b', 'c'].map((x) => t.runtime.call('acme', 'demo', 'crashy', [x]));
+    await t.advance(0);
+    expect(t.executor.maxHeld).toBe(4);
+    expect((await t.outcome(crash)).status).toBe('failed');
+    for (const [i, id] of behind.entries()) {
+      expect(await t.outcome(id)).toEqual({ status: 'succeeded', value: ['a', 'b', 'c'][i] });
+      // Given to the crashed container and then to its replacement: two attempts, no retry used.
+      expect(t.runtime.get(id)?.attempts).toBe(2);
+    }
+    expect(t.executor.started).toHaveLength(2);
     await t.runtime.close();
   });
 

@@ -12,10 +12,14 @@
  *   polling; it still runs at least every minute (`MAX_TICK_GAP_MS`);
  * - a call, a deploy or a failed container asks for a reconcile of its function at the current time (one timer for
  *   a whole burst), so that work starts without waiting for the next tick;
- * - an executor promise (ready, result, exit) moves that container and its inputs on at once.
+ * - an executor promise (ready, result, exit) moves that container and its inputs on at once;
+ * - where the executor queues inputs next to a container (the agents' does), a quick function's containers are
+ *   given, beyond `concurrency`, about QUEUED_WORK_MS (100 ms) of inputs each (from its smoothed time per input),
+ *   so that the next one starts the moment one ends instead of a round trip to the agent later. The count of
+ *   containers wanted is unchanged (inputs held count as in flight); a slow function's containers hold none.
  *
  * An input whose container dies (ContainerExitedError: crash, kill, input timeout) runs again on another container
- * up to `retries` times; an exception of the function itself (RemoteError) fails the call at once. Each container
+ * up to `retries` times (one that was still waiting to start, InputNotStartedError, runs again whatever `retries`); an exception of the function itself (RemoteError) fails the call at once. Each container
  * is metered as one usage interval from placement to exit.
  */
 import { randomBytes } from 'node:crypto';
@@ -33,6 +37,7 @@ import {
   type ContainerHandle,
   type ContainerSpec,
   type Executor,
+  InputNotStartedError,
   type LogLine,
   RemoteError,
 } from './executor/executor.ts';
@@ -48,6 +53,17 @@ export const DEFAULT_RETAIN_CALLS_MS = 3_600_000;
 export const MAX_START_FAILURES = 3;
 /** Longest wait before placing again a function whose containers fail to start (doubles from 1 s). */
 const MAX_START_BACKOFF_MS = 60_000;
+/**
+ * Work one container may hold beyond what it runs, where its executor queues inputs (Executor.queuesInputs): about
+ * this many ms of it per slot, so that a quick input is sent before the one ahead of it ends, and an input that waits
+ * behind others where a newer container could have taken it waits about this long at most.
+ */
+export const QUEUED_WORK_MS = 100;
+/** Most inputs waiting next to one container, per slot (`concurrency`). */
+export const MAX_QUEUED_PER_SLOT = 32;
+/** Weight of the newest sample in a function's smoothed time per input. */
+const SERVICE_SMOOTHING = 0.1;
+
 /**
  * Longest the tick sleeps when nothing is due: finished calls are pruned, and the kept function sizes checked, at
  * least this often.
@@ -217,6 +233,10 @@ interface FunctionState {
    * runtime's time at a peak.
    */
   readonly open: Set<ContainerRecord>;
+  /** How long an input runs in its container, smoothed (ms), as the executor reports it; undefined before. */
+  serviceMs: number | undefined;
+  /** Inputs a container of it holds beyond `concurrency` (see QUEUED_WORK_MS); 0 where the executor queues none. */
+  queuedPerContainer: number;
 }
 
 interface ContainerRecord {
@@ -242,6 +262,7 @@ interface ContainerRecord {
   usageEndsAtMs?: number;
   exitReason: string | undefined;
   unsubscribeLog: (() => void) | undefined;
+  unsubscribeRan: (() => void) | undefined;
 }
 
 interface CallRecord {
@@ -251,8 +272,11 @@ interface CallRecord {
   readonly args: readonly unknown[];
   status: CallStatus;
   attempts: number;
+  /** Attempts whose container ended before the input started (InputNotStartedError): not counted as retries. */
+  unstarted: number;
   readonly createdAtMs: number;
   startedAtMs: number | undefined;
+
   finishedAtMs: number | undefined;
   containerId: string | undefined;
   error: CallError | undefined;
@@ -369,6 +393,8 @@ export class Runtime {
           startBackoffUntilMs: 0,
           size: { containers: 0, inFlight: 0 },
           open: new Set(),
+          serviceMs: undefined,
+          queuedPerContainer: 0,
         };
         state.functions.set(name, fn);
       } else if (fn.revision !== revision) {
@@ -459,6 +485,7 @@ export class Runtime {
       args: [...args],
       status: 'pending',
       attempts: 0,
+      unstarted: 0,
       createdAtMs: this.clock.now(),
       startedAtMs: undefined,
       finishedAtMs: undefined,
@@ -894,7 +921,7 @@ export class Runtime {
       const target = open[best] as ContainerRecord;
       this.run(fn.queue.take() as CallRecord, target);
       // A container that left the ready state or filled up takes no more in this round.
-      if (target.lifecycle.state !== 'ready' || target.running.size >= fn.spec.concurrency) {
+      if (target.lifecycle.state !== 'ready' || target.running.size >= this.slotsOf(fn)) {
         open[best] = open[open.length - 1] as ContainerRecord;
         open.pop();
       }
@@ -907,8 +934,30 @@ export class Runtime {
       c.lifecycle.state === 'ready' &&
       !c.lost &&
       c.revision === c.fn.revision &&
-      c.running.size < c.fn.spec.concurrency
+      c.running.size < this.slotsOf(c.fn)
     );
+  }
+
+  /** Inputs one container of the function may hold: its concurrency, and those that may wait next to it. */
+  private slotsOf(fn: FunctionState): number {
+    return fn.spec.concurrency + fn.queuedPerContainer;
+  }
+
+  /**
+   * Takes one input's run time into the function's smoothed time per input and, where the executor queues inputs,
+   * resizes what waits next to each container: `concurrency` × the power of two (up to MAX_QUEUED_PER_SLOT) of
+   * inputs that fit in QUEUED_WORK_MS. Powers of two: the size changes rarely, and each change re-reads which of
+   * its containers have room.
+   */
+  private measure(fn: FunctionState, sampleMs: number): void {
+    fn.serviceMs =
+      fn.serviceMs === undefined ? sampleMs : fn.serviceMs + SERVICE_SMOOTHING * (sampleMs - fn.serviceMs);
+    if (!this.o.executor.queuesInputs) return;
+    const fits = Math.min(MAX_QUEUED_PER_SLOT, Math.floor(QUEUED_WORK_MS / Math.max(fn.serviceMs, 0.01)));
+    const queued = fits < 1 ? 0 : fn.spec.concurrency * 2 ** Math.floor(Math.log2(fits));
+    if (queued === fn.queuedPerContainer) return;
+    fn.queuedPerContainer = queued;
+    for (const c of fn.containers.values()) this.refreshOpen(c);
   }
 
   /** Puts a container in its function's `open` set or takes it out, after anything `takesInputs` reads changed. */
@@ -986,6 +1035,7 @@ export class Runtime {
       exitedAtMs: undefined,
       exitReason: undefined,
       unsubscribeLog: undefined,
+      unsubscribeRan: undefined,
     };
     fn.containers.set(containerId, c);
     fn.size.containers++;
@@ -1037,6 +1087,7 @@ export class Runtime {
     c.handle = handle;
     c.lifecycle.moveTo('starting');
     c.unsubscribeLog = handle.onLog((line) => this.emitLog(c, line));
+    c.unsubscribeRan = handle.onInputRan?.((_callId, ranMs) => this.measure(fn, ranMs));
     this.logger.info(
       {
         containerId,
@@ -1151,6 +1202,7 @@ export class Runtime {
     this.o.capacity.free(c.containerId);
     this.o.meter?.closeInterval(c.containerId, c.usageEndsAtMs ?? this.clock.now());
     c.unsubscribeLog?.();
+    c.unsubscribeRan?.();
     this.live.delete(c.containerId);
     if (c.running.size === 0) c.fn.containers.delete(c.containerId);
   }
@@ -1203,8 +1255,8 @@ export class Runtime {
     result: { ok: true; value: unknown } | { ok: false; error: unknown },
   ): void {
     if (c.running.get(call.callId) !== call) return;
-    c.running.delete(call.callId);
     const { fn } = c;
+    c.running.delete(call.callId);
     if (c.counted) fn.size.inFlight--;
     if (!result.ok && result.error instanceof ContainerExitedError) {
       c.lost = true;
@@ -1228,10 +1280,16 @@ export class Runtime {
             ...(result.error.remoteStack === undefined ? {} : { stack: result.error.remoteStack }),
           },
         });
-      else if (
+      else if (result.error instanceof InputNotStartedError && !fn.retired) {
+        // Nothing of it ran: it goes to another container, whatever `retries` says.
+        call.status = 'pending';
+        call.unstarted++;
+        fn.queue.enqueue(call, { retry: true });
+        this.markDirty(fn);
+      } else if (
         result.error instanceof ContainerExitedError &&
         !fn.retired &&
-        call.attempts <= fn.spec.retries
+        call.attempts - call.unstarted <= fn.spec.retries
       ) {
         call.status = 'pending';
         fn.queue.enqueue(call, { retry: true });
@@ -1301,6 +1359,7 @@ export class Runtime {
       args: [...call.args],
       status: call.outcome?.status ?? 'pending',
       attempts: call.attempts,
+      unstarted: 0,
       createdAtMs: call.createdAtMs,
       startedAtMs: call.startedAtMs,
       finishedAtMs: call.outcome ? (call.finishedAtMs ?? this.clock.now()) : undefined,

@@ -6,6 +6,7 @@ import { VirtualClock } from '../../lib/clock.ts';
 import {
   ContainerExitedError,
   type ContainerSpec,
+  InputNotStartedError,
   type LogLine,
   RemoteError,
 } from '../../runtime/executor/executor.ts';
@@ -277,6 +278,20 @@ describe('LocalExecutor', () => {
       signal: 'SIGKILL',
       reason: 'killed: input timed out after 30000 ms',
     });
+  });
+
+  it('holds inputs beyond its concurrency until one ends; one still waiting when it dies never started', async () => {
+    const clock = new VirtualClock(1_000);
+    const container = newExecutor({ clock }).start(spec('hang', { concurrency: 1 }));
+    await container.ready;
+    const running = container.invoke('call_1', [], { timeoutMs: 30_000 });
+    const waiting = container.invoke('call_2', [], { timeoutMs: 30_000 });
+    await clock.advanceBy(30_000);
+    await expect(running).rejects.toThrow(/killed: input timed out after 30000 ms/);
+    // Its own timeout had not started: it was never sent to the worker.
+    await expect(waiting).rejects.toBeInstanceOf(InputNotStartedError);
+    const adder = newExecutor().start(spec('add', { concurrency: 1 }));
+    expect(await Promise.all([1, 2, 3].map((x) => adder.invoke(`add_${x}`, [x, x])))).toEqual([2, 4, 6]);
   });
 
   it('stops with SIGTERM, then SIGKILL once the grace period has passed on the clock', async () => {

@@ -10,6 +10,9 @@
  *                    { kind: 'load-failed', message, stack, name }        then the worker exits 1
  *                    { kind: 'result', callId, value }
  *                    { kind: 'error', callId, message, stack, name }      the function threw, or its value can't be sent
+ * At most `concurrency` inputs are in the worker at once: more wait here, in order, and each is sent the moment one
+ * ends (so the runtime may keep a quick function's container fed without a round trip per input); their timeout
+ * runs from then. One still waiting when the container ends is rejected with InputNotStartedError: it never ran.
  * Each stdout/stderr line becomes a LogLine stamped with the clock's time. Timeouts and the stop grace period run on
  * the clock.
  *
@@ -32,6 +35,7 @@ import {
   type ContainerHandle,
   type ContainerSpec,
   type Executor,
+  InputNotStartedError,
   type LogLine,
   RemoteError,
 } from '../../runtime/executor/executor.ts';
@@ -66,6 +70,8 @@ const WORKER = fileURLToPath(new URL('./container-worker.mjs', import.meta.url))
 const MAX_LINE_CHARS = 64 * 1024;
 
 export class LocalExecutor implements Executor {
+  /** Inputs beyond a container's concurrency wait here, in order, and start as running ones end. */
+  readonly queuesInputs = true;
   private readonly clock: Clock;
   private readonly stopGraceMs: number;
   private readonly nodePath: string;
@@ -124,6 +130,7 @@ export class LocalExecutor implements Executor {
     runBelowThisProcess(child.pid, this.options.niceness ?? 10);
     const container = new LocalContainer(
       spec.containerId,
+      spec.concurrency,
       child,
       workDir,
       this.clock,
@@ -182,7 +189,18 @@ type WorkerMessage =
 interface Call {
   resolve(value: unknown): void;
   reject(error: Error): void;
+  /** When it was sent to the worker. */
+  readonly startedAtMs: number;
   timer?: TimerHandle;
+}
+
+/** An input waiting for one of the container's `concurrency` slots. */
+interface QueuedCall {
+  readonly callId: string;
+  readonly args: readonly unknown[];
+  readonly timeoutMs: number | undefined;
+  resolve(value: unknown): void;
+  reject(error: Error): void;
 }
 
 type State = 'starting' | 'ready' | 'stopping' | 'exited';
@@ -193,8 +211,12 @@ class LocalContainer implements ContainerHandle {
   private state: State = 'starting';
   private readonly markReady = deferred<void>();
   private readonly markExited = deferred<ContainerExit>();
+  /** Inputs sent to the worker (at most `concurrency`). */
   private readonly calls = new Map<string, Call>();
+  /** Inputs waiting for a slot, in order. */
+  private readonly queued = new Map<string, QueuedCall>();
   private readonly listeners = new Set<(line: LogLine) => void>();
+  private readonly ranListeners = new Set<(callId: string, ranMs: number) => void>();
   /** Why the container is going away, when the executor decided it (stop, timeout) or the bundle failed to load. */
   private cause: string | undefined;
   private graceTimer: TimerHandle | undefined;
@@ -202,6 +224,7 @@ class LocalContainer implements ContainerHandle {
 
   constructor(
     readonly containerId: string,
+    private readonly concurrency: number,
     private readonly child: ChildProcess,
     private readonly workDir: string,
     private readonly clock: Clock,
@@ -240,23 +263,40 @@ class LocalContainer implements ContainerHandle {
     if (why) throw new TypeError(`input ${callId} cannot be sent to container ${this.containerId}: ${why}`);
     if (this.state === 'starting') await this.ready.catch(() => {});
     if (this.state !== 'ready') throw new ContainerExitedError(this.containerId, this.exitReasonSoFar());
-    if (this.calls.has(callId)) throw new Error(`input ${callId} is already running in ${this.containerId}`);
+    if (this.calls.has(callId) || this.queued.has(callId))
+      throw new Error(`input ${callId} is already running in ${this.containerId}`);
     return new Promise((resolve, reject) => {
-      try {
-        this.child.send({ kind: 'call', callId, args });
-      } catch (error) {
-        reject(
-          new TypeError(
-            `input ${callId} cannot be sent to container ${this.containerId}: ${(error as Error).message}`,
-          ),
-        );
-        return;
-      }
-      const call: Call = { resolve, reject };
-      if (timeoutMs !== undefined)
-        call.timer = this.clock.setTimer(this.clock.now() + timeoutMs, () => this.timeOut(timeoutMs));
-      this.calls.set(callId, call);
+      const call: QueuedCall = { callId, args, timeoutMs, resolve, reject };
+      if (this.calls.size < this.concurrency) this.begin(call);
+      else this.queued.set(callId, call);
     });
+  }
+
+  /** Sends an input to the worker; its timeout runs from now. */
+  private begin({ callId, args, timeoutMs, resolve, reject }: QueuedCall): void {
+    try {
+      this.child.send({ kind: 'call', callId, args });
+    } catch (error) {
+      reject(
+        new TypeError(
+          `input ${callId} cannot be sent to container ${this.containerId}: ${(error as Error).message}`,
+        ),
+      );
+      return;
+    }
+    const call: Call = { resolve, reject, startedAtMs: this.clock.now() };
+    if (timeoutMs !== undefined)
+      call.timer = this.clock.setTimer(this.clock.now() + timeoutMs, () => this.timeOut(timeoutMs));
+    this.calls.set(callId, call);
+  }
+
+  /** Starts waiting inputs while slots are free (after an input ended). */
+  private beginQueued(): void {
+    for (const call of this.queued.values()) {
+      if (this.calls.size >= this.concurrency || this.state !== 'ready') return;
+      this.queued.delete(call.callId);
+      this.begin(call);
+    }
   }
 
   stop(): Promise<ContainerExit> {
@@ -276,6 +316,21 @@ class LocalContainer implements ContainerHandle {
     return () => this.listeners.delete(listener);
   }
 
+  onInputRan(listener: (callId: string, ranMs: number) => void): () => void {
+    this.ranListeners.add(listener);
+    return () => this.ranListeners.delete(listener);
+  }
+
+  /** An input's answer came from the worker: how long it ran, then the call itself. */
+  private answered(callId: string): Call | undefined {
+    const call = this.settle(callId);
+    if (call) {
+      const ranMs = this.clock.now() - call.startedAtMs;
+      for (const listener of this.ranListeners) listener(callId, ranMs);
+    }
+    return call;
+  }
+
   private onMessage(message: WorkerMessage): void {
     switch (message.kind) {
       case 'ready':
@@ -293,10 +348,12 @@ class LocalContainer implements ContainerHandle {
         );
         return;
       case 'result':
-        this.settle(message.callId)?.resolve(message.value);
+        this.answered(message.callId)?.resolve(message.value);
+        this.beginQueued();
         return;
       case 'error':
-        this.settle(message.callId)?.reject(new RemoteError(message.message, message.stack, message.name));
+        this.answered(message.callId)?.reject(new RemoteError(message.message, message.stack, message.name));
+        this.beginQueued();
         return;
     }
   }
@@ -343,6 +400,9 @@ class LocalContainer implements ContainerHandle {
     const exit = this.exit as ContainerExit;
     const error = new ContainerExitedError(this.containerId, exit.reason);
     for (const callId of [...this.calls.keys()]) this.settle(callId)?.reject(error);
+    const notStarted = new InputNotStartedError(this.containerId, exit.reason);
+    for (const call of this.queued.values()) call.reject(notStarted);
+    this.queued.clear();
     this.markReady.reject(error);
     await this.sandboxed?.launch.release().catch(() => {});
     await rm(this.workDir, { recursive: true, force: true }).catch(() => {});

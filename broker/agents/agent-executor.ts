@@ -14,12 +14,15 @@ import {
   type ContainerHandle,
   type ContainerSpec,
   type Executor,
+  InputNotStartedError,
   type LogLine,
   RemoteError,
 } from '../../runtime/executor/executor.ts';
 import type { AgentHub, ReportSink } from './agent-hub.ts';
 
 export class AgentExecutor implements Executor {
+  /** The agents' executors hold inputs beyond a container's concurrency next to it (LocalExecutor). */
+  readonly queuesInputs = true;
   private readonly running = new Set<RemoteContainer>();
   private closed = false;
 
@@ -104,6 +107,7 @@ class RemoteContainer implements ContainerHandle, ReportSink {
   private readonly waiting = new Map<string, Attempt>();
   private readonly attempts = new Map<string, number>();
   private readonly listeners = new Set<(line: LogLine) => void>();
+  private readonly ranListeners = new Set<(callId: string, ranMs: number) => void>();
   private exit: ContainerExit | undefined;
 
   constructor(
@@ -172,6 +176,15 @@ class RemoteContainer implements ContainerHandle, ReportSink {
     return () => this.listeners.delete(listener);
   }
 
+  onInputRan(listener: (callId: string, ranMs: number) => void): () => void {
+    this.ranListeners.add(listener);
+    return () => this.ranListeners.delete(listener);
+  }
+
+  private ran(callId: string, ranMs: number | undefined): void {
+    if (ranMs !== undefined) for (const listener of this.ranListeners) listener(callId, ranMs);
+  }
+
   report(message: AgentMessage): void {
     switch (message.type) {
       case 'ready':
@@ -192,6 +205,7 @@ class RemoteContainer implements ContainerHandle, ReportSink {
       case 'result': {
         const attempt = this.settle(message.callId, message.attempt);
         if (!attempt) return;
+        this.ran(message.callId, message.ranMs);
         try {
           attempt.resolve(decodeValue(message.value));
         } catch (error) {
@@ -202,10 +216,13 @@ class RemoteContainer implements ContainerHandle, ReportSink {
       case 'failed': {
         const attempt = this.settle(message.callId, message.attempt);
         if (!attempt) return;
+        this.ran(message.callId, message.ranMs);
         if (message.kind === 'remote')
           attempt.reject(new RemoteError(message.message, message.stack, message.name));
         else if (message.kind === 'exited')
           attempt.reject(new ContainerExitedError(this.containerId, message.message));
+        else if (message.kind === 'not-started')
+          attempt.reject(new InputNotStartedError(this.containerId, message.message));
         else attempt.reject(new TypeError(message.message));
         return;
       }

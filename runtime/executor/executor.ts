@@ -57,6 +57,17 @@ export class ContainerExitedError extends Error {
   }
 }
 
+/**
+ * The container ended before this input started: it was waiting its turn (see `Executor.queuesInputs`) and nothing
+ * of it ran, so the runtime gives it to another container without counting it against `retries`.
+ */
+export class InputNotStartedError extends ContainerExitedError {
+  constructor(containerId: string, reason: string) {
+    super(containerId, reason);
+    this.name = 'InputNotStartedError';
+  }
+}
+
 export interface ContainerExit {
   readonly code: number | null;
   readonly signal: string | null;
@@ -81,8 +92,10 @@ export interface ContainerHandle {
   /** Resolves when the container has loaded the bundle and takes inputs (cold start); rejects if it cannot. */
   readonly ready: Promise<void>;
   /**
-   * Runs the function on one input. Resolves with the result (any structured-clone value but class instances); rejects with RemoteError when the function
-   * threw, ContainerExitedError when the container died meanwhile. `timeoutMs` kills the container when exceeded.
+   * Runs the function on one input. Resolves with the result (any structured-clone value but class instances);
+   * rejects with RemoteError when the function threw, ContainerExitedError when the container died meanwhile
+   * (InputNotStartedError when it died before the input started). `timeoutMs`, counted from the input's start,
+   * kills the container when exceeded.
    */
   invoke(callId: string, args: readonly unknown[], options?: { timeoutMs?: number }): Promise<unknown>;
   /** Stops it (SIGTERM, then SIGKILL after a grace period); resolves when it has exited. */
@@ -91,9 +104,22 @@ export interface ContainerHandle {
   readonly exited: Promise<ContainerExit>;
   /** Each line the container writes to stdout or stderr. */
   onLog(listener: (line: LogLine) => void): () => void;
+  /**
+   * How long each input ran in the container, from its start to its result (or error), as it ends; where the
+   * executor knows (an executor that queues inputs does: the runtime sizes what waits next to a container by it).
+   */
+  onInputRan?(listener: (callId: string, ranMs: number) => void): () => void;
 }
 
 export interface Executor {
+  /**
+   * Its containers take more inputs than their `concurrency`: those beyond wait next to the container, in order,
+   * and each starts the moment a running one ends, without a round trip to the runtime (which then keeps quick
+   * inputs flowing, see Runtime). One still waiting when its container ends is rejected with InputNotStartedError.
+   * Such an executor's handles report how long each input ran (`onInputRan`). Absent: the runtime never gives a
+   * container more than its concurrency.
+   */
+  readonly queuesInputs?: boolean;
   start(spec: ContainerSpec): ContainerHandle;
   /**
    * Takes over a container that already runs (an agent still ran it when the broker restarted), where the
