@@ -93,8 +93,8 @@ export const agentMessageSchema = z.discriminatedUnion('type', [
     callId: id,
     attempt: z.number().int().min(1),
     value: z.string(),
-    /** How long it ran in the container, ms. */
-    ranMs: z.number().int().min(0).optional(),
+    /** How long the function ran in the container, ms (fractional). */
+    ranMs: z.number().min(0).optional(),
   }),
   /**
    * The input failed: the function threw (`remote`), the container died while running it (`exited`) or before it
@@ -106,8 +106,8 @@ export const agentMessageSchema = z.discriminatedUnion('type', [
     callId: id,
     attempt: z.number().int().min(1),
     kind: z.enum(['remote', 'exited', 'not-started', 'refused']),
-    /** How long it ran in the container, ms (`remote`). */
-    ranMs: z.number().int().min(0).optional(),
+    /** How long the function ran in the container, ms (fractional; `remote`). */
+    ranMs: z.number().min(0).optional(),
     ...errorFields,
   }),
   z.object({

@@ -21,7 +21,13 @@ import { MemoryCapacity, type MemoryInstance } from './memory-capacity.ts';
 import { Meter } from './meter/meter.ts';
 import { usageIntervals } from './meter/schema.ts';
 import { UsageStore } from './meter/usage-store.ts';
-import { type CallOutcome, Runtime, type RuntimeLogLine } from './runtime.ts';
+import {
+  type CallOutcome,
+  MAX_QUEUED_PER_SLOT,
+  PROBE_CONTAINERS,
+  Runtime,
+  type RuntimeLogLine,
+} from './runtime.ts';
 
 const START = Date.UTC(2026, 10, 23);
 const TICK = 1_000;
@@ -355,18 +361,45 @@ describe('Runtime', () => {
       const t = setup({ double, slow });
       t.executor.queuesInputs = queuesInputs;
       t.deploy({ [name]: { gpu: 'H100', maxContainers: 1 } });
-      const ids = Array.from({ length: 40 }, (_, i) => t.runtime.call('acme', 'demo', name, [i]));
+      const ids = Array.from({ length: 300 }, (_, i) => t.runtime.call('acme', 'demo', name, [i]));
       for (const id of ids) expect((await t.outcome(id)).status).toBe('succeeded');
       // One input ran at a time (concurrency 1), whatever waited next to the container.
       expect(t.executor.maxInFlight).toBe(1);
       await t.runtime.close();
       return t.executor.maxHeld;
     };
-    // Quick (no time at all on this clock): up to 32 wait behind the running one once the first has finished.
-    expect(await held('double', true)).toBe(33);
+    // Quick (no time at all on this clock): up to 256 wait behind the running one once the first has finished.
+    expect(await held('double', true)).toBe(1 + MAX_QUEUED_PER_SLOT);
     expect(await held('double', false)).toBe(1);
     // 1 s an input: past QUEUED_WORK_MS, nothing waits.
     expect(await held('slow', true)).toBe(1);
+  });
+
+  it('sizes a function by what its containers hold once a probe of 8 has timed its inputs, where the executor queues them', async () => {
+    const slow: TestFunction = async (args, ctx) => {
+      await ctx.sleep(1_000);
+      return args[0];
+    };
+    const fleet = [instance('i-big-a', 'H100', 64), instance('i-big-b', 'H100', 64)];
+    const peak = async (name: 'double' | 'slow') => {
+      const t = setup({ double, slow }, { fleet });
+      t.executor.queuesInputs = true;
+      t.deploy({ [name]: { gpu: 'H100' } });
+      const ids = Array.from({ length: 1_000 }, (_, i) => t.runtime.call('acme', 'demo', name, [i]));
+      await t.advance(0);
+      const probe = t.runtime.containers().length;
+      let most = probe;
+      for (const id of ids) {
+        expect((await t.outcome(id)).status).toBe('succeeded');
+        most = Math.max(most, t.runtime.containers().length);
+      }
+      await t.runtime.close();
+      return { probe, most };
+    };
+    // Quick: the probe's 8 containers hold all 1,000 inputs; no more are placed.
+    expect(await peak('double')).toEqual({ probe: PROBE_CONTAINERS, most: PROBE_CONTAINERS });
+    // 1 s an input: once the first has run for 100 ms, one container per input, up to maxContainers (100).
+    expect(await peak('slow')).toEqual({ probe: PROBE_CONTAINERS, most: 100 });
   });
 
   it('runs inputs that waited next to a container that crashed on another one, without using a retry', async () => {

@@ -60,9 +60,14 @@ const MAX_START_BACKOFF_MS = 60_000;
  */
 export const QUEUED_WORK_MS = 100;
 /** Most inputs waiting next to one container, per slot (`concurrency`). */
-export const MAX_QUEUED_PER_SLOT = 32;
-/** Weight of the newest sample in a function's smoothed time per input. */
-const SERVICE_SMOOTHING = 0.1;
+export const MAX_QUEUED_PER_SLOT = 256;
+/**
+ * Containers placed for a function whose inputs have not been timed yet, where the executor queues inputs: a probe.
+ * Once one of its inputs has finished (or run for QUEUED_WORK_MS), it is sized by what its containers can hold.
+ */
+export const PROBE_CONTAINERS = 8;
+/** Run times a function's time per input is the median of (the latest ones). */
+const SERVICE_SAMPLES = 63;
 
 /**
  * Longest the tick sleeps when nothing is due: finished calls are pruned, and the kept function sizes checked, at
@@ -233,10 +238,19 @@ interface FunctionState {
    * runtime's time at a peak.
    */
   readonly open: Set<ContainerRecord>;
-  /** How long an input runs in its container, smoothed (ms), as the executor reports it; undefined before. */
+  /**
+   * How long an input runs in its container (ms): the median of the latest SERVICE_SAMPLES run times the executor
+   * reported (a median: an input that waited for the CPU behind a busy neighbour, or a pause of the collector,
+   * does not shrink what the containers hold and so call for more of them); undefined before the first.
+   */
   serviceMs: number | undefined;
+  /** The latest run times, oldest overwritten first. */
+  readonly ranMs: number[];
+  ranCount: number;
   /** Inputs a container of it holds beyond `concurrency` (see QUEUED_WORK_MS); 0 where the executor queues none. */
   queuedPerContainer: number;
+  /** While its inputs have not been timed (see PROBE_CONTAINERS): when the first was given to a container. */
+  probeSinceMs: number | undefined;
 }
 
 interface ContainerRecord {
@@ -394,7 +408,10 @@ export class Runtime {
           size: { containers: 0, inFlight: 0 },
           open: new Set(),
           serviceMs: undefined,
+          ranMs: [],
+          ranCount: 0,
           queuedPerContainer: 0,
+          probeSinceMs: undefined,
         };
         state.functions.set(name, fn);
       } else if (fn.revision !== revision) {
@@ -670,6 +687,7 @@ export class Runtime {
           });
     for (const state of this.apps.values())
       for (const fn of state.functions.values()) {
+        this.endSlowProbe(fn);
         this.checkOpen(fn);
         const current = this.checkSize(fn);
         this.guard(fn, () => this.scaleDown(fn, current));
@@ -729,6 +747,8 @@ export class Runtime {
     for (const state of this.apps.values())
       for (const fn of state.functions.values()) {
         if (fn.startBackoffUntilMs > now) at = Math.min(at, fn.startBackoffUntilMs);
+        if (this.probing(fn) && fn.probeSinceMs !== undefined)
+          at = Math.min(at, fn.probeSinceMs + QUEUED_WORK_MS);
         at = Math.min(at, this.scaleDownDueAt(fn));
       }
     return at;
@@ -866,14 +886,32 @@ export class Runtime {
   }
 
   private desired(fn: FunctionState): number {
-    return desiredContainers({
+    const wanted = desiredContainers({
       inFlight: fn.size.inFlight,
       queued: fn.queue.size,
-      concurrency: fn.spec.concurrency,
+      // What one container takes at once: its slots, and the inputs that may wait next to it.
+      concurrency: this.slotsOf(fn),
       bufferContainers: fn.spec.bufferContainers,
       minContainers: fn.spec.minContainers,
       maxContainers: fn.spec.maxContainers,
     });
+    if (!this.probing(fn)) return wanted;
+    return Math.max(fn.spec.minContainers, Math.min(wanted, PROBE_CONTAINERS));
+  }
+
+  /** Whether the function is sized by a probe: its executor queues inputs and none of its inputs was timed yet. */
+  private probing(fn: FunctionState): boolean {
+    return this.o.executor.queuesInputs === true && fn.serviceMs === undefined;
+  }
+
+  /**
+   * Ends a probe whose first input has run for QUEUED_WORK_MS without finishing: the function is slow (nothing
+   * waits next to its containers), whatever its first result says later.
+   */
+  private endSlowProbe(fn: FunctionState): void {
+    if (!this.probing(fn) || fn.probeSinceMs === undefined) return;
+    const running = this.clock.now() - fn.probeSinceMs;
+    if (running >= QUEUED_WORK_MS) this.measure(fn, running);
   }
 
   /** Places and starts the containers the function misses; returns how many found no GPUs. */
@@ -944,20 +982,27 @@ export class Runtime {
   }
 
   /**
-   * Takes one input's run time into the function's smoothed time per input and, where the executor queues inputs,
+   * Takes one input's run time into the function's time per input and, where the executor queues inputs,
    * resizes what waits next to each container: `concurrency` × the power of two (up to MAX_QUEUED_PER_SLOT) of
    * inputs that fit in QUEUED_WORK_MS. Powers of two: the size changes rarely, and each change re-reads which of
-   * its containers have room.
+   * its containers have room and how many containers it wants (inputs in flight ÷ what one container holds).
    */
   private measure(fn: FunctionState, sampleMs: number): void {
-    fn.serviceMs =
-      fn.serviceMs === undefined ? sampleMs : fn.serviceMs + SERVICE_SMOOTHING * (sampleMs - fn.serviceMs);
+    const probed = this.probing(fn);
+    fn.ranMs[fn.ranCount++ % SERVICE_SAMPLES] = sampleMs;
+    // The median, read again every few samples (and at the first).
+    if (fn.serviceMs !== undefined && fn.ranCount % 8 !== 0) return;
+    const sorted = [...fn.ranMs].sort((a, b) => a - b);
+    fn.serviceMs = sorted[sorted.length >> 1] as number;
     if (!this.o.executor.queuesInputs) return;
     const fits = Math.min(MAX_QUEUED_PER_SLOT, Math.floor(QUEUED_WORK_MS / Math.max(fn.serviceMs, 0.01)));
     const queued = fits < 1 ? 0 : fn.spec.concurrency * 2 ** Math.floor(Math.log2(fits));
-    if (queued === fn.queuedPerContainer) return;
+    if (queued === fn.queuedPerContainer && !probed) return;
     fn.queuedPerContainer = queued;
     for (const c of fn.containers.values()) this.refreshOpen(c);
+    // Its size follows: what a container holds changed, or the probe is over.
+    this.markDirty(fn);
+    this.wakeAt(this.scaleDownDueAt(fn));
   }
 
   /** Puts a container in its function's `open` set or takes it out, after anything `takesInputs` reads changed. */
@@ -1231,6 +1276,10 @@ export class Runtime {
     call.attempts++;
     call.startedAtMs ??= now;
     call.containerId = c.containerId;
+    if (this.probing(c.fn) && c.fn.probeSinceMs === undefined) {
+      c.fn.probeSinceMs = now;
+      this.wakeAt(now + QUEUED_WORK_MS);
+    }
     c.running.set(call.callId, call);
     if (c.counted) c.fn.size.inFlight++;
     this.refreshOpen(c);

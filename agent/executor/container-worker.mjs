@@ -44,19 +44,22 @@ async function load() {
 
 async function run(callId, args) {
   let value;
+  // How long the function itself took (ms, fractional): the executor sizes what it queues next to this container by it.
+  const start = performance.now();
   try {
     value = await implementation(...args);
   } catch (error) {
-    send({ kind: 'error', callId, ...describe(error) });
+    send({ kind: 'error', callId, ranMs: performance.now() - start, ...describe(error) });
     return;
   }
+  const ranMs = performance.now() - start;
   const why = whyNotSendable(value, 'the return value');
   if (why) {
     send({ kind: 'error', callId, ...cannotSend(why) });
     return;
   }
   try {
-    send({ kind: 'result', callId, value });
+    send({ kind: 'result', callId, value, ranMs });
   } catch (error) {
     send({ kind: 'error', callId, ...cannotSend(describe(error).message) });
   }

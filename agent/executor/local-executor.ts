@@ -8,8 +8,8 @@
  *   parent → worker  { kind: 'call', callId, args }                       (only after `ready`)
  *   worker → parent  { kind: 'ready' }                                    bundle imported, function found
  *                    { kind: 'load-failed', message, stack, name }        then the worker exits 1
- *                    { kind: 'result', callId, value }
- *                    { kind: 'error', callId, message, stack, name }      the function threw, or its value can't be sent
+ *                    { kind: 'result', callId, value, ranMs }             ranMs: the function's own time, fractional
+ *                    { kind: 'error', callId, message, stack, name, ranMs? }  it threw, or its value can't be sent
  * At most `concurrency` inputs are in the worker at once: more wait here, in order, and each is sent the moment one
  * ends (so the runtime may keep a quick function's container fed without a round trip per input); their timeout
  * runs from then. One still waiting when the container ends is rejected with InputNotStartedError: it never ran.
@@ -183,14 +183,12 @@ function containerEnv(spec: ContainerSpec, workDir: string): Record<string, stri
 type WorkerMessage =
   | { kind: 'ready' }
   | { kind: 'load-failed'; message: string; stack?: string; name?: string }
-  | { kind: 'result'; callId: string; value: unknown }
-  | { kind: 'error'; callId: string; message: string; stack?: string; name?: string };
+  | { kind: 'result'; callId: string; value: unknown; ranMs?: number }
+  | { kind: 'error'; callId: string; message: string; stack?: string; name?: string; ranMs?: number };
 
 interface Call {
   resolve(value: unknown): void;
   reject(error: Error): void;
-  /** When it was sent to the worker. */
-  readonly startedAtMs: number;
   timer?: TimerHandle;
 }
 
@@ -284,7 +282,7 @@ class LocalContainer implements ContainerHandle {
       );
       return;
     }
-    const call: Call = { resolve, reject, startedAtMs: this.clock.now() };
+    const call: Call = { resolve, reject };
     if (timeoutMs !== undefined)
       call.timer = this.clock.setTimer(this.clock.now() + timeoutMs, () => this.timeOut(timeoutMs));
     this.calls.set(callId, call);
@@ -321,13 +319,11 @@ class LocalContainer implements ContainerHandle {
     return () => this.ranListeners.delete(listener);
   }
 
-  /** An input's answer came from the worker: how long it ran, then the call itself. */
-  private answered(callId: string): Call | undefined {
+  /** An input's answer came from the worker: how long it ran (as the worker timed it), then the call itself. */
+  private answered(callId: string, ranMs: number | undefined): Call | undefined {
     const call = this.settle(callId);
-    if (call) {
-      const ranMs = this.clock.now() - call.startedAtMs;
+    if (call && ranMs !== undefined && Number.isFinite(ranMs) && ranMs >= 0)
       for (const listener of this.ranListeners) listener(callId, ranMs);
-    }
     return call;
   }
 
@@ -348,11 +344,13 @@ class LocalContainer implements ContainerHandle {
         );
         return;
       case 'result':
-        this.answered(message.callId)?.resolve(message.value);
+        this.answered(message.callId, message.ranMs)?.resolve(message.value);
         this.beginQueued();
         return;
       case 'error':
-        this.answered(message.callId)?.reject(new RemoteError(message.message, message.stack, message.name));
+        this.answered(message.callId, message.ranMs)?.reject(
+          new RemoteError(message.message, message.stack, message.name),
+        );
         this.beginQueued();
         return;
     }

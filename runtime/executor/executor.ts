@@ -105,8 +105,8 @@ export interface ContainerHandle {
   /** Each line the container writes to stdout or stderr. */
   onLog(listener: (line: LogLine) => void): () => void;
   /**
-   * How long each input ran in the container, from its start to its result (or error), as it ends; where the
-   * executor knows (an executor that queues inputs does: the runtime sizes what waits next to a container by it).
+   * How long each input ran in the container (the function's own time, as the container timed it, fractional ms),
+   * as it ends; where the executor knows (one that queues inputs does: the runtime sizes what waits by it).
    */
   onInputRan?(listener: (callId: string, ranMs: number) => void): () => void;
 }
