@@ -21,6 +21,7 @@ import {
   type ContainerHandle,
   type Executor,
   InputNotStartedError,
+  type LogLine,
   RemoteError,
 } from '../runtime/executor/executor.ts';
 import type { BundleCache } from './bundle-cache.ts';
@@ -86,6 +87,8 @@ interface RunningContainer {
 }
 
 const MAX_OUTBOX = 100_000;
+/** A container's log lines of one turn leave in one frame, or sooner once they hold this many characters. */
+const MAX_LOG_BATCH_CHARS = 256 * 1024;
 const FIRST_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 10_000;
 
@@ -103,6 +106,11 @@ export class Agent {
   private reconnectTimer: TimerHandle | undefined;
   private unansweredPings = 0;
   private readonly containers = new Map<string, RunningContainer>();
+  /** Log lines of this turn not sent yet, per container (see `log`). */
+  private readonly logBatches = new Map<
+    string,
+    { lines: { stream: LogLine['stream']; text: string; atMs: number }[]; chars: number }
+  >();
   /** Containers ordered but not started yet (fetching the bundle, waiting for the start gate). */
   private readonly starting = new Set<string>();
   /** Of those, the ones the broker stopped meanwhile. */
@@ -302,8 +310,42 @@ export class Agent {
       sendFrame(socket, JSON.stringify(message));
       return;
     }
-    if (message.type === 'heartbeat' || message.type === 'log' || message.type === 'exec-output') return;
+    if (
+      message.type === 'heartbeat' ||
+      message.type === 'log' ||
+      message.type === 'logs' ||
+      message.type === 'exec-output'
+    )
+      return;
     if (this.outbox.length < MAX_OUTBOX) this.outbox.push(message);
+  }
+
+  /**
+   * A container's output goes in one `logs` frame per container and turn of the event loop (a frame per line was
+   * a JSON envelope, a parse and a check on the broker for each of a map's 10,000 log lines); a turn's lines past
+   * MAX_LOG_BATCH_CHARS leave at once.
+   */
+  private log(containerId: string, line: LogLine): void {
+    let batch = this.logBatches.get(containerId);
+    if (!batch) {
+      batch = { lines: [], chars: 0 };
+      this.logBatches.set(containerId, batch);
+      if (this.logBatches.size === 1) setImmediate(() => this.flushLogs());
+    }
+    batch.lines.push({ stream: line.stream, text: line.text, atMs: line.atMs });
+    batch.chars += line.text.length;
+    if (batch.chars >= MAX_LOG_BATCH_CHARS) this.flushLog(containerId);
+  }
+
+  private flushLogs(): void {
+    for (const containerId of [...this.logBatches.keys()]) this.flushLog(containerId);
+  }
+
+  private flushLog(containerId: string): void {
+    const batch = this.logBatches.get(containerId);
+    if (!batch) return;
+    this.logBatches.delete(containerId);
+    this.send({ type: 'logs', containerId, lines: batch.lines });
   }
 
   private async startContainer(order: ContainerOrder): Promise<void> {
@@ -396,15 +438,7 @@ export class Agent {
     const running: RunningContainer = { handle, order, ready: false, ranMs: new Map() };
     handle.onInputRan?.((callId, ms) => running.ranMs.set(callId, ms));
     this.containers.set(order.containerId, running);
-    handle.onLog((line) =>
-      this.send({
-        type: 'log',
-        containerId: line.containerId,
-        stream: line.stream,
-        text: line.text,
-        atMs: line.atMs,
-      }),
-    );
+    handle.onLog((line) => this.log(order.containerId, line));
     handle.ready.then(
       () => {
         running.ready = true;
@@ -421,6 +455,8 @@ export class Agent {
     );
     void handle.exited.then((exit) => {
       this.containers.delete(order.containerId);
+      // Its last lines first: the broker forgets a container once it has exited.
+      this.flushLog(order.containerId);
       this.send({ type: 'exited', containerId: order.containerId, ...exit });
     });
   }

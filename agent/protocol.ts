@@ -7,7 +7,7 @@
  *     │◀── welcome (agent id, credential on join) ─────│
  *     │── heartbeat (health) every heartbeatMs ───────▶│  silence for 3 heartbeats: the agent is lost
  *     │◀── start / invoke / stop / exec / exec-kill ───│  the runtime's orders
- *     │── ready / exited / result / failed / log ─────▶│  what happened, in order
+ *     │── ready / exited / result / failed / logs ────▶│  what happened, in order
  *     │── exec-output / exec-exit ────────────────────▶│
  *     │◀── bye (revoked, replaced) then close ─────────│
  *
@@ -116,6 +116,14 @@ export const agentMessageSchema = z.discriminatedUnion('type', [
     stream: z.enum(['stdout', 'stderr']),
     text: z.string(),
     atMs: z.number().int(),
+  }),
+  /** The lines a container wrote during one turn of the agent's event loop, in order (what agents send now). */
+  z.object({
+    type: z.literal('logs'),
+    containerId: id,
+    lines: z
+      .array(z.object({ stream: z.enum(['stdout', 'stderr']), text: z.string(), atMs: z.number().int() }))
+      .min(1),
   }),
   z.object({
     type: z.literal('exec-output'),

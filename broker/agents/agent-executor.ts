@@ -236,6 +236,12 @@ class RemoteContainer implements ContainerHandle, ReportSink {
         for (const listener of this.listeners) listener(line);
         return;
       }
+      case 'logs':
+        for (const { stream, text, atMs } of message.lines) {
+          const line: LogLine = { containerId: this.containerId, stream, text, atMs };
+          for (const listener of this.listeners) listener(line);
+        }
+        return;
       case 'exited':
         this.finish({ code: message.code, signal: message.signal, reason: message.reason });
         return;

@@ -74,8 +74,20 @@ async function upload(broker: Broker, bundleId: string, code: Uint8Array): Promi
   return true;
 }
 
-/** Follows the app's container logs (NDJSON) until `signal` aborts; each line is printed with its container id. */
-async function followLogs(broker: Broker, app: string, signal: AbortSignal): Promise<void> {
+/** How long the log stream must be quiet after `main` ends before the run stops following it, and the most it waits. */
+const LOG_QUIET_MS = 250;
+const LOG_DRAIN_MS = 3_000;
+
+/**
+ * Follows the app's container logs (NDJSON) until `signal` aborts; each line is printed with its container id.
+ * `lastLineAtMs` is when the last line came, so that the run can let the stream drain before it stops.
+ */
+async function followLogs(
+  broker: Broker,
+  app: string,
+  signal: AbortSignal,
+  seen: { lastLineAtMs: number },
+): Promise<void> {
   try {
     const response = await fetch(`${broker.url}/v1/apps/${encodeURIComponent(app)}/logs`, {
       headers: { authorization: `Bearer ${broker.token ?? ''}` },
@@ -85,6 +97,7 @@ async function followLogs(broker: Broker, app: string, signal: AbortSignal): Pro
     const decoder = new TextDecoder();
     let pending = '';
     for await (const chunk of response.body) {
+      seen.lastLineAtMs = Date.now();
       pending += decoder.decode(chunk as Uint8Array, { stream: true });
       let newline = pending.indexOf('\n');
       while (newline >= 0) {
@@ -206,12 +219,19 @@ export function registerRunCommands(program: Command): void {
     await talkTo(broker, async () => {
       const { app, exports } = await deployModule(broker, file, !flags.detach);
       const stopLogs = new AbortController();
-      const logs = followLogs(broker, app.name, stopLogs.signal);
+      const seen = { lastLineAtMs: Date.now() };
+      const logs = followLogs(broker, app.name, stopLogs.signal, seen);
       const progress = showProgress(broker, app.name);
       // At the end the app stays warm until its containers' scale-down window has passed, so that running the same
       // code again reuses them; interrupted, it stops at once.
       const stop = async (keepWarm: boolean) => {
         progress.stop();
+        // The last lines a container wrote may still be on their way (they travel apart from the results).
+        if (keepWarm) {
+          const until = Date.now() + LOG_DRAIN_MS;
+          while (Date.now() - seen.lastLineAtMs < LOG_QUIET_MS && Date.now() < until)
+            await new Promise((resolve) => setTimeout(resolve, 50));
+        }
         stopLogs.abort();
         await logs;
         if (flags.detach) return;

@@ -138,6 +138,8 @@ describe('functions', () => {
     expect(first.code).toBe(0);
     expect(first.stdout).toBe('672400\n');
     expect(first.stderr).toMatch(/\[ctr_[^\]]+\] cubing \d+/);
+    // Every line, the last ones too (the run lets the log stream drain before it ends).
+    expect(first.stderr.match(/cubing \d+/g)).toHaveLength(40);
     expect(first.stderr).toContain('app runner: cube');
     expect(first.stderr).toContain('app runner: containers kept warm for 3 s');
     const containersOf = (stderr: string) =>
