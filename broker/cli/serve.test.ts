@@ -18,6 +18,9 @@ describe('gpubroker serve', () => {
   it('starts on the embedded defaults, keeps its operator token across restarts, and stops cleanly', async () => {
     const first = await serve([]);
     expect(first.output()).toContain('import { Broker } from "gpubroker"');
+    // The quick start's warm buffer: the first policy version, said on screen (and kept across restarts).
+    const buffer = 'warm buffer: 8 H100 GPUs (policy version 1, set by serve (quick start))';
+    expect(first.output()).toContain(buffer);
     const tokenFile = join(dir, 'operator-token');
     expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
     const token = readFileSync(tokenFile, 'utf8').trim();
@@ -28,6 +31,7 @@ describe('gpubroker serve', () => {
 
     const second = await serve([]);
     expect(readFileSync(tokenFile, 'utf8').trim()).toBe(token);
+    expect(second.output()).toContain(buffer);
     const again = await fetch(`${second.url}/v1/leases`, { headers: { authorization: `Bearer ${token}` } });
     expect(again.status).toBe(200);
     expect(await stopCli(second)).toBe(0);

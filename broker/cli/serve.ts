@@ -4,7 +4,39 @@ import { parseIsolationMode, resolveIsolation } from '../../agent/executor/isola
 import { parseDurationMs, parseIntegerIn } from '../../lib/cli-args.ts';
 import { ValidationError } from '../../lib/errors.ts';
 import { loadSimScenario, quickStartScenario, simScenario } from '../../providers/sim/scenario.ts';
+import type { BrokerCore } from '../broker.ts';
+import type { BrokerPolicy } from '../policy.ts';
 import { startServer } from '../server.ts';
+
+/** GPUs of the quick start's warm buffer: one 8-GPU H100 instance. */
+export const QUICK_START_BUFFER_GPUS = 8;
+
+/**
+ * Sets the quick start's warm buffer as the first policy version, where no policy was set yet (a policy set before
+ * stays as it is), and ticks the loop at once so that it is bought now rather than at the next scheduled tick.
+ */
+async function holdQuickStartBuffer(broker: BrokerCore): Promise<void> {
+  if ((await broker.policies.current()).version > 0) return;
+  await broker.setPolicy(
+    { buffer: { perGpu: { H100: { gpus: QUICK_START_BUFFER_GPUS, fraction: 0 } } } },
+    'serve (quick start)',
+  );
+  void broker.loop.tick().catch((error: unknown) => broker.logger.error({ err: error }, 'tick failed'));
+}
+
+/** The warm buffer in words: `8 H100 GPUs`, `10 % of demand on top`, `none`. */
+function describeBuffer(buffer: BrokerPolicy['buffer']): string {
+  const say = (what: string, b: { gpus: number; fraction: number }) =>
+    [
+      ...(b.gpus > 0 ? [`${b.gpus} ${what} GPUs`] : []),
+      ...(b.fraction > 0 ? [`${Math.round(b.fraction * 100)} % of ${what} demand`] : []),
+    ].join(' + ');
+  const parts = [
+    ...Object.entries(buffer.perGpu).map(([gpu, b]) => say(gpu, b)),
+    say('other', buffer.default),
+  ].filter(Boolean);
+  return parts.length > 0 ? parts.join(', ') : 'none';
+}
 
 export function registerServeCommand(program: Command): void {
   program
@@ -90,6 +122,12 @@ export function registerServeCommand(program: Command): void {
           agentHost: flags.localAgents,
           agentIsolation: isolation.mode,
         });
+        // The quick start (simulated clouds, no scenario) on a data directory with no policy yet: a warm buffer of
+        // one 8-GPU H100 instance, set as the first policy version and bought at once, so that a first
+        // `gpubroker run` (or lease) finds GPUs instead of waiting for a boot. `gpubroker policy` changes it.
+        if (flags.scenario === undefined && !databaseUrl && server.providers.some((p) => p.vendor === 'aws'))
+          await holdQuickStartBuffer(server.broker);
+        const policy = await server.broker.policies.current();
         // Handlers first: whoever reads the banner may signal at once.
         const shutdown = async () => {
           await server.close();
@@ -107,6 +145,7 @@ export function registerServeCommand(program: Command): void {
               : [
                   `  simulated clouds: ${flags.scenario === undefined ? 'new instances boot in 5–15 s (quick start; clouds kept in the data directory keep their scenario; --scenario realistic for the 1–5 min of real clouds)' : flags.scenario === 'realistic' ? 'realistic boot times (1–5 min)' : `scenario ${flags.scenario}`}`,
                 ]),
+            `  warm buffer: ${describeBuffer(policy.policy.buffer)}${policy.version > 0 ? ` (policy version ${policy.version}, set by ${policy.createdBy})` : ''}; gpubroker policy to change it`,
             `  agents: ${server.agentHostPid ? `simulated instances run their containers through a local agent host, ${isolation.summary}` : 'containers run on the machines whose agents joined'}`,
             `  operator token: ${server.operatorTokenFile} (export GPUBROKER_TOKEN=$(cat ${server.operatorTokenFile}))`,
             `  console: ${server.url}/ (log in with the operator token)`,
