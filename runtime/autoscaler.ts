@@ -9,6 +9,7 @@
 export interface Load {
   readonly inFlight: number;
   readonly queued: number;
+  /** Inputs one container takes at once: its `concurrency`, plus those that may wait next to it (see Runtime). */
   readonly concurrency: number;
   readonly bufferContainers: number;
   readonly minContainers: number;

@@ -398,6 +398,20 @@ describe('Runtime', () => {
     };
     // Quick: the probe's 8 containers hold all 1,000 inputs; no more are placed.
     expect(await peak('double')).toEqual({ probe: PROBE_CONTAINERS, most: PROBE_CONTAINERS });
+    // New code is timed afresh: a probe again, for the new revision.
+    const t = setup({ double, slow }, { fleet });
+    t.executor.queuesInputs = true;
+    const deploy = (bundleId: string) => t.deploy({ double: { gpu: 'H100' } }, { bundleId });
+    deploy('bundle-1');
+    expect(await t.outcome(t.runtime.call('acme', 'demo', 'double', [1]))).toEqual({
+      status: 'succeeded',
+      value: 2,
+    });
+    deploy('bundle-2');
+    for (let i = 0; i < 1_000; i++) t.runtime.call('acme', 'demo', 'double', [i]);
+    await t.advance(0);
+    expect(t.runtime.containers().filter((c) => c.bundleId === 'bundle-2')).toHaveLength(PROBE_CONTAINERS);
+    await t.runtime.close();
     // 1 s an input: once the first has run for 100 ms, one container per input, up to maxContainers (100).
     expect(await peak('slow')).toEqual({ probe: PROBE_CONTAINERS, most: 100 });
   });

@@ -14,13 +14,16 @@
  *   a whole burst), so that work starts without waiting for the next tick;
  * - an executor promise (ready, result, exit) moves that container and its inputs on at once;
  * - where the executor queues inputs next to a container (the agents' does), a quick function's containers are
- *   given, beyond `concurrency`, about QUEUED_WORK_MS (100 ms) of inputs each (from its smoothed time per input),
- *   so that the next one starts the moment one ends instead of a round trip to the agent later. The count of
- *   containers wanted is unchanged (inputs held count as in flight); a slow function's containers hold none.
+ *   given, beyond `concurrency`, about QUEUED_WORK_MS (100 ms) of inputs each (by the median run time its
+ *   containers report), so that the next one starts the moment one ends instead of a round trip to the agent
+ *   later; and the containers it wants are its inputs in flight over what one container holds. Until its inputs
+ *   have been timed, at most PROBE_CONTAINERS are placed. A slow function's containers hold nothing beyond
+ *   `concurrency`, and it wants one container per `concurrency` inputs, as where the executor queues nothing.
  *
  * An input whose container dies (ContainerExitedError: crash, kill, input timeout) runs again on another container
- * up to `retries` times (one that was still waiting to start, InputNotStartedError, runs again whatever `retries`); an exception of the function itself (RemoteError) fails the call at once. Each container
- * is metered as one usage interval from placement to exit.
+ * up to `retries` times (one still waiting to start there, InputNotStartedError, runs again whatever `retries`); an
+ * exception of the function itself (RemoteError) fails the call at once. Each container is metered as one usage
+ * interval from placement to exit.
  */
 import { randomBytes } from 'node:crypto';
 import pino, { type Logger } from 'pino';
@@ -290,7 +293,6 @@ interface CallRecord {
   unstarted: number;
   readonly createdAtMs: number;
   startedAtMs: number | undefined;
-
   finishedAtMs: number | undefined;
   containerId: string | undefined;
   error: CallError | undefined;
@@ -419,6 +421,12 @@ export class Runtime {
         fn.revision = revision;
         fn.startFailures = 0;
         fn.startBackoffUntilMs = 0;
+        // New code or options are timed afresh.
+        fn.serviceMs = undefined;
+        fn.ranMs.length = 0;
+        fn.ranCount = 0;
+        fn.queuedPerContainer = 0;
+        fn.probeSinceMs = undefined;
         for (const c of fn.containers.values())
           if (c.revision !== revision) {
             this.uncount(c);
@@ -1132,7 +1140,9 @@ export class Runtime {
     c.handle = handle;
     c.lifecycle.moveTo('starting');
     c.unsubscribeLog = handle.onLog((line) => this.emitLog(c, line));
-    c.unsubscribeRan = handle.onInputRan?.((_callId, ranMs) => this.measure(fn, ranMs));
+    c.unsubscribeRan = handle.onInputRan?.((_callId, ranMs) => {
+      if (c.revision === fn.revision) this.measure(fn, ranMs);
+    });
     this.logger.info(
       {
         containerId,
@@ -1304,8 +1314,8 @@ export class Runtime {
     result: { ok: true; value: unknown } | { ok: false; error: unknown },
   ): void {
     if (c.running.get(call.callId) !== call) return;
-    const { fn } = c;
     c.running.delete(call.callId);
+    const { fn } = c;
     if (c.counted) fn.size.inFlight--;
     if (!result.ok && result.error instanceof ContainerExitedError) {
       c.lost = true;
