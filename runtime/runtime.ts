@@ -573,6 +573,11 @@ export class Runtime {
     return this.calls.get(callId)?.status;
   }
 
+  /** The calling tenant of a call, without making its view (undefined for an unknown call). */
+  callerOf(callId: string): string | undefined {
+    return this.calls.get(callId)?.tenantId;
+  }
+
   get(callId: string): CallView | undefined {
     const call = this.calls.get(callId);
     if (!call) return undefined;

@@ -99,19 +99,23 @@ async function followLogs(
     for await (const chunk of response.body) {
       seen.lastLineAtMs = Date.now();
       pending += decoder.decode(chunk as Uint8Array, { stream: true });
+      // A chunk's lines go out in one write per stream (a write per line was a system call per line).
+      const out = { stdout: '', stderr: '' };
+      let start = 0;
       let newline = pending.indexOf('\n');
       while (newline >= 0) {
-        const line = JSON.parse(pending.slice(0, newline)) as {
+        const line = JSON.parse(pending.slice(start, newline)) as {
           containerId: string;
           stream: string;
           text: string;
         };
-        pending = pending.slice(newline + 1);
-        (line.stream === 'stdout' ? process.stdout : process.stderr).write(
-          `[${line.containerId}] ${line.text}\n`,
-        );
-        newline = pending.indexOf('\n');
+        out[line.stream === 'stdout' ? 'stdout' : 'stderr'] += `[${line.containerId}] ${line.text}\n`;
+        start = newline + 1;
+        newline = pending.indexOf('\n', start);
       }
+      pending = pending.slice(start);
+      if (out.stdout) process.stdout.write(out.stdout);
+      if (out.stderr) process.stderr.write(out.stderr);
     }
   } catch {
     // Aborted at the end of the run, or the broker went away: the run itself reports what matters.
