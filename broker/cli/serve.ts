@@ -125,7 +125,10 @@ export function registerServeCommand(program: Command): void {
         // The quick start (simulated clouds, no scenario) on a data directory with no policy yet: a warm buffer of
         // one 8-GPU H100 instance, set as the first policy version and bought at once, so that a first
         // `gpubroker run` (or lease) finds GPUs instead of waiting for a boot. `gpubroker policy` changes it.
-        if (flags.scenario === undefined && !databaseUrl && server.providers.some((p) => p.vendor === 'aws'))
+        // Only the simulated clouds of this process (`sim`): a provider server (`--providers URL`) runs its own
+        // scenario, and a real cloud's instances cost real money.
+        const embeddedClouds = flags.providers.split(',').some((p) => p.trim() === 'sim');
+        if (flags.scenario === undefined && !databaseUrl && embeddedClouds)
           await holdQuickStartBuffer(server.broker);
         const policy = await server.broker.policies.current();
         // Handlers first: whoever reads the banner may signal at once.
