@@ -1,6 +1,7 @@
 /**
  * `gpubroker run examples/square.ts` against `npm start`: squares 10,000 numbers in containers on H100s and prints
- * their sum, 333283335000. The second run starts warm (the containers of the first are still up).
+ * their sum, 333283335000. A second run within a minute starts warm: the app of a run keeps its containers until
+ * their scale-down window (60 s) has passed.
  */
 import { App } from 'gpubroker';
 

@@ -412,7 +412,7 @@ describe('Runtime', () => {
     await t.advance(0);
     expect(t.runtime.containers().filter((c) => c.bundleId === 'bundle-2')).toHaveLength(PROBE_CONTAINERS);
     await t.runtime.close();
-    // 1 s an input: once the first has run for 100 ms, one container per input, up to maxContainers (100).
+    // 1 s an input: once the first has run, one container per input, up to maxContainers (100).
     expect(await peak('slow')).toEqual({ probe: PROBE_CONTAINERS, most: 100 });
   });
 

@@ -17,7 +17,7 @@
  *   given, beyond `concurrency`, about QUEUED_WORK_MS (100 ms) of inputs each (by the median run time its
  *   containers report), so that the next one starts the moment one ends instead of a round trip to the agent
  *   later; and the containers it wants are its inputs in flight over what one container holds. Until its inputs
- *   have been timed, at most PROBE_CONTAINERS are placed. A slow function's containers hold nothing beyond
+ *   have been timed (or its first has been running for PROBE_SLOW_MS), at most PROBE_CONTAINERS are placed. A slow function's containers hold nothing beyond
  *   `concurrency`, and it wants one container per `concurrency` inputs, as where the executor queues nothing.
  *
  * An input whose container dies (ContainerExitedError: crash, kill, input timeout) runs again on another container
@@ -66,9 +66,17 @@ export const QUEUED_WORK_MS = 100;
 export const MAX_QUEUED_PER_SLOT = 256;
 /**
  * Containers placed for a function whose inputs have not been timed yet, where the executor queues inputs: a probe.
- * Once one of its inputs has finished (or run for QUEUED_WORK_MS), it is sized by what its containers can hold.
+ * Once one of its inputs has finished (or is still running PROBE_SLOW_MS after it was sent), it is sized by what
+ * its containers can hold.
  */
 export const PROBE_CONTAINERS = 8;
+/**
+ * A probe's first input still running this long after it was sent makes the function slow (nothing waits next to
+ * its containers). Far above QUEUED_WORK_MS: the time counts the trip to the agent and back, which a busy machine
+ * stretches past 100 ms (bench:agent's first map, its containers starting at load 6-8, took a quick function for
+ * a slow one at 100 ms), and a quick function taken for a slow one gets a container per input in flight.
+ */
+export const PROBE_SLOW_MS = 1_000;
 /** Run times a function's time per input is the median of (the latest ones). */
 const SERVICE_SAMPLES = 63;
 
@@ -761,7 +769,7 @@ export class Runtime {
       for (const fn of state.functions.values()) {
         if (fn.startBackoffUntilMs > now) at = Math.min(at, fn.startBackoffUntilMs);
         if (this.probing(fn) && fn.probeSinceMs !== undefined)
-          at = Math.min(at, fn.probeSinceMs + QUEUED_WORK_MS);
+          at = Math.min(at, fn.probeSinceMs + PROBE_SLOW_MS);
         at = Math.min(at, this.scaleDownDueAt(fn));
       }
     return at;
@@ -918,13 +926,13 @@ export class Runtime {
   }
 
   /**
-   * Ends a probe whose first input has run for QUEUED_WORK_MS without finishing: the function is slow (nothing
-   * waits next to its containers), whatever its first result says later.
+   * Ends a probe whose first input is still running PROBE_SLOW_MS after it was sent: the function is slow (nothing
+   * waits next to its containers) until its run times say otherwise.
    */
   private endSlowProbe(fn: FunctionState): void {
     if (!this.probing(fn) || fn.probeSinceMs === undefined) return;
     const running = this.clock.now() - fn.probeSinceMs;
-    if (running >= QUEUED_WORK_MS) this.measure(fn, running);
+    if (running >= PROBE_SLOW_MS) this.measure(fn, running);
   }
 
   /** Places and starts the containers the function misses; returns how many found no GPUs. */
@@ -1293,7 +1301,7 @@ export class Runtime {
     call.containerId = c.containerId;
     if (this.probing(c.fn) && c.fn.probeSinceMs === undefined) {
       c.fn.probeSinceMs = now;
-      this.wakeAt(now + QUEUED_WORK_MS);
+      this.wakeAt(now + PROBE_SLOW_MS);
     }
     c.running.set(call.callId, call);
     if (c.counted) c.fn.size.inFlight++;

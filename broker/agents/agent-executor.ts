@@ -99,6 +99,7 @@ type State = 'starting' | 'ready' | 'stopping' | 'exited';
 class RemoteContainer implements ContainerHandle, ReportSink {
   readonly containerId: string;
   readonly instanceId: string;
+  private readonly concurrency: number;
   readonly ready: Promise<void>;
   readonly exited: Promise<ContainerExit>;
   private state: State = 'starting';
@@ -117,6 +118,7 @@ class RemoteContainer implements ContainerHandle, ReportSink {
   ) {
     this.containerId = spec.containerId;
     this.instanceId = spec.instanceId;
+    this.concurrency = spec.concurrency;
     this.ready = new Promise<void>((resolve, reject) => {
       this.markReady = { resolve, reject };
     });
@@ -265,9 +267,14 @@ class RemoteContainer implements ContainerHandle, ReportSink {
     this.exit = exit;
     this.hub.untrackContainer(this.containerId);
     const error = new ContainerExitedError(this.containerId, exit.reason);
+    // Inputs whose fate the agent did not report (it was lost). It starts a container's inputs in the order they
+    // were sent, `concurrency` at a time: as far as the broker can tell, those past the first `concurrency` were
+    // still waiting there, and never started.
+    const notStarted = new InputNotStartedError(this.containerId, exit.reason);
+    let sent = 0;
     for (const [callId, attempt] of this.waiting) {
       this.waiting.delete(callId);
-      attempt.reject(error);
+      attempt.reject(sent++ < this.concurrency ? error : notStarted);
     }
     this.markReady.reject(error);
     this.markExited(exit);
