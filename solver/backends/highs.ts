@@ -183,6 +183,22 @@ export async function solveRelaxationKept(
   const highs = await highsRuntime();
   const finite = (v: number) =>
     v === Number.POSITIVE_INFINITY ? highs.infinity : v === Number.NEGATIVE_INFINITY ? -highs.infinity : v;
+  /** The columns (or rows) whose lower or upper bound moved, ascending, with their new bounds; none: undefined. */
+  const changedBounds = (
+    keptLower: Float64Array,
+    keptUpper: Float64Array,
+    lower: ArrayLike<number>,
+    upper: ArrayLike<number>,
+  ) => {
+    const moved = [...new Set([...changed(keptLower, lower), ...changed(keptUpper, upper)])];
+    if (moved.length === 0) return undefined;
+    moved.sort((a, b) => a - b);
+    return {
+      indices: { kind: 'set' as const, indices: Int32Array.from(moved) },
+      lower: Float64Array.from(moved, (k) => finite(lower[k] as number)),
+      upper: Float64Array.from(moved, (k) => finite(upper[k] as number)),
+    };
+  };
   const reuse =
     kept &&
     kept.matrix.starts === model.rowStarts &&
@@ -199,28 +215,10 @@ export async function solveRelaxationKept(
           { kind: 'set', indices: Int32Array.from(cost) },
           Float64Array.from(cost, (j) => model.colCost[j] as number),
         );
-      const cols = [
-        ...new Set([...changed(kept.colLower, model.colLower), ...changed(kept.colUpper, model.colUpper)]),
-      ];
-      if (cols.length > 0) {
-        cols.sort((a, b) => a - b);
-        m.changeColsBounds(
-          { kind: 'set', indices: Int32Array.from(cols) },
-          Float64Array.from(cols, (j) => finite(model.colLower[j] as number)),
-          Float64Array.from(cols, (j) => finite(model.colUpper[j] as number)),
-        );
-      }
-      const rows = [
-        ...new Set([...changed(kept.rowLower, model.rowLower), ...changed(kept.rowUpper, model.rowUpper)]),
-      ];
-      if (rows.length > 0) {
-        rows.sort((a, b) => a - b);
-        m.changeRowsBounds(
-          { kind: 'set', indices: Int32Array.from(rows) },
-          Float64Array.from(rows, (i) => finite(model.rowLower[i] as number)),
-          Float64Array.from(rows, (i) => finite(model.rowUpper[i] as number)),
-        );
-      }
+      const cols = changedBounds(kept.colLower, kept.colUpper, model.colLower, model.colUpper);
+      if (cols) m.changeColsBounds(cols.indices, cols.lower, cols.upper);
+      const rows = changedBounds(kept.rowLower, kept.rowUpper, model.rowLower, model.rowUpper);
+      if (rows) m.changeRowsBounds(rows.indices, rows.lower, rows.upper);
     } else {
       dropKept();
       const m = highs.createModel();
