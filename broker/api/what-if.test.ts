@@ -7,6 +7,7 @@ import { count } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../lib/clock.ts';
 import { simScenario } from '../../providers/sim/scenario.ts';
+import { FAST_AWS_SCENARIO, quietAwsScenario } from '../../test/fast-aws.ts';
 import { actions, plans } from '../db/schema.ts';
 import { type RunningServer, startServer } from '../server.ts';
 
@@ -33,20 +34,8 @@ beforeAll(async () => {
     seed: 7,
     schedule: false,
     agentHost: false,
-    scenario: simScenario({
-      seed: 7,
-      vendors: ['aws'],
-      spot: { replay: false },
-      settings: {
-        aws: {
-          throttle: null,
-          bootFailureRate: 0,
-          provisioningDelay: { 'on-demand': { kind: 'fixed', ms: BOOT_MS } },
-        },
-      },
-      // 8-GPU H100 nodes only.
-      stock: { onDemandPerZone: 16, rules: [{ match: { instanceType: 'p5.4xlarge' }, onDemandPerZone: 0 }] },
-    }),
+    // Quiet AWS booting in BOOT_MS, 8-GPU H100 nodes only.
+    scenario: simScenario({ ...quietAwsScenario(7, BOOT_MS), stock: FAST_AWS_SCENARIO.stock }),
   });
   operator = (await server.broker.tokens.create('ops', 'operator')).token;
   tenant = (await server.broker.tokens.create('alice', 'tenant')).token;
