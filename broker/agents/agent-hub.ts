@@ -32,6 +32,7 @@ import {
   parseFrame,
 } from '../../agent/protocol.ts';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
+import { bearerToken } from '../tokens.ts';
 import type { AgentAuth, AgentRegistry } from './agent-registry.ts';
 
 export const AGENT_CONNECT_PATH = '/v1/agent/connect';
@@ -230,7 +231,7 @@ export class AgentHub {
     const path = new URL(request.url ?? '/', 'http://broker').pathname;
     if (path !== AGENT_CONNECT_PATH) return refuse(socket, 404, 'Not Found');
     if (this.closed) return refuse(socket, 503, 'Service Unavailable');
-    const token = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '')?.[1];
+    const token = bearerToken(request.headers.authorization);
     const auth = token ? await this.o.registry.authenticate(token) : undefined;
     if (!auth) return refuse(socket, 401, 'Unauthorized');
     // Closed while the token was being checked: no new connection may outlive the hub.

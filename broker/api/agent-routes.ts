@@ -7,6 +7,7 @@
 import { Readable } from 'node:stream';
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import type { BrokerCore } from '../broker.ts';
+import { bearerToken } from '../tokens.ts';
 import { requireOperator } from './auth.ts';
 import { HttpProblem } from './problem.ts';
 import { type Env, json, problems, router } from './route-docs.ts';
@@ -150,7 +151,7 @@ export function agentRoutes(broker: BrokerCore): OpenAPIHono<Env> {
 
 /** The routes agents use take their own credential (a join token or a tenant's token opens nothing): 401 else. */
 async function requireAgentCredential(broker: BrokerCore, authorization: string | undefined): Promise<void> {
-  const token = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')?.[1];
+  const token = bearerToken(authorization);
   const auth = token ? await broker.agentRegistry.authenticate(token) : undefined;
   if (!auth || auth.kind === 'join')
     throw new HttpProblem(401, 'Unauthorized', 'send an agent credential', 'authorization');

@@ -1,6 +1,7 @@
 /** Bearer tokens: every `/v1` request names its principal (tenant or operator); some routes need an operator. */
 import type { Context, MiddlewareHandler } from 'hono';
 import type { BrokerCore } from '../broker.ts';
+import { bearerToken } from '../tokens.ts';
 import { HttpProblem } from './problem.ts';
 import type { Env } from './route-docs.ts';
 
@@ -8,8 +9,7 @@ export function authenticate(broker: BrokerCore): MiddlewareHandler<Env> {
   return async (c, next) => {
     // Agents' own routes take an agent credential, which they check themselves (agent-routes.ts).
     if (c.req.path.startsWith('/v1/agent/')) return next();
-    const header = c.req.header('authorization') ?? '';
-    const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
+    const token = bearerToken(c.req.header('authorization'));
     if (!token)
       throw new HttpProblem(401, 'Unauthorized', 'send Authorization: Bearer <token>', 'authorization');
     const principal = await broker.tokens.authenticate(token);

@@ -5,7 +5,7 @@
  */
 import type { Context } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
-import type { Principal, TokenStore } from '../tokens.ts';
+import { bearerToken, type Principal, type TokenStore } from '../tokens.ts';
 
 export const SESSION_COOKIE = 'gpubroker_session';
 
@@ -16,7 +16,7 @@ export interface Session {
 
 /** The request's token: the bearer header's, else the session cookie's. */
 export function tokenOf(c: Context): string | undefined {
-  const bearer = /^Bearer\s+(\S+)$/i.exec(c.req.header('authorization') ?? '')?.[1];
+  const bearer = bearerToken(c.req.header('authorization'));
   return bearer ?? getCookie(c, SESSION_COOKIE);
 }
 
