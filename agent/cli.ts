@@ -6,15 +6,15 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import pino from 'pino';
+import { parsePositive } from '../lib/cli-args.ts';
+import { ValidationError } from '../lib/errors.ts';
 import {
   brokerClient,
   type ClientFlags,
   printJson,
   talkTo,
   withClientOptions,
-} from '../broker/cli/client-options.ts';
-import { parsePositive } from '../lib/cli-args.ts';
-import { ValidationError } from '../lib/errors.ts';
+} from '../sdk/cli/client-options.ts';
 import { Agent } from './agent.ts';
 import { BundleCache } from './bundle-cache.ts';
 import { openIsolation, parseIsolationMode } from './executor/isolation.ts';

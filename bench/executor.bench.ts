@@ -12,8 +12,8 @@ import Table from 'cli-table3';
 import { x as extract } from 'tar';
 import { LocalExecutor } from '../agent/executor/local-executor.ts';
 import { BubblewrapSandbox } from '../agent/executor/sandbox/bubblewrap.ts';
-import { buildLayer } from '../broker/cli/image-layer.ts';
 import type { ContainerSpec } from '../runtime/executor/executor.ts';
+import { buildLayer } from '../sdk/cli/image-layer.ts';
 
 const CONTAINERS = Number(process.env.BENCH_CONTAINERS ?? 50);
 const CALLS = Number(process.env.BENCH_CALLS ?? 2_000);

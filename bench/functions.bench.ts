@@ -11,10 +11,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Table from 'cli-table3';
-import { deployModule } from '../broker/cli/run.ts';
 import { startServer } from '../broker/server.ts';
 import { simScenario } from '../providers/sim/scenario.ts';
 import type { FunctionHandle } from '../sdk/app.ts';
+import { deployModule } from '../sdk/cli/run.ts';
 import { Broker } from '../sdk/index.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY } from '../test/fast-aws.ts';
 

@@ -18,7 +18,7 @@ import { Broker } from '../sdk/broker-client.ts';
 import { type CliProcess, freePort, spawnUntilAnswer, startCli, stopCli } from '../test/cli-process.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY } from '../test/fast-aws.ts';
 import type { Lease } from './api/schemas.ts';
-import { deployModule } from './cli/run.ts';
+import { deployModule } from '../sdk/cli/run.ts';
 import { openDatabase } from './db/open-database.ts';
 
 const HEARTBEAT_MS = 500;

@@ -53,14 +53,27 @@ export class NotFoundError extends GpubrokerError {
 export interface SchemaIssue {
   readonly path: readonly PropertyKey[];
   readonly message: string;
+  readonly code?: string;
+  /** Of an `unrecognized_keys` issue: the keys the object may not have. */
+  readonly keys?: readonly string[];
+}
+
+/**
+ * The dotted field an issue is about, and what is wrong with it. Validators report an unknown key on the object that
+ * holds it; the field named is the key itself (`functions.square.gpus: unknown field`).
+ */
+export function issueField(issue: SchemaIssue | undefined): { field: string; message: string } {
+  const path = (issue?.path ?? []).map((part) => String(part));
+  const unknownKey = issue?.code === 'unrecognized_keys' ? issue.keys?.[0] : undefined;
+  if (unknownKey !== undefined) return { field: [...path, unknownKey].join('.'), message: 'unknown field' };
+  return { field: path.join('.'), message: issue?.message ?? 'invalid' };
 }
 
 /** The first issue of a failed validation as a ValidationError naming the dotted field under `prefix`. */
 export function validationErrorFromIssues(prefix: string, issues: readonly SchemaIssue[]): ValidationError {
-  const issue = issues[0];
-  const path = (issue?.path ?? []).map((part) => String(part)).join('.');
+  const { field: path, message } = issueField(issues[0]);
   const field = [prefix, path].filter((part) => part.length > 0).join('.');
-  return new ValidationError(field || 'input', issue?.message ?? 'invalid');
+  return new ValidationError(field || 'input', message);
 }
 
 /**

@@ -10,33 +10,24 @@
  * `gpubroker run FILE.ts` bundles the module, deploys it as an ephemeral app and runs `main` here while `square`
  * runs remotely. A handle is also a plain function: called directly (and inside its container) it runs locally.
  */
-import { Broker } from './broker-client.ts';
+import { ApiClient } from './api-client.ts';
 import type { Image } from './image.ts';
 import type { Schemas } from './wire.ts';
 import { assertWireSafe } from './wire-value.ts';
 
-/** Options of a function (validated by the broker on deploy; see the README for each). */
-export interface FunctionOptions {
+/**
+ * Options of a function: the wire contract's (`FunctionOptions`, validated by the broker on deploy; see the README
+ * for each), with the image as code and the function's name.
+ */
+export type FunctionOptions = Omit<Schemas['FunctionOptions'], 'image' | 'gpu' | 'regions'> & {
   /** `'H100'`, `'H100:8'` (8 GPUs on one node), or a preference list `['H100', 'A100-80GB']`. */
   readonly gpu: string | readonly string[];
-  readonly cpu?: number;
-  readonly memoryMiB?: number;
-  readonly minContainers?: number;
-  readonly maxContainers?: number;
-  readonly bufferContainers?: number;
-  readonly scaledownWindowMs?: number;
-  readonly timeoutMs?: number;
-  readonly retries?: number;
-  /** Inputs one container handles at once. */
-  readonly concurrency?: number;
   readonly regions?: readonly string[];
   /** What the containers run on: `Image.node20().npmInstall([...]).env({...})`; default the bare base. */
   readonly image?: Image;
-  /** `'egress'` (default): the container reaches the network as its machine does; `'none'`: loopback only. */
-  readonly network?: 'egress' | 'none';
   /** The function's name; default: the name of the export that holds it (or of the implementation). */
   readonly name?: string;
-}
+};
 
 /** What a remote function threw: its message, and its stack inside the container. */
 export class RemoteFunctionError extends Error {
@@ -60,7 +51,7 @@ export type CallView = Schemas['Call'];
 export class FunctionCall<R> {
   constructor(
     readonly id: string,
-    private readonly broker: Broker,
+    private readonly broker: ApiClient,
   ) {}
 
   /** Waits for the result (RemoteFunctionError when it failed); `timeoutMs` gives up waiting, not the call. */
@@ -117,15 +108,15 @@ const BATCH = 500;
 
 export class App {
   private readonly handles: FunctionHandle<never[], unknown>[] = [];
-  private broker: Broker | undefined;
+  private broker: ApiClient | undefined;
 
   constructor(readonly name: string) {
     if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(name))
       throw new TypeError(`App name "${name}": use 1–63 lower-case letters, digits or "-"`);
   }
 
-  /** Talks to this broker (default: `new Broker()`, from GPUBROKER_URL / GPUBROKER_TOKEN). */
-  connect(broker: Broker): this {
+  /** Talks to this broker (a `Broker`; default: the one GPUBROKER_URL / GPUBROKER_TOKEN name). */
+  connect(broker: ApiClient): this {
     this.broker = broker;
     return this;
   }
@@ -191,16 +182,22 @@ export class App {
       | undefined;
   }
 
-  /** The functions to deploy: name → options (without `name`). */
-  manifest(): Record<string, Omit<FunctionOptions, 'name'>> {
-    const out: Record<string, Omit<FunctionOptions, 'name'>> = {};
+  /** The functions to deploy: name → options as they travel (the image as its JSON, without `name`). */
+  manifest(): Record<string, Schemas['FunctionOptions']> {
+    const out: Record<string, Schemas['FunctionOptions']> = {};
     for (const handle of this.handles) {
       const name = handle.functionName;
       if (!name)
         throw new TypeError(`a function of app "${this.name}" has no name: export it, or pass { name }`);
       if (out[name]) throw new TypeError(`app "${this.name}" defines the function "${name}" twice`);
-      const { name: _name, ...options } = handle.options;
-      out[name] = options;
+      const { name: _name, image, gpu, regions, ...options } = handle.options;
+      out[name] = {
+        ...options,
+        gpu: typeof gpu === 'string' ? gpu : [...gpu],
+        ...(regions ? { regions: [...regions] } : {}),
+        // An Image, or its JSON from a plain object: what travels is its JSON.
+        ...(image ? { image: JSON.parse(JSON.stringify(image)) as Schemas['Image'] } : {}),
+      };
     }
     return out;
   }
@@ -222,8 +219,8 @@ export class App {
     return answer.callIds;
   }
 
-  private client(): Broker {
-    this.broker ??= new Broker();
+  private client(): ApiClient {
+    this.broker ??= new ApiClient();
     return this.broker;
   }
 

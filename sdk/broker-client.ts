@@ -7,27 +7,23 @@
  *   await using lease = await broker.gpus.request({ gpu: 'H100', count: 8, placement: 'single-node' });
  *   console.log(lease.allocations);                    // released when the block ends
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { App, type FunctionHandle } from './app.ts';
-import { type Clock, realClock } from './clock.ts';
-import { SDK_VERSION, SDK_VERSION_HEADER } from './version.ts';
+import { createHash } from 'node:crypto';
 import {
-  type Answer,
-  type Method,
-  type PathOf,
-  type paths,
-  type RequestArgs,
-  requestPath,
-  type Schemas,
-} from './wire.ts';
+  ApiClient,
+  BrokerApiError,
+  type BrokerClientOptions,
+  type Problem,
+  problemOf,
+} from './api-client.ts';
+import { App, type FunctionHandle } from './app.ts';
+import type { paths, Schemas } from './wire.ts';
+
+export { BrokerApiError, type BrokerClientOptions, type Problem };
 
 /** A lease of GPUs: `pending` until its capacity is there, then `ready` with its allocations. */
 export type Lease = Schemas['Lease'];
 /** What to lease: `gpu` and `count`, and optionally placement, regions, vendors, capacity type, price cap, TTL. */
 export type LeaseRequestInput = Schemas['LeaseRequest'];
-/** An error answer of the API (RFC 9457 problem+json); `field` names the request field that was wrong. */
-export type Problem = Schemas['Problem'];
 
 /** One version of the broker policy: the whole policy, who set it and when, and what changed from the one before. */
 export type PolicyVersion = Schemas['PolicyVersion'];
@@ -55,6 +51,15 @@ export type TenantLimitsInput = Schemas['TenantLimits'];
 /** A tenant's limits as the broker answers them: every field present, null where there is no limit. */
 export type TenantLimits = { [K in keyof TenantLimitsInput]-?: Exclude<TenantLimitsInput[K], undefined> };
 
+/** A deployed app: its bundle, version, functions, containers (total, ready) and calls (done, total). */
+export type AppStatus = Schemas['AppStatus'];
+/** What a deploy names: the uploaded bundle's id, each function's options, and whether the app is a run's. */
+export type DeployInput = Schemas['Deploy'];
+/** One line a container of an app wrote. */
+export type LogLine = Schemas['LogLine'];
+/** An image layer on the broker: its tarball's SHA-256 and size. */
+export type Layer = Schemas['Layer'];
+
 /** A point in time for a query: a Date, or ISO 8601 text (`2026-11-01`, `2026-11-23T10:00:00Z`). */
 export type TimeInput = string | Date;
 
@@ -81,14 +86,6 @@ export interface CreateTokenInput {
   readonly operator?: boolean;
   /** Most GPUs the tenant may hold at once (null: no limit); omitted: unchanged for an existing tenant. */
   readonly gpuQuota?: number | null;
-}
-
-export interface BrokerClientOptions {
-  /** Default: `GPUBROKER_URL`, then `http://127.0.0.1:8787`. */
-  readonly url?: string;
-  /** Default: `GPUBROKER_TOKEN`, then `.gpubroker/operator-token` in the working directory. */
-  readonly token?: string;
-  readonly clock?: Clock;
 }
 
 export interface RequestGpusOptions {
@@ -151,20 +148,6 @@ export type LeaseHandle = Lease & {
   [Symbol.asyncDispose](): Promise<void>;
 };
 
-/** An error answer of the API (its problem+json body). */
-export class BrokerApiError extends Error {
-  constructor(readonly problem: Problem) {
-    super(`${problem.title} (${problem.status}): ${problem.detail}`);
-    this.name = 'BrokerApiError';
-  }
-  get status(): number {
-    return this.problem.status;
-  }
-  get field(): string | undefined {
-    return this.problem.field;
-  }
-}
-
 /** The broker said no for good: the lease failed (reason), or waiting was abandoned. */
 export class LeaseFailedError extends Error {
   constructor(
@@ -176,13 +159,7 @@ export class LeaseFailedError extends Error {
   }
 }
 
-export class Broker {
-  readonly url: string;
-  /** The bearer token sent with every call (for streaming and upload requests made outside `call`). */
-  readonly token: string | undefined;
-  /** The clock this client waits on (lease waits, call results). */
-  readonly clock: Clock;
-
+export class Broker extends ApiClient {
   readonly gpus = {
     /** Requests GPUs and resolves when the lease is ready; rejects with LeaseFailedError when it cannot be. */
     request: (request: LeaseRequestInput, options: RequestGpusOptions = {}) =>
@@ -217,6 +194,75 @@ export class Broker {
      */
     exec: (id: string, command: string | readonly string[], options: ExecOptions = {}): Promise<ExecResult> =>
       this.execOnLease(id, command, options),
+  };
+
+  readonly apps = {
+    /**
+     * Deploys an app, or re-deploys it with new code: upload its bundle first (`bundles.upload`). Every function's
+     * options are checked before anything changes (a BrokerApiError naming e.g. `functions.square.gpu`).
+     */
+    deploy: (name: string, deploy: DeployInput): Promise<AppStatus> =>
+      this.api('put', '/v1/apps/{name}', { params: { name }, body: deploy }),
+    get: (name: string): Promise<AppStatus> => this.api('get', '/v1/apps/{name}', { params: { name } }),
+    list: async (): Promise<AppStatus[]> => (await this.api('get', '/v1/apps')).apps,
+    /**
+     * Stops an app: its containers stop and unfinished calls fail. With `keepWarm` its containers stay until their
+     * scale-down window has passed (the answer says when), so that deploying the same code again reuses them.
+     */
+    stop: (name: string, options: { keepWarm?: boolean } = {}): Promise<{ stopsAtMs?: number }> =>
+      this.api('delete', '/v1/apps/{name}', {
+        params: { name },
+        ...(options.keepWarm ? { query: { keepWarm: 'true' as const } } : {}),
+      }),
+    /** The app's container output as it comes, until the app stops or `signal` aborts. */
+    logs: (name: string, options: { signal?: AbortSignal } = {}): AsyncGenerator<LogLine> =>
+      this.streamLogs(name, options.signal),
+  };
+
+  readonly bundles = {
+    /**
+     * Uploads an app's bundle (one ES module) unless the broker has it already; it is named by its SHA-256, which
+     * the answer gives with whether the bytes went up.
+     */
+    upload: async (code: Uint8Array): Promise<{ id: string; uploaded: boolean }> => {
+      const id = createHash('sha256').update(code).digest('hex');
+      try {
+        await this.api('get', '/v1/bundles/{id}', { params: { id } });
+        return { id, uploaded: false };
+      } catch (error) {
+        if (!(error instanceof BrokerApiError) || error.status !== 404) throw error;
+      }
+      const response = await this.fetch(`/v1/bundles/${id}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/javascript' },
+        body: code,
+        checked: true,
+      });
+      return (await response.json()) as { id: string; uploaded: boolean };
+    },
+  };
+
+  readonly layers = {
+    /** The layer, or undefined when the broker does not have it (build and upload it). */
+    get: async (id: string): Promise<Layer | undefined> => {
+      try {
+        return await this.api('get', '/v1/layers/{id}', { params: { id } });
+      } catch (error) {
+        if (error instanceof BrokerApiError && error.status === 404) return undefined;
+        throw error;
+      }
+    },
+    /** Uploads a layer's gzip tarball of node_modules under the hash of its image's recipe. */
+    upload: async (id: string, tarball: ReadableStream<Uint8Array> | Uint8Array): Promise<Layer> => {
+      const response = await this.fetch(`/v1/layers/${id}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/gzip' },
+        body: tarball,
+        checked: true,
+        ...(tarball instanceof Uint8Array ? {} : { duplex: 'half' }),
+      } as RequestInit & { checked: boolean });
+      return (await response.json()) as Layer;
+    },
   };
 
   readonly policy = {
@@ -290,12 +336,6 @@ export class Broker {
       })) as TenantLimits,
   };
 
-  constructor(options: BrokerClientOptions = {}) {
-    this.url = (options.url ?? process.env.GPUBROKER_URL ?? 'http://127.0.0.1:8787').replace(/\/+$/, '');
-    this.token = options.token ?? process.env.GPUBROKER_TOKEN ?? localOperatorToken();
-    this.clock = options.clock ?? realClock;
-  }
-
   /**
    * Metered usage in a window, grouped by GPU type, lease, function or day: a tenant token sees its own, an
    * operator every tenant's (or `tenant`'s). A bad window or grouping is a BrokerApiError (400) naming the field.
@@ -313,37 +353,26 @@ export class Broker {
     return this.api('get', '/v1/costs', { query: { from: iso(options.from), to: iso(options.to) } });
   }
 
-  /**
-   * Any route of the API, typed by the wire contract: `params` fill the path, `query` and `body` are checked
-   * against the route, and the answer has the route's type. Error answers become BrokerApiError.
-   */
-  api<M extends Method, P extends PathOf<M>>(
-    method: M,
-    path: P,
-    ...[parts]: RequestArgs<M, P>
-  ): Promise<Answer<M, P>> {
-    const target = requestPath(
-      path,
-      parts?.params as Record<string, string> | undefined,
-      parts?.query as Record<string, unknown> | undefined,
-    );
-    return this.call<Answer<M, P>>(method.toUpperCase(), target, parts?.body);
-  }
-
-  /** One API call, untyped (see `api` for typed ones); problem+json answers become BrokerApiError. */
-  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const response = await fetch(`${this.url}${path}`, {
-      method,
-      headers: {
-        [SDK_VERSION_HEADER]: SDK_VERSION,
-        ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  private async *streamLogs(name: string, signal: AbortSignal | undefined): AsyncGenerator<LogLine> {
+    const response = await this.fetch(`/v1/apps/${encodeURIComponent(name)}/logs`, {
+      checked: true,
+      ...(signal ? { signal } : {}),
     });
-    const text = await response.text();
-    if (!response.ok) throw new BrokerApiError(problemOf(response, text));
-    return (text ? JSON.parse(text) : undefined) as T;
+    if (!response.body) return;
+    const decoder = new TextDecoder();
+    let pending = '';
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      pending += decoder.decode(chunk, { stream: true });
+      let start = 0;
+      let newline = pending.indexOf('\n');
+      while (newline >= 0) {
+        const line = pending.slice(start, newline);
+        if (line !== '') yield JSON.parse(line) as LogLine;
+        start = newline + 1;
+        newline = pending.indexOf('\n', start);
+      }
+      pending = pending.slice(start);
+    }
   }
 
   private async execOnLease(
@@ -353,13 +382,9 @@ export class Broker {
   ): Promise<ExecResult> {
     const [program, ...args] = typeof command === 'string' ? ['/bin/sh', '-c', command] : command;
     if (!program) throw new TypeError('exec needs a command');
-    const response = await fetch(`${this.url}/v1/leases/${encodeURIComponent(id)}/exec`, {
+    const response = await this.fetch(`/v1/leases/${encodeURIComponent(id)}/exec`, {
       method: 'POST',
-      headers: {
-        [SDK_VERSION_HEADER]: SDK_VERSION,
-        ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
-        'content-type': 'application/json',
-      },
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ command: program, args, env: options.env ?? {}, node: options.node ?? 0 }),
       ...(options.signal ? { signal: options.signal } : {}),
     });
@@ -426,32 +451,4 @@ export class Broker {
 /** A query's time as ISO 8601 text (a Date converted; text passed as it is, for the broker to check). */
 function iso(time: TimeInput | undefined): string | undefined {
   return time instanceof Date ? time.toISOString() : time;
-}
-
-function localOperatorToken(): string | undefined {
-  const file = join(process.cwd(), '.gpubroker', 'operator-token');
-  return existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
-}
-
-/** The problem+json of an error answer; a body that is not one (a proxy's page, nothing) becomes a generic problem. */
-function problemOf(response: Response, text: string): Problem {
-  try {
-    const body = JSON.parse(text) as Partial<Problem> | null;
-    if (typeof body?.title === 'string' && typeof body.detail === 'string')
-      return {
-        type: 'about:blank',
-        ...body,
-        title: body.title,
-        detail: body.detail,
-        status: response.status,
-      };
-  } catch {
-    // not JSON: described below
-  }
-  return {
-    type: 'about:blank',
-    title: response.statusText || `HTTP ${response.status}`,
-    status: response.status,
-    detail: text.trim().slice(0, 200) || 'the answer had no body',
-  };
 }

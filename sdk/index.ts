@@ -2,6 +2,8 @@
  * The gpubroker SDK, `@gpubroker/sdk`: `import { Broker } from '@gpubroker/sdk'` (leases, usage, invoices) and
  * `import { App } from '@gpubroker/sdk'` (functions). The `gpubroker` package re-exports it.
  */
+
+export { ApiClient } from './api-client.ts';
 export {
   App,
   type CallView,
@@ -13,20 +15,24 @@ export {
   RemoteFunctionError,
 } from './app.ts';
 export {
+  type AppStatus,
   Broker,
   BrokerApiError,
   type BrokerClientOptions,
   type CostReport,
   type CreatedToken,
   type CreateTokenInput,
+  type DeployInput,
   type ExecOptions,
   type ExecResult,
   type Invoice,
   type InvoiceLine,
+  type Layer,
   type Lease,
   LeaseFailedError,
   type LeaseHandle,
   type LeaseRequestInput,
+  type LogLine,
   type PolicyVersion,
   type PriceBookVersion,
   type Problem,

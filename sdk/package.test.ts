@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bundleModule } from '../broker/cli/run.ts';
+import { bundleModule } from '../sdk/cli/run.ts';
 import { bytesUnder, MAX_INSTALLED_BYTES } from './testing/installed-size.ts';
 import { SDK_VERSION, SDK_VERSION_HEADER } from './version.ts';
 
@@ -52,18 +52,34 @@ describe('the @gpubroker/sdk package', () => {
   it("imports nothing but its own files and Node's modules (no broker/, runtime/, lib/, zod or hono)", () => {
     const sources = readdirSync(SDK).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'));
     expect(sources).toContain('index.ts');
+    const graph = new Map<string, string[]>();
     for (const file of sources) {
       const text = readFileSync(join(SDK, file), 'utf8');
       const specifiers = [
         ...text.matchAll(/^(?:import|export)\b[^;'"]*?\bfrom\s*['"]([^'"]+)['"]/gm),
         ...text.matchAll(/^import\s*['"]([^'"]+)['"]/gm),
         ...text.matchAll(/\bimport\(\s*['"]([^'"]+)['"]/g),
-      ].map((match) => match[1]);
-      if (file === 'broker-client.ts')
-        expect(specifiers).toEqual(expect.arrayContaining(['node:fs', './app.ts']));
+      ].map((match) => match[1] as string);
+      if (file === 'api-client.ts')
+        expect(specifiers).toEqual(expect.arrayContaining(['node:fs', './wire.ts']));
       for (const specifier of specifiers)
         expect(specifier, `${file} imports ${specifier}`).toMatch(/^(\.\/[\w.-]+\.ts|node:[\w/]+)$/);
+      graph.set(
+        file,
+        specifiers.filter((s) => s.startsWith('./')).map((s) => s.slice(2)),
+      );
     }
+    // No import circle, type-only imports included: each module can be read (and loaded) after what it needs.
+    const state = new Map<string, 'open' | 'done'>();
+    const visit = (file: string, path: string[]): void => {
+      if (state.get(file) === 'done') return;
+      if (state.get(file) === 'open') expect.fail(`import circle: ${[...path, file].join(' → ')}`);
+      state.set(file, 'open');
+      for (const next of graph.get(file) ?? []) visit(next, [...path, file]);
+      state.set(file, 'done');
+    };
+    for (const file of sources) visit(file, []);
+    expect(graph.get('broker-client.ts')).toContain('app.ts');
   });
 
   it('builds to JavaScript and declarations of well under 5 MB', () => {

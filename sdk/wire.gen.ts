@@ -579,6 +579,10 @@ export interface components {
       /** @enum {string} */
       onSpendLimit: 'continue' | 'stop';
     };
+    BundleUpload: {
+      id: string;
+      uploaded: boolean;
+    };
     Layer: {
       id: string;
       sha256: string;
@@ -602,12 +606,49 @@ export interface components {
     Deploy: {
       bundleId: string;
       functions: {
-        [key: string]: {
-          [key: string]: unknown;
-        };
+        [key: string]: components['schemas']['FunctionOptions'];
       };
       /** @default false */
       ephemeral?: boolean;
+    };
+    FunctionOptions: {
+      gpu: string | string[];
+      /** @default 1 */
+      cpu?: number;
+      /** @default 4096 */
+      memoryMiB?: number;
+      /** @default 0 */
+      minContainers?: number;
+      /** @default 100 */
+      maxContainers?: number;
+      /** @default 0 */
+      bufferContainers?: number;
+      /** @default 60000 */
+      scaledownWindowMs?: number;
+      /** @default 300000 */
+      timeoutMs?: number;
+      /** @default 0 */
+      retries?: number;
+      /** @default 1 */
+      concurrency?: number;
+      image?: components['schemas']['Image'];
+      /**
+       * @default egress
+       * @enum {string}
+       */
+      network?: 'egress' | 'none';
+      regions?: string[];
+    };
+    Image: {
+      /** @enum {string} */
+      base: 'node20';
+      /** @default [] */
+      npm?: string[];
+      /** @default {} */
+      env?: {
+        [key: string]: string;
+      };
+      layer?: string;
     };
     Call: {
       id: string;
@@ -2214,19 +2255,13 @@ export interface operations {
       /** @description The broker had it already */
       200: {
         content: {
-          'application/json': {
-            id: string;
-            uploaded: boolean;
-          };
+          'application/json': components['schemas']['BundleUpload'];
         };
       };
       /** @description Stored */
       201: {
         content: {
-          'application/json': {
-            id: string;
-            uploaded: boolean;
-          };
+          'application/json': components['schemas']['BundleUpload'];
         };
       };
       /** @description Invalid request */

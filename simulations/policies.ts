@@ -18,7 +18,7 @@
 import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { type BrokerPolicy, type BrokerPolicyInput, brokerPolicySchema } from '../broker/policy.ts';
-import { DataFileError, ValidationError } from '../lib/errors.ts';
+import { DataFileError, issueField, ValidationError } from '../lib/errors.ts';
 import { type FunctionOptions, parseFunctionOptions } from '../runtime/function-spec.ts';
 import { CALL_FUNCTION_DEFAULTS } from './workloads/workload.ts';
 
@@ -126,15 +126,8 @@ export function parsePolicy(input: unknown, name: string, file = name): SimPolic
   const overrides = functionOverrides(fn, file);
   const parsed = brokerPolicySchema.safeParse({ ...SIMULATION_DEFAULTS, ...rest });
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const keys = issue?.code === 'unrecognized_keys' ? issue.keys : [];
-    const path = ['policy', ...(issue?.path ?? []).map(String), ...keys.slice(0, 1)].join('.');
-    throw new DataFileError(
-      file,
-      undefined,
-      path,
-      keys.length > 0 ? 'unknown field' : (issue?.message ?? 'invalid'),
-    );
+    const { field, message } = issueField(parsed.error.issues[0]);
+    throw new DataFileError(file, undefined, ['policy', field].filter(Boolean).join('.'), message);
   }
   return { name, broker: parsed.data, staticPeak, function: overrides };
 }

@@ -8,7 +8,7 @@
  * Each point is validated as a policy file is: a value out of range names the key.
  */
 import { brokerPolicySchema } from '../broker/policy.ts';
-import { ValidationError } from '../lib/errors.ts';
+import { issueField, ValidationError } from '../lib/errors.ts';
 import { parseFunctionOptions } from '../runtime/function-spec.ts';
 import type { SimPolicy } from './policies.ts';
 import { CALL_FUNCTION_DEFAULTS } from './workloads/workload.ts';
@@ -74,13 +74,8 @@ function applyPoint(base: SimPolicy, point: readonly [string, unknown][], name: 
   }
   const parsed = brokerPolicySchema.safeParse(broker);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const keys = issue?.code === 'unrecognized_keys' ? issue.keys : [];
-    const path = [...(issue?.path ?? []).map(String), ...keys.slice(0, 1)].join('.');
-    throw new ValidationError(
-      '--sweep',
-      `${name}: ${path}: ${keys.length > 0 ? 'unknown field' : issue?.message}`,
-    );
+    const { field, message } = issueField(parsed.error.issues[0]);
+    throw new ValidationError('--sweep', `${name}: ${field}: ${message}`);
   }
   try {
     parseFunctionOptions({ gpu: 'L4', ...CALL_FUNCTION_DEFAULTS, ...fn }, 'function');

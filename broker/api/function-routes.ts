@@ -18,68 +18,29 @@ import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import { and, eq } from 'drizzle-orm';
 import type { Context } from 'hono';
 import { stream } from 'hono/streaming';
-import { parseFunctionOptions } from '../../runtime/function-spec.ts';
 import type { BrokerCore } from '../broker.ts';
 import { apps } from '../db/schema.ts';
 import { CallWaits } from '../functions/call-waits.ts';
 import type { Principal } from '../tokens.ts';
 import { HttpProblem } from './problem.ts';
 import { type Env, json, problems, router } from './route-docs.ts';
+import {
+  appNameSchema,
+  appStatusSchema,
+  bundleIdSchema,
+  bundleUploadSchema,
+  callViewSchema,
+  deploySchema,
+  layerIdSchema,
+  layerSchema,
+  logLineSchema,
+} from './schemas.ts';
 import { spendCheck } from './spend-check.ts';
 
-const appName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'use 1–63 lower-case letters, digits or "-"');
-const bundleId = z.string().regex(/^[0-9a-f]{64}$/, 'must be the SHA-256 of the bundle, in hex');
 const callIdParam = z.object({ id: z.string().min(1).max(128) });
 /** Most inputs in one request, and most calls one wait may name. */
 const MAX_INPUTS = 10_000;
 const MAX_WAIT_MS = 60_000;
-
-const deploySchema = z
-  .object({
-    bundleId,
-    functions: z.record(
-      z.string().regex(/^[A-Za-z_$][A-Za-z0-9_$]{0,63}$/),
-      z.record(z.string(), z.unknown()),
-    ),
-    ephemeral: z.boolean().default(false),
-  })
-  .strict()
-  .openapi('Deploy');
-
-const callViewSchema = z
-  .object({
-    id: z.string(),
-    status: z.enum(['pending', 'running', 'succeeded', 'failed', 'cancelled']),
-    value: z.unknown().optional(),
-    error: z.object({ message: z.string(), stack: z.string().optional(), name: z.string() }).optional(),
-    attempts: z.number().int(),
-    createdAtMs: z.number().int(),
-    startedAtMs: z.number().int().optional(),
-    finishedAtMs: z.number().int().optional(),
-  })
-  .openapi('Call');
-
-const appStatusSchema = z
-  .object({
-    name: z.string(),
-    bundleId: z.string(),
-    version: z.number().int(),
-    functions: z.array(z.string()),
-    ephemeral: z.boolean(),
-    containers: z.object({ total: z.number().int(), ready: z.number().int() }),
-    calls: z.object({ done: z.number().int(), total: z.number().int() }),
-  })
-  .openapi('AppStatus');
-
-const logLineSchema = z
-  .object({
-    containerId: z.string(),
-    function: z.string(),
-    stream: z.enum(['stdout', 'stderr']),
-    text: z.string(),
-    atMs: z.number().int(),
-  })
-  .openapi('LogLine');
 
 export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
   const app = router();
@@ -140,7 +101,7 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
       path: '/v1/bundles/{id}',
       operationId: 'getBundle',
       summary: 'Whether the broker has this bundle (yours)',
-      request: { params: z.object({ id: bundleId }) },
+      request: { params: z.object({ id: bundleIdSchema }) },
       responses: { 200: json(z.object({ id: z.string() }), 'It has it'), ...problems },
     }),
     (c) => {
@@ -157,7 +118,7 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
     operationId: 'uploadBundle',
     summary: 'Upload a bundle: its bytes, whose SHA-256 must be the id',
     request: {
-      params: z.object({ id: bundleId }),
+      params: z.object({ id: bundleIdSchema }),
       body: {
         content: {
           'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) },
@@ -166,8 +127,8 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
       },
     },
     responses: {
-      201: json(z.object({ id: z.string(), uploaded: z.boolean() }), 'Stored'),
-      200: json(z.object({ id: z.string(), uploaded: z.boolean() }), 'The broker had it already'),
+      201: json(bundleUploadSchema, 'Stored'),
+      200: json(bundleUploadSchema, 'The broker had it already'),
       ...problems,
     },
   });
@@ -177,20 +138,13 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
     return c.json({ id, uploaded: created }, created ? 201 : 200);
   });
 
-  const layerId = z
-    .string()
-    .regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 in hex')
-    .openapi({ description: "The hash of the image's recipe (base, npm packages, platform)" });
-  const layerSchema = z
-    .object({ id: z.string(), sha256: z.string(), bytes: z.number().int() })
-    .openapi('Layer');
   app.openapi(
     createRoute({
       method: 'get',
       path: '/v1/layers/{id}',
       operationId: 'getLayer',
       summary: 'An image layer of yours: its tarball’s SHA-256 and size (404: build and upload it)',
-      request: { params: z.object({ id: layerId }) },
+      request: { params: z.object({ id: layerIdSchema }) },
       responses: { 200: json(layerSchema, 'The layer'), ...problems },
     }),
     (c) => {
@@ -207,7 +161,7 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
     operationId: 'uploadLayer',
     summary: "Upload an image layer: a gzip tarball of node_modules, named by the hash of the image's recipe",
     request: {
-      params: z.object({ id: layerId }),
+      params: z.object({ id: layerIdSchema }),
       body: {
         content: { 'application/gzip': { schema: z.string().openapi({ format: 'binary' }) } },
         required: true,
@@ -232,7 +186,7 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
       operationId: 'deployApp',
       summary: 'Deploy an app (or re-deploy it with new code)',
       request: {
-        params: z.object({ name: appName }),
+        params: z.object({ name: appNameSchema }),
         body: { content: { 'application/json': { schema: deploySchema } }, required: true },
       },
       responses: { 200: json(appStatusSchema, 'The app'), ...problems },
@@ -241,13 +195,11 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
       const principal = c.get('principal');
       const { name } = c.req.valid('param');
       const body = c.req.valid('json');
-      // Every function's options are checked before anything changes.
-      const functions = Object.fromEntries(
-        Object.entries(body.functions).map(([fn, options]) => [
-          fn,
-          parseFunctionOptions(options, `functions.${fn}`),
-        ]),
-      );
+      // Every function's options were checked (by the contract's schema) before anything changes. The runtime takes
+      // them parsed; the database keeps them as written (the request's JSON, which hono keeps after validating it),
+      // to be parsed again at start-up by the same schema.
+      const functions = body.functions;
+      const written = ((await c.req.json()) as { functions: Record<string, unknown> }).functions;
       if (!bundles.has(principal.tenantId, body.bundleId))
         throw new HttpProblem(
           400,
@@ -280,7 +232,7 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
           tenantId: principal.tenantId,
           name,
           bundleId: body.bundleId,
-          functions: body.functions,
+          functions: written,
           ephemeral: body.ephemeral,
           createdAt: now,
           updatedAt: now,
@@ -289,7 +241,7 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
           target: [apps.tenantId, apps.name],
           set: {
             bundleId: body.bundleId,
-            functions: body.functions,
+            functions: written,
             ephemeral: body.ephemeral,
             updatedAt: now,
           },
@@ -320,7 +272,7 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
       path: '/v1/apps/{name}',
       operationId: 'getApp',
       summary: 'One app: containers and calls',
-      request: { params: z.object({ name: appName }) },
+      request: { params: z.object({ name: appNameSchema }) },
       responses: { 200: json(appStatusSchema, 'The app'), ...problems },
     }),
     async (c) => {
@@ -337,7 +289,7 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
       summary:
         "Stop an app: its containers stop and its unfinished calls fail; with keepWarm (a run's end), once its containers' scale-down window has passed, unless it is deployed again before",
       request: {
-        params: z.object({ name: appName }),
+        params: z.object({ name: appNameSchema }),
         query: z
           .object({
             keepWarm: z.enum(['true', 'false']).default('false').openapi({
@@ -381,7 +333,7 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
       operationId: 'callFunction',
       summary: 'Call a function once per input (each input is the argument list)',
       request: {
-        params: z.object({ name: appName, fn: z.string().min(1).max(64) }),
+        params: z.object({ name: appNameSchema, fn: z.string().min(1).max(64) }),
         body: {
           content: {
             'application/json': {
@@ -500,7 +452,7 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
     path: '/v1/apps/{name}/logs',
     operationId: 'streamAppLogs',
     summary: "The app's container output as it comes, one JSON object a line, until the app stops",
-    request: { params: z.object({ name: appName }) },
+    request: { params: z.object({ name: appNameSchema }) },
     responses: {
       200: {
         description: 'Log lines (NDJSON)',

@@ -1,5 +1,6 @@
 /** What every route file shares: the context's variables, and how answers are described in the OpenAPI document. */
 import { OpenAPIHono, type z } from '@hono/zod-openapi';
+import { issueField } from '../../lib/errors.ts';
 import type { Principal } from '../tokens.ts';
 import { HttpProblem } from './problem.ts';
 import { problemSchema } from './schemas.ts';
@@ -61,9 +62,9 @@ export function router(): OpenAPIHono<Env> {
   return new OpenAPIHono<Env>({
     defaultHook: (result) => {
       if (!result.success) {
-        const issue = result.error.issues[0];
-        const field = issue?.path.map(String).join('.') || 'body';
-        throw new HttpProblem(400, 'Invalid request', `${field}: ${issue?.message ?? 'invalid'}`, field);
+        const named = issueField(result.error.issues[0]);
+        const field = named.field || 'body';
+        throw new HttpProblem(400, 'Invalid request', `${field}: ${named.message}`, field);
       }
     },
   });

@@ -573,3 +573,189 @@ export const containersSchema = z
     ),
   })
   .openapi('Containers');
+
+// ---- Functions: options, apps, calls, logs, layers ----
+
+/** Most GPUs one container asks for on one node (the largest instances carry 8; a few carry 16). */
+export const MAX_GPUS_PER_CONTAINER = 16;
+const DAY_MS = 24 * 3_600_000;
+
+/** One entry of a function's `gpu`: a GPU type and how many of it on one node. */
+export interface GpuWant {
+  readonly gpu: string;
+  readonly count: number;
+}
+
+const GPU_ENTRY = /^([A-Za-z0-9][A-Za-z0-9._-]*)(?::(\d+))?$/;
+
+function parseGpuEntry(entry: string): GpuWant | undefined {
+  const match = GPU_ENTRY.exec(entry.trim());
+  const count = match?.[2] === undefined ? 1 : Number(match[2]);
+  if (!match || !Number.isSafeInteger(count) || count < 1 || count > MAX_GPUS_PER_CONTAINER) return undefined;
+  return { gpu: match[1] as string, count };
+}
+
+const gpuSchema = z
+  .union(
+    [z.string(), z.array(z.string()).min(1, 'give at least one GPU type').max(8, 'at most 8 preferences')],
+    {
+      error: 'expected a GPU type ("H100", "H100:8") or a list of them',
+    },
+  )
+  .transform((value, ctx) => {
+    const entries = typeof value === 'string' ? [value] : value;
+    const wants: GpuWant[] = [];
+    entries.forEach((entry, i) => {
+      const want = parseGpuEntry(entry);
+      const path = typeof value === 'string' ? [] : [i];
+      if (!want)
+        ctx.addIssue({
+          code: 'custom',
+          path,
+          message: `expected a GPU type, optionally with a count from 1 to ${MAX_GPUS_PER_CONTAINER} ("H100", "H100:8"), got "${entry}"`,
+        });
+      else if (wants.some((w) => w.gpu === want.gpu && w.count === want.count))
+        ctx.addIssue({ code: 'custom', path, message: `"${entry}" is listed twice` });
+      else wants.push(want);
+    });
+    return wants;
+  });
+
+export const imageSchema = z
+  .object({
+    base: z.literal('node20'),
+    npm: z.array(z.string().min(1).max(1_000).regex(/^\S+$/, 'must have no spaces')).max(200).default([]),
+    env: z
+      .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a variable name'), z.string().max(32_768))
+      .default({}),
+    /** The layer with the npm packages (`PUT /v1/layers/{id}`); required when `npm` is not empty. */
+    layer: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 in hex')
+      .optional(),
+  })
+  .strict()
+  .superRefine((image, ctx) => {
+    if (image.npm.length > 0 && !image.layer)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['layer'],
+        message: 'an image with npm packages needs its layer (gpubroker run and deploy build and upload it)',
+      });
+  })
+  .openapi('Image');
+export type ImageOptions = z.output<typeof imageSchema>;
+
+export const functionOptionsSchema = z
+  .object({
+    /** GPU type, `TYPE:N` for N GPUs on one node, or a preference list of those. */
+    gpu: gpuSchema,
+    /** CPU cores per container. */
+    cpu: z.number().int().min(1).max(256).default(1),
+    memoryMiB: z
+      .number()
+      .int()
+      .min(128)
+      .max(4 * 1024 * 1024)
+      .default(4096),
+    /** Containers kept even with no inputs. */
+    minContainers: z.number().int().min(0).max(10_000).default(0),
+    maxContainers: z.number().int().min(1).max(10_000).default(100),
+    /** Idle containers held on top of what the load needs, so that a burst starts warm. */
+    bufferContainers: z.number().int().min(0).max(10_000).default(0),
+    /** How long a container stays idle before it stops (if the count stays at or above the desired one). */
+    scaledownWindowMs: z.number().int().min(1_000).max(DAY_MS).default(60_000),
+    /** Longest time one input may run; the container is killed past it. */
+    timeoutMs: z.number().int().min(1).max(DAY_MS).default(300_000),
+    /** Times an input is run again on another container when its container dies. */
+    retries: z.number().int().min(0).max(10).default(0),
+    /** Inputs one container handles at once. */
+    concurrency: z.number().int().min(1).max(1_000).default(1),
+    /**
+     * What the containers run on: the base, npm packages (installed by the CLI into a layer it uploaded as
+     * `layer`, the hash of the recipe) and environment variables.
+     */
+    image: imageSchema.optional(),
+    /** `egress`: containers reach the network as the machine does; `none`: loopback only. */
+    network: z.enum(['egress', 'none']).default('egress'),
+    /** Regions the containers may run in (any when absent). */
+    regions: z.array(z.string().trim().min(1)).min(1).optional(),
+  })
+  .strict()
+  .superRefine((o, ctx) => {
+    if (o.minContainers > o.maxContainers)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['minContainers'],
+        message: `must not exceed maxContainers (${o.maxContainers})`,
+      });
+  })
+  .transform(({ gpu, regions, ...rest }) => ({
+    ...rest,
+    gpus: gpu,
+    ...(regions === undefined ? {} : { regions: [...new Set(regions)] }),
+  }))
+  .openapi('FunctionOptions');
+
+export const appNameSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'use 1–63 lower-case letters, digits or "-"');
+export const bundleIdSchema = z.string().regex(/^[0-9a-f]{64}$/, 'must be the SHA-256 of the bundle, in hex');
+/** An app to deploy: its bundle (uploaded first) and its functions' options by name. */
+export const deploySchema = z
+  .object({
+    bundleId: bundleIdSchema,
+    functions: z.record(z.string().regex(/^[A-Za-z_$][A-Za-z0-9_$]{0,63}$/), functionOptionsSchema),
+    ephemeral: z.boolean().default(false),
+  })
+  .strict()
+  .openapi('Deploy');
+
+/** A call: its status, value or error, attempts and times. */
+export const callViewSchema = z
+  .object({
+    id: z.string(),
+    status: z.enum(['pending', 'running', 'succeeded', 'failed', 'cancelled']),
+    value: z.unknown().optional(),
+    error: z.object({ message: z.string(), stack: z.string().optional(), name: z.string() }).optional(),
+    attempts: z.number().int(),
+    createdAtMs: z.number().int(),
+    startedAtMs: z.number().int().optional(),
+    finishedAtMs: z.number().int().optional(),
+  })
+  .openapi('Call');
+
+/** A deployed app: its bundle, version, functions, containers and calls. */
+export const appStatusSchema = z
+  .object({
+    name: z.string(),
+    bundleId: z.string(),
+    version: z.number().int(),
+    functions: z.array(z.string()),
+    ephemeral: z.boolean(),
+    containers: z.object({ total: z.number().int(), ready: z.number().int() }),
+    calls: z.object({ done: z.number().int(), total: z.number().int() }),
+  })
+  .openapi('AppStatus');
+
+/** One line a container wrote (the app's log stream is NDJSON of these). */
+export const logLineSchema = z
+  .object({
+    containerId: z.string(),
+    function: z.string(),
+    stream: z.enum(['stdout', 'stderr']),
+    text: z.string(),
+    atMs: z.number().int(),
+  })
+  .openapi('LogLine');
+
+export const layerIdSchema = z
+  .string()
+  .regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 in hex')
+  .openapi({ description: "The hash of the image's recipe (base, npm packages, platform)" });
+/** An image layer: its tarball's SHA-256 and size. */
+export const layerSchema = z
+  .object({ id: z.string(), sha256: z.string(), bytes: z.number().int() })
+  .openapi('Layer');
+/** What PUT /v1/bundles/{id} answers: whether the bytes were new. */
+export const bundleUploadSchema = z.object({ id: z.string(), uploaded: z.boolean() }).openapi('BundleUpload');

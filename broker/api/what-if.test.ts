@@ -136,7 +136,7 @@ describe('POST /v1/plans/what-if', () => {
     const cases: [unknown, string][] = [
       [{ policy: { spotMaxShare: 2 } }, 'policy.spotMaxShare'],
       [{ policy: { buffer: { perGpu: { H100: { gpus: -1 } } } } }, 'policy.buffer.perGpu.H100.gpus'],
-      [{ policy: { noSuchField: 1 } }, 'policy'],
+      [{ policy: { noSuchField: 1 } }, 'policy.noSuchField'],
       [{ policy: 3 }, 'policy'],
       [{ demand: [{ gpu: 'H100', regionGroup: 'us', gangSize: 8, gpus: 12 }] }, 'demand.0.gpus'],
       [{ demand: [{ gpu: 'H100', regionGroup: 'us', gpus: [1, 2, 3] }] }, 'demand.0.gpus'],

@@ -3,9 +3,15 @@
  * against what tenants were billed, with utilisation (billed / provisioned GPU-seconds) and margin.
  */
 import type { Command } from 'commander';
+import {
+  brokerClient,
+  type ClientFlags,
+  printJson,
+  talkTo,
+  withClientOptions,
+} from '../../sdk/cli/client-options.ts';
 import type { CostReport } from '../../sdk/index.ts';
 import { formatHours, formatMicroUsd, parseTimeFlag, plainTable } from './billing-format.ts';
-import { brokerClient, type ClientFlags, printJson, talkTo, withClientOptions } from './client-options.ts';
 
 interface CostsFlags extends ClientFlags {
   from?: string;

@@ -6,10 +6,16 @@
 import type { Command } from 'commander';
 import { ValidationError } from '../../lib/errors.ts';
 import { perHourRate } from '../../lib/money.ts';
+import {
+  brokerClient,
+  type ClientFlags,
+  printJson,
+  talkTo,
+  withClientOptions,
+} from '../../sdk/cli/client-options.ts';
 import type { Invoice } from '../../sdk/index.ts';
 import { monthOf } from '../billing/months.ts';
 import { formatMicroUsd, parseMonthFlag, plainTable } from './billing-format.ts';
-import { brokerClient, type ClientFlags, printJson, talkTo, withClientOptions } from './client-options.ts';
 
 export const INVOICE_CSV_HEADER =
   'tenant,month,status,gpu,function,lease,seconds,gpuSeconds,rateMicroUsd,amountMicroUsd,lateFrom';

@@ -7,10 +7,16 @@
 
 import type { Command } from 'commander';
 import { ValidationError } from '../../lib/errors.ts';
+import {
+  brokerClient,
+  type ClientFlags,
+  printJson,
+  talkTo,
+  withClientOptions,
+} from '../../sdk/cli/client-options.ts';
 import type { Schemas } from '../../sdk/wire.ts';
 import { registerPlanCommand as registerOfflinePlan, type WhatIfCommand } from '../../solver/cli.ts';
 import { plainTable } from './billing-format.ts';
-import { brokerClient, type ClientFlags, printJson, talkTo, withClientOptions } from './client-options.ts';
 import { renderPlan } from './plans.ts';
 import { readJsonObjectFile } from './versions.ts';
 

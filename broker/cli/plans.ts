@@ -7,10 +7,16 @@
 import type { Command } from 'commander';
 import { parseIntegerIn } from '../../lib/cli-args.ts';
 import { ValidationError } from '../../lib/errors.ts';
+import {
+  brokerClient,
+  type ClientFlags,
+  printJson,
+  talkTo,
+  withClientOptions,
+} from '../../sdk/cli/client-options.ts';
 import type { Schemas } from '../../sdk/wire.ts';
 import { renderPools, renderUnmet } from '../../solver/cli.ts';
 import { plainTable } from './billing-format.ts';
-import { brokerClient, type ClientFlags, printJson, talkTo, withClientOptions } from './client-options.ts';
 
 type PlanSummary = Schemas['PlanSummary'];
 type Plan = Schemas['Plan'];

@@ -4,9 +4,15 @@
  */
 import type { Command } from 'commander';
 import { perHourRate } from '../../lib/money.ts';
+import {
+  brokerClient,
+  type ClientFlags,
+  printJson,
+  talkTo,
+  withClientOptions,
+} from '../../sdk/cli/client-options.ts';
 import type { PriceBookVersion } from '../../sdk/index.ts';
 import { formatMicroUsd, plainTable } from './billing-format.ts';
-import { brokerClient, type ClientFlags, printJson, talkTo, withClientOptions } from './client-options.ts';
 import { describeVersion, readJsonObjectFile, renderDiff, renderHistory } from './versions.ts';
 
 const DEFAULTS = 'the defaults (catalog median on-demand price per GPU + 20 % markup)';

@@ -6,8 +6,6 @@
 import type { Command } from 'commander';
 import { parseIntegerIn, parsePositive } from '../../lib/cli-args.ts';
 import { usdToMicros } from '../../lib/money.ts';
-import type { TenantLimits, TenantLimitsInput } from '../../sdk/index.ts';
-import { formatMicroUsd } from './billing-format.ts';
 import {
   brokerClient,
   type ClientFlags,
@@ -15,7 +13,9 @@ import {
   printJson,
   talkTo,
   withClientOptions,
-} from './client-options.ts';
+} from '../../sdk/cli/client-options.ts';
+import type { TenantLimits, TenantLimitsInput } from '../../sdk/index.ts';
+import { formatMicroUsd } from './billing-format.ts';
 
 const ON_LIMIT = ['continue', 'stop'] as const;
 /** The API's largest spend limit, in USD. */

@@ -2,7 +2,13 @@
 import type { Command } from 'commander';
 import { parseDurationMs, parseIntegerIn } from '../../lib/cli-args.ts';
 import { ValidationError } from '../../lib/errors.ts';
-import { brokerClient, type ClientFlags, printJson, talkTo, withClientOptions } from './client-options.ts';
+import {
+  brokerClient,
+  type ClientFlags,
+  printJson,
+  talkTo,
+  withClientOptions,
+} from '../../sdk/cli/client-options.ts';
 
 interface TokenCreateFlags extends ClientFlags {
   tenant?: string;

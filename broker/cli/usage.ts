@@ -3,8 +3,6 @@
  * the price book, and a total. A tenant token sees its own usage; an operator every tenant's or `--tenant`'s.
  */
 import type { Command } from 'commander';
-import type { Usage, UsageQuery } from '../../sdk/index.ts';
-import { formatMicroUsd, parseTimeFlag, plainTable } from './billing-format.ts';
 import {
   brokerClient,
   type ClientFlags,
@@ -12,7 +10,9 @@ import {
   printJson,
   talkTo,
   withClientOptions,
-} from './client-options.ts';
+} from '../../sdk/cli/client-options.ts';
+import type { Usage, UsageQuery } from '../../sdk/index.ts';
+import { formatMicroUsd, parseTimeFlag, plainTable } from './billing-format.ts';
 
 const GROUPINGS = ['function', 'gpu', 'day', 'lease'] as const;
 

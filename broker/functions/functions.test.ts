@@ -11,7 +11,7 @@ import type { FunctionHandle } from '../../sdk/app.ts';
 import { Broker, BrokerApiError, RemoteFunctionError } from '../../sdk/index.ts';
 import { runCli } from '../../test/cli-process.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY, until } from '../../test/fast-aws.ts';
-import { deployModule } from '../cli/run.ts';
+import { deployModule } from '../../sdk/cli/run.ts';
 import { type RunningServer, startServer } from '../server.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'gpubroker-functions-'));

@@ -14,8 +14,8 @@ import { simScenario } from '../../providers/sim/scenario.ts';
 import type { FunctionHandle } from '../../sdk/app.ts';
 import { Broker, BrokerApiError } from '../../sdk/index.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY } from '../../test/fast-aws.ts';
-import { ensureLayer, layerIdOf } from '../cli/image-layer.ts';
-import { deployModule } from '../cli/run.ts';
+import { ensureLayer, layerIdOf } from '../../sdk/cli/image-layer.ts';
+import { deployModule } from '../../sdk/cli/run.ts';
 import { type RunningServer, startServer } from '../server.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'gpubroker-images-'));

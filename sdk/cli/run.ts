@@ -14,14 +14,12 @@ import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { build } from 'esbuild';
 import { ValidationError } from '../../lib/errors.ts';
-import type { App } from '../../sdk/app.ts';
-import type { Broker, Problem } from '../../sdk/broker-client.ts';
-import { BrokerApiError } from '../../sdk/broker-client.ts';
-import type { ImageSpec } from '../../sdk/image.ts';
+import type { App } from '../app.ts';
+import type { Broker } from '../broker-client.ts';
 import { brokerClient, type ClientFlags, talkTo, withClientOptions } from './client-options.ts';
 import { ensureLayer } from './image-layer.ts';
 
-const SDK_ENTRY = new URL('../../sdk/index.ts', import.meta.url).pathname;
+const SDK_ENTRY = new URL('../index.ts', import.meta.url).pathname;
 
 /**
  * Bundles `file` into one ES module (the SDK included) and returns its bytes and content id. An app imports the SDK
@@ -51,29 +49,6 @@ export async function bundleModule(
   return { code, bundleId: createHash('sha256').update(code).digest('hex') };
 }
 
-interface AppStatus {
-  readonly name: string;
-  readonly containers: { readonly total: number; readonly ready: number };
-  readonly calls: { readonly done: number; readonly total: number };
-}
-
-/** Uploads the bundle unless the broker has it already; returns whether it uploaded. */
-async function upload(broker: Broker, bundleId: string, code: Uint8Array): Promise<boolean> {
-  try {
-    await broker.call('GET', `/v1/bundles/${bundleId}`);
-    return false;
-  } catch (error) {
-    if (!(error instanceof BrokerApiError) || error.status !== 404) throw error;
-  }
-  const response = await fetch(`${broker.url}/v1/bundles/${bundleId}`, {
-    method: 'PUT',
-    headers: { authorization: `Bearer ${broker.token ?? ''}`, 'content-type': 'application/javascript' },
-    body: code,
-  });
-  if (!response.ok) throw new BrokerApiError((await response.json()) as Problem);
-  return true;
-}
-
 /** How long the log stream must be quiet after `main` ends before the run stops following it, and the most it waits. */
 const LOG_QUIET_MS = 250;
 const LOG_DRAIN_MS = 3_000;
@@ -88,38 +63,29 @@ async function followLogs(
   signal: AbortSignal,
   seen: { lastLineAtMs: number },
 ): Promise<void> {
+  // Lines that came together go out in one write per stream (a write per line was a system call per line).
+  const out = { stdout: '', stderr: '' };
+  let flushing = false;
+  const flush = () => {
+    flushing = false;
+    if (out.stdout) process.stdout.write(out.stdout);
+    if (out.stderr) process.stderr.write(out.stderr);
+    out.stdout = '';
+    out.stderr = '';
+  };
   try {
-    const response = await fetch(`${broker.url}/v1/apps/${encodeURIComponent(app)}/logs`, {
-      headers: { authorization: `Bearer ${broker.token ?? ''}` },
-      signal,
-    });
-    if (!response.ok || !response.body) return;
-    const decoder = new TextDecoder();
-    let pending = '';
-    for await (const chunk of response.body) {
+    for await (const line of broker.apps.logs(app, { signal })) {
       seen.lastLineAtMs = Date.now();
-      pending += decoder.decode(chunk as Uint8Array, { stream: true });
-      // A chunk's lines go out in one write per stream (a write per line was a system call per line).
-      const out = { stdout: '', stderr: '' };
-      let start = 0;
-      let newline = pending.indexOf('\n');
-      while (newline >= 0) {
-        const line = JSON.parse(pending.slice(start, newline)) as {
-          containerId: string;
-          stream: string;
-          text: string;
-        };
-        out[line.stream === 'stdout' ? 'stdout' : 'stderr'] += `[${line.containerId}] ${line.text}\n`;
-        start = newline + 1;
-        newline = pending.indexOf('\n', start);
+      out[line.stream] += `[${line.containerId}] ${line.text}\n`;
+      if (!flushing) {
+        flushing = true;
+        setImmediate(flush);
       }
-      pending = pending.slice(start);
-      if (out.stdout) process.stdout.write(out.stdout);
-      if (out.stderr) process.stderr.write(out.stderr);
     }
   } catch {
     // Aborted at the end of the run, or the broker went away: the run itself reports what matters.
   }
+  flush();
 }
 
 async function loadApp(file: string): Promise<{ app: App; exports: Record<string, unknown> }> {
@@ -140,26 +106,21 @@ export async function deployModule(broker: Broker, file: string, ephemeral: bool
   const path = resolve(file);
   if (!existsSync(path)) throw new ValidationError('FILE', `${file} does not exist`);
   const { app, exports } = await loadApp(path);
-  const functions = app.manifest() as Record<string, Record<string, unknown>>;
+  const functions = app.manifest();
   const external = new Set<string>();
   const say = (line: string) => process.stderr.write(`${line}\n`);
   for (const [name, options] of Object.entries(functions)) {
-    if (!options.image) continue;
-    // An Image (or its JSON, from a plain object): what travels is its JSON.
-    const spec = JSON.parse(JSON.stringify(options.image)) as ImageSpec;
-    if (spec.npm.length === 0) {
-      functions[name] = { ...options, image: spec };
-      continue;
-    }
-    const layer = await ensureLayer(broker, spec, say, `functions.${name}.image.npm`);
+    const spec = options.image;
+    if (!spec?.npm?.length) continue;
+    const layer = await ensureLayer(broker, { ...spec, npm: spec.npm }, say, `functions.${name}.image.npm`);
     for (const pkg of layer.packages) external.add(pkg);
     if (layer.uploadedBytes !== undefined)
       say(`image layer ${layer.id.slice(0, 12)}: built, ${layer.uploadedBytes} bytes uploaded`);
     functions[name] = { ...options, image: { ...spec, layer: layer.id } };
   }
   const { code, bundleId } = await bundleModule(path, [...external]);
-  const uploaded = await upload(broker, bundleId, code);
-  await broker.call('PUT', `/v1/apps/${encodeURIComponent(app.name)}`, { bundleId, functions, ephemeral });
+  const { uploaded } = await broker.bundles.upload(code);
+  await broker.apps.deploy(app.name, { bundleId, functions, ephemeral });
   app.connect(broker);
   process.stderr.write(
     `app ${app.name}: ${Object.keys(functions).join(', ')} (bundle ${bundleId.slice(0, 12)}, ${uploaded ? `${code.byteLength} bytes uploaded` : 'unchanged'})\n`,
@@ -182,8 +143,8 @@ function showProgress(broker: Broker, app: string): { stop(): void } {
   let started = false;
   let lastLine = 0;
   const poll = setInterval(() => {
-    void broker
-      .call<AppStatus>('GET', `/v1/apps/${encodeURIComponent(app)}`)
+    void broker.apps
+      .get(app)
       .then((s) => {
         const containers =
           s.containers.total === 0
@@ -239,12 +200,7 @@ export function registerRunCommands(program: Command): void {
         stopLogs.abort();
         await logs;
         if (flags.detach) return;
-        const answer = await broker
-          .call<{ stopsAtMs?: number }>(
-            'DELETE',
-            `/v1/apps/${encodeURIComponent(app.name)}${keepWarm ? '?keepWarm=true' : ''}`,
-          )
-          .catch(() => undefined);
+        const answer = await broker.apps.stop(app.name, { keepWarm }).catch(() => undefined);
         if (answer?.stopsAtMs !== undefined)
           process.stderr.write(
             `app ${app.name}: containers kept warm for ${Math.round((answer.stopsAtMs - Date.now()) / 1000)} s (the next run of this code reuses them)\n`,

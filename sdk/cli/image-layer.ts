@@ -23,7 +23,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { c as createTar, t as listTar } from 'tar';
 import { ValidationError } from '../../lib/errors.ts';
-import { type Broker, BrokerApiError, type Problem } from '../../sdk/index.ts';
+import type { Broker } from '../index.ts';
 
 export interface ImageRecipe {
   readonly base: 'node20';
@@ -123,24 +123,12 @@ export async function ensureLayer(
 ): Promise<LayerOutcome> {
   const packages = await Promise.all(recipe.npm.map((spec) => packageNameOf(spec, field)));
   const id = layerIdOf(recipe);
-  try {
-    await broker.call('GET', `/v1/layers/${id}`);
-    return { id, packages };
-  } catch (error) {
-    if (!(error instanceof BrokerApiError) || error.status !== 404) throw error;
-  }
+  if (await broker.layers.get(id)) return { id, packages };
   const dir = mkdtempSync(join(tmpdir(), 'gpubroker-layer-'));
   try {
     say(`image layer ${id.slice(0, 12)}: npm install ${recipe.npm.join(' ')}`);
     const tarball = await buildLayer(recipe, dir);
-    const response = await fetch(`${broker.url}/v1/layers/${id}`, {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${broker.token ?? ''}`, 'content-type': 'application/gzip' },
-      body: Readable.toWeb(createReadStream(tarball)) as ReadableStream,
-      duplex: 'half',
-    } as RequestInit);
-    if (!response.ok) throw new BrokerApiError((await response.json()) as Problem);
-    const layer = (await response.json()) as { bytes: number };
+    const layer = await broker.layers.upload(id, Readable.toWeb(createReadStream(tarball)) as ReadableStream);
     return { id, packages, uploadedBytes: layer.bytes };
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -8,7 +8,7 @@ import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { parseDurationMs, parseIntegerIn, parsePositive } from '../../lib/cli-args.ts';
 import { ValidationError } from '../../lib/errors.ts';
-import type { Lease, LeaseRequestInput } from '../../sdk/index.ts';
+import type { Lease, LeaseRequestInput } from '../index.ts';
 import {
   brokerClient,
   type ClientFlags,

@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { ValidationError } from '../../lib/errors.ts';
-import { Broker, BrokerApiError, LeaseFailedError } from '../../sdk/index.ts';
+import { Broker, BrokerApiError, LeaseFailedError } from '../index.ts';
 
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
