@@ -130,7 +130,12 @@ export class LeaseService {
         endedAt: null,
         expiresAt: request.ttlSeconds === undefined ? null : now + request.ttlSeconds * 1000,
       };
-      const impossible = this.whyImpossible(principal, request, offerings);
+      // The quota as it is now (an operator may have changed it since the token was checked).
+      const [tenant] = await this.o.db
+        .select({ gpuQuota: tenants.gpuQuota })
+        .from(tenants)
+        .where(eq(tenants.id, principal.tenantId));
+      const impossible = this.whyImpossible(principal, tenant?.gpuQuota ?? null, request, offerings);
       if (impossible) {
         row.status = 'failed';
         row.reason = impossible;
@@ -334,6 +339,7 @@ export class LeaseService {
 
   private whyImpossible(
     principal: Principal,
+    gpuQuota: number | null,
     request: LeaseRequest,
     offerings: readonly Offering[],
   ): string | undefined {
@@ -346,11 +352,11 @@ export class LeaseService {
       if (largest < request.count)
         return `no offering has ${request.count} ${request.gpu} GPUs on one node (the largest has ${largest})`;
     }
-    if (principal.gpuQuota !== null) {
+    if (gpuQuota !== null) {
       let held = 0;
       for (const row of this.open.values()) if (row.tenantId === principal.tenantId) held += row.count;
-      if (held + request.count > principal.gpuQuota)
-        return `above the tenant's GPU quota: ${held} held, ${request.count} requested, quota ${principal.gpuQuota}`;
+      if (held + request.count > gpuQuota)
+        return `above the tenant's GPU quota: ${held} held, ${request.count} requested, quota ${gpuQuota}`;
     }
     if (wants.maxMicrosPerHour !== undefined) {
       const cheapestPerGpu = Math.min(...matching.map((o) => o.microsPerHour / o.gpusPerInstance));

@@ -1,6 +1,12 @@
 /**
  * Tenants and their API tokens. A token is `gpb_` + 32 random bytes (base64url), shown once; only its SHA-256 is
  * stored. Tokens are secrets, so they come from the OS's cryptographic generator, not the seeded one.
+ *
+ * Every request is authenticated, so a known token's principal is kept in memory for a few seconds instead of being
+ * looked up in the database each time (that lookup was most of a warm `remote` call's time). What a principal holds
+ * never changes for a token (tenant, role); a token revoked in the database (`api_tokens.revoked_at`) stops working
+ * within PRINCIPAL_CACHE_MS on every replica. Limits (quota, spend) are not part of it: they are read where they
+ * apply.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
@@ -16,8 +22,12 @@ export interface Principal {
   readonly tenantId: string;
   readonly tenantName: string;
   readonly role: Role;
-  readonly gpuQuota: number | null;
 }
+
+/** How long a token's principal is trusted without asking the database again. */
+export const PRINCIPAL_CACHE_MS = 5_000;
+/** Most principals kept (unknown tokens are never kept, so guessing cannot fill it). */
+const PRINCIPAL_CACHE_SIZE = 10_000;
 
 /** The token of an `Authorization: Bearer <token>` header (the scheme in any case), or undefined. */
 export function bearerToken(header: string | undefined): string | undefined {
@@ -29,6 +39,8 @@ export function hashToken(token: string): string {
 }
 
 export class TokenStore {
+  private readonly known = new Map<string, { principal: Principal; checkedAt: number }>();
+
   constructor(
     private readonly db: Database,
     private readonly clock: Clock,
@@ -77,16 +89,22 @@ export class TokenStore {
   }
 
   async authenticate(token: string): Promise<Principal | undefined> {
+    const hash = hashToken(token);
+    const now = this.clock.now();
+    const cached = this.known.get(hash);
+    if (cached && now - cached.checkedAt < PRINCIPAL_CACHE_MS) return cached.principal;
     const [row] = await this.db
-      .select({
-        tenantId: tenants.id,
-        tenantName: tenants.name,
-        role: apiTokens.role,
-        gpuQuota: tenants.gpuQuota,
-      })
+      .select({ tenantId: tenants.id, tenantName: tenants.name, role: apiTokens.role })
       .from(apiTokens)
       .innerJoin(tenants, eq(apiTokens.tenantId, tenants.id))
-      .where(and(eq(apiTokens.tokenHash, hashToken(token)), isNull(apiTokens.revokedAt)));
+      .where(and(eq(apiTokens.tokenHash, hash), isNull(apiTokens.revokedAt)));
+    this.known.delete(hash);
+    if (row) {
+      // Oldest first in a Map: past the cap, the one checked longest ago goes.
+      if (this.known.size >= PRINCIPAL_CACHE_SIZE)
+        this.known.delete(this.known.keys().next().value as string);
+      this.known.set(hash, { principal: row, checkedAt: now });
+    }
     return row;
   }
 }

@@ -14,8 +14,8 @@ import type { Principal } from '../tokens.ts';
 import { createApp } from './app.ts';
 import { HttpProblem } from './problem.ts';
 
-const OPERATOR: Principal = { tenantId: 't-ops', tenantName: 'ops', role: 'operator', gpuQuota: null };
-const ALICE: Principal = { tenantId: 't-alice', tenantName: 'alice', role: 'tenant', gpuQuota: null };
+const OPERATOR: Principal = { tenantId: 't-ops', tenantName: 'ops', role: 'operator' };
+const ALICE: Principal = { tenantId: 't-alice', tenantName: 'alice', role: 'tenant' };
 const TOKENS: Record<string, Principal> = { gpb_ops: OPERATOR, gpb_alice: ALICE };
 
 const LEASE = { id: 'lease_1', status: 'pending', gpu: 'H100', count: 8 };

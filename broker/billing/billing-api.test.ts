@@ -294,7 +294,7 @@ describe('billing API', () => {
       ['GET', '/v1/costs?from=2026-12-01&to=2026-11-01', 'from'],
       ['PUT', '/v1/prices', 'priceBook.markup', { markup: -1 }],
       ['PUT', '/v1/prices', 'priceBook.gpuMicrosPerSecond.H100', { gpuMicrosPerSecond: { H100: 0.5 } }],
-      ['PUT', '/v1/prices', 'priceBook', { rate: 3 }],
+      ['PUT', '/v1/prices', 'priceBook.rate', { rate: 3 }],
       ['PUT', '/v1/tenants/alice/limits', 'spendLimitUsdPerHour', { spendLimitUsdPerHour: -1 }],
       // Below one micro-USD a limit would be stored as 0 (found by the API fuzz).
       ['PUT', '/v1/tenants/alice/limits', 'spendLimitUsdPerMonth', { spendLimitUsdPerMonth: 1e-7 }],
