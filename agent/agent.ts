@@ -260,6 +260,14 @@ export class Agent {
         return;
       case 'exec-kill':
         return void this.execs.get(message.execId)?.kill(message.signal as NodeJS.Signals);
+      case 'exec-stdin': {
+        const terminal = this.execs.get(message.execId)?.terminal;
+        if (message.data !== '') terminal?.write(Buffer.from(message.data, 'base64'));
+        if (message.eof) terminal?.end();
+        return;
+      }
+      case 'exec-resize':
+        return void this.execs.get(message.execId)?.terminal?.resize(message);
       case 'bye':
         this.logger.warn({ reason: message.reason }, 'the broker said goodbye');
         return;
@@ -543,7 +551,10 @@ export class Agent {
       );
   }
 
-  /** `lease exec`: the command with exactly the leased GPUs visible, its output streamed back as it comes. */
+  /**
+   * `lease exec`: the command with exactly the leased GPUs visible, its output streamed back as it comes (`lease
+   * shell`: the same under a pseudo-terminal, see lease-exec.ts).
+   */
   private exec(message: Extract<BrokerMessage, { type: 'exec' }>): void {
     const { execId } = message;
     let running: RunningExec;

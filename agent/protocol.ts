@@ -7,6 +7,7 @@
  *     │◀── welcome (agent id, credential on join) ─────│
  *     │── heartbeat (health) every heartbeatMs ───────▶│  silence for 3 heartbeats: the agent is lost
  *     │◀── start / invoke / stop / exec / exec-kill ───│  the runtime's orders
+ *     │◀── exec-stdin / exec-resize ───────────────────│  a shell's keystrokes and window (an exec with tty)
  *     │── ready / exited / result / failed / logs ────▶│  what happened, in order
  *     │── exec-output / exec-exit ────────────────────▶│
  *     │◀── bye (revoked, replaced) then close ─────────│
@@ -28,6 +29,8 @@ export const MISSED_HEARTBEATS = 3;
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 const id = z.string().min(1).max(200);
+/** A terminal's columns or rows. */
+const winsize = z.number().int().min(1).max(10_000);
 
 export const gpuReportSchema = z.object({
   index: z.number().int().min(0).max(1023),
@@ -189,8 +192,17 @@ export const brokerMessageSchema = z.discriminatedUnion('type', [
     args: z.array(z.string()),
     gpuIndices: z.array(z.number().int().min(0)),
     env: z.record(z.string(), z.string()),
+    /**
+     * Under a pseudo-terminal of this size (`lease shell`): its input comes in `exec-stdin`, its window changes in
+     * `exec-resize`, and its output (the terminal's, one stream) in `exec-output` on stdout. Absent: a plain exec.
+     */
+    tty: z.object({ cols: winsize, rows: winsize }).optional(),
   }),
   z.object({ type: z.literal('exec-kill'), execId: id, signal: z.string().max(20) }),
+  /** Input for an exec with a tty: base64 of the bytes, in order; `eof` closes its input (after `data`). */
+  z.object({ type: z.literal('exec-stdin'), execId: id, data: z.string(), eof: z.boolean().optional() }),
+  /** The terminal of an exec with a tty changed size (its foreground processes get SIGWINCH). */
+  z.object({ type: z.literal('exec-resize'), execId: id, cols: winsize, rows: winsize }),
   z.object({ type: z.literal('bye'), reason: z.string() }),
 ]);
 export type BrokerMessage = z.infer<typeof brokerMessageSchema>;

@@ -32,6 +32,20 @@ export interface paths {
      */
     post: operations['execOnLease'];
   };
+  '/v1/leases/{id}/shell': {
+    /**
+     * An interactive shell on a ready lease's machine, under a pseudo-terminal, with exactly its GPUs visible
+     * @description The lease's agent runs the command (default: bash, or sh where bash is missing) under a pseudo-terminal of `cols` × `rows`, in the same sandbox and with the same GPUs as `exec`. The answer is application/x-ndjson: first `{session}`, the id that `POST /v1/leases/{id}/shell/{session}` types into and resizes, then the terminal's output as `{stream, data}` lines (data in base64), then one `{exit}` line. Closing the connection kills the shell.
+     */
+    post: operations['openShellOnLease'];
+  };
+  '/v1/leases/{id}/shell/{session}': {
+    /**
+     * Type into a shell opened with `POST /v1/leases/{id}/shell`, close its input, or resize it
+     * @description Keystrokes are delivered in the order the requests arrive: a client sends one request at a time. A session that has ended is 404.
+     */
+    post: operations['shellInput'];
+  };
   '/v1/policy': {
     /** The policy in force */
     get: operations['getPolicy'];
@@ -277,6 +291,48 @@ export interface components {
       };
       /** @default 0 */
       node?: number;
+    };
+    ShellEvent:
+      | {
+          /** @description where to send its input and resizes */
+          session: string;
+        }
+      | {
+          /** @enum {string} */
+          stream: 'stdout' | 'stderr';
+          /** @description base64 of the bytes */
+          data: string;
+        }
+      | {
+          exit: {
+            code: number | null;
+            signal: string | null;
+            error?: string;
+          };
+        };
+    ShellRequest: {
+      command?: string;
+      /** @default [] */
+      args?: string[];
+      /** @default {} */
+      env?: {
+        [key: string]: string;
+      };
+      /** @default 0 */
+      node?: number;
+      /** @default 80 */
+      cols?: number;
+      /** @default 24 */
+      rows?: number;
+    };
+    ShellInput: {
+      /** @description base64 of the bytes typed */
+      data?: string;
+      eof?: boolean;
+      resize?: {
+        cols: number;
+        rows: number;
+      };
     };
     PolicyVersion: {
       version: number;
@@ -1029,6 +1085,119 @@ export interface operations {
       };
       /** @description The lease is not ready, or its agent is not connected */
       409: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  /**
+   * An interactive shell on a ready lease's machine, under a pseudo-terminal, with exactly its GPUs visible
+   * @description The lease's agent runs the command (default: bash, or sh where bash is missing) under a pseudo-terminal of `cols` × `rows`, in the same sandbox and with the same GPUs as `exec`. The answer is application/x-ndjson: first `{session}`, the id that `POST /v1/leases/{id}/shell/{session}` types into and resizes, then the terminal's output as `{stream, data}` lines (data in base64), then one `{exit}` line. Closing the connection kills the shell.
+   */
+  openShellOnLease: {
+    parameters: {
+      path: {
+        id: string;
+      };
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['ShellRequest'];
+      };
+    };
+    responses: {
+      /** @description The session, the output, then the exit */
+      200: {
+        content: {
+          'application/x-ndjson': components['schemas']['ShellEvent'];
+        };
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description The lease is not ready, or its agent is not connected */
+      409: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+    };
+  };
+  /**
+   * Type into a shell opened with `POST /v1/leases/{id}/shell`, close its input, or resize it
+   * @description Keystrokes are delivered in the order the requests arrive: a client sends one request at a time. A session that has ended is 404.
+   */
+  shellInput: {
+    parameters: {
+      path: {
+        id: string;
+        session: string;
+      };
+    };
+    requestBody: {
+      content: {
+        'application/json': components['schemas']['ShellInput'];
+      };
+    };
+    responses: {
+      /** @description Passed on to the shell */
+      204: {
+        content: never;
+      };
+      /** @description Invalid request */
+      400: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Missing or unknown token */
+      401: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description A spend limit was reached */
+      402: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Operator role needed */
+      403: {
+        content: {
+          'application/problem+json': components['schemas']['Problem'];
+        };
+      };
+      /** @description Not found */
+      404: {
         content: {
           'application/problem+json': components['schemas']['Problem'];
         };

@@ -1,7 +1,8 @@
 /**
  * `lease exec`: one command on the machine of a lease, run by its agent with `CUDA_VISIBLE_DEVICES` set to exactly
  * the leased GPUs; its output comes back as it is written, then its exit. The command ends with the agent: when
- * the agent is lost, the exec fails with that reason.
+ * the agent is lost, the exec fails with that reason. With `tty` (`lease shell`) the command runs under a
+ * pseudo-terminal of that size: `input` types into it and `resize` changes its size.
  */
 import { randomBytes } from 'node:crypto';
 import type { AgentMessage } from '../../agent/protocol.ts';
@@ -23,6 +24,15 @@ export interface RemoteExec {
   readonly done: Promise<Extract<ExecEvent, { exit: unknown }>['exit']>;
   /** Sends a signal to the command (SIGKILL when the client went away). */
   kill(signal?: string): void;
+  /** An exec with a tty: bytes typed into its terminal, in order; `eof` then closes its input. */
+  input(data: Buffer, eof?: boolean): void;
+  /** An exec with a tty: its terminal's new size. */
+  resize(size: TerminalSize): void;
+}
+
+export interface TerminalSize {
+  readonly cols: number;
+  readonly rows: number;
 }
 
 export function execOnAgent(
@@ -33,6 +43,7 @@ export function execOnAgent(
     args: readonly string[];
     gpuIndices: readonly number[];
     env: Record<string, string>;
+    tty?: TerminalSize;
   },
   onEvent: (event: ExecEvent) => void,
 ): RemoteExec {
@@ -73,6 +84,7 @@ export function execOnAgent(
     args: [...order.args],
     gpuIndices: [...order.gpuIndices],
     env: order.env,
+    ...(order.tty ? { tty: { cols: order.tty.cols, rows: order.tty.rows } } : {}),
   });
   if (!sent) end({ code: null, signal: null, error: `the agent of instance ${instanceId} is not connected` });
   return {
@@ -80,6 +92,18 @@ export function execOnAgent(
     done,
     kill(signal = 'SIGKILL') {
       if (!ended) hub.send(instanceId, { type: 'exec-kill', execId, signal });
+    },
+    input(data, eof = false) {
+      if (!ended)
+        hub.send(instanceId, {
+          type: 'exec-stdin',
+          execId,
+          data: data.toString('base64'),
+          ...(eof ? { eof: true } : {}),
+        });
+    },
+    resize(size) {
+      if (!ended) hub.send(instanceId, { type: 'exec-resize', execId, cols: size.cols, rows: size.rows });
     },
   };
 }
