@@ -14,6 +14,7 @@ import type { Clock } from '../lib/clock.ts';
 import { IdGenerator } from '../lib/ids.ts';
 import { microsToUsd } from '../lib/money.ts';
 import { Random } from '../lib/random.ts';
+import type { Stopwatch } from '../lib/stopwatch.ts';
 import type { Provider } from '../providers/provider.ts';
 import type { Executor } from '../runtime/executor/executor.ts';
 import { parseFunctionOptions } from '../runtime/function-spec.ts';
@@ -86,6 +87,8 @@ export interface BrokerCoreOptions {
   readonly agentJoinTimeoutMs?: number;
   /** Take machines of your own: agents that join without an instance id (`--providers machines`). */
   readonly machines?: boolean;
+  /** Where the wall time goes (a simulation's profile): the runtime's and the meter's work. Default untimed. */
+  readonly stopwatches?: { readonly runtime?: Stopwatch; readonly meter?: Stopwatch };
 }
 
 /** How long a launch-bound join token outlives the join timeout: the cloud's launch and the instance's boot. */
@@ -187,6 +190,7 @@ export class BrokerCore {
       store: this.usage,
       ...(o.meterHeartbeatMs !== undefined ? { heartbeatMs: o.meterHeartbeatMs } : {}),
       onWriteError: (error) => this.logger.error({ err: error }, 'usage not written yet; retrying'),
+      ...(o.stopwatches?.meter ? { stopwatch: o.stopwatches.meter } : {}),
     });
     this.leaseMetering = new LeaseMetering(this.meter, this.usage, this.fleet);
     this.priceBooks = new PriceBookStore(db, o.clock);

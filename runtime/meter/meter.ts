@@ -8,6 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
+import { type Stopwatch, untimed } from '../../lib/stopwatch.ts';
 import { type IntervalFacts, type UsageEvent, usageEventId } from './usage-event.ts';
 import type { MeterCheckpoint, UsageStore } from './usage-store.ts';
 
@@ -22,6 +23,8 @@ export interface MeterOptions {
   readonly onWriteError?: (error: unknown) => void;
   /** This meter's id in the store (its intervals and checkpoints); default a random UUID, new per process. */
   readonly meterId?: string;
+  /** Times the meter's work (a simulation's profile); default untimed. */
+  readonly stopwatch?: Stopwatch;
 }
 
 export const DEFAULT_HEARTBEAT_MS = 5_000;
@@ -33,10 +36,12 @@ export class Meter {
   private writing: Promise<void> = Promise.resolve();
   readonly heartbeatMs: number;
   readonly meterId: string;
+  private readonly stopwatch: Stopwatch;
 
   constructor(private readonly o: MeterOptions) {
     this.heartbeatMs = o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.meterId = o.meterId ?? randomUUID();
+    this.stopwatch = o.stopwatch ?? untimed;
   }
 
   /**
@@ -61,18 +66,22 @@ export class Meter {
 
   /** Opens an interval now (or at `facts.startMs`). */
   openInterval(facts: Omit<IntervalFacts, 'startMs'> & { startMs?: number }): IntervalFacts {
-    const interval: IntervalFacts = { ...facts, startMs: facts.startMs ?? this.o.clock.now() };
-    this.open.set(interval.intervalId, interval);
-    this.push(interval, 'start', interval.startMs);
-    return interval;
+    return this.stopwatch.time(() => {
+      const interval: IntervalFacts = { ...facts, startMs: facts.startMs ?? this.o.clock.now() };
+      this.open.set(interval.intervalId, interval);
+      this.push(interval, 'start', interval.startMs);
+      return interval;
+    });
   }
 
   /** Ends an interval now (or at `atMs`); unknown or already closed ids are ignored. */
   closeInterval(intervalId: string, atMs = this.o.clock.now()): void {
-    const interval = this.open.get(intervalId);
-    if (!interval) return;
-    this.open.delete(intervalId);
-    this.push(interval, 'stop', Math.max(atMs, interval.startMs));
+    this.stopwatch.time(() => {
+      const interval = this.open.get(intervalId);
+      if (!interval) return;
+      this.open.delete(intervalId);
+      this.push(interval, 'stop', Math.max(atMs, interval.startMs));
+    });
   }
 
   /** Intervals open now. */
@@ -90,20 +99,22 @@ export class Meter {
    * checkpoint is never recorded without the stops that came before it.
    */
   flush(checkpoint?: MeterCheckpoint): Promise<void> {
-    this.writing = this.writing.then(async () => {
-      if (this.buffer.length === 0 && !checkpoint) return;
-      const batch = this.buffer;
-      this.buffer = [];
-      try {
-        await this.o.store.ingest(batch, checkpoint);
-      } catch (error) {
-        // Keep them: ingestion is idempotent, so writing them again with the next batch is safe. The checkpoint
-        // is dropped: the next heartbeat makes a later one.
-        this.buffer = batch.concat(this.buffer);
-        this.o.onWriteError?.(error);
-      }
-    });
+    this.writing = this.writing.then(() => this.stopwatch.time(() => this.write(checkpoint)));
     return this.writing;
+  }
+
+  private async write(checkpoint: MeterCheckpoint | undefined): Promise<void> {
+    if (this.buffer.length === 0 && !checkpoint) return;
+    const batch = this.buffer;
+    this.buffer = [];
+    try {
+      await this.o.store.ingest(batch, checkpoint);
+    } catch (error) {
+      // Keep them: ingestion is idempotent, so writing them again with the next batch is safe. The checkpoint is
+      // dropped: the next heartbeat makes a later one.
+      this.buffer = batch.concat(this.buffer);
+      this.o.onWriteError?.(error);
+    }
   }
 
   /** Stops the heartbeat, closes every open interval now and writes everything (a clean shutdown). */
