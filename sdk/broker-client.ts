@@ -133,6 +133,11 @@ export interface ExecOptions {
   readonly signal?: AbortSignal;
 }
 
+/** One line of an exec's answer. */
+type ExecEvent = { stream: 'stdout' | 'stderr'; data: string } | { exit: ExecResult };
+/** Most bytes of input one request carries (its base64 stays under the broker's limit). */
+const MAX_SHELL_INPUT_BYTES = 512 * 1024;
+
 /** How a command run with `exec` ended: its exit code, or the signal that ended it, or why it could not run. */
 export interface ExecResult {
   readonly code: number | null;
@@ -140,11 +145,42 @@ export interface ExecResult {
   readonly error?: string;
 }
 
+/** What `shell` may be told. */
+export interface ShellOptions {
+  /** The terminal's output as it comes (one stream). Default: written to this process's stdout. */
+  readonly onOutput?: (data: Uint8Array) => void;
+  /** The command and its arguments; default: bash, or sh on a machine without bash. */
+  readonly command?: readonly string[];
+  /** Added to its environment (TERM is xterm-256color unless given here). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Which of the lease's machines (the order of its allocations; default 0). */
+  readonly node?: number;
+  /** The terminal's size; default 80 × 24. */
+  readonly cols?: number;
+  readonly rows?: number;
+}
+
+/** An interactive shell on a lease's machine, under a pseudo-terminal (`broker.leases.shell`). */
+export interface LeaseShell {
+  /** Types into the terminal: keystrokes, pasted or piped text, delivered in order. */
+  write(data: string | Uint8Array): void;
+  /** Closes its input, after what was written: the shell reads end of file (as after Ctrl-D) and exits. */
+  end(): void;
+  /** The terminal's new size (its foreground programs get SIGWINCH). */
+  resize(cols: number, rows: number): void;
+  /** How the shell ended: its exit code, the signal that ended it, or why it could not run or was cut off. */
+  readonly exit: Promise<ExecResult>;
+  /** Ends the shell now (the broker kills it). */
+  close(): void;
+}
+
 /** A ready lease that can release itself (also with `await using`) and run commands on its machine. */
 export type LeaseHandle = Lease & {
   release(): Promise<Lease>;
   /** Runs `command` on the lease's machine with CUDA_VISIBLE_DEVICES set to exactly its GPUs. */
   exec(command: string | readonly string[], options?: ExecOptions): Promise<ExecResult>;
+  /** An interactive shell on the lease's machine, under a pseudo-terminal (see `broker.leases.shell`). */
+  shell(options?: ShellOptions): Promise<LeaseShell>;
   [Symbol.asyncDispose](): Promise<void>;
 };
 
@@ -194,6 +230,13 @@ export class Broker extends ApiClient {
      */
     exec: (id: string, command: string | readonly string[], options: ExecOptions = {}): Promise<ExecResult> =>
       this.execOnLease(id, command, options),
+    /**
+     * Opens an interactive shell on a ready lease's machine, under a pseudo-terminal of `cols` × `rows`, in the same
+     * sandbox and with the same GPUs as `exec`; resolves once it runs (a BrokerApiError when it cannot: 404 for an
+     * unknown lease, 409 for one not ready). Two plain HTTP requests carry it, no WebSocket: the output streams on
+     * the one that opened it, the input and resizes go on short ones, one at a time, in order.
+     */
+    shell: (id: string, options: ShellOptions = {}): Promise<LeaseShell> => this.shellOnLease(id, options),
   };
 
   readonly apps = {
@@ -393,24 +436,116 @@ export class Broker extends ApiClient {
       options.onOutput ??
       ((stream: 'stdout' | 'stderr', data: Uint8Array) =>
         (stream === 'stdout' ? process.stdout : process.stderr).write(data));
-    const decoder = new TextDecoder();
-    let pending = '';
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-      pending += decoder.decode(chunk, { stream: true });
-      let newline = pending.indexOf('\n');
-      while (newline >= 0) {
-        const line = pending.slice(0, newline);
-        pending = pending.slice(newline + 1);
-        newline = pending.indexOf('\n');
-        if (line === '') continue;
-        const event = JSON.parse(line) as
-          | { stream: 'stdout' | 'stderr'; data: string }
-          | { exit: ExecResult };
-        if ('exit' in event) return event.exit;
-        onOutput(event.stream, Buffer.from(event.data, 'base64'));
-      }
+    for await (const event of ndjsonLines<ExecEvent>(response.body)) {
+      if ('exit' in event) return event.exit;
+      onOutput(event.stream, Buffer.from(event.data, 'base64'));
     }
     return { code: null, signal: null, error: 'the broker closed the connection before the command ended' };
+  }
+
+  private async shellOnLease(id: string, options: ShellOptions): Promise<LeaseShell> {
+    const [command, ...args] = options.command ?? [];
+    const opened = new AbortController();
+    const response = await this.fetch(`/v1/leases/${encodeURIComponent(id)}/shell`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        ...(command === undefined ? {} : { command, args }),
+        env: options.env ?? {},
+        node: options.node ?? 0,
+        cols: options.cols ?? 80,
+        rows: options.rows ?? 24,
+      }),
+      signal: opened.signal,
+    });
+    if (!response.ok || !response.body) throw new BrokerApiError(problemOf(response, await response.text()));
+    const events = ndjsonLines<ExecEvent | { session: string }>(response.body);
+    const first = await events.next();
+    if (first.done || !('session' in first.value)) {
+      opened.abort();
+      throw new Error('the broker answered a shell without its session');
+    }
+    const session = first.value.session;
+    const onOutput = options.onOutput ?? ((data: Uint8Array) => process.stdout.write(data));
+    let ended: ExecResult | undefined;
+    const exit = (async (): Promise<ExecResult> => {
+      try {
+        for await (const event of events) {
+          if ('exit' in event) return event.exit;
+          if ('data' in event) onOutput(Buffer.from(event.data, 'base64'));
+        }
+        return { code: null, signal: null, error: 'the broker closed the connection before the shell ended' };
+      } catch (error) {
+        return { code: null, signal: null, error: ended?.error ?? (error as Error).message };
+      }
+    })().then((result) => {
+      ended ??= result;
+      return ended;
+    });
+    // What is waiting to be sent: one request at a time, so that the keystrokes arrive in order.
+    let typed: Buffer[] = [];
+    let size: { cols: number; rows: number } | undefined;
+    let eof: 'no' | 'wanted' | 'sent' = 'no';
+    let sending = false;
+    const send = async () => {
+      if (sending) return;
+      sending = true;
+      try {
+        while (!ended && (typed.length > 0 || size || eof === 'wanted')) {
+          const data = Buffer.concat(typed);
+          const chunk = data.subarray(0, MAX_SHELL_INPUT_BYTES);
+          typed = chunk.length < data.length ? [data.subarray(chunk.length)] : [];
+          const last = typed.length === 0 && eof === 'wanted';
+          const resize = size;
+          size = undefined;
+          await this.api('post', '/v1/leases/{id}/shell/{session}', {
+            params: { id, session },
+            body: {
+              ...(chunk.length > 0 ? { data: chunk.toString('base64') } : {}),
+              ...(last ? { eof: true } : {}),
+              ...(resize ? { resize } : {}),
+            },
+          });
+          if (last) eof = 'sent';
+        }
+      } catch (error) {
+        // A shell that has just ended is no longer there to type into (404, its exit on the way); otherwise the
+        // input is lost: end it.
+        if (!ended && !(error instanceof BrokerApiError && error.status === 404)) {
+          ended = {
+            code: null,
+            signal: null,
+            error: `its input could not be sent: ${(error as Error).message}`,
+          };
+          opened.abort();
+        }
+      } finally {
+        sending = false;
+      }
+    };
+    return {
+      write(data) {
+        if (ended || eof !== 'no') return;
+        typed.push(typeof data === 'string' ? Buffer.from(data) : Buffer.from(data));
+        void send();
+      },
+      end() {
+        if (ended || eof !== 'no') return;
+        eof = 'wanted';
+        void send();
+      },
+      resize(cols, rows) {
+        if (ended) return;
+        size = { cols, rows };
+        void send();
+      },
+      exit,
+      close() {
+        if (ended) return;
+        ended = { code: null, signal: null, error: 'closed' };
+        opened.abort();
+      },
+    };
   }
 
   private async requestGpus(request: LeaseRequestInput, options: RequestGpusOptions): Promise<LeaseHandle> {
@@ -441,10 +576,29 @@ export class Broker extends ApiClient {
       ...lease,
       release,
       exec: (command, execOptions) => this.execOnLease(id, command, execOptions),
+      shell: (shellOptions) => this.shellOnLease(id, shellOptions ?? {}),
       [Symbol.asyncDispose]: async () => {
         await release();
       },
     };
+  }
+}
+
+/** The lines of an application/x-ndjson answer, parsed, as they arrive. */
+async function* ndjsonLines<T>(body: ReadableStream<Uint8Array>): AsyncGenerator<T> {
+  const decoder = new TextDecoder();
+  let pending = '';
+  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+    pending += decoder.decode(chunk, { stream: true });
+    let start = 0;
+    let newline = pending.indexOf('\n');
+    while (newline >= 0) {
+      const line = pending.slice(start, newline);
+      if (line !== '') yield JSON.parse(line) as T;
+      start = newline + 1;
+      newline = pending.indexOf('\n', start);
+    }
+    pending = pending.slice(start);
   }
 }
 

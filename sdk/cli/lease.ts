@@ -1,5 +1,6 @@
 /**
- * `gpubroker lease request | list | release ID`: a tenant's GPU leases. `request` waits until the lease is ready
+ * `gpubroker lease request | list | release ID | exec ID -- CMD | shell ID`: a tenant's GPU leases, and commands or
+ * an interactive shell on their machines. `request` waits until the lease is ready
  * (the SDK's `gpus.request`, progress on stderr, Ctrl-C releases it) unless `--no-wait`; a lease that fails or is
  * not ready within `--timeout` exits 1 with the reason.
  */
@@ -8,7 +9,7 @@ import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { parseDurationMs, parseIntegerIn, parsePositive } from '../../lib/cli-args.ts';
 import { ValidationError } from '../../lib/errors.ts';
-import type { Lease, LeaseRequestInput } from '../index.ts';
+import type { Broker, ExecResult, Lease, LeaseRequestInput } from '../index.ts';
 import {
   brokerClient,
   type ClientFlags,
@@ -49,7 +50,7 @@ interface OutputFlags extends ClientFlags {
 }
 
 export function registerLeaseCommand(program: Command): void {
-  const lease = program.command('lease').description('GPU leases: request, list, release');
+  const lease = program.command('lease').description('GPU leases: request, list, release, exec, shell');
 
   withClientOptions(
     lease
@@ -140,15 +141,97 @@ export function registerLeaseCommand(program: Command): void {
         const controller = new AbortController();
         process.once('SIGINT', () => controller.abort());
         const result = await broker.leases.exec(id, command, { node, signal: controller.signal });
-        if (result.error) process.stderr.write(`gpubroker: ${result.error}\n`);
-        // The command's own status; 128 + n for a signal, as shells report it; 1 when it could not run.
-        process.exitCode = result.code ?? (result.signal ? 128 + (signalNumber(result.signal) ?? 0) : 1);
+        exitWith(result);
+      });
+    });
+
+  withClientOptions(
+    lease
+      .command('shell')
+      .description(
+        "an interactive shell on a lease's machine under a pseudo-terminal (bash, else sh, or the command after --), with CUDA_VISIBLE_DEVICES set to its GPUs; exits with its status",
+      )
+      .argument('<id>', 'lease id')
+      .argument('[command...]', 'a command to run instead of the shell (after --)'),
+  )
+    .option('--node <n>', "which of the lease's machines (default 0)")
+    .action(async (id: string, command: string[], flags: ClientFlags & { node?: string }) => {
+      const broker = brokerClient(flags);
+      const node = flags.node === undefined ? 0 : parseIntegerIn('--node', flags.node, 0, 1023);
+      await talkTo(broker, async () => {
+        const { result, interrupted } = await attachShell(broker, id, command, node);
+        if (interrupted) process.exitCode = 128 + (signalNumber('SIGINT') ?? 2);
+        else exitWith(result);
       });
     });
 }
 
+/** The remote command's own status; 128 + n for a signal, as shells report it; 1 when it could not run. */
+function exitWith(result: ExecResult): void {
+  if (result.error) process.stderr.write(`gpubroker: ${result.error}\n`);
+  process.exitCode = result.code ?? (result.signal ? 128 + (signalNumber(result.signal) ?? 0) : 1);
+}
+
 function signalNumber(name: string): number | undefined {
   return (osConstants.signals as Record<string, number | undefined>)[name];
+}
+
+/**
+ * `lease shell`: this terminal attached to a shell on the lease's machine. When stdin is a terminal it is put in
+ * raw mode (every keystroke, Ctrl-C and Ctrl-D included, goes to the remote shell; restored when the shell ends,
+ * fails or this process is interrupted) and the window's size follows it (SIGWINCH); piped input is sent as it is,
+ * then end of file. SIGINT or SIGTERM to this process ends the remote shell.
+ */
+async function attachShell(
+  broker: Broker,
+  id: string,
+  command: readonly string[],
+  node: number,
+): Promise<{ result: ExecResult; interrupted: boolean }> {
+  const { stdin } = process;
+  const window = [process.stdout, process.stderr].find((stream) => stream.isTTY);
+  const size = () => ({ cols: window?.columns || 80, rows: window?.rows || 24 });
+  const shell = await broker.leases.shell(id, {
+    node,
+    ...size(),
+    ...(command.length > 0 ? { command } : {}),
+    ...(process.env.TERM ? { env: { TERM: process.env.TERM } } : {}),
+  });
+  const raw = stdin.isTTY === true;
+  const restore = () => {
+    if (raw && stdin.isRaw) stdin.setRawMode(false);
+  };
+  let interrupted = false;
+  const interrupt = () => {
+    interrupted = true;
+    restore();
+    shell.close();
+  };
+  const onData = (chunk: Buffer) => shell.write(chunk);
+  const onEnd = () => shell.end();
+  const onResize = () => {
+    const { cols, rows } = size();
+    shell.resize(cols, rows);
+  };
+  if (raw) stdin.setRawMode(true);
+  process.once('exit', restore);
+  process.on('SIGINT', interrupt);
+  process.on('SIGTERM', interrupt);
+  window?.on('resize', onResize);
+  stdin.on('data', onData);
+  stdin.on('end', onEnd);
+  try {
+    return { result: await shell.exit, interrupted };
+  } finally {
+    stdin.off('data', onData);
+    stdin.off('end', onEnd);
+    stdin.pause();
+    window?.off('resize', onResize);
+    process.off('SIGINT', interrupt);
+    process.off('SIGTERM', interrupt);
+    process.off('exit', restore);
+    restore();
+  }
 }
 
 /** The API request for the flags; a bad value is a ValidationError naming its flag. */
