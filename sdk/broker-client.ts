@@ -401,21 +401,7 @@ export class Broker extends ApiClient {
       checked: true,
       ...(signal ? { signal } : {}),
     });
-    if (!response.body) return;
-    const decoder = new TextDecoder();
-    let pending = '';
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-      pending += decoder.decode(chunk, { stream: true });
-      let start = 0;
-      let newline = pending.indexOf('\n');
-      while (newline >= 0) {
-        const line = pending.slice(start, newline);
-        if (line !== '') yield JSON.parse(line) as LogLine;
-        start = newline + 1;
-        newline = pending.indexOf('\n', start);
-      }
-      pending = pending.slice(start);
-    }
+    if (response.body) yield* ndjsonLines<LogLine>(response.body);
   }
 
   private async execOnLease(
