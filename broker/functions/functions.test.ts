@@ -141,7 +141,7 @@ describe('functions', () => {
     // Every line, the last ones too (the run lets the log stream drain before it ends).
     expect(first.stderr.match(/cubing \d+/g)).toHaveLength(40);
     expect(first.stderr).toContain('app runner: cube');
-    expect(first.stderr).toContain('app runner: containers kept warm for 3 s');
+    expect(first.stderr).toContain('app runner: containers kept warm for 8 s');
     const containersOf = (stderr: string) =>
       new Set([...stderr.matchAll(/\[(ctr_[^\]]+)\]/g)].map((m) => m[1]));
     const second = await runCli(args);
@@ -151,7 +151,7 @@ describe('functions', () => {
     // The second run's inputs ran in containers of the first.
     const warm = containersOf(first.stderr);
     expect([...containersOf(second.stderr)].some((id) => warm.has(id))).toBe(true);
-    // Nobody runs it again: it stops with its containers once they have been idle for 3 s.
+    // Nobody runs it again: it stops with its containers once they have been idle for 8 s.
     await until('the ended run’s app to stop, and its containers', async () =>
       (await broker.call('GET', '/v1/apps/runner').catch((e: unknown) => e)) instanceof BrokerApiError &&
       !server.broker.runtime.containers().some((c) => c.app === 'runner')
