@@ -23,14 +23,23 @@ export function agentIsolation(): 'bubblewrap' | 'none' {
   return mode;
 }
 
-/** Starts `gpubroker agent --broker URL … --isolation … --state-dir DIR` with the given flags in between. */
+/**
+ * Starts `gpubroker agent --broker URL … --isolation … --state-dir DIR` with the given flags in between; with
+ * `netns`, in that network namespace (one of `ip netns add`; root only). It enters the namespace with
+ * `nsenter --net`, not `ip netns exec`, which mounts a sysfs of its own over /sys and so hides the cgroup
+ * hierarchies that bubblewrap isolation needs; nsenter execs the agent, so the child's pid is the agent's.
+ */
 export function spawnAgent(
-  agent: { broker: string; stateDir: string; args: readonly string[] },
+  agent: { broker: string; stateDir: string; args: readonly string[]; netns?: string },
   options: SpawnOptions,
 ): ChildProcess {
+  const [file, ...prefix] = agent.netns
+    ? ['nsenter', `--net=/var/run/netns/${agent.netns}`, '--', process.execPath]
+    : [process.execPath];
   return spawn(
-    process.execPath,
+    file as string,
     [
+      ...prefix,
       BIN,
       'agent',
       '--broker',

@@ -10,7 +10,8 @@
  * - Placeable: an instance whose agent is connected and healthy, and reports the GPUs the instance should have.
  * - Lost: no frame for MISSED_HEARTBEATS heartbeats. A dropped connection gets the rest of that time to come back;
  *   containers it still runs carry on. Once lost, its containers exit (`agent lost`) and their inputs are retried
- *   elsewhere by the runtime; a later report of theirs matches no attempt and is dropped.
+ *   elsewhere by the runtime; a later report of theirs matches no attempt and is dropped, and when the agent comes
+ *   back still running one of them, it is stopped (not adopted: its usage ended when the agent was lost).
  */
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -112,6 +113,8 @@ export class AgentHub {
   private readonly sessions = new Map<string, Session>();
   /** Instances whose connection dropped, until they are back or lost. */
   private readonly dropped = new Map<string, { lastSeenAtMs: number; timer: TimerHandle }>();
+  /** Containers declared lost with their agent, per instance, until the agent is back and no longer runs them. */
+  private readonly lostContainers = new Map<string, Set<string>>();
   private readonly containers = new Map<string, ReportSink>();
   private readonly execs = new Map<string, ReportSink>();
   private readonly listeners = new Set<() => void>();
@@ -372,19 +375,27 @@ export class AgentHub {
   }
 
   /**
-   * After a reconnect: containers the agent runs that nobody here started are adopted or stopped; containers started here
-   * that the agent does not list ended while it was away (their last reports follow the welcome, so they are
-   * given one heartbeat to arrive before they count as lost).
+   * After a reconnect: containers the agent runs that nobody here started are adopted or stopped; those declared
+   * lost with it (a partition: their inputs ran elsewhere, their usage ended at the loss) are stopped; containers
+   * started here that the agent does not list ended while it was away (their last reports follow the welcome, so
+   * they are given one heartbeat to arrive before they count as lost).
    */
   private reconcileContainers(session: Session): void {
     const listed = new Set(session.hello.containers.map((c) => c.containerId));
-    const unknown = session.hello.containers.filter((c) => !this.containers.has(c.containerId));
+    const stop = (ids: readonly string[]) => {
+      for (const containerId of ids)
+        if (this.sessions.get(session.instanceId) === session)
+          this.sendTo(session, { type: 'stop', containerId });
+    };
+    // Kept while the agent still lists them: a connection that drops before the stop arrives does not adopt them.
+    const lost = [...(this.lostContainers.get(session.instanceId) ?? [])].filter((id) => listed.has(id));
+    if (lost.length > 0) this.lostContainers.set(session.instanceId, new Set(lost));
+    else this.lostContainers.delete(session.instanceId);
+    stop(lost);
+    const unknown = session.hello.containers.filter(
+      (c) => !this.containers.has(c.containerId) && !lost.includes(c.containerId),
+    );
     if (unknown.length > 0) {
-      const stop = (ids: readonly string[]) => {
-        for (const containerId of ids)
-          if (this.sessions.get(session.instanceId) === session)
-            this.sendTo(session, { type: 'stop', containerId });
-      };
       // After a restart of this broker the runtime may take them over (warm containers stay warm).
       if (this.o.adopt)
         void this.o.adopt(session.instanceId, unknown).then(stop, (error: unknown) => {
@@ -483,6 +494,13 @@ export class AgentHub {
   private declareLost(instanceId: string, reason: string, lastSeenAtMs: number): void {
     if (this.sessions.has(instanceId)) return;
     this.o.logger.warn({ instanceId, reason }, 'agent lost');
+    // Instances that ended will not come back to claim theirs.
+    for (const id of this.lostContainers.keys())
+      if (!id.startsWith(MACHINE_PREFIX) && !this.o.expected(id)) this.lostContainers.delete(id);
+    const lost = this.lostContainers.get(instanceId) ?? new Set<string>();
+    for (const [containerId, sink] of this.containers)
+      if (sink.instanceId === instanceId) lost.add(containerId);
+    if (lost.size > 0) this.lostContainers.set(instanceId, lost);
     for (const sink of [...this.containers.values(), ...this.execs.values()])
       if (sink.instanceId === instanceId) sink.lost(reason, lastSeenAtMs);
     this.changed();
