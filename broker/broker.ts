@@ -259,6 +259,7 @@ export class BrokerCore {
       capacity: this.agents ? new AgentCapacity(this.fleet, this.agents) : this.fleet,
       executor: this.executor,
       meter: this.meter,
+      ...(o.stopwatches?.runtime ? { stopwatch: o.stopwatches.runtime } : {}),
       // The runtime's bundle ids are `<tenant id>/<sha-256>`: a container loads its own tenant's code only.
       bundlePathOf: (ref) => {
         const [tenantId = '', bundleId = ''] = ref.split('/');

@@ -141,17 +141,19 @@ export class Reconciler implements SupervisorEvents {
    * (`FunctionPools.assertSize`): a drift throws.
    */
   tick(): void {
-    const now = this.clock.now();
-    this.lastTickAtMs = Math.max(this.lastTickAtMs, now);
-    this.supervisor.settleOrphans(now);
-    for (const fn of this.apps.functions()) {
-      this.endSlowProbe(fn);
-      this.pools.assertOpen(fn);
-      const current = this.pools.assertSize(fn);
-      this.guard(fn, () => this.scaleDown(fn, current));
-    }
-    this.reconcile([...this.apps.functions()]);
-    this.ledger.prune();
+    this.o.stopwatch.time(() => {
+      const now = this.clock.now();
+      this.lastTickAtMs = Math.max(this.lastTickAtMs, now);
+      this.supervisor.settleOrphans(now);
+      for (const fn of this.apps.functions()) {
+        this.endSlowProbe(fn);
+        this.pools.assertOpen(fn);
+        const current = this.pools.assertSize(fn);
+        this.guard(fn, () => this.scaleDown(fn, current));
+      }
+      this.reconcile([...this.apps.functions()]);
+      this.ledger.prune();
+    });
   }
 
   /** Stops the tick and every container; calls not finished yet fail. Resolves when the containers have exited. */
@@ -423,32 +425,34 @@ export class Reconciler implements SupervisorEvents {
 
   /** Places the containers the functions miss and dispatches their queued inputs. */
   private reconcile(fns: readonly FunctionRecord[]): void {
-    // One snapshot of the free GPUs per reconcile, taken only if a container is to be placed. Its index is kept
-    // for the next reconcile while the capacity hands out the same answer and nothing was placed on it.
-    let snapshot: SlotIndex | undefined;
-    const free = () => {
-      if (snapshot) return snapshot;
-      const slots = this.capacity.freeGpus();
-      if (!this.slotIndex || slots !== this.slotIndex.slots)
-        this.slotIndex = { slots, index: new SlotIndex(slots) };
-      snapshot = this.slotIndex.index;
-      return snapshot;
-    };
-    let unplaced = 0;
-    for (const fn of fns) {
-      if (fn.retired) continue;
-      this.guard(fn, () => {
-        unplaced += this.scaleUp(fn, free);
-        this.dispatch(fn);
-      });
-    }
-    // Every function is counted at each tick; a kick sees only some, so it can only raise the count.
-    const grew = unplaced > this.unplaced;
-    if (grew || fns.length === this.apps.countFunctions()) this.unplaced = unplaced;
-    if (grew) {
-      this.logger.info({ unplaced }, 'containers wait for GPUs');
-      this.o.onShortfall?.();
-    }
+    this.o.stopwatch.time(() => {
+      // One snapshot of the free GPUs per reconcile, taken only if a container is to be placed. Its index is kept
+      // for the next reconcile while the capacity hands out the same answer and nothing was placed on it.
+      let snapshot: SlotIndex | undefined;
+      const free = () => {
+        if (snapshot) return snapshot;
+        const slots = this.capacity.freeGpus();
+        if (!this.slotIndex || slots !== this.slotIndex.slots)
+          this.slotIndex = { slots, index: new SlotIndex(slots) };
+        snapshot = this.slotIndex.index;
+        return snapshot;
+      };
+      let unplaced = 0;
+      for (const fn of fns) {
+        if (fn.retired) continue;
+        this.guard(fn, () => {
+          unplaced += this.scaleUp(fn, free);
+          this.dispatch(fn);
+        });
+      }
+      // Every function is counted at each tick; a kick sees only some, so it can only raise the count.
+      const grew = unplaced > this.unplaced;
+      if (grew || fns.length === this.apps.countFunctions()) this.unplaced = unplaced;
+      if (grew) {
+        this.logger.info({ unplaced }, 'containers wait for GPUs');
+        this.o.onShortfall?.();
+      }
+    });
   }
 
   private guard(fn: FunctionRecord, work: () => void): void {

@@ -18,6 +18,7 @@ import type { Clock } from '../lib/clock.ts';
 import { NotFoundError, ValidationError } from '../lib/errors.ts';
 import { IdGenerator } from '../lib/ids.ts';
 import { Random } from '../lib/random.ts';
+import { type Stopwatch, untimed } from '../lib/stopwatch.ts';
 import { CallLedger, DEFAULT_RETAIN_CALLS_MS, type JournaledCall } from './call-ledger.ts';
 import type { GpuCapacity } from './capacity.ts';
 import type { Executor } from './executor/executor.ts';
@@ -74,6 +75,8 @@ export interface RuntimeOptions {
   readonly ids?: IdGenerator;
   readonly tickMs?: number;
   readonly retainCallsMs?: number;
+  /** Times the runtime's work: calls, ticks and what the executor's answers set off (a simulation's profile). */
+  readonly stopwatch?: Stopwatch;
 }
 
 export interface AppDeployment {
@@ -98,9 +101,11 @@ export class Runtime {
   private readonly apps = new AppRecords();
   private readonly ledger: CallLedger;
   private readonly reconciler: Reconciler;
+  private readonly stopwatch: Stopwatch;
 
   constructor(o: RuntimeOptions) {
     this.logger = o.logger ?? pino({ level: 'silent' });
+    this.stopwatch = o.stopwatch ?? untimed;
     const ids = o.ids ?? new IdGenerator(o.clock, new Random(randomBytes(4).readUInt32LE(0)));
     this.ledger = new CallLedger({
       clock: o.clock,
@@ -116,6 +121,7 @@ export class Runtime {
       apps: this.apps,
       ledger: this.ledger,
       tickMs: o.tickMs ?? DEFAULT_TICK_MS,
+      stopwatch: this.stopwatch,
     });
   }
 
@@ -207,26 +213,28 @@ export class Runtime {
     args: readonly unknown[],
     options: CallOptions = {},
   ): string {
-    this.assertOpen();
-    const owner = options.appTenantId ?? tenantId;
-    const state = this.apps.get(owner, app);
-    if (!state) throw new NotFoundError(`no app "${app}"`);
-    const f = state.functions.get(fn);
-    if (!f) throw new NotFoundError(`app "${app}" has no function "${fn}"`);
-    if (!Array.isArray(args)) throw new ValidationError('args', 'must be an array');
-    if (options.callId !== undefined) {
-      if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(options.callId))
-        throw new ValidationError('callId', 'use 1 to 128 letters, digits, "_", ".", ":" or "-"');
-      const known = this.ledger.get(options.callId);
-      if (known) {
-        if (known.tenantId === tenantId && known.fn.app === state && known.fn.name === fn)
-          return known.callId;
-        throw new ValidationError('callId', 'already used by another call');
+    return this.stopwatch.time(() => {
+      this.assertOpen();
+      const owner = options.appTenantId ?? tenantId;
+      const state = this.apps.get(owner, app);
+      if (!state) throw new NotFoundError(`no app "${app}"`);
+      const f = state.functions.get(fn);
+      if (!f) throw new NotFoundError(`app "${app}" has no function "${fn}"`);
+      if (!Array.isArray(args)) throw new ValidationError('args', 'must be an array');
+      if (options.callId !== undefined) {
+        if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(options.callId))
+          throw new ValidationError('callId', 'use 1 to 128 letters, digits, "_", ".", ":" or "-"');
+        const known = this.ledger.get(options.callId);
+        if (known) {
+          if (known.tenantId === tenantId && known.fn.app === state && known.fn.name === fn)
+            return known.callId;
+          throw new ValidationError('callId', 'already used by another call');
+        }
       }
-    }
-    const record = this.ledger.enqueue(tenantId, f, args, options.callId);
-    this.reconciler.queued(f);
-    return record.callId;
+      const record = this.ledger.enqueue(tenantId, f, args, options.callId);
+      this.reconciler.queued(f);
+      return record.callId;
+    });
   }
 
   /** Resolves when the call has finished (succeeded, failed or cancelled). */
@@ -296,7 +304,7 @@ export class Runtime {
    * other instances (for instances the broker drains or that will be reclaimed).
    */
   drainInstances(instanceIds: readonly string[]): void {
-    this.reconciler.drainInstances(instanceIds);
+    this.stopwatch.time(() => this.reconciler.drainInstances(instanceIds));
   }
 
   /** One reconcile pass over every function (what the tick runs); throws PoolDriftError if a kept count drifted. */
@@ -331,11 +339,6 @@ export class Runtime {
     if (!fn) throw new NotFoundError(`no function "${call.functionName}" of app "${call.app}"`);
     this.ledger.restore(call, fn);
     if (!call.outcome) this.reconciler.queued(fn);
-  }
-
-  /** Its parts whose methods a simulation's wall-time profile wraps (`simulations/engine/profile.ts`); nothing else. */
-  get profiledParts(): { readonly reconciler: object; readonly supervisor: object } {
-    return { reconciler: this.reconciler, supervisor: this.reconciler.supervisor };
   }
 
   private assertOpen(): void {

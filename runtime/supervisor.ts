@@ -11,6 +11,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import type { IdGenerator } from '../lib/ids.ts';
+import type { Stopwatch } from '../lib/stopwatch.ts';
 import type { InputResult } from './call-ledger.ts';
 import type { GpuCapacity } from './capacity.ts';
 import { ContainerLifecycle } from './container.ts';
@@ -54,6 +55,8 @@ export interface SupervisorOptions {
   readonly layerSha256Of?: (tenantId: string, layerId: string) => string | undefined;
   /** How long after its exit an orphan's unanswered inputs are failed. */
   readonly graceMs: number;
+  /** Times what the executor's answers set off (a simulation's profile). */
+  readonly stopwatch: Stopwatch;
 }
 
 /** A container that an agent still runs after the broker restarted, taken over where it stands. */
@@ -184,12 +187,13 @@ export class Supervisor {
       'container placed',
     );
     handle.ready.then(
-      () => this.ready(c),
-      (error) => this.startFailed(c, error),
+      () => this.o.stopwatch.time(() => this.ready(c)),
+      (error) => this.o.stopwatch.time(() => this.startFailed(c, error)),
     );
     handle.exited.then(
-      (exit) => this.exited(c, exit),
-      (error) => this.exited(c, { code: null, signal: null, reason: messageOf(error) }),
+      (exit) => this.o.stopwatch.time(() => this.exited(c, exit)),
+      (error) =>
+        this.o.stopwatch.time(() => this.exited(c, { code: null, signal: null, reason: messageOf(error) })),
     );
   }
 
@@ -206,8 +210,8 @@ export class Supervisor {
       pending = Promise.reject(error);
     }
     pending.then(
-      (value) => this.settled(call, c, { ok: true, value }),
-      (error) => this.settled(call, c, { ok: false, error }),
+      (value) => this.o.stopwatch.time(() => this.settled(call, c, { ok: true, value })),
+      (error) => this.o.stopwatch.time(() => this.settled(call, c, { ok: false, error })),
     );
   }
 
@@ -232,8 +236,9 @@ export class Supervisor {
     if (!c.stopRequested) {
       c.stopRequested = true;
       c.handle.stop().then(
-        (exit) => this.exited(c, exit),
-        (error) => this.exited(c, { code: null, signal: null, reason: messageOf(error) }),
+        (exit) => this.o.stopwatch.time(() => this.exited(c, exit)),
+        (error) =>
+          this.o.stopwatch.time(() => this.exited(c, { code: null, signal: null, reason: messageOf(error) })),
       );
     }
     return c.handle.exited.catch(() => undefined);

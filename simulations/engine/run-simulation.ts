@@ -19,6 +19,7 @@ import { VirtualClock } from '../../lib/clock.ts';
 import { ValidationError } from '../../lib/errors.ts';
 import { microsToUsd, usdToMicros } from '../../lib/money.ts';
 import { Random } from '../../lib/random.ts';
+import { WallAccount } from '../../lib/stopwatch.ts';
 import { loadCatalog } from '../../providers/catalog/load-catalog.ts';
 import type { Offering } from '../../providers/catalog/offering.ts';
 import type { SimScenario, SimScenarioInput } from '../../providers/sim/scenario.ts';
@@ -40,7 +41,6 @@ import { InvariantLog, type InvariantName } from './invariants.ts';
 import { LeaseDriver } from './lease-driver.ts';
 import { SimMetrics } from './metrics.ts';
 import { peakGpus } from './peak.ts';
-import { timeMethods, WallAccount } from './profile.ts';
 
 export interface RunOptions {
   readonly workload: Workload;
@@ -164,6 +164,9 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
     });
 
   const database = await openDatabase({});
+  // Where the wall time goes: the solver (from each tick's report), the runtime and the meter (their stopwatches).
+  const runtimeWall = new WallAccount();
+  const meterWall = new WallAccount();
   const broker = new BrokerCore({
     database,
     clock,
@@ -171,17 +174,9 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
     seed,
     executor,
     meterHeartbeatMs: METER_HEARTBEAT_MS,
+    stopwatches: { runtime: runtimeWall, meter: meterWall },
   });
 
-  // Where the wall time goes: the solver (from each tick's report), the runtime and the meter (timed methods).
-  const runtimeWall = new WallAccount();
-  const meterWall = new WallAccount();
-  const { reconciler, supervisor } = broker.runtime.profiledParts;
-  timeMethods(broker.runtime, ['call', 'drainInstances'], runtimeWall);
-  timeMethods(reconciler, ['tick', 'reconcile'], runtimeWall);
-  timeMethods(supervisor, ['settled', 'ready', 'exited'], runtimeWall);
-  timeMethods(broker.meter, ['openInterval', 'closeInterval', 'heartbeat', 'flush'], meterWall);
-  timeMethods(broker.usage, ['ingest'], meterWall);
   let closed: Promise<void> | undefined;
   const closeBroker = () => {
     closed ??= broker.close();
