@@ -81,7 +81,7 @@ function cannotRun(): string | undefined {
 const skipReason = cannotRun();
 if (skipReason) console.warn(`partition-netns: skipped: ${skipReason}`);
 
-const dir = mkdtempSync(join(tmpdir(), 'gpubroker-netns-'));
+let dir = '';
 let server: RunningServer | undefined;
 let broker: Broker;
 const children: ChildProcess[] = [];
@@ -113,6 +113,7 @@ let tokenFile = '';
 
 beforeAll(async () => {
   if (skipReason) return;
+  dir = mkdtempSync(join(tmpdir(), 'gpubroker-netns-'));
   ip('netns', 'add', NETNS);
   netnsCreated = true;
   ip('link', 'add', HOST_IF, 'type', 'veth', 'peer', 'name', NS_IF);
@@ -197,7 +198,7 @@ afterAll(async () => {
     }
   }
   await server?.close();
-  rmSync(dir, { recursive: true, force: true });
+  if (dir) rmSync(dir, { recursive: true, force: true });
 }, 60_000);
 
 describe.skipIf(skipReason !== undefined)(
