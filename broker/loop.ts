@@ -99,6 +99,11 @@ export class ControlLoop {
   private scheduled: TimerHandle | undefined;
   private debounce: TimerHandle | undefined;
   private insertPlan: ReturnType<typeof prepareInsertPlan> | undefined;
+  /**
+   * The last plan a solve made, passed back to the next one (a warm re-plan, solver/warm.ts): the next tick after a
+   * small change of demand or fleet re-solves only what the change touched. A plan of another shape is ignored.
+   */
+  private lastPlan: Plan | undefined;
   private stopped = true;
   private closed = false;
   last: TickReport | undefined;
@@ -366,7 +371,9 @@ export class ControlLoop {
     if (demand.length === 0) return acted;
     for (;;) {
       acted.rounds++;
-      const plan = await planCapacity(await this.solveInput(policy, demand, acted.rounds > LAUNCH_ROUNDS));
+      const input = await this.solveInput(policy, demand, acted.rounds > LAUNCH_ROUNDS);
+      const plan = await planCapacity(this.lastPlan ? { ...input, previous: this.lastPlan } : input);
+      this.lastPlan = plan;
       acted.plan = plan;
       const roundStockOuts: string[] = [];
       let quotaRefused = false;
