@@ -31,6 +31,7 @@ import type { GpuInventory, GpuSource } from './gpus.ts';
 import type { LayerCache } from './layer-cache.ts';
 import { type RunningExec, startExec } from './lease-exec.ts';
 import {
+  AGENT_FEATURES,
   type AgentMessage,
   type BrokerMessage,
   brokerMessageSchema,
@@ -229,6 +230,7 @@ export class Agent {
       health: inventory.health,
       labels: { ...(this.o.labels ?? {}) },
       ...(this.o.usdPerHour !== undefined ? { usdPerHour: this.o.usdPerHour } : {}),
+      features: [...AGENT_FEATURES],
       containers: [...this.containers].map(([containerId, c]) => ({
         containerId,
         ready: c.ready,

@@ -21,6 +21,8 @@ import { deserialize, serialize } from 'node:v8';
 import { z } from 'zod';
 
 export const PROTOCOL_VERSION = 1;
+/** What this agent lists in its hello's `features`. */
+export const AGENT_FEATURES = ['tty'] as const;
 /** Default heartbeat; the broker tells each agent the one it wants in `welcome`. */
 export const DEFAULT_HEARTBEAT_MS = 2_000;
 /** Heartbeats missed before the broker declares an agent lost. */
@@ -62,6 +64,12 @@ export const helloSchema = z.object({
   addresses: z.array(z.string().max(100)).max(32).optional(),
   /** A machine of your own: its price, USD per hour. */
   usdPerHour: z.number().min(0).max(10_000).optional(),
+  /**
+   * What this agent does beyond the first version of its protocol version (absent: nothing): `tty` (an exec under a
+   * pseudo-terminal, with exec-stdin and exec-resize: `lease shell`). A broker asks nothing of an agent that does not
+   * list it, so an agent updated later keeps working meanwhile.
+   */
+  features: z.array(z.string().max(50)).max(50).optional(),
   /** Containers it still runs (after a reconnect or a broker restart), with the order that started each. */
   containers: z
     .array(

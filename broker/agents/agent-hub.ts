@@ -153,6 +153,11 @@ export class AgentHub {
     return hello ? (hello.addresses?.[0] ?? hello.hostname) : undefined;
   }
 
+  /** Whether the instance's agent said it can do `feature` (its hello's `features`, e.g. `tty`). */
+  supports(instanceId: string, feature: string): boolean {
+    return this.sessions.get(instanceId)?.hello.features?.includes(feature) === true;
+  }
+
   placeable(instanceId: string): boolean {
     const session = this.sessions.get(instanceId);
     return session !== undefined && this.isPlaceable(session);

@@ -116,8 +116,8 @@ interface JoinAnswer {
   readonly closed?: { code: number; reason: string };
 }
 
-/** Opens an agent connection with `token` and says hello as the agent of `instanceId`. */
-function join(url: string, token: string, instanceId: string): Promise<JoinAnswer> {
+/** Opens an agent connection with `token` and says hello as the agent of `instanceId` (listing `features`). */
+function join(url: string, token: string, instanceId: string, features?: string[]): Promise<JoinAnswer> {
   const socket = new WebSocket(`${url.replace(/^http/, 'ws')}${AGENT_CONNECT_PATH}`, {
     headers: { authorization: `Bearer ${token}` },
   });
@@ -134,6 +134,7 @@ function join(url: string, token: string, instanceId: string): Promise<JoinAnswe
           gpus: [{ index: 0, name: 'A10G' }],
           health: { ok: true, problems: [] },
           labels: {},
+          ...(features ? { features } : {}),
           containers: [],
         }),
       ),
@@ -211,7 +212,12 @@ describe('cloud instances start their agent with a token bound to their launch',
     expect(broker.agents?.agents().map((x) => x.instanceId)).toEqual([a.id]);
 
     // The launch's other instance joins once too.
-    expect((await join(url, token, b.id)).welcome?.instanceId).toBe(b.id);
+    expect((await join(url, token, b.id, ['tty'])).welcome?.instanceId).toBe(b.id);
+    // What each agent can do is what its hello listed: a's (an agent from before `features`) no shell, b's one.
+    expect([broker.agents?.supports(a.id, 'tty'), broker.agents?.supports(b.id, 'tty')]).toEqual([
+      false,
+      true,
+    ]);
     expect((await join(url, token, b.id)).closed?.code).toBe(4403);
     expect((await broker.agentRegistry.list()).map((r) => r.instanceId).sort()).toEqual([a.id, b.id].sort());
   }, 60_000);

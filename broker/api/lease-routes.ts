@@ -249,6 +249,14 @@ export function leaseRoutes(broker: BrokerCore): OpenAPIHono<Env> {
       const body = c.req.valid('json');
       const leaseId = c.req.valid('param').id;
       const { hub, allocation } = await leaseMachine(broker, c, leaseId, body.node);
+      // An agent from before `lease shell` would run it without a terminal and drop its connection on the input.
+      if (!hub.supports(allocation.instanceId, 'tty'))
+        throw new HttpProblem(
+          409,
+          'Conflict',
+          `the agent of instance ${allocation.instanceId} is too old for a shell (upgrade gpubroker on that machine); lease exec works`,
+          'id',
+        );
       const [command, ...args] = body.command === undefined ? DEFAULT_SHELL : [body.command, ...body.args];
       return ndjson(c, (push) => {
         // The session comes first: the exec's events only leave after this function returns.
