@@ -15,10 +15,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { usageIntervals } from '../runtime/meter/schema.ts';
 import type { FunctionHandle } from '../sdk/app.ts';
 import { Broker } from '../sdk/broker-client.ts';
+import { deployModule } from '../sdk/cli/run.ts';
 import { type CliProcess, freePort, spawnUntilAnswer, startCli, stopCli } from '../test/cli-process.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY } from '../test/fast-aws.ts';
 import type { Lease } from './api/schemas.ts';
-import { deployModule } from '../sdk/cli/run.ts';
 import { openDatabase } from './db/open-database.ts';
 
 const HEARTBEAT_MS = 500;

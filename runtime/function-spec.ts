@@ -5,7 +5,7 @@
  * `gpus: { gpu, count }[]`.
  */
 import type { z } from 'zod';
-import { functionOptionsSchema, type GpuWant } from '../broker/api/schemas.ts';
+import { functionOptionsSchema } from '../broker/api/schemas.ts';
 import { validationErrorFromIssues } from '../lib/errors.ts';
 
 export { functionOptionsSchema, type GpuWant, MAX_GPUS_PER_CONTAINER } from '../broker/api/schemas.ts';

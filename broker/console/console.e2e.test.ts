@@ -13,9 +13,9 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { simScenario } from '../../providers/sim/scenario.ts';
 import type { FunctionHandle } from '../../sdk/app.ts';
+import { deployModule } from '../../sdk/cli/run.ts';
 import { Broker } from '../../sdk/index.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY } from '../../test/fast-aws.ts';
-import { deployModule } from '../../sdk/cli/run.ts';
 import { type RunningServer, startServer } from '../server.ts';
 import { PAGES } from './layout.ts';
 

@@ -7,10 +7,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { deployModule } from '../../sdk/cli/run.ts';
 import { Broker } from '../../sdk/index.ts';
 import { type AnsweringProcess, freePort, spawnUntilAnswer, stopCli } from '../../test/cli-process.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY } from '../../test/fast-aws.ts';
-import { deployModule } from '../../sdk/cli/run.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'gpubroker-durable-'));
 const running = new Set<AnsweringProcess>();

@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { simScenario } from '../../providers/sim/scenario.ts';
 import type { FunctionHandle } from '../../sdk/app.ts';
+import { deployModule } from '../../sdk/cli/run.ts';
 import { Broker, BrokerApiError, RemoteFunctionError } from '../../sdk/index.ts';
 import { runCli } from '../../test/cli-process.ts';
 import { FAST_AWS_SCENARIO, FAST_POLICY, until } from '../../test/fast-aws.ts';
-import { deployModule } from '../../sdk/cli/run.ts';
 import { type RunningServer, startServer } from '../server.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'gpubroker-functions-'));

@@ -12,10 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BubblewrapSandbox } from '../../agent/executor/sandbox/bubblewrap.ts';
 import { simScenario } from '../../providers/sim/scenario.ts';
 import type { FunctionHandle } from '../../sdk/app.ts';
-import { Broker, BrokerApiError } from '../../sdk/index.ts';
-import { FAST_AWS_SCENARIO, FAST_POLICY } from '../../test/fast-aws.ts';
 import { ensureLayer, layerIdOf } from '../../sdk/cli/image-layer.ts';
 import { deployModule } from '../../sdk/cli/run.ts';
+import { Broker, BrokerApiError } from '../../sdk/index.ts';
+import { FAST_AWS_SCENARIO, FAST_POLICY } from '../../test/fast-aws.ts';
 import { type RunningServer, startServer } from '../server.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'gpubroker-images-'));
