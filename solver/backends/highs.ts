@@ -136,11 +136,12 @@ export const highsBackend: MipBackend = {
 };
 
 /**
- * The LP relaxation of the last `solveRelaxationKept` call, kept in HiGHS with its basis and factorisation. A model
- * updated from the previous one (model.ts, updateModel) shares its matrix arrays; then only the bounds and costs
- * that moved are changed and the dual simplex goes on from where it stopped: on the benchmark's (b) model ≈ 10 ms
- * against 65-140 ms for passing the model again and restarting from its basis. One LP at a time: any other model
- * replaces it (its WebAssembly memory is freed).
+ * The LP relaxations of the last `solveRelaxationKept` calls, kept in HiGHS with their basis and factorisation. A
+ * model updated from the previous one (model.ts, updateModel) shares its matrix arrays; then only the bounds and
+ * costs that moved are changed and the dual simplex goes on from where it stopped: on the benchmark's (b) model
+ * ≈ 10 ms against 65-140 ms for passing the model again and restarting from its basis. Two are kept, the most
+ * recently used first, so that a one-off plan between two ticks (a what-if, a cold plan to compare with) does not
+ * throw away the loop's; a third model replaces the least recently used (its WebAssembly memory is freed).
  */
 interface KeptLp {
   model: Model;
@@ -152,11 +153,13 @@ interface KeptLp {
   rowLower: Float64Array;
   rowUpper: Float64Array;
 }
-let kept: KeptLp | undefined;
+const keptLps: KeptLp[] = [];
+const MAX_KEPT_LPS = 2;
 
-function dropKept(): void {
-  kept?.model.dispose();
-  kept = undefined;
+function dropKept(lp: KeptLp): void {
+  const at = keptLps.indexOf(lp);
+  if (at >= 0) keptLps.splice(at, 1);
+  lp.model.dispose();
 }
 
 /** Indices where `next` differs from `held`, with `held` brought up to date. */
@@ -199,28 +202,32 @@ export async function solveRelaxationKept(
       upper: Float64Array.from(moved, (k) => finite(upper[k] as number)),
     };
   };
-  const reuse =
-    kept &&
-    kept.matrix.starts === model.rowStarts &&
-    kept.matrix.indices === model.rowIndices &&
-    kept.matrix.values === model.rowValues &&
-    kept.colCost.length === model.colCost.length &&
-    kept.rowLower.length === model.rowLower.length;
+  const reused = keptLps.find(
+    (k) =>
+      k.matrix.starts === model.rowStarts &&
+      k.matrix.indices === model.rowIndices &&
+      k.matrix.values === model.rowValues &&
+      k.colCost.length === model.colCost.length &&
+      k.rowLower.length === model.rowLower.length,
+  );
+  let kept: KeptLp | undefined;
   try {
-    if (kept && reuse) {
-      const m = kept.model;
-      const cost = changed(kept.colCost, model.colCost);
+    if (reused) {
+      kept = reused;
+      keptLps.splice(keptLps.indexOf(reused), 1);
+      keptLps.unshift(reused);
+      const m = reused.model;
+      const cost = changed(reused.colCost, model.colCost);
       if (cost.length > 0)
         m.changeColsCost(
           { kind: 'set', indices: Int32Array.from(cost) },
           Float64Array.from(cost, (j) => model.colCost[j] as number),
         );
-      const cols = changedBounds(kept.colLower, kept.colUpper, model.colLower, model.colUpper);
+      const cols = changedBounds(reused.colLower, reused.colUpper, model.colLower, model.colUpper);
       if (cols) m.changeColsBounds(cols.indices, cols.lower, cols.upper);
-      const rows = changedBounds(kept.rowLower, kept.rowUpper, model.rowLower, model.rowUpper);
+      const rows = changedBounds(reused.rowLower, reused.rowUpper, model.rowLower, model.rowUpper);
       if (rows) m.changeRowsBounds(rows.indices, rows.lower, rows.upper);
     } else {
-      dropKept();
       const m = highs.createModel();
       kept = {
         model: m,
@@ -231,6 +238,8 @@ export async function solveRelaxationKept(
         rowLower: Float64Array.from(model.rowLower),
         rowUpper: Float64Array.from(model.rowUpper),
       };
+      keptLps.unshift(kept);
+      while (keptLps.length > MAX_KEPT_LPS) dropKept(keptLps[keptLps.length - 1] as KeptLp);
       m.options.set(RELAXATION_OPTIONS);
       m.passModel(toModelData(highs, model, false));
       if (basis) {
@@ -242,10 +251,10 @@ export async function solveRelaxationKept(
       }
     }
     const answer = relaxationAnswer(highs, kept.model);
-    if (!answer) dropKept();
+    if (!answer) dropKept(kept);
     return answer;
   } catch (error) {
-    dropKept();
+    if (kept) dropKept(kept);
     throw error;
   }
 }
