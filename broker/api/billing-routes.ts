@@ -256,6 +256,7 @@ export function billingRoutes(broker: BrokerCore, operator: (c: Context<Env>) =>
             detail: { ...body },
           });
         });
+      broker.spend.forget(tenantId);
       const [row] = await db.select().from(tenants).where(eq(tenants.id, tenantId));
       return c.json(limitsView(row), 200);
     },

@@ -1,6 +1,12 @@
 /**
  * Spend limits per tenant: billed usage in the last hour and in this calendar month, against the tenant's limits.
  * At a limit new leases get 402; what already runs continues or is stopped, as the tenant's `onSpendLimit` says.
+ *
+ * Every call and lease request is checked, so a tenant's limits and the check's verdict are kept for
+ * SPEND_CHECK_CACHE_MS: a burst of calls costs one database read, and one usage sum when there are limits, a second
+ * instead of one each. A tenant may so start work for up to that long past its limit; usage itself reaches the
+ * database only at the meter's heartbeat. A change of limits through this broker applies at once (`forget`), through
+ * another replica within that time.
  */
 import { eq } from 'drizzle-orm';
 import type { Clock } from '../../lib/clock.ts';
@@ -14,6 +20,8 @@ import { monthOf } from './months.ts';
 import { usageGroups } from './usage-groups.ts';
 
 const HOUR = 3_600_000;
+/** How long a tenant's limits and the check's verdict are kept. */
+export const SPEND_CHECK_CACHE_MS = 1_000;
 
 /** A spend limit was reached: the API answers 402. */
 export class SpendLimitError extends GpubrokerError {
@@ -29,6 +37,11 @@ export interface SpendLimits {
 }
 
 export class SpendLimitService {
+  private readonly limits = new Map<string, { limits: SpendLimits | undefined; atMs: number }>();
+  private readonly verdicts = new Map<string, { why: string | undefined; atMs: number }>();
+  /** Counts forget() calls: a read that began before one is not kept. */
+  private epoch = 0;
+
   constructor(
     private readonly db: Database,
     private readonly clock: Clock,
@@ -38,6 +51,10 @@ export class SpendLimitService {
   ) {}
 
   async limitsOf(tenantId: string): Promise<SpendLimits | undefined> {
+    const now = this.clock.now();
+    const known = this.limits.get(tenantId);
+    if (known && now - known.atMs < SPEND_CHECK_CACHE_MS) return known.limits;
+    const epoch = this.epoch;
     const [row] = await this.db
       .select({
         spendLimitHourMicros: tenants.spendLimitHourMicros,
@@ -46,11 +63,20 @@ export class SpendLimitService {
       })
       .from(tenants)
       .where(eq(tenants.id, tenantId));
+    if (epoch === this.epoch) this.limits.set(tenantId, { limits: row, atMs: now });
     return row;
   }
 
   async setLimits(tenantId: string, limits: Partial<SpendLimits>): Promise<void> {
     await this.db.update(tenants).set(limits).where(eq(tenants.id, tenantId));
+    this.forget(tenantId);
+  }
+
+  /** The tenant's limits changed (written elsewhere): read them again at the next check. */
+  forget(tenantId: string): void {
+    this.epoch++;
+    this.limits.delete(tenantId);
+    this.verdicts.delete(tenantId);
   }
 
   /** Why the tenant may not start anything new (a reached limit), or undefined. */
@@ -77,8 +103,21 @@ export class SpendLimitService {
 
   /** Throws SpendLimitError when the tenant has reached a limit. */
   async check(tenantId: string): Promise<void> {
-    const why = await this.reached(tenantId);
+    const now = this.clock.now();
+    const known = this.verdicts.get(tenantId);
+    const why =
+      known !== undefined && now - known.atMs < SPEND_CHECK_CACHE_MS
+        ? known.why
+        : await this.verdict(tenantId, now);
     if (why) throw new SpendLimitError(why);
+  }
+
+  private async verdict(tenantId: string, now: number): Promise<string | undefined> {
+    const epoch = this.epoch;
+    const why = await this.reached(tenantId);
+    // Limits changed while it was summed (forget): this verdict is not kept.
+    if (epoch === this.epoch) this.verdicts.set(tenantId, { why, atMs: now });
+    return why;
   }
 
   /** Tenants whose running work must stop (limit reached and `onSpendLimit: 'stop'`), with the reason. */
