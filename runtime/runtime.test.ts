@@ -21,6 +21,7 @@ import { MemoryCapacity, type MemoryInstance } from './memory-capacity.ts';
 import { Meter } from './meter/meter.ts';
 import { usageIntervals } from './meter/schema.ts';
 import { UsageStore } from './meter/usage-store.ts';
+import type { RunningContainer } from './reconciler.ts';
 import {
   type CallOutcome,
   MAX_QUEUED_PER_SLOT,
@@ -177,6 +178,22 @@ class InProcessExecutor implements Executor {
     };
     this.handles.set(id, handle);
     return handle;
+  }
+
+  /** Containers taken over after a restart (`adopt`), with whether they were ready. */
+  readonly adopted: { spec: ContainerSpec; ready: boolean }[] = [];
+
+  /** Takes over a container its agent still runs: ready at once when it was, else after the cold start's rest. */
+  adopt(spec: ContainerSpec, ready: boolean): ContainerHandle {
+    this.adopted.push({ spec, ready });
+    const coldStartMs = this.coldStartMs;
+    if (ready) this.coldStartMs = 0;
+    try {
+      return this.start(spec);
+    } finally {
+      this.coldStartMs = coldStartMs;
+      this.started.pop();
+    }
   }
 
   async close(): Promise<void> {
@@ -930,5 +947,72 @@ describe('Runtime: the tick sleeps while nothing is due', () => {
       { numRuns: 30 },
     );
     expect(slept).toBeLessThan(forced / 4);
+  });
+});
+
+describe('Runtime.adopt', () => {
+  const running = (extra: Partial<RunningContainer> = {}): RunningContainer => ({
+    containerId: 'ctr_kept',
+    tenantId: 'acme',
+    app: 'demo',
+    functionName: 'double',
+    bundleId: 'bundle-1',
+    instanceId: 'i-h100-a',
+    gpuIndices: [3],
+    env: {},
+    concurrency: 1,
+    ready: true,
+    ...extra,
+  });
+
+  it('takes back a container an agent still runs: no new start, its GPU held, its usage metered, inputs run on it', async () => {
+    const store = { current: undefined as UsageStore | undefined };
+    const database = await emptyDatabase();
+    const t = setup(
+      { double },
+      {
+        meter: (clock) => {
+          store.current = new UsageStore(database.db);
+          return new Meter({ clock, store: store.current });
+        },
+      },
+    );
+    t.deploy({ double: { gpu: 'H100' } });
+    expect(t.runtime.adopt(running())).toBe(true);
+    // The same container again, or a second claim on its GPU: refused (the caller stops it).
+    expect(t.runtime.adopt(running())).toBe(false);
+    expect(t.runtime.adopt(running({ containerId: 'ctr_other' }))).toBe(false);
+    await t.advance(0);
+    expect(t.executor.started).toEqual([]);
+    expect(t.executor.adopted.map((a) => [a.spec.containerId, a.spec.instanceId, a.spec.gpuIndices])).toEqual(
+      [['ctr_kept', 'i-h100-a', [3]]],
+    );
+    expect(t.runtime.containers()).toMatchObject([
+      { containerId: 'ctr_kept', state: 'ready', instanceId: 'i-h100-a', gpuIndices: [3] },
+    ]);
+    expect(t.capacity.freeGpus().find((slot) => slot.instanceId === 'i-h100-a')?.free).not.toContain(3);
+    expect(t.meter?.openIntervals().map((i) => i.intervalId)).toEqual(['ctr_kept']);
+    const callId = t.runtime.call('acme', 'demo', 'double', [4]);
+    expect(await t.outcome(callId)).toEqual({ status: 'succeeded', value: 8 });
+    // It ran at once, on the adopted container: no cold start.
+    expect(t.runtime.get(callId)).toMatchObject({ startedAtMs: START, finishedAtMs: START });
+    expect(t.executor.started).toEqual([]);
+    await t.runtime.close();
+    await database.close();
+  });
+
+  it('refuses a container of another bundle, env, concurrency or function, or on GPUs that are not free', async () => {
+    const t = setup({ double });
+    t.deploy({ double: { gpu: 'H100' } });
+    expect(t.runtime.adopt(running({ bundleId: 'bundle-0' }))).toBe(false);
+    expect(t.runtime.adopt(running({ env: { SECRET: 'x' } }))).toBe(false);
+    expect(t.runtime.adopt(running({ concurrency: 4 }))).toBe(false);
+    expect(t.runtime.adopt(running({ functionName: 'triple' }))).toBe(false);
+    expect(t.runtime.adopt(running({ gpuIndices: [8] }))).toBe(false);
+    expect(t.runtime.adopt(running({ gpuIndices: [] }))).toBe(false);
+    expect(t.runtime.adopt(running({ instanceId: 'i-gone' }))).toBe(false);
+    expect(t.runtime.containers()).toEqual([]);
+    expect(t.executor.adopted).toEqual([]);
+    await t.runtime.close();
   });
 });
