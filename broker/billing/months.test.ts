@@ -23,6 +23,12 @@ describe('months', () => {
         const { startMs, endMs } = monthBounds(month);
         expect(monthOf(startMs)).toBe(month);
         expect(monthOf(endMs - 1)).toBe(month);
+        // The month after 9999-12 has five digits: past what the API takes (found by a run of this test).
+        if (month === '9999-12') {
+          expect(monthOf(endMs)).toBe('10000-01');
+          expect(() => monthBounds(monthOf(endMs))).toThrow(/is not a month like 2026-11/);
+          return;
+        }
         expect(monthOf(endMs) > month).toBe(true);
         expect(monthBounds(monthOf(endMs)).startMs).toBe(endMs);
       }),
