@@ -32,6 +32,10 @@ class FakeBroker {
   /** Most calls submitted and not yet reported finished at any time (what the client keeps in flight). */
   maxInFlight = 0;
   finishing: Finishing = 'all';
+  /** What a submit with `waitMs` gets: the finished calls (`answer`), or a 400 naming it, as a broker before it. */
+  submitWait: 'answer' | 'refuse' = 'answer';
+  /** Each request, as `METHOD /path`. */
+  readonly requests: string[] = [];
   behaviour: Behaviour = (_fn, args) => ({ value: args });
   private reported = new Set<string>();
   private server: Server | undefined;
@@ -64,7 +68,13 @@ class FakeBroker {
     const url = new URL(request.url ?? '/', this.url);
     const submit = /^\/v1\/apps\/([^/]+)\/functions\/([^/]+)\/calls$/.exec(url.pathname);
     const one = /^\/v1\/calls\/([^/]+)$/.exec(url.pathname);
+    this.requests.push(`${request.method} ${url.pathname}`);
     if (request.method === 'POST' && submit) {
+      if (body.waitMs !== undefined && this.submitWait === 'refuse')
+        return [
+          400,
+          { title: 'Invalid request', status: 400, detail: 'waitMs: unknown field', field: 'waitMs' },
+        ];
       const inputs = body.inputs as unknown[][];
       this.submissions.push(inputs.length);
       const callIds = inputs.map((args) => {
@@ -82,7 +92,11 @@ class FakeBroker {
         this.maxInFlight,
         this.calls.size - this.reported.size - this.cancelled.length,
       );
-      return [202, { callIds }];
+      if (body.waitMs === undefined) return [202, { callIds }];
+      this.finish();
+      const calls = callIds.map((id) => this.calls.get(id) as FakeCall).filter((c) => c.status !== 'pending');
+      for (const call of calls) this.reported.add(call.id);
+      return [202, { callIds, calls: calls.map(view) }];
     }
     if (request.method === 'POST' && url.pathname === '/v1/calls/wait') {
       this.finish();
@@ -93,10 +107,14 @@ class FakeBroker {
       return [200, { calls: finished.map(view) }];
     }
     if (request.method === 'GET' && one) {
-      this.finish();
       const call = this.calls.get(one[1] as string) as FakeCall;
-      if (call.status === 'pending')
-        await new Promise((resolve) => setTimeout(resolve, Number(url.searchParams.get('waitMs') ?? 0)));
+      // A long poll: answers once the call has finished (as the test lets calls finish) or waitMs passed.
+      const until = Date.now() + Number(url.searchParams.get('waitMs') ?? 0);
+      for (;;) {
+        this.finish();
+        if (call.status !== 'pending' || Date.now() >= until) break;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
       return [200, view(call)];
     }
     if (request.method === 'DELETE' && one) {
@@ -221,6 +239,31 @@ describe('remote calls', () => {
     expect(error).toMatchObject({ message: 'negative: -2', remoteName: 'Error', callId: call.id });
     expect((error as RemoteFunctionError).remoteStack).toContain('at remote (app.ts:1:1)');
     expect((error as RemoteFunctionError).stack).toContain(`--- remote (call ${call.id}) ---`);
+  });
+
+  it('runs a quick remote as one request (the submit waits), and falls back to submit-then-wait on an older broker', async () => {
+    expect(await square.remote(4)).toBe(16);
+    expect(fake.requests).toEqual(['POST /v1/apps/demo/functions/square/calls']);
+    const error = await square.remote(-3).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'RemoteFunctionError', message: 'negative: -3' });
+    // Not finished within the submit's wait: waited for as get() does.
+    fake.finishing = 'never';
+    fake.requests.length = 0;
+    const late = square.remote(6);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    fake.finishing = 'all';
+    expect(await late).toBe(36);
+    expect(fake.requests[0]).toBe('POST /v1/apps/demo/functions/square/calls');
+    expect(fake.requests.slice(1).every((r) => r.startsWith('GET /v1/calls/'))).toBe(true);
+    // A broker from before waitMs on submit answers 400 naming it: submitted again without, then waited for.
+    fake.submitWait = 'refuse';
+    fake.requests.length = 0;
+    expect(await square.remote(5)).toBe(25);
+    expect(fake.requests.slice(0, 2)).toEqual([
+      'POST /v1/apps/demo/functions/square/calls',
+      'POST /v1/apps/demo/functions/square/calls',
+    ]);
+    expect(fake.submissions.slice(-1)).toEqual([1]);
   });
 
   it('refuses what cannot cross the wire before sending anything, and a function with no name', async () => {

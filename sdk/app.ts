@@ -10,7 +10,7 @@
  * `gpubroker run FILE.ts` bundles the module, deploys it as an ephemeral app and runs `main` here while `square`
  * runs remotely. A handle is also a plain function: called directly (and inside its container) it runs locally.
  */
-import { ApiClient } from './api-client.ts';
+import { ApiClient, BrokerApiError } from './api-client.ts';
 import type { Image } from './image.ts';
 import type { Schemas } from './wire.ts';
 import { assertWireSafe } from './wire-value.ts';
@@ -105,6 +105,8 @@ export type FunctionHandle<A extends unknown[], R> = ((...args: A) => Promise<R>
 const HANDLE = Symbol.for('gpubroker.function');
 /** Most inputs in one submit request. */
 const BATCH = 500;
+/** How long a `remote` call's submit waits for its result before it waits as `get` does (a long poll). */
+const REMOTE_WAIT_MS = 20_000;
 
 export class App {
   private readonly handles: FunctionHandle<never[], unknown>[] = [];
@@ -138,7 +140,7 @@ export class App {
       [HANDLE]: true,
       app: this,
       options,
-      remote: async (...args: A) => (await handle.spawn(...args)).get(),
+      remote: (...args: A) => this.callAndWait<Awaited<R>>(named, args),
       spawn: async (...args: A) => {
         const [id] = await this.submit(named, [args]);
         return new FunctionCall<Awaited<R>>(id as string, this.client());
@@ -207,16 +209,44 @@ export class App {
     handle: { functionName: string | undefined },
     inputs: readonly unknown[][],
   ): Promise<string[]> {
+    return (await this.submitCalls(handle, inputs)).callIds;
+  }
+
+  private submitCalls(
+    handle: { functionName: string | undefined },
+    inputs: readonly unknown[][],
+    waitMs?: number,
+  ): Promise<Schemas['CallsQueued']> {
     const name = handle.functionName;
     if (!name)
       throw new TypeError(`this function of app "${this.name}" has no name yet: export it, or pass { name }`);
     for (const [i, args] of inputs.entries())
       assertWireSafe(args, inputs.length === 1 ? 'arguments' : `inputs[${i}]`);
-    const answer = await this.client().api('post', '/v1/apps/{name}/functions/{fn}/calls', {
+    return this.client().api('post', '/v1/apps/{name}/functions/{fn}/calls', {
       params: { name: this.name, fn: name },
-      body: { inputs: inputs as unknown[][] },
+      body: { inputs: inputs as unknown[][], ...(waitMs === undefined ? {} : { waitMs }) },
     });
-    return answer.callIds;
+  }
+
+  /**
+   * One call, submitted and waited for in the same request (`waitMs`): a quick function's `remote` is one round trip.
+   * A call still running when that wait ends is waited for as `spawn(...).get()` does.
+   */
+  private async callAndWait<R>(handle: { functionName: string | undefined }, args: unknown[]): Promise<R> {
+    const client = this.client();
+    let answer: Schemas['CallsQueued'];
+    try {
+      answer = await this.submitCalls(handle, [args], REMOTE_WAIT_MS);
+    } catch (error) {
+      // A broker from before `waitMs` on submit: submit, then wait.
+      if (!(error instanceof BrokerApiError) || error.status !== 400 || error.field !== 'waitMs') throw error;
+      answer = await this.submitCalls(handle, [args]);
+    }
+    const id = answer.callIds[0] as string;
+    const view = answer.calls?.find((call) => call.id === id);
+    if (view?.status === 'succeeded') return view.value as R;
+    if (view?.status === 'failed' || view?.status === 'cancelled') throw failure(view);
+    return new FunctionCall<R>(id, client).get();
   }
 
   private client(): ApiClient {

@@ -173,7 +173,7 @@ export interface paths {
     get: operations['listApps'];
   };
   '/v1/apps/{name}/functions/{fn}/calls': {
-    /** Call a function once per input (each input is the argument list) */
+    /** Call a function once per input (each input is the argument list); with waitMs, also wait for them as POST /v1/calls/wait does */
     post: operations['callFunction'];
   };
   '/v1/calls/{id}': {
@@ -705,6 +705,10 @@ export interface components {
         [key: string]: string;
       };
       layer?: string;
+    };
+    CallsQueued: {
+      callIds: string[];
+      calls?: components['schemas']['Call'][];
     };
     Call: {
       id: string;
@@ -2765,7 +2769,7 @@ export interface operations {
       };
     };
   };
-  /** Call a function once per input (each input is the argument list) */
+  /** Call a function once per input (each input is the argument list); with waitMs, also wait for them as POST /v1/calls/wait does */
   callFunction: {
     parameters: {
       path: {
@@ -2777,16 +2781,15 @@ export interface operations {
       content: {
         'application/json': {
           inputs: unknown[][];
+          waitMs?: number;
         };
       };
     };
     responses: {
-      /** @description Queued */
+      /** @description Queued (with waitMs: and those that finished meanwhile, in `calls`) */
       202: {
         content: {
-          'application/json': {
-            callIds: string[];
-          };
+          'application/json': components['schemas']['CallsQueued'];
         };
       };
       /** @description Invalid request */

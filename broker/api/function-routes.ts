@@ -331,24 +331,42 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
       path: '/v1/apps/{name}/functions/{fn}/calls',
       middleware: [spendCheck(broker)] as const,
       operationId: 'callFunction',
-      summary: 'Call a function once per input (each input is the argument list)',
+      summary:
+        'Call a function once per input (each input is the argument list); with waitMs, also wait for them as POST /v1/calls/wait does',
       request: {
         params: z.object({ name: appNameSchema, fn: z.string().min(1).max(64) }),
         body: {
           content: {
             'application/json': {
-              schema: z.object({ inputs: z.array(z.array(z.unknown())).min(1).max(MAX_INPUTS) }).strict(),
+              schema: z
+                .object({
+                  inputs: z.array(z.array(z.unknown())).min(1).max(MAX_INPUTS),
+                  /**
+                   * Waits up to this long for the calls (one of one; of more, a quarter, or those done 20 ms after
+                   * the first) and answers those that finished in `calls`: a quick `remote` is one request.
+                   */
+                  waitMs: z.number().int().min(0).max(MAX_WAIT_MS).optional(),
+                })
+                .strict(),
             },
           },
           required: true,
         },
       },
-      responses: { 202: json(z.object({ callIds: z.array(z.string()) }), 'Queued'), ...problems },
+      responses: {
+        202: json(
+          z
+            .object({ callIds: z.array(z.string()), calls: z.array(callViewSchema).optional() })
+            .openapi('CallsQueued'),
+          'Queued (with waitMs: and those that finished meanwhile, in `calls`)',
+        ),
+        ...problems,
+      },
     }),
     async (c) => {
       const principal = c.get('principal');
       const { name, fn } = c.req.valid('param');
-      const { inputs } = c.req.valid('json');
+      const { inputs, waitMs } = c.req.valid('json');
       const callIds = inputs.map((args) => runtime.call(principal.tenantId, name, fn, args));
       // On disk before the answer: a call the client was told about survives a crash.
       try {
@@ -367,7 +385,12 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
         for (const callId of callIds) runtime.cancel(callId);
         throw error;
       }
-      return c.json({ callIds }, 202);
+      if (waitMs === undefined) return c.json({ callIds }, 202);
+      await waits.wait(callIds, waitMs);
+      const calls = await Promise.all(
+        callIds.filter((id) => waits.finished(id)).map((id) => callView(principal, id)),
+      );
+      return c.json({ callIds, calls }, 202);
     },
   );
   app.openapi(

@@ -57,6 +57,31 @@ describe('functions', () => {
     expect(await square.remote(9)).toBe(81);
   });
 
+  it('answers a quick remote in the submit itself (waitMs): one request', async () => {
+    const answer = await broker.api('post', '/v1/apps/{name}/functions/{fn}/calls', {
+      params: { name: 'fixture', fn: 'square' },
+      body: { inputs: [[5]], waitMs: 30_000 },
+    });
+    expect(answer.calls).toMatchObject([{ id: answer.callIds[0], status: 'succeeded', value: 25 }]);
+    // Without waitMs the answer is the ids alone, as before.
+    const queued = await broker.api('post', '/v1/apps/{name}/functions/{fn}/calls', {
+      params: { name: 'fixture', fn: 'square' },
+      body: { inputs: [[6]] },
+    });
+    expect(Object.keys(queued)).toEqual(['callIds']);
+    // The SDK's remote is that one request when the call is quick.
+    const requests: string[] = [];
+    const counting = new Broker({ url: server.url, token: server.operatorToken as string });
+    const send = counting.call.bind(counting);
+    counting.call = <T>(method: string, path: string, body?: unknown) => {
+      requests.push(`${method} ${path}`);
+      return send<T>(method, path, body);
+    };
+    const square = counting.functions.lookup<[number], number>('fixture', 'square');
+    expect(await square.remote(11)).toBe(121);
+    expect(requests).toEqual(['POST /v1/apps/fixture/functions/square/calls']);
+  });
+
   it('spawns calls to get later, and cancels them', async () => {
     const call = await fn<[number], number>('square').spawn(12);
     expect(await call.get({ timeoutMs: 30_000 })).toBe(144);
