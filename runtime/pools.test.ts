@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { VirtualClock } from '../lib/clock.ts';
-import { ContainerLifecycle } from './container.ts';
 import { parseFunctionOptions } from './function-spec.ts';
 import { FunctionPools, PoolDriftError } from './pools.ts';
 import {
@@ -31,32 +30,14 @@ function setup() {
   let n = 0;
   /** A container placed the way the supervisor places one: the pool told of each transition. */
   const place = (): ContainerRecord => {
-    const containerId = `ctr_${n}`;
-    const c: ContainerRecord = {
-      containerId,
-      seq: n++,
+    const seq = n++;
+    return pools.join(
+      `ctr_${seq}`,
+      seq,
       fn,
-      revision: fn.revision,
-      bundleId: 'b1',
-      lifecycle: new ContainerLifecycle(containerId, clock, (to) => {
-        if (to === 'draining' || to === 'stopped' || to === 'failed') pools.uncount(c);
-        pools.refreshOpen(c);
-      }),
-      placement: { instanceId: 'i-1', gpu: 'H100', gpuIndices: [n], slot: SLOT },
-      handle: undefined,
-      running: new Map(),
-      idleSinceMs: undefined,
-      stopRequested: false,
-      lost: false,
-      released: false,
-      counted: true,
-      exitedAtMs: undefined,
-      exitReason: undefined,
-      unsubscribeLog: undefined,
-      unsubscribeRan: undefined,
-    };
-    pools.join(c);
-    return c;
+      { instanceId: 'i-1', gpu: 'H100', gpuIndices: [seq], slot: SLOT },
+      clock,
+    );
   };
   const call = (callId: string) => ({ callId }) as CallRecord;
   return { pools, fn, place, call };

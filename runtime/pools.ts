@@ -8,8 +8,11 @@
  * bug and throws PoolDriftError (a simulation that drifts stops there, reproducible from its seed) instead of
  * being repaired quietly.
  */
+import type { Clock } from '../lib/clock.ts';
 import { GpubrokerError } from '../lib/errors.ts';
+import { ContainerLifecycle } from './container.ts';
 import type { Executor } from './executor/executor.ts';
+import type { ContainerPlacement } from './placement.ts';
 import type { CallRecord, ContainerRecord, FunctionRecord } from './records.ts';
 
 /**
@@ -41,10 +44,43 @@ export class PoolDriftError extends GpubrokerError {
 export class FunctionPools {
   constructor(private readonly executor: Pick<Executor, 'queuesInputs'>) {}
 
-  /** A container just placed: it counts towards its function's size. */
-  join(c: ContainerRecord): void {
-    c.fn.containers.set(c.containerId, c);
-    c.fn.size.containers++;
+  /**
+   * A container just placed, as its function's pool keeps it: counted in the function's size, and told of each
+   * transition of its lifecycle (it leaves the count once draining, stopped or failed; the open set follows it).
+   */
+  join(
+    containerId: string,
+    seq: number,
+    fn: FunctionRecord,
+    placement: ContainerPlacement,
+    clock: Clock,
+  ): ContainerRecord {
+    const c: ContainerRecord = {
+      containerId,
+      seq,
+      fn,
+      revision: fn.revision,
+      bundleId: fn.app.bundleId,
+      lifecycle: new ContainerLifecycle(containerId, clock, (to) => {
+        if (to === 'draining' || to === 'stopped' || to === 'failed') this.uncount(c);
+        this.refreshOpen(c);
+      }),
+      placement,
+      handle: undefined,
+      running: new Map(),
+      idleSinceMs: undefined,
+      stopRequested: false,
+      lost: false,
+      released: false,
+      counted: true,
+      exitedAtMs: undefined,
+      exitReason: undefined,
+      unsubscribeLog: undefined,
+      unsubscribeRan: undefined,
+    };
+    fn.containers.set(containerId, c);
+    fn.size.containers++;
+    return c;
   }
 
   /** Forgets a released container once none of its inputs is in flight. */

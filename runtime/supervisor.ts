@@ -14,7 +14,6 @@ import type { IdGenerator } from '../lib/ids.ts';
 import type { Stopwatch } from '../lib/stopwatch.ts';
 import type { InputResult } from './call-ledger.ts';
 import type { GpuCapacity } from './capacity.ts';
-import { ContainerLifecycle } from './container.ts';
 import {
   type ContainerExit,
   ContainerExitedError,
@@ -103,30 +102,7 @@ export class Supervisor {
     const containerId = adopted?.containerId ?? o.ids.next('ctr');
     const { app: state, spec } = fn;
     o.capacity.allocate(containerId, placement.instanceId, placement.gpuIndices);
-    const c: ContainerRecord = {
-      containerId,
-      seq: this.placed++,
-      fn,
-      revision: fn.revision,
-      bundleId: state.bundleId,
-      lifecycle: new ContainerLifecycle(containerId, o.clock, (to) => {
-        if (to === 'draining' || to === 'stopped' || to === 'failed') o.pools.uncount(c);
-        o.pools.refreshOpen(c);
-      }),
-      placement,
-      handle: undefined,
-      running: new Map(),
-      idleSinceMs: undefined,
-      stopRequested: false,
-      lost: false,
-      released: false,
-      counted: true,
-      exitedAtMs: undefined,
-      exitReason: undefined,
-      unsubscribeLog: undefined,
-      unsubscribeRan: undefined,
-    };
-    o.pools.join(c);
+    const c = o.pools.join(containerId, this.placed++, fn, placement, o.clock);
     this.live.set(containerId, c);
     o.meter?.openInterval({
       intervalId: containerId,
