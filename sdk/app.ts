@@ -65,8 +65,8 @@ export class FunctionCall<R> {
         params: { id: this.id },
         query: { waitMs: Math.floor(waitMs) },
       });
-      if (view.status === 'succeeded') return view.value as R;
-      if (view.status === 'failed' || view.status === 'cancelled') throw failure(view);
+      const outcome = outcomeOf<R>(view);
+      if (outcome) return outcome.value;
       if (clock.now() >= deadline)
         throw new Error(`call ${this.id} not finished within ${options.timeoutMs} ms`);
     }
@@ -244,8 +244,8 @@ export class App {
     }
     const id = answer.callIds[0] as string;
     const view = answer.calls?.find((call) => call.id === id);
-    if (view?.status === 'succeeded') return view.value as R;
-    if (view?.status === 'failed' || view?.status === 'cancelled') throw failure(view);
+    const outcome = view && outcomeOf<R>(view);
+    if (outcome) return outcome.value;
     return new FunctionCall<R>(id, client).get();
   }
 
@@ -334,6 +334,13 @@ export class App {
 
 export function isFunctionHandle(value: unknown): value is FunctionHandle<unknown[], unknown> {
   return typeof value === 'function' && (value as unknown as Record<symbol, unknown>)[HANDLE] === true;
+}
+
+/** A finished call's value; its RemoteFunctionError thrown when it failed or was cancelled; undefined while it runs. */
+function outcomeOf<R>(view: CallView): { value: R } | undefined {
+  if (view.status === 'succeeded') return { value: view.value as R };
+  if (view.status === 'failed' || view.status === 'cancelled') throw failure(view);
+  return undefined;
 }
 
 function failure(view: CallView): RemoteFunctionError {
