@@ -70,6 +70,11 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
     };
   };
   const waits = new CallWaits(runtime, broker.clock);
+  /** Waits for the calls as CallWaits does, then the views of those that finished. */
+  const finishedCalls = async (principal: Principal, callIds: readonly string[], waitMs: number) => {
+    await waits.wait(callIds, waitMs);
+    return Promise.all(callIds.filter((id) => waits.finished(id)).map((id) => callView(principal, id)));
+  };
   const status = (principal: Principal, name: string, ephemeral: boolean) => {
     const view = runtime.getApp(principal.tenantId, name);
     if (!view) throw new HttpProblem(404, 'Not found', `no app "${name}"`);
@@ -386,11 +391,7 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
         throw error;
       }
       if (waitMs === undefined) return c.json({ callIds }, 202);
-      await waits.wait(callIds, waitMs);
-      const calls = await Promise.all(
-        callIds.filter((id) => waits.finished(id)).map((id) => callView(principal, id)),
-      );
-      return c.json({ callIds, calls }, 202);
+      return c.json({ callIds, calls: await finishedCalls(principal, callIds, waitMs) }, 202);
     },
   );
   app.openapi(
@@ -444,11 +445,7 @@ export function functionRoutes(broker: BrokerCore): OpenAPIHono<Env> {
       for (const id of callIds)
         if (runtime.callerOf(id) !== principal.tenantId)
           throw new HttpProblem(404, 'Not found', `no call "${id}"`);
-      await waits.wait(callIds, waitMs);
-      const calls = await Promise.all(
-        callIds.filter((id) => waits.finished(id)).map((id) => callView(principal, id)),
-      );
-      return c.json({ calls }, 200);
+      return c.json({ calls: await finishedCalls(principal, callIds, waitMs) }, 200);
     },
   );
   app.openapi(
