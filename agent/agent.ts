@@ -77,6 +77,8 @@ export interface AgentOptions {
   readonly logger?: Logger;
   /** The broker refused this agent for good (revoked, bad token): the caller stops it and exits. */
   readonly onFatal?: (message: string) => void;
+  /** The first order to start a container arrived: the agent has work from now on (bin/gpubroker.js). */
+  readonly onFirstContainer?: () => void;
 }
 
 interface RunningContainer {
@@ -100,6 +102,7 @@ export class Agent {
   private socket: WebSocket | undefined;
   private token: string;
   private welcomed = false;
+  private hadContainer = false;
   private closed = false;
   private backoffMs = FIRST_BACKOFF_MS;
   private heartbeatMs = DEFAULT_HEARTBEAT_MS;
@@ -360,6 +363,10 @@ export class Agent {
 
   private async startContainer(order: ContainerOrder): Promise<void> {
     if (this.containers.has(order.containerId) || this.starting.has(order.containerId)) return;
+    if (!this.hadContainer) {
+      this.hadContainer = true;
+      this.o.onFirstContainer?.();
+    }
     this.starting.add(order.containerId);
     try {
       await this.startContainerNow(order);

@@ -4,7 +4,6 @@
  */
 import { execFile } from 'node:child_process';
 import { ValidationError } from '../lib/errors.ts';
-import { detectNvidiaGpus } from '../providers/local/nvidia-smi.ts';
 import type { GpuReport, Health } from './protocol.ts';
 
 export interface GpuInventory {
@@ -37,6 +36,8 @@ export function nvidiaGpuSource(command = 'nvidia-smi'): GpuSource {
   let expected: number | undefined;
   let last: readonly GpuReport[] = [];
   return async () => {
+    // Loaded on a machine with GPUs only (it brings a CSV parser): one with virtual GPUs keeps its memory.
+    const { detectNvidiaGpus } = await import('../providers/local/nvidia-smi.ts');
     const found = await detectNvidiaGpus(command);
     if (!found.found) return { gpus: last, health: { ok: false, problems: [found.reason] } };
     last = found.devices.map((d) => ({ index: d.index, name: d.gpu, memoryMiB: d.memoryMiB }));

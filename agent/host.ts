@@ -16,7 +16,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { Agent } from './agent.ts';
 import { BundleCache } from './bundle-cache.ts';
 import { LocalExecutor } from './executor/local-executor.ts';
@@ -27,8 +27,10 @@ import { gpuReportSchema } from './protocol.ts';
 import { StartGate } from './start-gate.ts';
 
 const orderSchema = z.union([
-  z.object({ join: z.object({ instanceId: z.string().min(1), gpus: z.array(gpuReportSchema) }) }),
-  z.object({ leave: z.string().min(1) }),
+  z.object({
+    join: z.object({ instanceId: z.string().check(z.minLength(1)), gpus: z.array(gpuReportSchema) }),
+  }),
+  z.object({ leave: z.string().check(z.minLength(1)) }),
 ]);
 export type HostOrder = z.infer<typeof orderSchema>;
 

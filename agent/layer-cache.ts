@@ -14,7 +14,6 @@ import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { x as extract } from 'tar';
 
 export interface LayerRef {
   readonly tenantId: string;
@@ -65,6 +64,8 @@ export class LayerCache {
       if (actual !== ref.sha256)
         throw new Error(`layer ${ref.id}: the bytes received hash to ${actual}; not kept`);
       mkdirSync(unpacked, { mode: 0o755 });
+      // Loaded when a layer first arrives: most agents never unpack one, and node-tar is ~40 modules of idle memory.
+      const { x: extract } = await import('tar');
       await extract({
         file: tarball,
         cwd: unpacked,

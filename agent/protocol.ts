@@ -18,7 +18,12 @@
  * waiting for, so a late result from a partitioned agent is never delivered or billed twice.
  */
 import { deserialize, serialize } from 'node:v8';
-import { z } from 'zod';
+// zod's small build: the agent loads this module, and the full one costs it ~5 MB of its idle memory.
+import * as z from 'zod/mini';
+import english from 'zod/v4/locales/en.js';
+
+// The small build has no messages of its own: a malformed frame should say what is wrong, not just 'Invalid input'.
+z.config(english());
 
 export const PROTOCOL_VERSION = 1;
 /** What this agent lists in its hello's `features`. */
@@ -30,59 +35,85 @@ export const MISSED_HEARTBEATS = 3;
 /** Largest message either side accepts (a bundle travels over HTTP, not here). */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
-const id = z.string().min(1).max(200);
+const text = (min: number, max: number) => z.string().check(z.minLength(min), z.maxLength(max));
+const anyText = () => z.string();
+const upTo = (max: number) => z.string().check(z.maxLength(max));
+const int = (min?: number, max?: number) =>
+  z
+    .int()
+    .check(...(min === undefined ? [] : [z.minimum(min)]), ...(max === undefined ? [] : [z.maximum(max)]));
+const id = text(1, 200);
 /** A terminal's columns or rows. */
-const winsize = z.number().int().min(1).max(10_000);
+const winsize = int(1, 10_000);
+const sha256 = z.string().check(z.regex(/^[0-9a-f]{64}$/));
+const streamName = z.enum(['stdout', 'stderr']);
 
 export const gpuReportSchema = z.object({
-  index: z.number().int().min(0).max(1023),
+  index: int(0, 1023),
   /** As the catalog names it (`H100`, `A100-80GB`, …). */
-  name: z.string().min(1).max(100),
-  memoryMiB: z.number().int().min(0).optional(),
+  name: text(1, 100),
+  memoryMiB: z.optional(int(0)),
 });
 export type GpuReport = z.infer<typeof gpuReportSchema>;
 
 export const healthSchema = z.object({
   ok: z.boolean(),
   /** Each failed check in words (`nvidia-smi failed: …`); empty when ok. */
-  problems: z.array(z.string().max(1000)).max(50),
-  driverVersion: z.string().max(100).optional(),
+  problems: z.array(upTo(1000)).check(z.maxLength(50)),
+  driverVersion: z.optional(upTo(100)),
 });
 export type Health = z.infer<typeof healthSchema>;
 
+export const containerOrderSchema = z.object({
+  containerId: z.string().check(z.regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/)),
+  tenantId: id,
+  app: id,
+  functionName: id,
+  /** The bundle by content: fetched from `GET /v1/agent/bundles/{tenantId}/{sha256}`, its hash checked. */
+  bundle: z.object({ tenantId: id, sha256 }),
+  gpuIndices: z.array(int(0)),
+  env: z.record(z.string(), z.string()),
+  concurrency: int(1),
+  /** Limits and network (defaults: those of a function that sets none, for a broker older than the agent). */
+  cpu: z._default(int(1), 1),
+  memoryMiB: z._default(int(1), 4096),
+  network: z._default(z.enum(['egress', 'none']), 'egress'),
+  /** The image layer (npm packages): fetched from `GET /v1/agent/layers/{tenantId}/{id}`, its SHA-256 checked. */
+  layer: z.optional(z.object({ id: sha256, sha256 })),
+});
+export type ContainerOrder = z.infer<typeof containerOrderSchema>;
+
 export const helloSchema = z.object({
   type: z.literal('hello'),
-  protocol: z.number().int(),
-  agentVersion: z.string().max(100),
+  protocol: z.int(),
+  agentVersion: upTo(100),
   /** The instance this agent runs on, as its provider names it; absent for one of your own machines. */
-  instanceId: id.optional(),
-  hostname: z.string().max(255),
-  gpus: z.array(gpuReportSchema).max(1024),
+  instanceId: z.optional(id),
+  hostname: upTo(255),
+  gpus: z.array(gpuReportSchema).check(z.maxLength(1024)),
   health: healthSchema,
-  labels: z.record(z.string().max(100), z.string().max(200)),
+  labels: z.record(upTo(100), upTo(200)),
   /** Where the machine can be reached (its non-internal IP addresses), for users of its leases. */
-  addresses: z.array(z.string().max(100)).max(32).optional(),
+  addresses: z.optional(z.array(upTo(100)).check(z.maxLength(32))),
   /** A machine of your own: its price, USD per hour. */
-  usdPerHour: z.number().min(0).max(10_000).optional(),
+  usdPerHour: z.optional(z.number().check(z.minimum(0), z.maximum(10_000))),
   /**
    * What this agent does beyond the first version of its protocol version (absent: nothing): `tty` (an exec under a
    * pseudo-terminal, with exec-stdin and exec-resize: `lease shell`). A broker asks nothing of an agent that does not
    * list it, so an agent updated later keeps working meanwhile.
    */
-  features: z.array(z.string().max(50)).max(50).optional(),
+  features: z.optional(z.array(upTo(50)).check(z.maxLength(50))),
   /** Containers it still runs (after a reconnect or a broker restart), with the order that started each. */
   containers: z
-    .array(
-      z.object({ containerId: id, ready: z.boolean(), order: z.lazy(() => containerOrderSchema).optional() }),
-    )
-    .max(100_000),
+    .array(z.object({ containerId: id, ready: z.boolean(), order: z.optional(containerOrderSchema) }))
+    .check(z.maxLength(100_000)),
 });
 export type Hello = z.infer<typeof helloSchema>;
 
 const errorFields = {
-  message: z.string(),
-  stack: z.string().optional(),
-  name: z.string().max(200).optional(),
+  message: anyText(),
+  stack: z.optional(anyText()),
+  name: z.optional(upTo(200)),
 };
 
 export const agentMessageSchema = z.discriminatedUnion('type', [
@@ -94,18 +125,18 @@ export const agentMessageSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('exited'),
     containerId: id,
-    code: z.number().int().nullable(),
-    signal: z.string().nullable(),
-    reason: z.string(),
+    code: z.nullable(z.int()),
+    signal: z.nullable(anyText()),
+    reason: anyText(),
   }),
   z.object({
     type: z.literal('result'),
     containerId: id,
     callId: id,
-    attempt: z.number().int().min(1),
-    value: z.string(),
+    attempt: int(1),
+    value: anyText(),
     /** How long the function ran in the container, ms (fractional). */
-    ranMs: z.number().min(0).optional(),
+    ranMs: z.optional(z.number().check(z.minimum(0))),
   }),
   /**
    * The input failed: the function threw (`remote`), the container died while running it (`exited`) or before it
@@ -115,103 +146,74 @@ export const agentMessageSchema = z.discriminatedUnion('type', [
     type: z.literal('failed'),
     containerId: id,
     callId: id,
-    attempt: z.number().int().min(1),
+    attempt: int(1),
     kind: z.enum(['remote', 'exited', 'not-started', 'refused']),
     /** How long the function ran in the container, ms (fractional; `remote`). */
-    ranMs: z.number().min(0).optional(),
+    ranMs: z.optional(z.number().check(z.minimum(0))),
     ...errorFields,
   }),
-  z.object({
-    type: z.literal('log'),
-    containerId: id,
-    stream: z.enum(['stdout', 'stderr']),
-    text: z.string(),
-    atMs: z.number().int(),
-  }),
+  z.object({ type: z.literal('log'), containerId: id, stream: streamName, text: anyText(), atMs: z.int() }),
   /** The lines a container wrote during one turn of the agent's event loop, in order (what agents send now). */
   z.object({
     type: z.literal('logs'),
     containerId: id,
-    lines: z
-      .array(z.object({ stream: z.enum(['stdout', 'stderr']), text: z.string(), atMs: z.number().int() }))
-      .min(1),
+    lines: z.array(z.object({ stream: streamName, text: anyText(), atMs: z.int() })).check(z.minLength(1)),
   }),
   z.object({
     type: z.literal('exec-output'),
     execId: id,
-    stream: z.enum(['stdout', 'stderr']),
+    stream: streamName,
     /** base64 of the bytes, so binary output survives. */
-    data: z.string(),
+    data: anyText(),
   }),
   z.object({
     type: z.literal('exec-exit'),
     execId: id,
-    code: z.number().int().nullable(),
-    signal: z.string().nullable(),
-    error: z.string().optional(),
+    code: z.nullable(z.int()),
+    signal: z.nullable(anyText()),
+    error: z.optional(anyText()),
   }),
 ]);
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
-
-export const containerOrderSchema = z.object({
-  containerId: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/),
-  tenantId: id,
-  app: id,
-  functionName: id,
-  /** The bundle by content: fetched from `GET /v1/agent/bundles/{tenantId}/{sha256}`, its hash checked. */
-  bundle: z.object({ tenantId: id, sha256: z.string().regex(/^[0-9a-f]{64}$/) }),
-  gpuIndices: z.array(z.number().int().min(0)),
-  env: z.record(z.string(), z.string()),
-  concurrency: z.number().int().min(1),
-  /** Limits and network (defaults: those of a function that sets none, for a broker older than the agent). */
-  cpu: z.number().int().min(1).default(1),
-  memoryMiB: z.number().int().min(1).default(4096),
-  network: z.enum(['egress', 'none']).default('egress'),
-  /** The image layer (npm packages): fetched from `GET /v1/agent/layers/{tenantId}/{id}`, its SHA-256 checked. */
-  layer: z
-    .object({ id: z.string().regex(/^[0-9a-f]{64}$/), sha256: z.string().regex(/^[0-9a-f]{64}$/) })
-    .optional(),
-});
-export type ContainerOrder = z.infer<typeof containerOrderSchema>;
 
 export const brokerMessageSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('welcome'),
     agentId: id,
     instanceId: id,
-    heartbeatMs: z.number().int().min(100),
+    heartbeatMs: int(100),
     /** Given once, when a join token was used: the agent's own credential for every later connection. */
-    credential: z.string().optional(),
+    credential: z.optional(anyText()),
   }),
   z.object({ type: z.literal('start'), container: containerOrderSchema }),
   z.object({
     type: z.literal('invoke'),
     containerId: id,
     callId: id,
-    attempt: z.number().int().min(1),
-    args: z.string(),
-    timeoutMs: z.number().int().min(1).optional(),
+    attempt: int(1),
+    args: anyText(),
+    timeoutMs: z.optional(int(1)),
   }),
   z.object({ type: z.literal('stop'), containerId: id }),
   z.object({
     type: z.literal('exec'),
     execId: id,
-    command: z.string().min(1),
-    args: z.array(z.string()),
-    gpuIndices: z.array(z.number().int().min(0)),
+    command: z.string().check(z.minLength(1)),
+    args: z.array(anyText()),
+    gpuIndices: z.array(int(0)),
     env: z.record(z.string(), z.string()),
     /**
      * Under a pseudo-terminal of this size (`lease shell`): its input comes in `exec-stdin`, its window changes in
      * `exec-resize`, and its output (the terminal's, one stream) in `exec-output` on stdout. Absent: a plain exec.
      */
-    tty: z.object({ cols: winsize, rows: winsize }).optional(),
+    tty: z.optional(z.object({ cols: winsize, rows: winsize })),
   }),
-  z.object({ type: z.literal('exec-kill'), execId: id, signal: z.string().max(20) }),
+  z.object({ type: z.literal('exec-kill'), execId: id, signal: upTo(20) }),
   /** Input for an exec with a tty: base64 of the bytes, in order; `eof` closes its input (after `data`). */
-  z.object({ type: z.literal('exec-stdin'), execId: id, data: z.string(), eof: z.boolean().optional() }),
+  z.object({ type: z.literal('exec-stdin'), execId: id, data: anyText(), eof: z.optional(z.boolean()) }),
   /** The terminal of an exec with a tty changed size (its foreground processes get SIGWINCH). */
   z.object({ type: z.literal('exec-resize'), execId: id, cols: winsize, rows: winsize }),
-  z.object({ type: z.literal('bye'), reason: z.string() }),
+  z.object({ type: z.literal('bye'), reason: anyText() }),
 ]);
 export type BrokerMessage = z.infer<typeof brokerMessageSchema>;
 
@@ -225,7 +227,7 @@ export function decodeValue(text: string): unknown {
 }
 
 /** Parses one frame from the other side; throws an Error naming what is wrong (the connection is then closed). */
-export function parseFrame<T>(schema: z.ZodType<T>, data: string): T {
+export function parseFrame<T>(schema: z.ZodMiniType<T>, data: string): T {
   let json: unknown;
   try {
     json = JSON.parse(data);

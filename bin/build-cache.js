@@ -31,9 +31,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CACHE = join(ROOT, 'node_modules', '.cache', 'gpubroker');
-/** One per checkout: node_modules may be shared (a link) by work trees of other sources. */
-const MANIFEST = join(CACHE, `${createHash('sha256').update(ROOT).digest('hex').slice(0, 12)}.json`);
-const LOCK = MANIFEST.replace(/\.json$/, '.lock');
+/** One per checkout and entry: node_modules may be shared (a link) by work trees of other sources. */
+const manifestOf = (entry) =>
+  join(CACHE, `${createHash('sha256').update(`${ROOT}\0${entry}`).digest('hex').slice(0, 12)}.json`);
+const lockOf = (entry) => manifestOf(entry).replace(/\.json$/, '.lock');
 const RETRY_FAILED_BUILD_MS = 60_000;
 /** How long a start waits for another's build before it runs the sources under tsx. */
 const BUILD_WAIT_MS = 30_000;
@@ -53,6 +54,8 @@ const INLINE = new Set([
   'csv-parse',
   'croner',
 ]);
+/** zod's index of its locales (see build). */
+const ZOD_LOCALES = /[\\/]node_modules[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/;
 /** Mapped to the SDK's sources by tsconfig.json `paths`, as tsx maps them. */
 const SDK_NAMES = new Set(['gpubroker', '@gpubroker/sdk']);
 const SOURCE_URL = '__gpubrokerSourceUrl';
@@ -78,11 +81,11 @@ export async function freshBuild(entry = 'bin/gpubroker.ts') {
     // One process builds; the others (a test suite starts several at once) wait for its build, or for the lock to
     // go stale (its builder was killed), rather than each making the same build.
     for (const until = Date.now() + BUILD_WAIT_MS; Date.now() < until; ) {
-      if (lock()) {
+      if (lock(entry)) {
         try {
           return (current(entry) ?? (await build(entry))) || undefined;
         } finally {
-          rmSync(LOCK, { recursive: true, force: true });
+          rmSync(lockOf(entry), { recursive: true, force: true });
         }
       }
       await new Promise((resolve) => setTimeout(resolve, 50));
@@ -96,13 +99,14 @@ export async function freshBuild(entry = 'bin/gpubroker.ts') {
 }
 
 /** Takes the build lock (a directory: made or not, atomically); one older than BUILD_WAIT_MS is a dead builder's. */
-function lock() {
+function lock(entry) {
+  const path = lockOf(entry);
   try {
-    mkdirSync(LOCK);
+    mkdirSync(path);
     return true;
   } catch {
-    const stat = statSync(LOCK, { throwIfNoEntry: false });
-    if (stat && Date.now() - stat.mtimeMs > BUILD_WAIT_MS) rmSync(LOCK, { recursive: true, force: true });
+    const stat = statSync(path, { throwIfNoEntry: false });
+    if (stat && Date.now() - stat.mtimeMs > BUILD_WAIT_MS) rmSync(path, { recursive: true, force: true });
     return false;
   }
 }
@@ -115,7 +119,7 @@ function lock() {
 function current(entry) {
   let manifest;
   try {
-    manifest = JSON.parse(readFileSync(MANIFEST, 'utf8'));
+    manifest = JSON.parse(readFileSync(manifestOf(entry), 'utf8'));
   } catch {
     return undefined;
   }
@@ -140,12 +144,12 @@ async function build(entry) {
   };
   for (const path of SETTINGS) stamp(join(ROOT, path));
   const dir = `build-${Date.now().toString(36)}-${process.pid}`;
-  const output = 'gpubroker.js';
-  const previous = currentDir();
+  const output = 'main.js';
+  const previous = currentDir(entry);
   const failed = await esbuild
     .build({
       absWorkingDir: ROOT,
-      entryPoints: { gpubroker: join(ROOT, entry) },
+      entryPoints: { main: join(ROOT, entry) },
       bundle: true,
       splitting: true,
       format: 'esm',
@@ -170,6 +174,13 @@ async function build(entry) {
             });
             plugin.onLoad({ filter: /\.[cm]?[jt]s$|\.json$/ }, (args) => {
               const loader = LOADERS[extname(args.path)];
+              // zod's namespace of its 60-odd locales (~500 KB) cannot be tree-shaken once split into chunks, so every
+              // command (the agent, whose idle memory counts, too) would load it: only English ships, which
+              // `z.locales.en` still names; nothing here sets another locale.
+              if (ZOD_LOCALES.test(args.path)) {
+                stamp(args.path);
+                return { contents: 'export { default as en } from "./en.js";\n', loader: 'js' };
+              }
               if (!loader) return undefined;
               stamp(args.path);
               const source = readFileSync(args.path, 'utf8');
@@ -189,12 +200,12 @@ async function build(entry) {
       () => false,
       () => true,
     );
-  const partial = `${MANIFEST}.${process.pid}.partial`;
+  const partial = `${manifestOf(entry)}.${process.pid}.partial`;
   writeFileSync(
     partial,
     JSON.stringify({ entry, dir, output, inputs, ...(failed ? { failedAtMs: Date.now() } : {}) }),
   );
-  renameSync(partial, MANIFEST);
+  renameSync(partial, manifestOf(entry));
   if (failed) {
     rmSync(join(CACHE, dir), { recursive: true, force: true });
     return false;
@@ -205,9 +216,9 @@ async function build(entry) {
   return pathToFileURL(join(CACHE, dir, output)).href;
 }
 
-function currentDir() {
+function currentDir(entry) {
   try {
-    return JSON.parse(readFileSync(MANIFEST, 'utf8')).dir;
+    return JSON.parse(readFileSync(manifestOf(entry), 'utf8')).dir;
   } catch {
     return undefined;
   }

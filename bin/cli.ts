@@ -1,10 +1,8 @@
 /**
- * The `gpubroker` command line as a function: `buildProgram` registers the commands (each lives with the folder
- * that owns it), `runGpubroker` runs one command line and turns what it threw into one line on stderr and an exit
- * status. `bin/gpubroker.ts` calls it with `process.argv`; tests call it in process.
- *
- * A command's module loads only when its command runs: `serve` does not load the charts of `simulate` or the
- * solver's CLI (start-up time is restart time). Help, no command and an unknown command load them all.
+ * The `gpubroker` command line as a function: `buildProgram` registers the commands of a table (bin/commands.ts;
+ * each lives with the folder that owns it), `runGpubroker` runs one command line and turns what it threw into one
+ * line on stderr and an exit status. `bin/gpubroker.ts` calls it with `process.argv` (and `bin/agent.ts` with the
+ * agent's commands only); tests call it in process.
  *
  * Exit status: 0; 2 for bad input (a usage error, any GpubrokerError); 1 for a command that could not run as
  * configured (a StartupError, a fault). A command may also set `process.exitCode` itself (a failed lease, a
@@ -18,42 +16,22 @@ export const EXIT_USAGE = 2;
 /** Exit status for a command that could not run as configured (a start-up failure, a fault). */
 export const EXIT_FAILURE = 1;
 
-type Register = (program: Command) => void;
-
-/**
- * Every command, in the order help lists them: the top-level names a module registers, and how to load its
- * `register…` function. Adding a command is one line here.
- */
-const COMMANDS: readonly (readonly [names: readonly string[], load: () => Promise<Register>])[] = [
-  [['plan'], async () => (await import('../broker/cli/plan-what-if.ts')).registerPlanCommand],
-  [['serve'], async () => (await import('../broker/cli/serve.ts')).registerServeCommand],
-  [['agent', 'agent-host'], async () => (await import('../agent/cli.ts')).registerAgentCommand],
-  [['db'], async () => (await import('../broker/cli/db.ts')).registerDbCommand],
-  [['clouds'], async () => (await import('../providers/remote/cli.ts')).registerCloudsCommand],
-  [['run', 'deploy'], async () => (await import('../sdk/cli/run.ts')).registerRunCommands],
-  [['lease'], async () => (await import('../sdk/cli/lease.ts')).registerLeaseCommand],
-  [['policy'], async () => (await import('../broker/cli/policy.ts')).registerPolicyCommand],
-  [['plans'], async () => (await import('../broker/cli/plans.ts')).registerPlansCommand],
-  [['token'], async () => (await import('../broker/cli/token.ts')).registerTokenCommand],
-  [['usage'], async () => (await import('../broker/cli/usage.ts')).registerUsageCommand],
-  [['invoice'], async () => (await import('../broker/cli/invoice.ts')).registerInvoiceCommand],
-  [['costs'], async () => (await import('../broker/cli/costs.ts')).registerCostsCommand],
-  [['prices'], async () => (await import('../broker/cli/prices.ts')).registerPricesCommand],
-  [['tenant'], async () => (await import('../broker/cli/tenant.ts')).registerTenantCommand],
-  [['simulate'], async () => (await import('../simulations/cli.ts')).registerSimulateCommand],
-];
+/** A command module's `register…` function: adds its commands to the program. */
+export type Register = (program: Command) => void;
+/** The commands a program may run: the top-level names a module registers, and how to load its `register…`. */
+export type CommandTable = readonly (readonly [names: readonly string[], load: () => Promise<Register>])[];
 
 /**
  * A new `gpubroker` program for the command line `args`: with the one command `args` names, or with every command
  * (help, no command, an unknown one). Commander keeps parse state, so one program per command line.
  */
-export async function buildProgram(args: readonly string[] = []): Promise<Command> {
+export async function buildProgram(commands: CommandTable, args: readonly string[] = []): Promise<Command> {
   const program = new Command('gpubroker')
     .description('capacity planner and multi-cloud GPU broker')
     .showHelpAfterError()
     .exitOverride();
-  const named = COMMANDS.filter(([names]) => args[0] !== undefined && names.includes(args[0]));
-  const registers = await Promise.all((named.length > 0 ? named : COMMANDS).map(([, load]) => load()));
+  const named = commands.filter(([names]) => args[0] !== undefined && names.includes(args[0]));
+  const registers = await Promise.all((named.length > 0 ? named : commands).map(([, load]) => load()));
   for (const register of registers) register(program);
   return program;
 }
@@ -72,9 +50,9 @@ export interface Outcome {
  * Runs the command line `args` (what follows `gpubroker`). A failure is one line on stderr (`GPUBROKER_LOG=debug`
  * adds the stack for whoever debugs gpubroker itself); commander's own usage errors are already printed.
  */
-export async function runGpubroker(args: readonly string[]): Promise<Outcome> {
+export async function runGpubroker(commands: CommandTable, args: readonly string[]): Promise<Outcome> {
   try {
-    const program = await buildProgram(args);
+    const program = await buildProgram(commands, args);
     await program.parseAsync([...args], { from: 'user' });
     return { code: undefined, exitAtOnce: false };
   } catch (error) {
@@ -87,4 +65,10 @@ export async function runGpubroker(args: readonly string[]): Promise<Outcome> {
     if (error instanceof StartupError) return { code: EXIT_FAILURE, exitAtOnce: true };
     return { code: error instanceof GpubrokerError ? EXIT_USAGE : EXIT_FAILURE, exitAtOnce: false };
   }
+}
+
+/** Ends the process as `outcome` says: at once after a start-up failure, else when nothing is left to do. */
+export function exitWith(outcome: Outcome): void {
+  if (outcome.exitAtOnce) process.exit(outcome.code);
+  if (outcome.code !== undefined) process.exitCode = outcome.code;
 }

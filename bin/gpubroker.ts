@@ -1,6 +1,5 @@
-/** `gpubroker`: runs the command line (bin/cli.ts) and exits with its status. */
-import { runGpubroker } from './cli.ts';
+/** `gpubroker`: runs the command line (bin/cli.ts) with every command and exits with its status. */
+import { exitWith, runGpubroker } from './cli.ts';
+import { COMMANDS } from './commands.ts';
 
-const outcome = await runGpubroker(process.argv.slice(2));
-if (outcome.exitAtOnce) process.exit(outcome.code);
-if (outcome.code !== undefined) process.exitCode = outcome.code;
+exitWith(await runGpubroker(COMMANDS, process.argv.slice(2)));

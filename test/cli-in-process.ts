@@ -11,6 +11,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { format } from 'node:util';
 import { runGpubroker } from '../bin/cli.ts';
+import { COMMANDS } from '../bin/commands.ts';
 import type { CliRun } from './cli-process.ts';
 
 interface Capture {
@@ -88,7 +89,7 @@ async function runAlone(args: readonly string[], options: InProcessOptions): Pro
   process.exitCode = undefined;
   const output: Capture = { stdout: '', stderr: '' };
   try {
-    const outcome = await capture.run(output, () => runGpubroker(args));
+    const outcome = await capture.run(output, () => runGpubroker(COMMANDS, args));
     const code = outcome.code ?? (typeof process.exitCode === 'number' ? process.exitCode : 0);
     return { code, stdout: output.stdout, stderr: output.stderr };
   } finally {

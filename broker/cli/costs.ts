@@ -3,13 +3,8 @@
  * against what tenants were billed, with utilisation (billed / provisioned GPU-seconds) and margin.
  */
 import type { Command } from 'commander';
-import {
-  brokerClient,
-  type ClientFlags,
-  printJson,
-  talkTo,
-  withClientOptions,
-} from '../../sdk/cli/client-options.ts';
+import { type ClientFlags, withClientOptions } from '../../sdk/cli/client-flags.ts';
+import { brokerClient, printJson, talkTo } from '../../sdk/cli/client-options.ts';
 import type { CostReport } from '../../sdk/index.ts';
 import { formatHours, formatMicroUsd, parseTimeFlag, plainTable } from './billing-format.ts';
 

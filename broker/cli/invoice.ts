@@ -6,13 +6,8 @@
 import type { Command } from 'commander';
 import { ValidationError } from '../../lib/errors.ts';
 import { perHourRate } from '../../lib/money.ts';
-import {
-  brokerClient,
-  type ClientFlags,
-  printJson,
-  talkTo,
-  withClientOptions,
-} from '../../sdk/cli/client-options.ts';
+import { type ClientFlags, withClientOptions } from '../../sdk/cli/client-flags.ts';
+import { brokerClient, printJson, talkTo } from '../../sdk/cli/client-options.ts';
 import type { Invoice } from '../../sdk/index.ts';
 import { monthOf } from '../billing/months.ts';
 import { formatMicroUsd, parseMonthFlag, plainTable } from './billing-format.ts';

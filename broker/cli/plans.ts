@@ -7,13 +7,8 @@
 import type { Command } from 'commander';
 import { parseIntegerIn } from '../../lib/cli-args.ts';
 import { ValidationError } from '../../lib/errors.ts';
-import {
-  brokerClient,
-  type ClientFlags,
-  printJson,
-  talkTo,
-  withClientOptions,
-} from '../../sdk/cli/client-options.ts';
+import { type ClientFlags, withClientOptions } from '../../sdk/cli/client-flags.ts';
+import { brokerClient, printJson, talkTo } from '../../sdk/cli/client-options.ts';
 import type { Schemas } from '../../sdk/wire.ts';
 import { renderPools, renderUnmet } from '../../solver/cli.ts';
 import { plainTable } from './billing-format.ts';

@@ -3,13 +3,8 @@
  * the history need an operator token. A new version takes effect at the broker's next tick.
  */
 import type { Command } from 'commander';
-import {
-  brokerClient,
-  type ClientFlags,
-  printJson,
-  talkTo,
-  withClientOptions,
-} from '../../sdk/cli/client-options.ts';
+import { type ClientFlags, withClientOptions } from '../../sdk/cli/client-flags.ts';
+import { brokerClient, printJson, talkTo } from '../../sdk/cli/client-options.ts';
 import { describeVersion, readJsonObjectFile, renderDiff, renderHistory } from './versions.ts';
 
 const DEFAULTS = 'the defaults (no version stored yet)';

@@ -4,13 +4,8 @@
  */
 import type { Command } from 'commander';
 import { perHourRate } from '../../lib/money.ts';
-import {
-  brokerClient,
-  type ClientFlags,
-  printJson,
-  talkTo,
-  withClientOptions,
-} from '../../sdk/cli/client-options.ts';
+import { type ClientFlags, withClientOptions } from '../../sdk/cli/client-flags.ts';
+import { brokerClient, printJson, talkTo } from '../../sdk/cli/client-options.ts';
 import type { PriceBookVersion } from '../../sdk/index.ts';
 import { formatMicroUsd, plainTable } from './billing-format.ts';
 import { describeVersion, readJsonObjectFile, renderDiff, renderHistory } from './versions.ts';

@@ -6,14 +6,8 @@
 import type { Command } from 'commander';
 import { parseIntegerIn, parsePositive } from '../../lib/cli-args.ts';
 import { usdToMicros } from '../../lib/money.ts';
-import {
-  brokerClient,
-  type ClientFlags,
-  parseChoice,
-  printJson,
-  talkTo,
-  withClientOptions,
-} from '../../sdk/cli/client-options.ts';
+import { type ClientFlags, withClientOptions } from '../../sdk/cli/client-flags.ts';
+import { brokerClient, parseChoice, printJson, talkTo } from '../../sdk/cli/client-options.ts';
 import type { TenantLimits, TenantLimitsInput } from '../../sdk/index.ts';
 import { formatMicroUsd } from './billing-format.ts';
 

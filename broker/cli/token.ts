@@ -2,13 +2,8 @@
 import type { Command } from 'commander';
 import { parseDurationMs, parseIntegerIn } from '../../lib/cli-args.ts';
 import { ValidationError } from '../../lib/errors.ts';
-import {
-  brokerClient,
-  type ClientFlags,
-  printJson,
-  talkTo,
-  withClientOptions,
-} from '../../sdk/cli/client-options.ts';
+import { type ClientFlags, withClientOptions } from '../../sdk/cli/client-flags.ts';
+import { brokerClient, printJson, talkTo } from '../../sdk/cli/client-options.ts';
 
 interface TokenCreateFlags extends ClientFlags {
   tenant?: string;

@@ -3,14 +3,8 @@
  * the price book, and a total. A tenant token sees its own usage; an operator every tenant's or `--tenant`'s.
  */
 import type { Command } from 'commander';
-import {
-  brokerClient,
-  type ClientFlags,
-  parseChoice,
-  printJson,
-  talkTo,
-  withClientOptions,
-} from '../../sdk/cli/client-options.ts';
+import { type ClientFlags, withClientOptions } from '../../sdk/cli/client-flags.ts';
+import { brokerClient, parseChoice, printJson, talkTo } from '../../sdk/cli/client-options.ts';
 import type { Usage, UsageQuery } from '../../sdk/index.ts';
 import { formatMicroUsd, parseTimeFlag, plainTable } from './billing-format.ts';
 

@@ -3,27 +3,13 @@
  * a failure becomes one line on stderr and an exit status: 2 for what the caller can fix (bad flags, a 4xx
  * answer), 1 for what the broker or the network failed at (a 5xx answer, no broker at the URL, a failed lease).
  */
-import type { Command } from 'commander';
+
 import { ValidationError } from '../../lib/errors.ts';
 import { Broker, BrokerApiError, LeaseFailedError } from '../index.ts';
+import type { ClientFlags } from './client-flags.ts';
 
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
-
-export interface ClientFlags {
-  url?: string;
-  token?: string;
-}
-
-/** Adds `--url` and `--token` to a command. */
-export function withClientOptions(command: Command): Command {
-  return command
-    .option('--url <url>', 'the broker (default: GPUBROKER_URL, then http://127.0.0.1:8787)')
-    .option(
-      '--token <token>',
-      'API token (default: GPUBROKER_TOKEN, then .gpubroker/operator-token in this directory)',
-    );
-}
 
 /** A client for the flags; a URL that is not http(s) is a ValidationError naming `--url`. */
 export function brokerClient(flags: ClientFlags): Broker {

@@ -10,16 +10,15 @@ import type { Command } from 'commander';
 import { parseDurationMs, parseIntegerIn, parsePositive } from '../../lib/cli-args.ts';
 import { ValidationError } from '../../lib/errors.ts';
 import type { Broker, ExecResult, Lease, LeaseRequestInput } from '../index.ts';
+import { type ClientFlags, withClientOptions } from './client-flags.ts';
 import {
   brokerClient,
-  type ClientFlags,
   EXIT_FAILURE,
   formatAge,
   parseChoice,
   parseList,
   printJson,
   talkTo,
-  withClientOptions,
 } from './client-options.ts';
 
 const PLACEMENTS = ['single-node', 'same-region', 'any'] as const;

@@ -16,7 +16,8 @@ import { build } from 'esbuild';
 import { ValidationError } from '../../lib/errors.ts';
 import type { App } from '../app.ts';
 import type { Broker } from '../broker-client.ts';
-import { brokerClient, type ClientFlags, talkTo, withClientOptions } from './client-options.ts';
+import { type ClientFlags, withClientOptions } from './client-flags.ts';
+import { brokerClient, talkTo } from './client-options.ts';
 import { ensureLayer } from './image-layer.ts';
 
 const SDK_ENTRY = new URL('../index.ts', import.meta.url).pathname;
