@@ -89,6 +89,8 @@ export interface JournaledCall {
 
 export class CallLedger {
   private readonly calls = new Map<string, CallRecord>();
+  /** The calls not finished (pending or running): what `inFlight` counts, without walking the finished ones kept. */
+  private readonly open = new Set<CallRecord>();
   /** Finished calls in the order they finished (for pruning), from `finishedHead` on. */
   private finished: CallRecord[] = [];
   private finishedHead = 0;
@@ -142,6 +144,7 @@ export class CallLedger {
     });
     if (call.outcome) {
       fn.app.calls.done++;
+      this.open.delete(record);
       this.finished.push(record);
       record.resolve(call.outcome);
       return;
@@ -177,6 +180,7 @@ export class CallLedger {
     call.finishedAtMs = this.o.clock.now();
     if (outcome.status === 'failed') call.error = outcome.error;
     call.fn.app.calls.done++;
+    this.open.delete(call);
     this.finished.push(call);
     call.resolve(outcome);
     // The view only when asked for: most finished calls (a simulation's millions) are not journaled.
@@ -193,7 +197,7 @@ export class CallLedger {
   /** Calls queued (pending) or running, counted per tenant, app, function and status. */
   inFlight(): CallsInFlight[] {
     const counts = new Map<string, CallsInFlight>();
-    for (const call of this.calls.values()) {
+    for (const call of this.open) {
       if (call.status !== 'pending' && call.status !== 'running') continue;
       const { app, name } = call.fn;
       const key = `${call.tenantId}\u0000${app.tenantId}\u0000${app.app}\u0000${name}\u0000${call.status}`;
@@ -235,6 +239,7 @@ export class CallLedger {
     });
     const record: CallRecord = { ...fields, unstarted: 0, containerId: undefined, done, resolve };
     this.calls.set(record.callId, record);
+    this.open.add(record);
     fields.fn.app.calls.total++;
     return record;
   }

@@ -63,6 +63,7 @@ export class FunctionPools {
       bundleId: fn.app.bundleId,
       lifecycle: new ContainerLifecycle(containerId, clock, (to) => {
         if (to === 'draining' || to === 'stopped' || to === 'failed') this.uncount(c);
+        if (to !== 'ready') fn.idle.delete(c);
         this.refreshOpen(c);
       }),
       placement,
@@ -92,8 +93,33 @@ export class FunctionPools {
   uncount(c: ContainerRecord): void {
     if (!c.counted) return;
     c.counted = false;
+    c.fn.idle.delete(c);
     c.fn.size.containers--;
     c.fn.size.inFlight -= c.running.size;
+  }
+
+  /** The container has nothing in flight from now on (it became ready, or its last input ended). */
+  idleFrom(c: ContainerRecord, atMs: number): void {
+    c.idleSinceMs = atMs;
+    c.fn.idle.delete(c);
+    if (c.counted) c.fn.idle.add(c);
+  }
+
+  /** The container took an input. */
+  busy(c: ContainerRecord): void {
+    c.idleSinceMs = undefined;
+    c.fn.idle.delete(c);
+  }
+
+  /**
+   * The counted, ready, idle container of `fn` idle the longest (the first of `fn.idle` that still is: a container
+   * leaves the set when it stops counting or leaves `ready`, so the first one is it but for a transition in flight).
+   */
+  longestIdle(fn: FunctionRecord): ContainerRecord | undefined {
+    for (const c of fn.idle)
+      if (c.counted && c.idleSinceMs !== undefined && c.lifecycle.state === 'ready' && c.running.size === 0)
+        return c;
+    return undefined;
   }
 
   inputStarted(c: ContainerRecord, call: CallRecord): void {

@@ -402,11 +402,8 @@ export class Reconciler implements SupervisorEvents {
   /** When the first idle container of a function that holds more than it wants passes its scale-down window. */
   private scaleDownDueAt(fn: FunctionRecord): number {
     if (fn.retired || fn.size.containers <= this.desired(fn)) return Number.POSITIVE_INFINITY;
-    let at = Number.POSITIVE_INFINITY;
-    for (const c of fn.containers.values())
-      if (c.counted && c.idleSinceMs !== undefined && c.lifecycle.state === 'ready' && c.running.size === 0)
-        at = Math.min(at, c.idleSinceMs + fn.spec.scaledownWindowMs);
-    return at;
+    const idlest = this.pools.longestIdle(fn);
+    return idlest ? (idlest.idleSinceMs as number) + fn.spec.scaledownWindowMs : Number.POSITIVE_INFINITY;
   }
 
   // ——— reconcile ———

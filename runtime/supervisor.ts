@@ -176,7 +176,7 @@ export class Supervisor {
   /** Gives a ready container one input. */
   run(c: ContainerRecord, call: CallRecord): void {
     this.o.pools.inputStarted(c, call);
-    c.idleSinceMs = undefined;
+    this.o.pools.busy(c);
     let pending: Promise<unknown>;
     try {
       pending = (c.handle as ContainerHandle).invoke(call.callId, call.args, {
@@ -241,7 +241,7 @@ export class Supervisor {
   private ready(c: ContainerRecord): void {
     if (c.lifecycle.state !== 'starting') return;
     c.lifecycle.moveTo('ready');
-    c.idleSinceMs = this.o.clock.now();
+    this.o.pools.idleFrom(c, this.o.clock.now());
     this.o.logger.info(
       { containerId: c.containerId, coldStartMs: c.lifecycle.coldStartMs },
       'container ready',
@@ -294,7 +294,7 @@ export class Supervisor {
     }
     pools.refreshOpen(c);
     if (c.running.size === 0) {
-      c.idleSinceMs = this.o.clock.now();
+      this.o.pools.idleFrom(c, this.o.clock.now());
       this.orphans.delete(c);
       pools.leave(c);
     }
