@@ -63,6 +63,8 @@ export interface BrokerCoreOptions {
   readonly logger?: Logger;
   /** How often the meter checkpoints open usage intervals (default 5,000 ms). */
   readonly meterHeartbeatMs?: number;
+  /** How long the runtime keeps a finished call for `get` and `result` (default: an hour). */
+  readonly retainCallsMs?: number;
   /** Where bundles and container working directories live (default: a temporary directory, removed on close). */
   readonly stateDir?: string;
   /**
@@ -260,6 +262,7 @@ export class BrokerCore {
       executor: this.executor,
       meter: this.meter,
       ...(o.stopwatches?.runtime ? { stopwatch: o.stopwatches.runtime } : {}),
+      ...(o.retainCallsMs !== undefined ? { retainCallsMs: o.retainCallsMs } : {}),
       // The runtime's bundle ids are `<tenant id>/<sha-256>`: a container loads its own tenant's code only.
       bundlePathOf: (ref) => {
         const [tenantId = '', bundleId = ''] = ref.split('/');

@@ -109,18 +109,15 @@ export class CallLedger {
 
   /** Queues a new call of `fn` (its id made here unless the caller gave one). */
   enqueue(tenantId: string, fn: FunctionRecord, args: readonly unknown[], callId?: string): CallRecord {
-    const record = this.record({
-      callId: callId ?? this.o.ids.next('call'),
+    const record = this.record(
+      callId ?? this.o.ids.next('call'),
       tenantId,
       fn,
-      args: [...args],
-      status: 'pending',
-      attempts: 0,
-      createdAtMs: this.o.clock.now(),
-      startedAtMs: undefined,
-      finishedAtMs: undefined,
-      error: undefined,
-    });
+      [...args],
+      'pending',
+      0,
+      this.o.clock.now(),
+    );
     fn.queue.enqueue(record);
     return record;
   }
@@ -130,23 +127,23 @@ export class CallLedger {
    * unfinished one queued again with its id (it may run once more: execution is at least once).
    */
   restore(call: JournaledCall, fn: FunctionRecord): void {
-    const record = this.record({
-      callId: call.callId,
-      tenantId: call.tenantId,
+    const record = this.record(
+      call.callId,
+      call.tenantId,
       fn,
-      args: [...call.args],
-      status: call.outcome?.status ?? 'pending',
-      attempts: call.attempts,
-      createdAtMs: call.createdAtMs,
-      startedAtMs: call.startedAtMs,
-      finishedAtMs: call.outcome ? (call.finishedAtMs ?? this.o.clock.now()) : undefined,
-      error: call.outcome?.status === 'failed' ? call.outcome.error : undefined,
-    });
+      [...call.args],
+      call.outcome?.status ?? 'pending',
+      call.attempts,
+      call.createdAtMs,
+    );
+    record.startedAtMs = call.startedAtMs;
     if (call.outcome) {
+      record.finishedAtMs = call.finishedAtMs ?? this.o.clock.now();
+      if (call.outcome.status === 'failed') record.error = call.outcome.error;
+      record.outcome = call.outcome;
       fn.app.calls.done++;
       this.open.delete(record);
       this.finished.push(record);
-      record.resolve(call.outcome);
       return;
     }
     fn.queue.enqueue(record);
@@ -182,10 +179,22 @@ export class CallLedger {
     call.fn.app.calls.done++;
     this.open.delete(call);
     this.finished.push(call);
-    call.resolve(outcome);
+    call.outcome = outcome;
+    const waiters = call.waiters;
+    call.waiters = undefined;
+    if (waiters) for (const resolve of waiters) resolve(outcome);
     // The view only when asked for: most finished calls (a simulation's millions) are not journaled.
     this.o.onCallFinished?.(call.callId, outcome, () => this.view(call.callId) as CallView);
     for (const listener of this.finishListeners) listener(call.callId);
+  }
+
+  /** Resolves with the call's outcome once it has finished (at once when it has). */
+  outcome(call: CallRecord): Promise<CallOutcome> {
+    if (call.outcome) return Promise.resolve(call.outcome);
+    return new Promise((resolve) => {
+      call.waiters ??= [];
+      call.waiters.push(resolve);
+    });
   }
 
   /** Each call that finishes from now on (succeeded, failed or cancelled), by id. Returns the unsubscribe. */
@@ -231,16 +240,35 @@ export class CallLedger {
     }
   }
 
-  /** Files a call (counted in its app's calls) with a promise its outcome resolves. */
-  private record(fields: Omit<CallRecord, 'unstarted' | 'containerId' | 'done' | 'resolve'>): CallRecord {
-    let resolve!: (outcome: CallOutcome) => void;
-    const done = new Promise<CallOutcome>((r) => {
-      resolve = r;
-    });
-    const record: CallRecord = { ...fields, unstarted: 0, containerId: undefined, done, resolve };
-    this.calls.set(record.callId, record);
+  /** Files a call (counted in its app's calls): one shape for every record, its fields in one order. */
+  private record(
+    callId: string,
+    tenantId: string,
+    fn: FunctionRecord,
+    args: readonly unknown[],
+    status: CallRecord['status'],
+    attempts: number,
+    createdAtMs: number,
+  ): CallRecord {
+    const record: CallRecord = {
+      callId,
+      tenantId,
+      fn,
+      args,
+      status,
+      attempts,
+      unstarted: 0,
+      createdAtMs,
+      startedAtMs: undefined,
+      finishedAtMs: undefined,
+      containerId: undefined,
+      error: undefined,
+      outcome: undefined,
+      waiters: undefined,
+    };
+    this.calls.set(callId, record);
     this.open.add(record);
-    fields.fn.app.calls.total++;
+    fn.app.calls.total++;
     return record;
   }
 }

@@ -119,8 +119,13 @@ export interface CallRecord {
   finishedAtMs: number | undefined;
   containerId: string | undefined;
   error: CallError | undefined;
-  readonly done: Promise<CallOutcome>;
-  readonly resolve: (outcome: CallOutcome) => void;
+  /** How it ended, once it has. */
+  outcome: CallOutcome | undefined;
+  /**
+   * Who waits for the outcome (`CallLedger.outcome`): made only when someone asks, since most calls (a simulation's
+   * millions) are never waited for, and a promise per call was garbage to collect.
+   */
+  waiters: ((outcome: CallOutcome) => void)[] | undefined;
 }
 
 /** A function's record as first deployed: nothing placed, nothing timed. */

@@ -241,7 +241,7 @@ export class Runtime {
   async result(callId: string): Promise<CallOutcome> {
     const call = this.ledger.get(callId);
     if (!call) throw new NotFoundError(`no call "${callId}"`);
-    return call.done;
+    return this.ledger.outcome(call);
   }
 
   /** Calls queued (pending) or running, counted per tenant, app, function and status. */

@@ -174,6 +174,9 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
     seed,
     executor,
     meterHeartbeatMs: METER_HEARTBEAT_MS,
+    // Nobody asks a simulated call for its result: an hour of finished calls kept would be garbage that lives long
+    // enough to be promoted and collected the dear way.
+    retainCallsMs: 0,
     stopwatches: { runtime: runtimeWall, meter: meterWall },
   });
 
