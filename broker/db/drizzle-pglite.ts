@@ -5,7 +5,14 @@
  * 0.25 ms). This client installs those parsers once, at construction, and drops them from each query's options,
  * so every query parses exactly as before.
  */
-import { PGlite, type PGliteOptions, type QueryOptions, type Results, types } from '@electric-sql/pglite';
+import {
+  PGlite,
+  type PGliteOptions,
+  type QueryOptions,
+  type Results,
+  type Transaction,
+  types,
+} from '@electric-sql/pglite';
 
 const asText = (value: string) => value;
 
@@ -23,6 +30,9 @@ export const DRIZZLE_PARSERS: NonNullable<QueryOptions['parsers']> = {
 };
 
 export class DrizzlePGlite extends PGlite {
+  /** Queries, statements and transactions begun and not yet settled (a simulation's clock waits for them). */
+  operationsInFlight = 0;
+
   constructor(dataDir?: string, options: PGliteOptions = {}) {
     // PGlite reads its options from the first argument unless that is a directory name.
     super({
@@ -39,7 +49,24 @@ export class DrizzlePGlite extends PGlite {
   }
 
   override query<T>(query: string, params?: unknown[], options?: QueryOptions): Promise<Results<T>> {
-    return super.query<T>(query, params, withoutDrizzleParsers(options));
+    return this.counted(super.query<T>(query, params, withoutDrizzleParsers(options)));
+  }
+
+  override exec(query: string, options?: QueryOptions): Promise<Results[]> {
+    return this.counted(super.exec(query, options));
+  }
+
+  override transaction<T>(callback: (tx: Transaction) => Promise<T>): Promise<T> {
+    return this.counted(super.transaction(callback));
+  }
+
+  private counted<T>(operation: Promise<T>): Promise<T> {
+    this.operationsInFlight++;
+    const settled = () => {
+      this.operationsInFlight--;
+    };
+    operation.then(settled, settled);
+    return operation;
   }
 }
 

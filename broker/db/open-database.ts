@@ -29,6 +29,11 @@ export interface OpenedDatabase {
   readonly kind: 'pglite' | 'postgres';
   /** Takes the control-loop lock if free (PostgreSQL advisory lock held by one connection); PGlite: always. */
   tryLeadership(): Promise<boolean>;
+  /**
+   * Operations begun and not settled, where the client counts them (PGlite); undefined where it does not. A
+   * simulation moves its clock on only when none is in flight.
+   */
+  operationsInFlight(): number | undefined;
   close(): Promise<void>;
 }
 
@@ -90,6 +95,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Opened
     kind: 'pglite',
     // One process owns a PGlite directory, so it is always the leader.
     tryLeadership: async () => true,
+    operationsInFlight: () => (client instanceof DrizzlePGlite ? client.operationsInFlight : undefined),
     close: () => client.close(),
   };
 }
@@ -187,6 +193,7 @@ async function openPostgres(url: string): Promise<OpenedDatabase> {
   return {
     db: db as unknown as Database,
     kind: 'postgres',
+    operationsInFlight: () => undefined,
     async tryLeadership() {
       try {
         lockConnection ??= await sql.reserve();

@@ -2,9 +2,15 @@
  * The discrete-event loop. Time jumps from one pending timer to the next (`VirtualClock.nextTimerAt`), never in
  * small steps: every timer due at that moment fires (the runtime's 1 s tick, a call ending, an instance booting,
  * the control loop's schedule, the next arrival), then the work they started settles before time moves again.
- * Everything the broker does between two timers (database writes on PGlite, solver calls) runs on promises, so
- * one macrotask turn (`setImmediate`) drains it; `busy()` can hold time still for longer (a tick in flight).
  * Nothing here reads the wall clock, so a run is a function of its inputs and seed.
+ *
+ * Settling a moment: what the runtime and the simulated clouds do between two timers runs on short promise chains,
+ * which a few rounds of microtasks finish; the database's operations (PGlite) and the control loop's ticks run on
+ * longer ones. So a moment gets `MICROTASK_ROUNDS` rounds, then whole event-loop turns (`setImmediate`) only while
+ * `pending()` (operations in flight) or `busy()` (a tick) says work is left. Most of a long run's millions of moments
+ * (a call arriving, a call ending) need no turn: a turn each was a third of a simulation's wall time. Without
+ * `pending`, every moment gets a turn, as before. Which moments get turns depends on the run alone (not on wall time),
+ * so a run stays a function of its inputs.
  */
 import type { VirtualClock } from '../../lib/clock.ts';
 
@@ -13,23 +19,41 @@ export interface DriveOptions {
   readonly afterStep?: () => boolean;
   /** Work that must finish before time moves (checked after settling; a few more turns are given to it). */
   readonly busy?: () => boolean;
+  /**
+   * Work in flight that settles through event-loop turns or chains longer than a moment's microtask rounds (the
+   * database's operations): while it says so, the moment gets turns. Absent: every moment gets a turn.
+   */
+  readonly pending?: () => boolean;
 }
 
 /** How many extra macrotask turns `busy()` work is given before time moves anyway (it may wait on the clock). */
 const MAX_EXTRA_TURNS = 1_000;
+/** Rounds of microtasks a moment's work gets before `pending` is asked (the runtime's chains take a few). */
+const MICROTASK_ROUNDS = 16;
+/** Moments between turns given anyway, so that output is written and signals are heard during a long run. */
+const TURN_EVERY_MOMENTS = 1_024;
 
 export async function driveUntil(
   clock: VirtualClock,
   untilMs: number,
   options: DriveOptions = {},
 ): Promise<void> {
+  const { pending } = options;
+  let moments = 0;
+  const settleMoment = async (): Promise<void> => {
+    if (!pending) return settle();
+    for (let round = 0; round < MICROTASK_ROUNDS; round++) await undefined;
+    if (++moments % TURN_EVERY_MOMENTS !== 0 && !pending()) return;
+    do await settle();
+    while (pending());
+  };
   for (;;) {
     const next = clock.nextTimerAt();
     if (next === undefined || next > untilMs) break;
     await clock.advanceTo(next, { leaveLast: true });
-    await settle();
+    await settleMoment();
     if (options.busy) for (let turn = 0; turn < MAX_EXTRA_TURNS && options.busy(); turn++) await settle();
-    if (options.afterStep?.()) await settle();
+    if (options.afterStep?.()) await settleMoment();
   }
   if (clock.now() < untilMs) await clock.advanceTo(untilMs);
   await settle();
