@@ -5,7 +5,8 @@
  * time, and the share of wall time spent in the solver, the runtime and the meter.
  *
  * Smaller runs: BENCH_SIM_SCALE (default 100), BENCH_SIM_HOURS (default: the whole trace), BENCH_SIM_POLICY
- * (default buffer-10), BENCH_SIM_SEED (default 1); BENCH_SIM_SCENARIO names a simulated-clouds scenario file.
+ * (default buffer-10), BENCH_SIM_SEED (default 1); BENCH_SIM_SCENARIO names a simulated-clouds scenario file;
+ * BENCH_SIM_WORKLOAD another workload (a name or a CSV file, as `simulate --workload` takes).
  * Writes bench/results/simulate-<timestamp>.json and prints a table.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -19,11 +20,12 @@ const HOURS = process.env.BENCH_SIM_HOURS === undefined ? undefined : Number(pro
 const POLICY = process.env.BENCH_SIM_POLICY ?? 'buffer-10';
 const SEED = Number(process.env.BENCH_SIM_SEED ?? 1);
 const SCENARIO = process.env.BENCH_SIM_SCENARIO;
+const WORKLOAD = process.env.BENCH_SIM_WORKLOAD ?? 'alibaba-sd';
 
 let stats: RunStats | undefined;
 let reported = -1;
 const results = await simulate({
-  workload: 'alibaba-sd',
+  workload: WORKLOAD,
   scale: SCALE,
   seed: SEED,
   policies: [POLICY],

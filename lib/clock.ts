@@ -63,11 +63,22 @@ export class RealClock implements Clock {
   }
 }
 
-interface PendingTimer {
-  at: number;
-  seq: number;
-  callback: () => void;
-  cancelled: boolean;
+/** A timer in the heap; it is its own handle (one object per timer: a simulation sets millions). */
+class PendingTimer implements TimerHandle {
+  cancelled = false;
+
+  constructor(
+    readonly at: number,
+    readonly seq: number,
+    readonly callback: () => void,
+    private readonly onCancel: () => void,
+  ) {}
+
+  cancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.onCancel();
+  }
 }
 
 /**
@@ -80,6 +91,10 @@ export class VirtualClock implements Clock {
   private seq = 0;
   private readonly heap: PendingTimer[] = [];
   private live = 0;
+  /** What a timer's `cancel` does here (one function for all of them). */
+  private readonly cancelled = () => {
+    this.live--;
+  };
 
   constructor(startMs = 0) {
     assertIntegerMs(startMs, 'startMs');
@@ -108,21 +123,10 @@ export class VirtualClock implements Clock {
 
   setTimer(atMs: number, callback: () => void): TimerHandle {
     assertIntegerMs(atMs, 'atMs');
-    const timer: PendingTimer = {
-      at: Math.max(atMs, this.current),
-      seq: this.seq++,
-      callback,
-      cancelled: false,
-    };
+    const timer = new PendingTimer(Math.max(atMs, this.current), this.seq++, callback, this.cancelled);
     this.push(timer);
     this.live++;
-    return {
-      cancel: () => {
-        if (timer.cancelled) return;
-        timer.cancelled = true;
-        this.live--;
-      },
-    };
+    return timer;
   }
 
   /** Number of timers that have neither fired nor been cancelled. */

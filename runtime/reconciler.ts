@@ -534,6 +534,20 @@ export class Reconciler implements SupervisorEvents {
   /** Gives queued inputs to ready containers with room, the least busy first. */
   private dispatch(fn: FunctionRecord): void {
     if (fn.retired || fn.queue.size === 0 || fn.open.size === 0) return;
+    if (fn.queue.size === 1) {
+      // One input (a call just arrived, or one input ended while one waited): the least busy container with room,
+      // the first placed among equals, as the loop below would choose, without sorting them all for it.
+      let target: ContainerRecord | undefined;
+      for (const c of fn.open)
+        if (
+          !target ||
+          c.running.size < target.running.size ||
+          (c.running.size === target.running.size && c.seq < target.seq)
+        )
+          target = c;
+      this.assign(fn.queue.take() as CallRecord, target as ContainerRecord);
+      return;
+    }
     // The containers with room, in placement order; each input then goes to the least busy of them.
     const open = [...fn.open].sort((a, b) => a.seq - b.seq);
     while (fn.queue.size > 0 && open.length > 0) {

@@ -89,6 +89,18 @@ export class Meter {
     return [...this.open.values()];
   }
 
+  /** The open interval of this id, if any (without copying them all, as `openIntervals` does). */
+  openFacts(intervalId: string): IntervalFacts | undefined {
+    return this.open.get(intervalId);
+  }
+
+  /** How many intervals are open, of each kind. */
+  openCount(kind: IntervalFacts['kind']): number {
+    let count = 0;
+    for (const i of this.open.values()) if (i.kind === kind) count++;
+    return count;
+  }
+
   /** Writes what is buffered and checkpoints every open interval (one row: the meter's checkpoint). */
   heartbeat(): Promise<void> {
     return this.flush(this.open.size > 0 ? { meterId: this.meterId, atMs: this.o.clock.now() } : undefined);

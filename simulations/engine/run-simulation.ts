@@ -264,7 +264,8 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
     for (const t of sampleTimes) clock.setTimer(t, () => undefined);
     let nextSample = 0;
     let steps = 0;
-    let checkedAt = '';
+    // What the last check saw (a check is due when any of it changed).
+    const checked = { containerEvents: -1, providerEvents: -1, ticks: -1, leaseChanges: -1 };
     const takeSample = () => {
       metrics.touch();
       const now = clock.now();
@@ -291,12 +292,19 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
         // tick), once the moment settled (not while a tick is still in flight, whose work is half done): a
         // violation stops the run at the simulated time it happened. Steps that changed none of it (most of the
         // millions in a long run) would only find the same answer again.
-        if (!broker.loop.busy && !leaseDriver.busy) {
-          const stamp = `${metrics.containerEvents}|${providerEvents}|${ticks}|${broker.leases.changes}`;
-          if (stamp !== checkedAt) {
-            checkedAt = stamp;
-            checkWhileRunning(broker, metrics, currentPolicy(), invariants);
-          }
+        if (
+          !broker.loop.busy &&
+          !leaseDriver.busy &&
+          (checked.containerEvents !== metrics.containerEvents ||
+            checked.providerEvents !== providerEvents ||
+            checked.ticks !== ticks ||
+            checked.leaseChanges !== broker.leases.changes)
+        ) {
+          checked.containerEvents = metrics.containerEvents;
+          checked.providerEvents = providerEvents;
+          checked.ticks = ticks;
+          checked.leaseChanges = broker.leases.changes;
+          checkWhileRunning(broker, metrics, currentPolicy(), invariants);
         }
         const started = leaseDriver.check();
         while (nextSample < sampleTimes.length && (sampleTimes[nextSample] as number) <= clock.now()) {
@@ -443,17 +451,21 @@ function checkWhileRunning(
   invariants: InvariantLog,
 ): void {
   // No GPU held twice: the executor's containers against each other, and against the fleet's leases.
-  const holders = new Map<string, string>();
+  const holders = new Map<string, Map<number, string>>();
   let doubleBooked: string | undefined;
   for (const [containerId, c] of metrics.live) {
     const instance = broker.fleet.get(c.instanceId);
     if (!instance)
       doubleBooked ??= `container ${containerId} runs on ${c.instanceId}, which the fleet no longer has`;
+    let held = holders.get(c.instanceId);
+    if (!held) {
+      held = new Map();
+      holders.set(c.instanceId, held);
+    }
     for (const g of c.gpuIndices) {
-      const key = `${c.instanceId}#${g}`;
-      const other = holders.get(key);
+      const other = held.get(g);
       if (other) doubleBooked ??= `GPU ${g} of ${c.instanceId} is held by ${other} and ${containerId}`;
-      holders.set(key, containerId);
+      held.set(g, containerId);
       if (instance && g >= instance.gpusPerInstance)
         doubleBooked ??= `container ${containerId} holds GPU ${g} of ${c.instanceId}, which has ${instance.gpusPerInstance}`;
     }
@@ -461,7 +473,7 @@ function checkWhileRunning(
   for (const instance of broker.fleet.all())
     for (const [g, owner] of instance.allocated)
       if (owner.startsWith('lease_')) {
-        const other = holders.get(`${instance.id}#${g}`);
+        const other = holders.get(instance.id)?.get(g);
         if (other) doubleBooked ??= `GPU ${g} of ${instance.id} is held by ${other} and lease ${owner}`;
       }
   invariants.record('gpuNotDoubleBooked', doubleBooked);
@@ -480,18 +492,14 @@ function checkWhileRunning(
   }
 
   // The meter's open container intervals are the live containers, no more, no less.
-  const open = new Set(
-    broker.meter
-      .openIntervals()
-      .filter((i) => i.kind === 'container')
-      .map((i) => i.intervalId),
-  );
+  const open = broker.meter.openCount('container');
   let mismatch: string | undefined;
-  if (open.size !== metrics.live.size)
-    mismatch = `${open.size} container intervals open, ${metrics.live.size} containers alive`;
+  if (open !== metrics.live.size)
+    mismatch = `${open} container intervals open, ${metrics.live.size} containers alive`;
   else
     for (const id of metrics.live.keys())
-      if (!open.has(id)) mismatch ??= `container ${id} has no open interval`;
+      if (broker.meter.openFacts(id)?.kind !== 'container')
+        mismatch ??= `container ${id} has no open interval`;
   invariants.record('meterTracksContainers', mismatch);
 }
 
