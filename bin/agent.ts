@@ -4,11 +4,7 @@
  * it holds: built with the server, the agent would load all of zod the server's API uses (its idle memory counts on
  * every GPU machine); alone it loads the small build its protocol needs.
  */
+import { AGENT_COMMANDS } from './agent-commands.ts';
 import { exitWith, runGpubroker } from './cli.ts';
 
-exitWith(
-  await runGpubroker(
-    [[['agent', 'agent-host'], async () => (await import('../agent/cli.ts')).registerAgentCommand]],
-    process.argv.slice(2),
-  ),
-);
+exitWith(await runGpubroker([AGENT_COMMANDS], process.argv.slice(2)));

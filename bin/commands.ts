@@ -3,12 +3,13 @@
  * `serve` does not load the charts of `simulate` or the solver's CLI (start-up time is restart time). Help, no
  * command and an unknown command load them all.
  */
+import { AGENT_COMMANDS } from './agent-commands.ts';
 import type { CommandTable } from './cli.ts';
 
 export const COMMANDS: CommandTable = [
   [['plan'], async () => (await import('../broker/cli/plan-what-if.ts')).registerPlanCommand],
   [['serve'], async () => (await import('../broker/cli/serve.ts')).registerServeCommand],
-  [['agent', 'agent-host'], async () => (await import('../agent/cli.ts')).registerAgentCommand],
+  AGENT_COMMANDS,
   [['db'], async () => (await import('../broker/cli/db.ts')).registerDbCommand],
   [['clouds'], async () => (await import('../providers/remote/cli.ts')).registerCloudsCommand],
   [['run', 'deploy'], async () => (await import('../sdk/cli/run.ts')).registerRunCommands],

@@ -207,7 +207,6 @@ export class CallLedger {
   inFlight(): CallsInFlight[] {
     const counts = new Map<string, CallsInFlight>();
     for (const call of this.open) {
-      if (call.status !== 'pending' && call.status !== 'running') continue;
       const { app, name } = call.fn;
       const key = `${call.tenantId}\u0000${app.tenantId}\u0000${app.app}\u0000${name}\u0000${call.status}`;
       const entry = counts.get(key) ?? {

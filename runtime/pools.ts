@@ -30,7 +30,7 @@ const SERVICE_SAMPLES = 63;
 export class PoolDriftError extends GpubrokerError {
   constructor(
     readonly functionName: string,
-    readonly what: 'size' | 'open',
+    readonly what: 'size' | 'open' | 'idle',
     kept: unknown,
     counted: unknown,
   ) {
@@ -111,14 +111,9 @@ export class FunctionPools {
     c.fn.idle.delete(c);
   }
 
-  /**
-   * The counted, ready, idle container of `fn` idle the longest (the first of `fn.idle` that still is: a container
-   * leaves the set when it stops counting or leaves `ready`, so the first one is it but for a transition in flight).
-   */
+  /** The container of `fn` idle the longest: the first of `fn.idle` (checked at each tick by `assertIdle`). */
   longestIdle(fn: FunctionRecord): ContainerRecord | undefined {
-    for (const c of fn.idle)
-      if (c.counted && c.idleSinceMs !== undefined && c.lifecycle.state === 'ready' && c.running.size === 0)
-        return c;
+    for (const c of fn.idle) return c;
     return undefined;
   }
 
@@ -191,6 +186,23 @@ export class FunctionPools {
       throw new PoolDriftError(`${fn.app.app}.${fn.name}`, 'open', fn.open.size, open);
   }
 
+  /**
+   * The kept `idle` set against a scan: exactly the counted, ready containers with nothing in flight, in the order
+   * they became idle. Throws PoolDriftError.
+   */
+  assertIdle(fn: FunctionRecord): void {
+    let idle = 0;
+    let wrong = false;
+    let lastSinceMs = Number.NEGATIVE_INFINITY;
+    for (const c of fn.idle) {
+      if (!isIdle(c) || (c.idleSinceMs as number) < lastSinceMs) wrong = true;
+      lastSinceMs = c.idleSinceMs ?? lastSinceMs;
+    }
+    for (const c of fn.containers.values()) if (isIdle(c)) idle++;
+    if (wrong || idle !== fn.idle.size)
+      throw new PoolDriftError(`${fn.app.app}.${fn.name}`, 'idle', fn.idle.size, idle);
+  }
+
   /** Whether the function is sized by a probe: its executor queues inputs and none of its inputs was timed yet. */
   probing(fn: FunctionRecord): boolean {
     return this.executor.queuesInputs === true && fn.serviceMs === undefined;
@@ -237,4 +249,9 @@ export class FunctionPools {
     fn.queuedPerContainer = 0;
     fn.probeSinceMs = undefined;
   }
+}
+
+/** Counted, ready, nothing in flight: a container whose scale-down window runs. */
+function isIdle(c: ContainerRecord): boolean {
+  return c.counted && c.idleSinceMs !== undefined && c.lifecycle.state === 'ready' && c.running.size === 0;
 }

@@ -148,6 +148,7 @@ export class Reconciler implements SupervisorEvents {
       for (const fn of this.apps.functions()) {
         this.endSlowProbe(fn);
         this.pools.assertOpen(fn);
+        this.pools.assertIdle(fn);
         const current = this.pools.assertSize(fn);
         this.guard(fn, () => this.scaleDown(fn, current));
       }
