@@ -41,6 +41,12 @@ export class SimMetrics implements SimExecutorListener {
   /** Every container the executor started, by id (the live ones have no end). */
   readonly containers = new Map<string, ContainerRecord>();
   readonly live = new Map<string, ContainerRecord>();
+  /** Live containers' GPUs per instance (GPU index → container id), kept as containers start and exit. */
+  readonly gpuHolders = new Map<string, Map<number, string>>();
+  /** The first GPU two live containers held at once, in words (found as the second one started). */
+  doubleBooked: string | undefined;
+  /** Containers started since the step invariants last looked (they look at each new one once). */
+  readonly startedSinceCheck: string[] = [];
   private unmetGpuMs = 0;
   private lastTouchMs: number;
 
@@ -104,6 +110,18 @@ export class SimMetrics implements SimExecutorListener {
     };
     this.containers.set(spec.containerId, record);
     this.live.set(spec.containerId, record);
+    this.startedSinceCheck.push(spec.containerId);
+    let held = this.gpuHolders.get(spec.instanceId);
+    if (!held) {
+      held = new Map();
+      this.gpuHolders.set(spec.instanceId, held);
+    }
+    for (const g of spec.gpuIndices) {
+      const other = held.get(g);
+      if (other !== undefined)
+        this.doubleBooked ??= `GPU ${g} of ${spec.instanceId} is held by ${other} and ${spec.containerId}`;
+      held.set(g, spec.containerId);
+    }
   }
 
   containerReady(containerId: string): void {
@@ -123,6 +141,11 @@ export class SimMetrics implements SimExecutorListener {
     if (!record.ready) this.starting--;
     record.endMs = atMs;
     this.live.delete(containerId);
+    const held = this.gpuHolders.get(record.instanceId);
+    if (held) {
+      for (const g of record.gpuIndices) if (held.get(g) === containerId) held.delete(g);
+      if (held.size === 0) this.gpuHolders.delete(record.instanceId);
+    }
   }
 
   inputStarted(args: SimCallArgs, atMs: number, first: boolean): void {

@@ -292,19 +292,21 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
         // tick), once the moment settled (not while a tick is still in flight, whose work is half done): a
         // violation stops the run at the simulated time it happened. Steps that changed none of it (most of the
         // millions in a long run) would only find the same answer again.
-        if (
-          !broker.loop.busy &&
-          !leaseDriver.busy &&
-          (checked.containerEvents !== metrics.containerEvents ||
+        if (!broker.loop.busy && !leaseDriver.busy) {
+          const fleetMoved =
             checked.providerEvents !== providerEvents ||
             checked.ticks !== ticks ||
-            checked.leaseChanges !== broker.leases.changes)
-        ) {
-          checked.containerEvents = metrics.containerEvents;
-          checked.providerEvents = providerEvents;
-          checked.ticks = ticks;
-          checked.leaseChanges = broker.leases.changes;
-          checkWhileRunning(broker, metrics, currentPolicy(), invariants);
+            checked.leaseChanges !== broker.leases.changes;
+          if (fleetMoved || checked.containerEvents !== metrics.containerEvents) {
+            checked.containerEvents = metrics.containerEvents;
+            checked.providerEvents = providerEvents;
+            checked.ticks = ticks;
+            checked.leaseChanges = broker.leases.changes;
+            // The fleet and leases as they were at the last check, only containers came and went: what can have
+            // gone wrong is with the new containers (and the counts), which the step check looks at.
+            if (fleetMoved) checkWhileRunning(broker, metrics, currentPolicy(), invariants);
+            else checkContainersStep(broker, metrics, invariants);
+          }
         }
         const started = leaseDriver.check();
         while (nextSample < sampleTimes.length && (sampleTimes[nextSample] as number) <= clock.now()) {
@@ -444,12 +446,47 @@ function checkNoInputLost(
   );
 }
 
+/**
+ * The step invariants where only containers came and went since the last check (the fleet, its leases and the
+ * spend as they were): no two live containers hold one GPU (kept as they start, `SimMetrics.gpuHolders`), each new
+ * container runs on an instance the fleet has, on GPUs it has and no lease holds, and has its open meter interval,
+ * and the meter's open container intervals are as many as the live containers. Exact for these steps: anything
+ * else a full check (`checkWhileRunning`) would find was there at the last one.
+ */
+function checkContainersStep(broker: BrokerCore, metrics: SimMetrics, invariants: InvariantLog): void {
+  let doubleBooked = metrics.doubleBooked;
+  let mismatch: string | undefined;
+  for (const containerId of metrics.startedSinceCheck) {
+    const c = metrics.live.get(containerId);
+    if (!c) continue;
+    const instance = broker.fleet.get(c.instanceId);
+    if (!instance)
+      doubleBooked ??= `container ${containerId} runs on ${c.instanceId}, which the fleet no longer has`;
+    for (const g of c.gpuIndices) {
+      if (instance && g >= instance.gpusPerInstance)
+        doubleBooked ??= `container ${containerId} holds GPU ${g} of ${c.instanceId}, which has ${instance.gpusPerInstance}`;
+      const owner = instance?.allocated.get(g);
+      if (owner?.startsWith('lease_'))
+        doubleBooked ??= `GPU ${g} of ${c.instanceId} is held by ${containerId} and lease ${owner}`;
+    }
+    if (broker.meter.openFacts(containerId)?.kind !== 'container')
+      mismatch ??= `container ${containerId} has no open interval`;
+  }
+  metrics.startedSinceCheck.length = 0;
+  invariants.record('gpuNotDoubleBooked', doubleBooked);
+  const open = broker.meter.openCount('container');
+  if (open !== metrics.live.size)
+    mismatch = `${open} container intervals open, ${metrics.live.size} containers alive`;
+  invariants.record('meterTracksContainers', mismatch);
+}
+
 function checkWhileRunning(
   broker: BrokerCore,
   metrics: SimMetrics,
   policy: BrokerPolicy,
   invariants: InvariantLog,
 ): void {
+  metrics.startedSinceCheck.length = 0;
   // No GPU held twice: the executor's containers against each other, and against the fleet's leases.
   const holders = new Map<string, Map<number, string>>();
   let doubleBooked: string | undefined;
