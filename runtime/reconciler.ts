@@ -101,8 +101,10 @@ export class Reconciler implements SupervisorEvents {
   private tickAtMs = Number.POSITIVE_INFINITY;
   private tickOriginMs: number | undefined;
   private lastTickAtMs = 0;
-  /** The free-GPU index of the last reconcile and the capacity answer it was built from (see `reconcile`). */
+  /** The free-GPU index of the last reconcile and the capacity answer it was built from (see `freeSlots`). */
   private slotIndex: { slots: readonly FreeGpuSlot[]; index: SlotIndex } | undefined;
+  /** The free-GPU index of the reconcile in progress, once it asked for one. */
+  private snapshot: SlotIndex | undefined;
   /** Containers that could not be placed at the last reconcile; onShortfall fires when this grows. */
   private unplaced = 0;
   private closedFlag = false;
@@ -423,34 +425,43 @@ export class Reconciler implements SupervisorEvents {
 
   /** Places the containers the functions miss and dispatches their queued inputs. */
   private reconcile(fns: readonly FunctionRecord[]): void {
-    this.o.stopwatch.time(() => {
-      // One snapshot of the free GPUs per reconcile, taken only if a container is to be placed. Its index is kept
-      // for the next reconcile while the capacity hands out the same answer and nothing was placed on it.
-      let snapshot: SlotIndex | undefined;
-      const free = () => {
-        if (snapshot) return snapshot;
-        const slots = this.capacity.freeGpus();
-        if (!this.slotIndex || slots !== this.slotIndex.slots)
-          this.slotIndex = { slots, index: new SlotIndex(slots) };
-        snapshot = this.slotIndex.index;
-        return snapshot;
-      };
-      let unplaced = 0;
-      for (const fn of fns) {
-        if (fn.retired) continue;
-        this.guard(fn, () => {
-          unplaced += this.scaleUp(fn, free);
-          this.dispatch(fn);
-        });
+    this.o.stopwatch.time(() => this.reconcileNow(fns));
+  }
+
+  private reconcileNow(fns: readonly FunctionRecord[]): void {
+    this.snapshot = undefined;
+    let unplaced = 0;
+    for (const fn of fns) {
+      if (fn.retired) continue;
+      try {
+        unplaced += this.scaleUp(fn);
+        this.dispatch(fn);
+      } catch (error) {
+        this.logger.error({ err: error, app: fn.app.app, function: fn.name }, 'reconcile failed');
       }
-      // Every function is counted at each tick; a kick sees only some, so it can only raise the count.
-      const grew = unplaced > this.unplaced;
-      if (grew || fns.length === this.apps.countFunctions()) this.unplaced = unplaced;
-      if (grew) {
-        this.logger.info({ unplaced }, 'containers wait for GPUs');
-        this.o.onShortfall?.();
-      }
-    });
+    }
+    this.snapshot = undefined;
+    // Every function is counted at each tick; a kick sees only some, so it can only raise the count.
+    const grew = unplaced > this.unplaced;
+    if (grew || fns.length === this.apps.countFunctions()) this.unplaced = unplaced;
+    if (grew) {
+      this.logger.info({ unplaced }, 'containers wait for GPUs');
+      this.o.onShortfall?.();
+    }
+  }
+
+  /**
+   * The free GPUs of this reconcile: one snapshot of `capacity.freeGpus()`, taken only if a container is to be
+   * placed. Its index is kept for the next reconcile while the capacity hands out the same answer and nothing was
+   * placed on it.
+   */
+  private freeSlots(): SlotIndex {
+    if (this.snapshot) return this.snapshot;
+    const slots = this.capacity.freeGpus();
+    if (!this.slotIndex || slots !== this.slotIndex.slots)
+      this.slotIndex = { slots, index: new SlotIndex(slots) };
+    this.snapshot = this.slotIndex.index;
+    return this.snapshot;
   }
 
   private guard(fn: FunctionRecord, work: () => void): void {
@@ -497,11 +508,11 @@ export class Reconciler implements SupervisorEvents {
    * Why a container starts: its function wants more containers than it holds (`desired`), and it is not backing
    * off failed starts. Places and starts them; returns how many found no GPUs.
    */
-  private scaleUp(fn: FunctionRecord, free: () => SlotIndex): number {
+  private scaleUp(fn: FunctionRecord): number {
     if (this.clock.now() < fn.startBackoffUntilMs) return 0;
     const missing = this.desired(fn) - fn.size.containers;
     for (let i = 0; i < missing; i++) {
-      const snapshot = free();
+      const snapshot = this.freeSlots();
       const placement: ContainerPlacement | undefined = snapshot.place({
         gpus: fn.spec.gpus,
         regions: fn.spec.regions,
