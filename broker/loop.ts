@@ -9,6 +9,7 @@
 import { Cron } from 'croner';
 import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
+import { groupBy } from '../lib/arrays.ts';
 import { type Clock, stopwatch, type TimerHandle } from '../lib/clock.ts';
 import type { IdGenerator } from '../lib/ids.ts';
 import { usdToMicros } from '../lib/money.ts';
@@ -531,12 +532,6 @@ function heldByOffering(
     const offering = offerings.get(p.offeringId);
     return offering ? [{ offering, count: p.count }] : [];
   });
-}
-
-function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
-  const groups = new Map<string, T[]>();
-  for (const item of items) groups.set(key(item), [...(groups.get(key(item)) ?? []), item]);
-  return groups;
 }
 
 function prepareInsertPlan(db: Database) {

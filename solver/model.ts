@@ -42,6 +42,7 @@
  * to one period. Only start, stopDef, churn and lifetime rows from the second period on join periods; quota rows
  * join GPU types only within one vendor × region; spread and budget rows join region groups.
  */
+import { groupBy } from '../lib/arrays.ts';
 import { microsToUsd } from '../lib/money.ts';
 import type { Offering } from '../providers/catalog/offering.ts';
 import { type LinearModel, LinearModelBuilder, lpPart, NamedWhenRead } from './linear-model.ts';
@@ -450,10 +451,10 @@ function addQuotaRows(
 /** spot_k_g_t, spreadRegion_k_r_t, spreadVendor_k_v_t: a part of a GPU type's capacity ≤ a share of all of it. */
 function addShareRows(b: LinearModelBuilder, input: ModelInput, x: number[][]): void {
   const { offerings, policy, periods } = input;
-  const byGpu = new Map<string, number[]>();
-  offerings.forEach((o, i) => {
-    byGpu.set(o.gpu, [...(byGpu.get(o.gpu) ?? []), i]);
-  });
+  const byGpu = groupBy(
+    offerings.map((_, i) => i),
+    (i) => (offerings[i] as Offering).gpu,
+  );
 
   const shareRows = (
     name: string,

@@ -1,3 +1,4 @@
+import { groupBy } from '../lib/arrays.ts';
 import { ValidationError } from '../lib/errors.ts';
 import { type Offering, reservedTwin } from '../providers/catalog/offering.ts';
 import type { ModelInput } from './model.ts';
@@ -198,12 +199,10 @@ function findDominatedBySmaller(
   cannotDominate: (o: Offering) => boolean,
   dominated: Set<string>,
 ): void {
-  const classes = new Map<string, Offering[]>();
-  for (const o of offerings) {
-    if (o.capacityType === 'reserved' || dominated.has(o.id)) continue;
-    const key = classKey(o, policy, quotaRegions, false);
-    classes.set(key, [...(classes.get(key) ?? []), o]);
-  }
+  const classes = groupBy(
+    offerings.filter((o) => o.capacityType !== 'reserved' && !dominated.has(o.id)),
+    (o) => classKey(o, policy, quotaRegions, false),
+  );
   const risk = (o: Offering) =>
     o.microsPerHour * (o.capacityType === 'spot' ? interruptionsPerHour(policy, o.vendor) : 0);
   for (const members of classes.values()) {
@@ -234,19 +233,10 @@ function findDominated(
   quotaRegions: ReadonlySet<string>,
   cannotDominate: (o: Offering) => boolean,
 ): Set<string> {
-  const classes = new Map<string, Offering[]>();
-  for (const o of offerings) {
-    if (o.capacityType === 'reserved') continue;
-    const regionKey =
-      policy.maxRegionShare < 1 || quotaRegions.has(`${o.vendor}/${o.region}`)
-        ? `${o.vendor}/${o.region}`
-        : '*';
-    const vendorKey = policy.maxVendorShare < 1 ? o.vendor : '*';
-    const key = [o.gpu, o.gpusPerInstance, o.capacityType, o.regionGroup, vendorKey, regionKey].join(
-      '\u0000',
-    );
-    classes.set(key, [...(classes.get(key) ?? []), o]);
-  }
+  const classes = groupBy(
+    offerings.filter((o) => o.capacityType !== 'reserved'),
+    (o) => classKey(o, policy, quotaRegions, true),
+  );
   const dominated = new Set<string>();
   for (const members of classes.values()) {
     // Objective terms per offering: hourly price and the interruption term price × λ(vendor).

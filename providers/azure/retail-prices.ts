@@ -9,6 +9,7 @@
  * not Low Priority; a `skuName` ending in "Spot" prices the spot offering, the others the on-demand one. Where those
  * give more than one price, the offering gets none (and keeps its catalog price).
  */
+import { groupBy } from '../../lib/arrays.ts';
 import type { Clock } from '../../lib/clock.ts';
 import type { Micros } from '../../lib/money.ts';
 import type { Offering } from '../catalog/offering.ts';
@@ -48,11 +49,7 @@ export async function readRetailPrices(
   offerings: readonly Offering[],
   options: RetailPricesOptions,
 ): Promise<Map<string, Micros>> {
-  const groups = new Map<string, Offering[]>();
-  for (const o of offerings) {
-    const key = `${o.region}|${o.instanceType}`;
-    groups.set(key, [...(groups.get(key) ?? []), o]);
-  }
+  const groups = groupBy(offerings, (o) => `${o.region}|${o.instanceType}`);
   const queue = [...groups.values()];
   const prices = new Map<string, Micros>();
   let failed = false;

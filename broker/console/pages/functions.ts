@@ -3,6 +3,7 @@
  * failures with their reason; live logs stream beside it (functionsLogPane, fed by the event stream).
  */
 import { html } from 'hono/html';
+import { groupBy } from '../../../lib/arrays.ts';
 import type { Principal } from '../../tokens.ts';
 import type { ConsoleApi } from '../api.ts';
 import { duration, time } from '../format.ts';
@@ -11,8 +12,7 @@ import { badge, cards, type Html, table } from '../layout.ts';
 export async function functionsPage(api: ConsoleApi, principal: Principal, nowMs: number): Promise<Html> {
   const [{ apps }, state] = await Promise.all([api.get('/v1/apps'), api.get('/v1/containers')]);
   const operator = principal.role === 'operator';
-  const machines = new Map<string, typeof state.containers>();
-  for (const k of state.containers) machines.set(k.instanceId, [...(machines.get(k.instanceId) ?? []), k]);
+  const machines = groupBy(state.containers, (k) => k.instanceId);
   const queued = state.calls.reduce((sum, c) => sum + c.queued, 0);
   const running = state.calls.reduce((sum, c) => sum + c.running, 0);
 
