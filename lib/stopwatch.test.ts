@@ -39,6 +39,20 @@ describe('WallAccount', () => {
     expect(account.ms).toBeLessThanOrEqual(elapsed + 1);
   });
 
+  it('sampling one stretch of work in N estimates the whole', () => {
+    const exact = new WallAccount();
+    const sampled = new WallAccount({ sampleOneIn: 8 });
+    const started = performance.now();
+    for (let i = 0; i < 4_000; i++) {
+      exact.time(() => sampled.time(() => busy(0.02)));
+    }
+    const elapsed = performance.now() - started;
+    expect(exact.ms).toBeLessThanOrEqual(elapsed + 1);
+    expect(sampled.ms).toBeGreaterThan(exact.ms * 0.7);
+    expect(sampled.ms).toBeLessThan(exact.ms * 1.3);
+    expect(() => new WallAccount({ sampleOneIn: 0 })).toThrow('sampleOneIn');
+  });
+
   it('untimed runs the work alone', () => {
     expect(untimed.time(() => 'x')).toBe('x');
   });
