@@ -156,6 +156,11 @@ export class BrokerCore {
     return this.o.database;
   }
 
+  /** Provider events the broker has handled so far (a simulation waits for those its clouds published). */
+  get providerEventsHandled(): number {
+    return this.events.handled;
+  }
+
   get clock(): Clock {
     return this.o.clock;
   }

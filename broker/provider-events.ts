@@ -31,6 +31,8 @@ export class ProviderEvents {
   private readonly stop = new AbortController();
   private readonly readers: Promise<void>[] = [];
   private opened = false;
+  /** Events handled so far (or dropped by a follower): a simulation's clock waits until it has heard them all. */
+  handled = 0;
   private markOpened: () => void = () => undefined;
   private readonly openedSignal = new Promise<void>((resolve) => {
     this.markOpened = resolve;
@@ -129,6 +131,8 @@ export class ProviderEvents {
         await this.onEvent(event);
       } catch (error) {
         this.o.logger.error({ err: error, event }, 'provider event not handled');
+      } finally {
+        this.handled++;
       }
     }
   }

@@ -286,7 +286,8 @@ export async function runSimulation(o: RunOptions): Promise<PolicyResult> {
     await driveUntil(clock, endMs, {
       busy: () => broker.loop.busy || leaseDriver.busy,
       // A database that does not count its operations gets a turn at every moment.
-      pending: () => (database.operationsInFlight() ?? 1) > 0,
+      pending: () =>
+        (database.operationsInFlight() ?? 1) > 0 || providerEvents > broker.providerEventsHandled,
       afterStep: () => {
         steps++;
         // The cheap invariants after every step that changed what they read (containers, the fleet, leases, a
