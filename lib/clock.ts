@@ -140,12 +140,8 @@ export class VirtualClock implements Clock {
     return this.heap[0]?.at;
   }
 
-  /**
-   * Moves time forward to `targetMs`, firing every timer due on the way (awaiting their continuations). With
-   * `leaveLast`, the continuations of the last timer fired are left to the caller, who drains the event loop next
-   * (a discrete-event driver): millions of steps then skip a microtask flush each.
-   */
-  async advanceTo(targetMs: number, options: { leaveLast?: boolean } = {}): Promise<void> {
+  /** Moves time forward to `targetMs`, firing every timer due on the way (awaiting their continuations). */
+  async advanceTo(targetMs: number): Promise<void> {
     assertIntegerMs(targetMs, 'targetMs');
     if (targetMs < this.current)
       throw new RangeError(`cannot move a clock back from ${this.current} to ${targetMs}`);
@@ -158,11 +154,29 @@ export class VirtualClock implements Clock {
       this.live--;
       this.current = due.at;
       due.callback();
-      if (options.leaveLast && (this.nextTimerAt() ?? Number.POSITIVE_INFINITY) > targetMs) break;
       // Let the woken continuation run (and possibly set more timers) before the next timer fires.
       await flushMicrotasks();
     }
     this.current = targetMs;
+  }
+
+  /**
+   * For discrete-event drivers (`simulations/engine/drive.ts`): fires the earliest pending timer when it is due by
+   * `targetMs`, moving time to it, synchronously. Returns whether another timer is due by `targetMs` too; the caller
+   * lets this one's continuations run first (as `advanceTo` does), then calls again.
+   */
+  fireNext(targetMs: number): boolean {
+    this.dropCancelledTop();
+    const due = this.heap[0];
+    if (!due || due.at > targetMs) return false;
+    this.pop();
+    due.cancelled = true;
+    this.live--;
+    this.current = due.at;
+    due.callback();
+    this.dropCancelledTop();
+    const after = this.heap[0];
+    return after !== undefined && after.at <= targetMs;
   }
 
   advanceBy(ms: number): Promise<void> {

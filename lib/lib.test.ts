@@ -140,7 +140,7 @@ describe('VirtualClock', () => {
     );
   });
 
-  it('leaveLast: continuations between timers of one instant still run in turn; the last one is left to the caller', async () => {
+  it('fireNext: fires one due timer at a time, says whether another is due, and leaves continuations to the caller', async () => {
     const clock = new VirtualClock(0);
     const log: string[] = [];
     // Two sleepers due at 10, each with a two-step continuation; a third at 20 that the advance must not reach.
@@ -150,16 +150,21 @@ describe('VirtualClock', () => {
         .then(() => log.push(`${name}1`))
         .then(() => log.push(`${name}2`));
     void clock.sleep(20).then(() => log.push('c'));
-    await clock.advanceTo(10, { leaveLast: true });
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    expect(clock.fireNext(9)).toBe(false);
+    expect(clock.now()).toBe(0);
+    expect(clock.fireNext(10)).toBe(true);
     expect(clock.now()).toBe(10);
-    // a's continuation ran before b fired; b's is still queued.
-    expect(log.slice(0, 2)).toEqual(['a1', 'a2']);
-    expect(log).not.toContain('b2');
-    await new Promise((resolve) => setImmediate(resolve));
+    await turn();
+    expect(log).toEqual(['a1', 'a2']);
+    expect(clock.fireNext(10)).toBe(false);
+    await turn();
     expect(log).toEqual(['a1', 'a2', 'b1', 'b2']);
-    await clock.advanceTo(20, { leaveLast: true });
-    await new Promise((resolve) => setImmediate(resolve));
+    expect(clock.fireNext(10)).toBe(false);
+    expect(clock.fireNext(20)).toBe(false);
+    await turn();
     expect(log).toEqual(['a1', 'a2', 'b1', 'b2', 'c']);
+    expect(clock.pendingTimers()).toBe(0);
   });
 
   it('aborts a sleep through its signal', async () => {
