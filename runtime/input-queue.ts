@@ -54,17 +54,22 @@ export class InputQueue<T extends QueuedInput> {
 
   /** The next input in fair order, removed from the queue. */
   take(): T | undefined {
-    for (const [callId, input] of this.retries) {
-      this.retries.delete(callId);
-      this.where.delete(callId);
-      return input;
-    }
+    if (this.retries.size > 0)
+      for (const [callId, input] of this.retries) {
+        this.retries.delete(callId);
+        this.where.delete(callId);
+        return input;
+      }
     for (const [tenantId, queue] of this.tenants) {
-      const [callId, input] = queue.entries().next().value as [string, T];
-      queue.delete(callId);
-      this.where.delete(callId);
-      this.tenants.delete(tenantId);
-      if (queue.size > 0) this.tenants.set(tenantId, queue);
+      const input = queue.values().next().value as T;
+      queue.delete(input.callId);
+      this.where.delete(input.callId);
+      // To the end of the round-robin (nothing to move when it is the only tenant waiting).
+      if (queue.size === 0) this.tenants.delete(tenantId);
+      else if (this.tenants.size > 1) {
+        this.tenants.delete(tenantId);
+        this.tenants.set(tenantId, queue);
+      }
       return input;
     }
     return undefined;

@@ -32,10 +32,11 @@ export interface DriveOptions {
 
 /** How many extra macrotask turns `busy()` work is given before time moves anyway (it may wait on the clock). */
 const MAX_EXTRA_TURNS = 1_000;
-/** Rounds of microtasks a moment's work gets before `pending` is asked (the runtime's chains take one or two). */
+/**
+ * Rounds of microtasks a moment's work gets before `pending` is asked, and each of its timers' continuations before
+ * the next timer due at the same moment fires (the runtime's chains take one or two).
+ */
 const MICROTASK_ROUNDS = 4;
-/** Rounds of microtasks between two timers due at the same moment (as `VirtualClock.advanceTo` gives them). */
-const BETWEEN_TIMERS_ROUNDS = 10;
 /** Moments between turns given anyway, so that output is written and signals are heard during a long run. */
 const TURN_EVERY_MOMENTS = 1_024;
 
@@ -58,7 +59,7 @@ export async function driveUntil(
     const next = clock.nextTimerAt();
     if (next === undefined || next > untilMs) break;
     // The timers due at this moment, one at a time: each one's continuations run before the next fires.
-    while (clock.fireNext(next)) for (let round = 0; round < BETWEEN_TIMERS_ROUNDS; round++) await undefined;
+    while (clock.fireNext(next)) for (let round = 0; round < MICROTASK_ROUNDS; round++) await undefined;
     await settleMoment();
     if (options.busy) for (let turn = 0; turn < MAX_EXTRA_TURNS && options.busy(); turn++) await settle();
     if (options.afterStep?.()) await settleMoment();
