@@ -40,16 +40,21 @@ describe('WallAccount', () => {
   });
 
   it('sampling one stretch of work in N estimates the whole', () => {
-    const exact = new WallAccount();
-    const sampled = new WallAccount({ sampleOneIn: 8 });
-    const started = performance.now();
-    for (let i = 0; i < 4_000; i++) {
-      exact.time(() => sampled.time(() => busy(0.02)));
-    }
-    const elapsed = performance.now() - started;
-    expect(exact.ms).toBeLessThanOrEqual(elapsed + 1);
-    expect(sampled.ms).toBeGreaterThan(exact.ms * 0.7);
-    expect(sampled.ms).toBeLessThan(exact.ms * 1.3);
+    // A clock that each stretch of work moves by 1 to 3 ms, in a pattern of period 2 that a sample of every 8th
+    // stretch would get wrong.
+    let nowMs = 0;
+    const now = () => nowMs;
+    const exact = new WallAccount({ now });
+    const sampled = new WallAccount({ sampleOneIn: 8, now });
+    for (let i = 0; i < 4_000; i++)
+      exact.time(() =>
+        sampled.time(() => {
+          nowMs += i % 2 === 0 ? 1 : 3;
+        }),
+      );
+    expect(exact.ms).toBe(8_000);
+    expect(sampled.ms).toBeGreaterThan(8_000 * 0.85);
+    expect(sampled.ms).toBeLessThan(8_000 * 1.15);
     expect(() => new WallAccount({ sampleOneIn: 0 })).toThrow('sampleOneIn');
   });
 

@@ -27,8 +27,16 @@ export class WallAccount implements Stopwatch {
   private timed = false;
   private draw = 0x2545f491;
   private readonly threshold: number;
+  private readonly now: () => number;
 
-  constructor(private readonly options: { readonly sampleOneIn?: number } = {}) {
+  constructor(
+    private readonly options: {
+      readonly sampleOneIn?: number;
+      /** Wall-clock reading, ms (tests give their own). */
+      readonly now?: () => number;
+    } = {},
+  ) {
+    this.now = options.now ?? (() => performance.now());
     const n = options.sampleOneIn ?? 1;
     if (!(Number.isInteger(n) && n >= 1))
       throw new RangeError('sampleOneIn must be an integer of at least 1');
@@ -52,12 +60,12 @@ export class WallAccount implements Stopwatch {
   private enter(): void {
     if (this.depth++ !== 0) return;
     this.timed = this.sampled();
-    if (this.timed) this.since = performance.now();
+    if (this.timed) this.since = this.now();
   }
 
   private leave(): void {
     if (--this.depth === 0 && this.timed)
-      this.ms += (performance.now() - this.since) * (this.options.sampleOneIn ?? 1);
+      this.ms += (this.now() - this.since) * (this.options.sampleOneIn ?? 1);
   }
 
   private sampled(): boolean {

@@ -103,6 +103,8 @@ export class Reconciler implements SupervisorEvents {
   private lastTickAtMs = 0;
   /** The free-GPU index of the last reconcile and the capacity answer it was built from (see `freeSlots`). */
   private slotIndex: { slots: readonly FreeGpuSlot[]; index: SlotIndex } | undefined;
+  /** The containers a multi-input dispatch chooses from (see `dispatch`). */
+  private readonly openScratch: ContainerRecord[] = [];
   /** The free-GPU index of the reconcile in progress, once it asked for one. */
   private snapshot: SlotIndex | undefined;
   /** Containers that could not be placed at the last reconcile; onShortfall fires when this grows. */
@@ -560,8 +562,11 @@ export class Reconciler implements SupervisorEvents {
       this.assign(fn.queue.take() as CallRecord, target as ContainerRecord);
       return;
     }
-    // The containers with room, in placement order; each input then goes to the least busy of them.
-    const open = [...fn.open].sort((a, b) => a.seq - b.seq);
+    // The containers with room, in placement order; each input then goes to the least busy of them. (One array for
+    // every dispatch: a call's end with inputs waiting dispatches, and a new array each time was garbage.)
+    const open = this.openScratch.length === 0 ? this.openScratch : []; // (in use: a dispatch within a dispatch)
+    for (const c of fn.open) open.push(c);
+    open.sort(bySeq);
     while (fn.queue.size > 0 && open.length > 0) {
       let best = 0;
       for (let i = 1; i < open.length; i++)
@@ -575,6 +580,7 @@ export class Reconciler implements SupervisorEvents {
         open.pop();
       }
     }
+    open.length = 0;
   }
 
   /** Gives one call to a container; the first input of a probing function starts its probe's clock. */
@@ -584,6 +590,10 @@ export class Reconciler implements SupervisorEvents {
     if (this.pools.probeStarted(c.fn, now)) this.wakeAt(now + PROBE_SLOW_MS);
     this.supervisor.run(c, call);
   }
+}
+
+function bySeq(a: ContainerRecord, b: ContainerRecord): number {
+  return a.seq - b.seq;
 }
 
 function sameEnv(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
