@@ -105,6 +105,8 @@ export class ControlLoop {
    * small change of demand or fleet re-solves only what the change touched. A plan of another shape is ignored.
    */
   private lastPlan: Plan | undefined;
+  /** The plan schedule as last parsed. */
+  private schedule: { readonly pattern: string; readonly cron: Cron } | undefined;
   private stopped = true;
   private closed = false;
   last: TickReport | undefined;
@@ -240,7 +242,10 @@ export class ControlLoop {
     // A follower reads the schedule the leader's operators set, so that it tries for the leadership as often.
     if (!this.leader) this.o.policies.forget();
     const { policy } = await this.o.policies.current();
-    const next = new Cron(policy.planSchedule, { paused: true }).nextRun(new Date(this.o.clock.now()));
+    // One parsed schedule while the pattern stays (parsing it at every tick was most of a tick's garbage).
+    if (this.schedule?.pattern !== policy.planSchedule)
+      this.schedule = { pattern: policy.planSchedule, cron: new Cron(policy.planSchedule, { paused: true }) };
+    const next = this.schedule.cron.nextRun(new Date(this.o.clock.now()));
     if (!next || this.stopped) return;
     this.scheduled = this.o.clock.setTimer(next.getTime(), () => {
       void this.tickIfLeader().finally(() => this.scheduleNext());

@@ -10,7 +10,6 @@
  * Given a persistence (sim-state.ts), every change of state is recorded, and `snapshotState`/`restoreState` save
  * and rebuild the vendor, so that its inventory outlives the process it runs in.
  */
-import { sameElements } from '../../lib/arrays.ts';
 import type { Clock, TimerHandle } from '../../lib/clock.ts';
 import { type Micros, micros, usdToMicros } from '../../lib/money.ts';
 import { hashString, Random } from '../../lib/random.ts';
@@ -201,6 +200,11 @@ export class SimProvider implements Provider {
     return this.zones.get(region) ?? [];
   }
 
+  /** Whether a pool's zone is up and has room for one more instance. */
+  private zoneAvailable(pool: Pool): boolean {
+    return !this.zoneDown(pool.offering.region, pool.zone) && this.freeIn(pool) > 0;
+  }
+
   /** Instances of an offering a zone holds now, and how many more can be launched there. */
   capacity(offeringId: string, zone: string): { stock: number; free: number } {
     const offering = this.catalog.get(offeringId);
@@ -242,18 +246,28 @@ export class SimProvider implements Provider {
     this.admitCall();
     const quotes: OfferingQuote[] = [];
     for (const o of this.catalog.values()) {
-      const availableZones: string[] = [];
-      if (!this.regionDown(o.region))
-        for (const pool of this.poolsOf(o))
-          if (!this.zoneDown(o.region, pool.zone) && this.freeIn(pool) > 0) availableZones.push(pool.zone);
       const microsPerHour = this.priceOf(o);
+      const up = !this.regionDown(o.region);
       // The quote of the last call when nothing in it changed: the broker asks at every tick, and most ticks
-      // change nothing, so the same frozen object is handed out again.
+      // change nothing, so the same frozen object is handed out again (compared zone by zone, without a list).
       const last = this.lastQuotes.get(o.id);
-      if (last && last.microsPerHour === microsPerHour && sameElements(last.availableZones, availableZones)) {
-        quotes.push(last);
-        continue;
+      if (last && last.microsPerHour === microsPerHour) {
+        let same = true;
+        let n = 0;
+        if (up)
+          for (const pool of this.poolsOf(o))
+            if (this.zoneAvailable(pool)) {
+              if (last.availableZones[n] !== pool.zone) same = false;
+              n++;
+            }
+        if (same && n === last.availableZones.length) {
+          quotes.push(last);
+          continue;
+        }
       }
+      const availableZones: string[] = [];
+      if (up)
+        for (const pool of this.poolsOf(o)) if (this.zoneAvailable(pool)) availableZones.push(pool.zone);
       const quote: OfferingQuote = Object.freeze({
         ...o,
         microsPerHour,
@@ -748,11 +762,13 @@ export class SimProvider implements Provider {
   }
 
   private regionDown(region: string): boolean {
+    if (this.outages.size === 0) return false;
     for (const o of this.outages) if (o.region === undefined || (o.region === region && !o.zone)) return true;
     return false;
   }
 
   private zoneDown(region: string, zone: string): boolean {
+    if (this.outages.size === 0) return false;
     for (const o of this.outages) if (o.region === region && o.zone === zone) return true;
     return false;
   }
