@@ -489,32 +489,23 @@ function checkWhileRunning(
   invariants: InvariantLog,
 ): void {
   metrics.startedSinceCheck.length = 0;
-  // No GPU held twice: the executor's containers against each other, and against the fleet's leases.
-  const holders = new Map<string, Map<number, string>>();
-  let doubleBooked: string | undefined;
-  for (const [containerId, c] of metrics.live) {
-    const instance = broker.fleet.get(c.instanceId);
-    if (!instance)
-      doubleBooked ??= `container ${containerId} runs on ${c.instanceId}, which the fleet no longer has`;
-    let held = holders.get(c.instanceId);
-    if (!held) {
-      held = new Map();
-      holders.set(c.instanceId, held);
-    }
-    for (const g of c.gpuIndices) {
-      const other = held.get(g);
-      if (other) doubleBooked ??= `GPU ${g} of ${c.instanceId} is held by ${other} and ${containerId}`;
-      held.set(g, containerId);
-      if (instance && g >= instance.gpusPerInstance)
-        doubleBooked ??= `container ${containerId} holds GPU ${g} of ${c.instanceId}, which has ${instance.gpusPerInstance}`;
+  // No GPU held twice: the executor's containers against each other (found as they start, `SimMetrics`), and
+  // every live container's GPUs against the fleet (the instance is there, has that GPU, no lease holds it).
+  let doubleBooked = metrics.doubleBooked;
+  for (const [instanceId, held] of metrics.gpuHolders) {
+    const instance = broker.fleet.get(instanceId);
+    for (const [g, containerId] of held) {
+      if (!instance) {
+        doubleBooked ??= `container ${containerId} runs on ${instanceId}, which the fleet no longer has`;
+        continue;
+      }
+      if (g >= instance.gpusPerInstance)
+        doubleBooked ??= `container ${containerId} holds GPU ${g} of ${instanceId}, which has ${instance.gpusPerInstance}`;
+      const owner = instance.allocated.get(g);
+      if (owner?.startsWith('lease_'))
+        doubleBooked ??= `GPU ${g} of ${instanceId} is held by ${containerId} and lease ${owner}`;
     }
   }
-  for (const instance of broker.fleet.all())
-    for (const [g, owner] of instance.allocated)
-      if (owner.startsWith('lease_')) {
-        const other = holders.get(instance.id)?.get(g);
-        if (other) doubleBooked ??= `GPU ${g} of ${instance.id} is held by ${other} and lease ${owner}`;
-      }
   invariants.record('gpuNotDoubleBooked', doubleBooked);
 
   // Spend: what the plan counts as held, at list price (reserved capacity is paid already).
