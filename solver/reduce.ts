@@ -40,7 +40,13 @@ export function reduceInput(input: PlanInput, periods: number): ModelInput {
     if (!byId.has(id)) throw new ValidationError('fleet.offeringId', `unknown offering ${id}`);
 
   const demandedGpus = new Set(input.demand.map((d) => d.gpu));
-  const demandedCells = new Set(input.demand.map((d) => `${d.gpu}\u0000${d.regionGroup}`));
+  // Region groups with demand, per GPU type.
+  const demandedCells = new Map<string, Set<string>>();
+  for (const d of input.demand) {
+    const groups = demandedCells.get(d.gpu) ?? new Set<string>();
+    groups.add(d.regionGroup);
+    demandedCells.set(d.gpu, groups);
+  }
   const spreadActive = policy.maxRegionShare < 1 || policy.maxVendorShare < 1;
   const unavailable = new Set(input.unavailable ?? []);
   const quotaRegions = new Set((input.quotas ?? []).map((q) => `${q.vendor}/${q.region}`));
@@ -48,7 +54,7 @@ export function reduceInput(input: PlanInput, periods: number): ModelInput {
   const relevant = all.filter((o) => {
     if (fleet.has(o.id)) return true;
     if (!demandedGpus.has(o.gpu)) return false;
-    if (!spreadActive && !demandedCells.has(`${o.gpu}\u0000${o.regionGroup}`)) return false;
+    if (!spreadActive && !demandedCells.get(o.gpu)?.has(o.regionGroup)) return false;
     return (
       isAllowed(o, policy) &&
       !unavailable.has(o.id) &&
@@ -168,22 +174,42 @@ export function isAllowed(o: Offering, policy: PlanningPolicy): boolean {
   return true;
 }
 
-/** The constraint class of an offering: offerings in one class are interchangeable in every row. */
+/**
+ * The constraint class of an offering: offerings in one class are interchangeable in every row. An offering has
+ * eight possible keys (with its size or not, its vendor or any, its region or any); each is built once and kept
+ * with the offering, since the loop reduces the same offerings at every tick.
+ */
 function classKey(
   o: Offering,
   policy: PlanningPolicy,
   quotaRegions: ReadonlySet<string>,
   withSize: boolean,
 ): string {
-  const regionKey =
-    policy.maxRegionShare < 1 || quotaRegions.has(`${o.vendor}/${o.region}`)
-      ? `${o.vendor}/${o.region}`
-      : '*';
-  const vendorKey = policy.maxVendorShare < 1 ? o.vendor : '*';
-  return [o.gpu, withSize ? o.gpusPerInstance : '', o.capacityType, o.regionGroup, vendorKey, regionKey].join(
-    '\u0000',
-  );
+  const byRegion =
+    policy.maxRegionShare < 1 || (quotaRegions.size > 0 && quotaRegions.has(`${o.vendor}/${o.region}`));
+  const byVendor = policy.maxVendorShare < 1;
+  const slot = (withSize ? 4 : 0) + (byRegion ? 2 : 0) + (byVendor ? 1 : 0);
+  let keys = classKeys.get(o);
+  if (!keys) {
+    keys = new Array<string | undefined>(8);
+    classKeys.set(o, keys);
+  }
+  let key = keys[slot];
+  if (key === undefined) {
+    key = [
+      o.gpu,
+      withSize ? o.gpusPerInstance : '',
+      o.capacityType,
+      o.regionGroup,
+      byVendor ? o.vendor : '*',
+      byRegion ? `${o.vendor}/${o.region}` : '*',
+    ].join('\u0000');
+    keys[slot] = key;
+  }
+  return key;
 }
+
+const classKeys = new WeakMap<Offering, (string | undefined)[]>();
 
 /**
  * B (m·G GPUs) is dominated by m instances of A (G GPUs) when m·A costs no more on every objective term and every
