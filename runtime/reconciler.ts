@@ -417,13 +417,16 @@ export class Reconciler implements SupervisorEvents {
   private markDirty(fn: FunctionRecord): void {
     if (this.closedFlag) return;
     this.dirty.add(fn);
-    this.kickTimer ??= this.clock.setTimer(this.clock.now(), () => {
-      this.kickTimer = undefined;
-      const fns = [...this.dirty];
-      this.dirty.clear();
-      this.reconcile(fns);
-    });
+    this.kickTimer ??= this.clock.setTimer(this.clock.now(), this.kick);
   }
+
+  /** The reconcile `markDirty` asks for (one function for every kick: a call's arrival sets one). */
+  private readonly kick = (): void => {
+    this.kickTimer = undefined;
+    const fns = [...this.dirty];
+    this.dirty.clear();
+    this.reconcile(fns);
+  };
 
   /** Places the containers the functions miss and dispatches their queued inputs. */
   private reconcile(fns: readonly FunctionRecord[]): void {

@@ -200,7 +200,16 @@ function withQuery(
 function withoutDrizzleParsers(options: QueryOptions | undefined): QueryOptions | undefined {
   const parsers = options?.parsers;
   if (!options || !parsers) return options;
-  for (const key of Object.keys(parsers)) if (!(key in DRIZZLE_PARSERS)) return options;
-  const { parsers: _installed, ...rest } = options;
-  return rest;
+  // Drizzle's prepared statements pass the same options object at every run: its answer is kept.
+  const kept = strippedOptions.get(options);
+  if (kept) return kept;
+  let stripped: QueryOptions = options;
+  if (Object.keys(parsers).every((key) => key in DRIZZLE_PARSERS)) {
+    const { parsers: _installed, ...rest } = options;
+    stripped = rest;
+  }
+  strippedOptions.set(options, stripped);
+  return stripped;
 }
+
+const strippedOptions = new WeakMap<QueryOptions, QueryOptions>();
