@@ -120,6 +120,17 @@ describe('UsageStore: meter checkpoints', () => {
         (await store.intervals()).filter((r) => r.id.startsWith('m')).map((r) => [r.id, r.observedEndMs]),
       );
     expect(await ends()).toEqual({ 'm1-open': START + 50, 'm1-stopped': START + 10, 'm2-open': START });
+    // The spans are the intervals' own columns, with the same observed ends.
+    expect(await store.spans()).toEqual(
+      (await store.intervals()).map(({ id, kind, gpus, startMs, endMs, observedEndMs }) => ({
+        id,
+        kind,
+        gpus,
+        startMs,
+        endMs,
+        observedEndMs,
+      })),
+    );
 
     const closed = await store.closeOpenAtCheckpoint();
     expect(closed.filter((id) => id.startsWith('m')).sort()).toEqual(['m1-open', 'm2-open']);

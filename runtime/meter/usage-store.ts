@@ -114,6 +114,26 @@ export class UsageStore {
     return closed.map((r) => r.id);
   }
 
+  /**
+   * Every interval's span: what a simulation's end check compares with the containers and leases it ran (the
+   * rows of `intervals` without the eleven columns it does not read: a ×100 run has tens of thousands).
+   */
+  async spans(): Promise<
+    { id: string; kind: string; gpus: number; startMs: number; endMs: number | null; observedEndMs: number }[]
+  > {
+    const rows = await this.db
+      .select({
+        id: usageIntervals.id,
+        kind: usageIntervals.kind,
+        gpus: usageIntervals.gpus,
+        startMs: usageIntervals.startMs,
+        endMs: usageIntervals.endMs,
+        observedEndMs: observedEndMs,
+      })
+      .from(usageIntervals);
+    return rows.map((r) => ({ ...r, observedEndMs: Number(r.observedEndMs) }));
+  }
+
   /** Every interval with the end billing sees (`observedEndMs`). */
   async intervals(): Promise<(typeof usageIntervals.$inferSelect & { observedEndMs: number })[]> {
     const rows = await this.db

@@ -542,7 +542,7 @@ async function checkBilledUsage(
   endMs: number,
   invariants: InvariantLog,
 ): Promise<void> {
-  const rows = await broker.usage.intervals();
+  const rows = await broker.usage.spans();
   const containers = new Map(rows.filter((r) => r.kind === 'container').map((r) => [r.id, r]));
   let expectedGpuSeconds = 0;
   for (const [id, c] of metrics.containers) {
