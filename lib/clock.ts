@@ -145,18 +145,8 @@ export class VirtualClock implements Clock {
     assertIntegerMs(targetMs, 'targetMs');
     if (targetMs < this.current)
       throw new RangeError(`cannot move a clock back from ${this.current} to ${targetMs}`);
-    for (;;) {
-      this.dropCancelledTop();
-      const due = this.heap[0];
-      if (!due || due.at > targetMs) break;
-      this.pop();
-      due.cancelled = true;
-      this.live--;
-      this.current = due.at;
-      due.callback();
-      // Let the woken continuation run (and possibly set more timers) before the next timer fires.
-      await flushMicrotasks();
-    }
+    // Let each woken continuation run (and possibly set more timers) before the next timer fires.
+    while (this.fireDue(targetMs)) await flushMicrotasks();
     this.current = targetMs;
   }
 
@@ -166,6 +156,13 @@ export class VirtualClock implements Clock {
    * lets this one's continuations run first (as `advanceTo` does), then calls again.
    */
   fireNext(targetMs: number): boolean {
+    if (!this.fireDue(targetMs)) return false;
+    const next = this.nextTimerAt();
+    return next !== undefined && next <= targetMs;
+  }
+
+  /** Fires the earliest pending timer if it is due by `targetMs` (time moves to it); whether one fired. */
+  private fireDue(targetMs: number): boolean {
     this.dropCancelledTop();
     const due = this.heap[0];
     if (!due || due.at > targetMs) return false;
@@ -174,9 +171,7 @@ export class VirtualClock implements Clock {
     this.live--;
     this.current = due.at;
     due.callback();
-    this.dropCancelledTop();
-    const after = this.heap[0];
-    return after !== undefined && after.at <= targetMs;
+    return true;
   }
 
   advanceBy(ms: number): Promise<void> {

@@ -26,21 +26,23 @@ export class WallAccount implements Stopwatch {
   /** Whether the stretch of work in progress is timed. */
   private timed = false;
   private draw = 0x2545f491;
+  /** How many stretches one timed stretch stands for (`sampleOneIn`). */
+  private readonly weight: number;
   private readonly threshold: number;
   private readonly now: () => number;
 
   constructor(
-    private readonly options: {
+    options: {
       readonly sampleOneIn?: number;
       /** Wall-clock reading, ms (tests give their own). */
       readonly now?: () => number;
     } = {},
   ) {
     this.now = options.now ?? (() => performance.now());
-    const n = options.sampleOneIn ?? 1;
-    if (!(Number.isInteger(n) && n >= 1))
+    this.weight = options.sampleOneIn ?? 1;
+    if (!(Number.isInteger(this.weight) && this.weight >= 1))
       throw new RangeError('sampleOneIn must be an integer of at least 1');
-    this.threshold = 2 ** 32 / n;
+    this.threshold = 2 ** 32 / this.weight;
   }
 
   time<T>(work: () => T): T {
@@ -64,12 +66,11 @@ export class WallAccount implements Stopwatch {
   }
 
   private leave(): void {
-    if (--this.depth === 0 && this.timed)
-      this.ms += (this.now() - this.since) * (this.options.sampleOneIn ?? 1);
+    if (--this.depth === 0 && this.timed) this.ms += (this.now() - this.since) * this.weight;
   }
 
   private sampled(): boolean {
-    if (this.threshold >= 2 ** 32) return true;
+    if (this.weight === 1) return true;
     let x = this.draw;
     x ^= x << 13;
     x ^= x >>> 17;

@@ -438,12 +438,10 @@ export class Reconciler implements SupervisorEvents {
     let unplaced = 0;
     for (const fn of fns) {
       if (fn.retired) continue;
-      try {
+      this.guard(fn, () => {
         unplaced += this.scaleUp(fn);
         this.dispatch(fn);
-      } catch (error) {
-        this.logger.error({ err: error, app: fn.app.app, function: fn.name }, 'reconcile failed');
-      }
+      });
     }
     this.snapshot = undefined;
     // Every function is counted at each tick; a kick sees only some, so it can only raise the count.

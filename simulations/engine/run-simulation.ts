@@ -39,7 +39,7 @@ import { driveUntil } from './drive.ts';
 import { crashAfterMs, type FaultPlan, injectedOutages, injectedStorms, NO_FAULTS } from './faults.ts';
 import { InvariantLog, type InvariantName } from './invariants.ts';
 import { LeaseDriver } from './lease-driver.ts';
-import { SimMetrics } from './metrics.ts';
+import { type ContainerRecord, SimMetrics } from './metrics.ts';
 import { peakGpus } from './peak.ts';
 
 export interface RunOptions {
@@ -450,36 +450,48 @@ function checkNoInputLost(
 
 /**
  * The step invariants where only containers came and went since the last check (the fleet, its leases and the
- * spend as they were): no two live containers hold one GPU (kept as they start, `SimMetrics.gpuHolders`), each new
- * container runs on an instance the fleet has, on GPUs it has and no lease holds, and has its open meter interval,
- * and the meter's open container intervals are as many as the live containers. Exact for these steps: anything
- * else a full check (`checkWhileRunning`) would find was there at the last one.
+ * spend as they were): what can have gone wrong is with the new containers and the counts. Exact for these steps:
+ * anything else a full check (`checkWhileRunning`) would find was there at the last one.
  */
 function checkContainersStep(broker: BrokerCore, metrics: SimMetrics, invariants: InvariantLog): void {
   let doubleBooked = metrics.doubleBooked;
-  let mismatch: string | undefined;
+  const started: string[] = [];
   for (const containerId of metrics.startedSinceCheck) {
     const c = metrics.live.get(containerId);
     if (!c) continue;
-    const instance = broker.fleet.get(c.instanceId);
-    if (!instance)
-      doubleBooked ??= `container ${containerId} runs on ${c.instanceId}, which the fleet no longer has`;
-    for (const g of c.gpuIndices) {
-      if (instance && g >= instance.gpusPerInstance)
-        doubleBooked ??= `container ${containerId} holds GPU ${g} of ${c.instanceId}, which has ${instance.gpusPerInstance}`;
-      const owner = instance?.allocated.get(g);
-      if (owner?.startsWith('lease_'))
-        doubleBooked ??= `GPU ${g} of ${c.instanceId} is held by ${containerId} and lease ${owner}`;
-    }
-    if (broker.meter.openFacts(containerId)?.kind !== 'container')
-      mismatch ??= `container ${containerId} has no open interval`;
+    started.push(containerId);
+    doubleBooked ??= gpusProblem(broker, containerId, c);
   }
   metrics.startedSinceCheck.length = 0;
   invariants.record('gpuNotDoubleBooked', doubleBooked);
+  invariants.record('meterTracksContainers', meterProblem(broker, metrics, started));
+}
+
+/**
+ * What is wrong with a live container's GPUs against the fleet: its instance is gone, it holds a GPU the instance
+ * has not, or a lease holds one of them. (Two containers on one GPU are found as the second starts, `SimMetrics`.)
+ */
+function gpusProblem(broker: BrokerCore, containerId: string, c: ContainerRecord): string | undefined {
+  const instance = broker.fleet.get(c.instanceId);
+  if (!instance) return `container ${containerId} runs on ${c.instanceId}, which the fleet no longer has`;
+  for (const g of c.gpuIndices) {
+    if (g >= instance.gpusPerInstance)
+      return `container ${containerId} holds GPU ${g} of ${c.instanceId}, which has ${instance.gpusPerInstance}`;
+    const owner = instance.allocated.get(g);
+    if (owner?.startsWith('lease_'))
+      return `GPU ${g} of ${c.instanceId} is held by ${containerId} and lease ${owner}`;
+  }
+  return undefined;
+}
+
+/** The meter's open container intervals are as many as the live containers, and these ones have theirs. */
+function meterProblem(broker: BrokerCore, metrics: SimMetrics, ids: Iterable<string>): string | undefined {
   const open = broker.meter.openCount('container');
   if (open !== metrics.live.size)
-    mismatch = `${open} container intervals open, ${metrics.live.size} containers alive`;
-  invariants.record('meterTracksContainers', mismatch);
+    return `${open} container intervals open, ${metrics.live.size} containers alive`;
+  for (const id of ids)
+    if (broker.meter.openFacts(id)?.kind !== 'container') return `container ${id} has no open interval`;
+  return undefined;
 }
 
 function checkWhileRunning(
@@ -489,23 +501,9 @@ function checkWhileRunning(
   invariants: InvariantLog,
 ): void {
   metrics.startedSinceCheck.length = 0;
-  // No GPU held twice: the executor's containers against each other (found as they start, `SimMetrics`), and
-  // every live container's GPUs against the fleet (the instance is there, has that GPU, no lease holds it).
+  // No GPU held twice: the executor's containers against each other (found as they start) and against the fleet.
   let doubleBooked = metrics.doubleBooked;
-  for (const [instanceId, held] of metrics.gpuHolders) {
-    const instance = broker.fleet.get(instanceId);
-    for (const [g, containerId] of held) {
-      if (!instance) {
-        doubleBooked ??= `container ${containerId} runs on ${instanceId}, which the fleet no longer has`;
-        continue;
-      }
-      if (g >= instance.gpusPerInstance)
-        doubleBooked ??= `container ${containerId} holds GPU ${g} of ${instanceId}, which has ${instance.gpusPerInstance}`;
-      const owner = instance.allocated.get(g);
-      if (owner?.startsWith('lease_'))
-        doubleBooked ??= `GPU ${g} of ${instanceId} is held by ${containerId} and lease ${owner}`;
-    }
-  }
+  for (const [containerId, c] of metrics.live) doubleBooked ??= gpusProblem(broker, containerId, c);
   invariants.record('gpuNotDoubleBooked', doubleBooked);
 
   // Spend: what the plan counts as held, at list price (reserved capacity is paid already).
@@ -522,15 +520,7 @@ function checkWhileRunning(
   }
 
   // The meter's open container intervals are the live containers, no more, no less.
-  const open = broker.meter.openCount('container');
-  let mismatch: string | undefined;
-  if (open !== metrics.live.size)
-    mismatch = `${open} container intervals open, ${metrics.live.size} containers alive`;
-  else
-    for (const id of metrics.live.keys())
-      if (broker.meter.openFacts(id)?.kind !== 'container')
-        mismatch ??= `container ${id} has no open interval`;
-  invariants.record('meterTracksContainers', mismatch);
+  invariants.record('meterTracksContainers', meterProblem(broker, metrics, metrics.live.keys()));
 }
 
 /** At the end: the usage table against the executor's containers and the simulation's leases. */
